@@ -1,0 +1,239 @@
+"""`amips-bench <stage>`: one subcommand per workflow stage; the logic lives in the modules.
+
+Every subcommand reads and writes the results contract (DESIGN §3). Bad input stops with a
+single line naming the file, key or value at fault and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any], None]]] = {}
+
+
+def command(name: str, help_text: str):
+    """Register `add_arguments` + `run` pairs as a subcommand."""
+    def wrap(add_arguments):
+        def register(run):
+            COMMANDS[name] = (help_text, add_arguments, run)
+            return run
+        return register
+    return wrap
+
+
+def _threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(args.threads)
+        except ImportError:  # pragma: no cover - faiss is a hard dependency
+            pass
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and FAISS (default: library default)")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda[:i]'")
+
+
+def _dataclass_arguments(p: argparse.ArgumentParser, cls, prefix: str = "",
+                         skip: tuple[str, ...] = ()) -> None:
+    """One --flag per dataclass field, typed from its default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default,
+                           help=f"(default {default})")
+        elif isinstance(default, (int, float, str)):
+            p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+
+
+def _dataclass_values(args, cls, prefix: str = "", skip: tuple[str, ...] = ()) -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        key = (prefix + f.name).replace("-", "_")
+        if f.name not in skip and hasattr(args, key):
+            out[f.name] = getattr(args, key)
+    return out
+
+
+# --------------------------------------------------------------------------- data stages
+
+
+def _synthetic_args(p):
+    from .synthetic import SyntheticParams
+
+    p.add_argument("--out", required=True, help="embeddings folder to write (keys.npy, queries.npy, manifest.json)")
+    _dataclass_arguments(p, SyntheticParams)
+    _add_threads(p)
+
+
+@command("synthetic", "generate the embedded synthetic dataset (no network)")(_synthetic_args)
+def _synthetic(args):
+    from .embeddings import write_synthetic
+    from .synthetic import SyntheticParams
+
+    _threads(args)
+    manifest = write_synthetic(args.out, SyntheticParams(**_dataclass_values(args, SyntheticParams)))
+    for name, row in manifest["realism"]["vs_real_minilm"].items():
+        flag = "ok" if row["within_tolerance"] else "OUTSIDE ±30%"
+        print(f"{name:28s} ours {row['ours']:.4f}  real {row['real_minilm']:.4f}  {flag}")
+
+
+def _split_args(p):
+    p.add_argument("--queries", required=True, help="embeddings/queries.npy")
+    p.add_argument("--out", required=True, help="splits folder to write")
+    p.add_argument("--val-size", type=int, required=True)
+    p.add_argument("--test-size", type=int, required=True)
+    p.add_argument("--augment-factor", type=int, default=5,
+                   help="rows per training query (the clean one + factor-1 noisy copies)")
+    p.add_argument("--sigma", type=float, default=0.02, help="std of the Gaussian augmentation noise")
+    p.add_argument("--mode", default="leak_free", help="leak_free (default) or paper (leaky, for comparison)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("split", "split unique queries into train/val/test before augmentation")(_split_args)
+def _split(args):
+    from .splits import write_splits
+
+    write_splits(args.queries, args.out, val_size=args.val_size, test_size=args.test_size,
+                 augment_factor=args.augment_factor, sigma=args.sigma, mode=args.mode, seed=args.seed)
+
+
+def _cluster_args(p):
+    p.add_argument("--keys", required=True, help="embeddings/keys.npy")
+    p.add_argument("--out", required=True, help="clusters/c{C} folder to write")
+    p.add_argument("--clusters", type=int, required=True)
+    p.add_argument("--restarts", type=int, default=10)
+    p.add_argument("--niter", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-points-per-centroid", type=int, default=65_536)
+    _add_threads(p)
+
+
+@command("cluster", "balanced k-means of the keys (most even of several restarts)")(_cluster_args)
+def _cluster(args):
+    from .clusters import write_clusters
+
+    _threads(args)
+    m = write_clusters(args.keys, args.out, args.clusters, restarts=args.restarts,
+                       niter=args.niter, seed=args.seed,
+                       max_points_per_centroid=args.max_points_per_centroid)
+    print(f"chosen seed {m['chosen_seed']}: sizes {m['sizes']} (max/min {m['balance_ratio']:.3f})")
+
+
+def _targets_args(p):
+    p.add_argument("--embeddings", required=True, help="embeddings folder")
+    p.add_argument("--splits", required=True, help="splits folder")
+    p.add_argument("--clusters-dir", default=None, help="clusters/c{C} folder (needed for C > 1)")
+    p.add_argument("--clusters", type=int, required=True)
+    p.add_argument("--out", required=True, help="targets/c{C} folder to write")
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("targets", "exact per-cluster top-1 keys of every split (streamed, never [N, n])")(_targets_args)
+def _targets(args):
+    from .targets import write_targets
+
+    _threads(args)
+    write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
+                  clusters_dir=args.clusters_dir, device=args.device)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _train_args(p):
+    from .losses import LossWeights
+    from .training import TrainConfig
+
+    p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
+    p.add_argument("--out", required=True, help="model folder to write (model.pt, history.csv, metrics.json)")
+    p.add_argument("--model", required=True, help="supportnet or keynet")
+    p.add_argument("--size", required=True, help="XS, S, M, L, XL or XXL (fraction of n·d parameters)")
+    p.add_argument("--depth", type=int, required=True)
+    p.add_argument("--nx", type=int, required=True, help="number of later layers that re-inject x")
+    p.add_argument("--clusters", type=int, default=1)
+    p.add_argument("--residual", action="store_true")
+    p.add_argument("--convexity", default="penalty", help="penalty (paper) or clip (exact projection)")
+    _dataclass_arguments(p, TrainConfig, skip=("weights",))
+    _dataclass_arguments(p, LossWeights, prefix="lambda_")
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("train", "train one SupportNet or KeyNet (resumes from its checkpoint)")(_train_args)
+def _train(args):
+    from .evaluation import load_dataset
+    from .io import load_embeddings
+    from .losses import LossWeights
+    from .models import ModelSpec
+    from .targets import pick_device
+    from .training import TrainConfig, Trainer
+
+    _threads(args)
+    device = pick_device(args.device)
+    keys = load_embeddings(Path(args.dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
+    spec = ModelSpec(model=args.model, d=keys.shape[1], n_keys=keys.shape[0], size=args.size,
+                     depth=args.depth, n_x=args.nx, n_clusters=args.clusters,
+                     residual=args.residual, convexity=args.convexity)
+    cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
+                      weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_")))
+    data = load_dataset(args.dataset_dir, args.clusters, device)
+
+    def show(row):
+        print(f"[{spec.name}] step {row['step']:>6}  e_rel {row['e_rel']:+.3f}  "
+              f"mrr {row['mrr']:.3f}  match {row['match_rate']:.3f}  "
+              f"val_loss {row['val_loss']:.4f}  {row['elapsed_s']:.1f}s", flush=True)
+
+    metrics = Trainer(spec, data, cfg, args.out, device).run(progress=show)
+    test = metrics["test"]
+    print(f"[{spec.name}] test e_rel {test['e_rel']:+.3f}  mrr {test['mrr']:.3f}  "
+          f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amips-bench",
+        description="Benchmark suite for amortized MIPS (SupportNet / KeyNet). Each subcommand is "
+                    "one stage of the Snakemake workflow and reads/writes the results contract.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    for name, (help_text, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .io import InputError
+
+    try:
+        COMMANDS[args.command][2](args)
+    except InputError as exc:
+        print(f"amips-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Model evaluation on a split: batched inference, losses and the metrics of paper §4.2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import InputError, load_embeddings, load_index_array, load_json
+from .losses import LossWeights, prediction_losses
+from .metrics import global_top_cluster, retrieval_metrics, routing_accuracy
+from .models import model_scores, scores_and_keys
+from .targets import ClusterLayout
+
+
+@dataclass
+class SplitData:
+    """Queries of one split and their exact per-cluster top-1 key indices, on the training device."""
+
+    queries: torch.Tensor  # float32 [N, d]
+    top1: torch.Tensor  # int64 [N, c]
+
+
+@dataclass
+class DatasetTensors:
+    keys: torch.Tensor  # float32 [n, d]
+    layout: ClusterLayout
+    splits: dict[str, SplitData]
+
+    @property
+    def n_clusters(self) -> int:
+        return self.layout.n_clusters
+
+
+def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
+                 splits: tuple[str, ...] = ("train", "val", "test")) -> DatasetTensors:
+    """Keys, cluster layout and the targets of the requested splits, checked for consistency."""
+    root = Path(dataset_dir)
+    keys = load_embeddings(root / "embeddings" / "keys.npy")
+    target_dir = root / "targets" / f"c{n_clusters}"
+    manifest = load_json(target_dir / "manifest.json")
+    if manifest.get("n_keys") != len(keys):
+        raise InputError(f"{target_dir / 'manifest.json'}: targets were computed for "
+                         f"{manifest.get('n_keys')} keys but {root / 'embeddings/keys.npy'} has {len(keys)}")
+    assignments = None
+    if n_clusters > 1:
+        assignments = load_index_array(root / "clusters" / f"c{n_clusters}" / "assignments.npy",
+                                       upper=n_clusters)
+    layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
+    loaded = {}
+    for split in splits:
+        queries = load_embeddings(target_dir / f"{split}_queries.npy", d=keys.shape[1])
+        top1 = load_index_array(target_dir / f"{split}_top1.npy", upper=len(keys), ndim=2)
+        if top1.shape != (len(queries), n_clusters):
+            raise InputError(f"{target_dir / f'{split}_top1.npy'}: shape {top1.shape}, expected "
+                             f"({len(queries)}, {n_clusters})")
+        loaded[split] = SplitData(torch.from_numpy(queries).to(device),
+                                  torch.from_numpy(top1).to(device))
+    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded)
+
+
+def predict(model: nn.Module, queries: torch.Tensor, batch: int = 4096
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores [N, c], predicted keys [N, c, d]) in batches, no graph kept."""
+    scores, keys = [], []
+    for start in range(0, len(queries), batch):
+        s, k = scores_and_keys(model, queries[start:start + batch])
+        scores.append(s)
+        keys.append(k)
+    return torch.cat(scores), torch.cat(keys)
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, queries: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    """Cluster scores only (SupportNet: forward only, no gradient)."""
+    return torch.cat([model_scores(model, queries[s:s + batch]) for s in range(0, len(queries), batch)])
+
+
+def evaluate_model(model: nn.Module, split: SplitData, data: DatasetTensors,
+                   weights: LossWeights, batch: int = 4096,
+                   routing_ks: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[str, float]:
+    """Losses, E_rel, retrieval metrics and (c > 1) routing accuracy of a model on one split."""
+    model.eval()
+    scores, pred = predict(model, split.queries, batch)
+    targets = data.keys[split.top1]
+    sigma = torch.einsum("ncd,nd->nc", targets, split.queries)
+    out = retrieval_metrics(pred, split.queries, split.top1, data.keys, data.layout)
+    total, parts = prediction_losses(model.spec.model, scores, pred, targets, sigma, weights)
+    out["loss"] = float(total)
+    out.update({name: float(value) for name, value in parts.items()})
+    if data.n_clusters > 1:
+        true_cluster = global_top_cluster(split.top1.cpu().numpy(), sigma.cpu().numpy())
+        ks = tuple(k for k in routing_ks if k <= data.n_clusters)
+        for k, acc in routing_accuracy(scores.cpu().numpy(), true_cluster, ks).items():
+            out[f"routing@{k}"] = acc
+    return out
+
+
+def true_clusters(split: SplitData, keys: torch.Tensor) -> np.ndarray:
+    """Cluster of the global top key of every query of a split."""
+    sigma = torch.einsum("ncd,nd->nc", keys[split.top1], split.queries)
+    return global_top_cluster(split.top1.cpu().numpy(), sigma.cpu().numpy())

@@ -1,0 +1,248 @@
+"""Reading and writing the results contract: atomic writes, validated arrays, provenance.
+
+Every file a stage produces is written to a temporary name in the same folder and renamed
+into place, so an interrupted or failed stage never leaves a half-written output that a
+later stage (or Snakemake) could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class InputError(ValueError):
+    """A bad input file, array or config value; the message names the culprit in one line."""
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def save_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+             columns: Sequence[str] | None = None) -> None:
+    """Write tidy rows; columns default to the union of keys in first-seen order."""
+    if columns is None:
+        seen: dict[str, None] = {}
+        for row in rows:
+            for key in row:
+                seen.setdefault(key, None)
+        columns = list(seen)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="raise")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _csv_value(row.get(k, "")) for k in columns})
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- validated arrays
+
+
+def load_array(path: str | os.PathLike, *, dtype: str, ndim: int, mmap: bool = False,
+               name: str | None = None) -> np.ndarray:
+    """Load an .npy file and check its dtype and rank; errors name the file."""
+    path = Path(path)
+    label = name or str(path)
+    if not path.exists():
+        raise InputError(f"{label}: file not found")
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{label}: not a readable .npy file ({exc})") from None
+    if array.dtype != np.dtype(dtype):
+        raise InputError(f"{label}: dtype {array.dtype}, expected {dtype}")
+    if array.ndim != ndim:
+        raise InputError(f"{label}: {array.ndim}-D array of shape {array.shape}, expected {ndim}-D")
+    return array
+
+
+def check_unit_rows(array: np.ndarray, label: str, *, tol: float = 1e-3,
+                    chunk: int = 262_144) -> None:
+    """Reject empty arrays, NaN/Inf, zero rows and rows that are not unit-norm."""
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{label}: empty array of shape {array.shape}")
+    for start in range(0, array.shape[0], chunk):
+        block = np.asarray(array[start:start + chunk], dtype=np.float32)
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            raise InputError(f"{label}: row {row} contains NaN or Inf")
+        norms = np.linalg.norm(block, axis=1)
+        if (norms == 0).any():
+            row = start + int(np.flatnonzero(norms == 0)[0])
+            raise InputError(f"{label}: row {row} has zero norm")
+        bad = np.abs(norms - 1.0) > tol
+        if bad.any():
+            row = start + int(np.flatnonzero(bad)[0])
+            raise InputError(f"{label}: row {row} has norm {norms[bad][0]:.4f}, expected unit L2 norm")
+
+
+def load_embeddings(path: str | os.PathLike, *, mmap: bool = False, d: int | None = None,
+                    check: bool = True) -> np.ndarray:
+    """Load a float32 [n, d] unit-norm embedding file of the results contract."""
+    array = load_array(path, dtype="float32", ndim=2, mmap=mmap)
+    if check:
+        check_unit_rows(array, str(path))
+    if d is not None and array.shape[1] != d:
+        raise InputError(f"{path}: dimension {array.shape[1]} does not match the keys' dimension {d}")
+    return array
+
+
+def load_index_array(path: str | os.PathLike, *, upper: int | None = None,
+                     ndim: int = 1) -> np.ndarray:
+    """Load an int64 index array and check every entry lies in [0, upper)."""
+    array = load_array(path, dtype="int64", ndim=ndim)
+    if upper is not None and array.size and (array.min() < 0 or array.max() >= upper):
+        raise InputError(f"{path}: indices must lie in [0, {upper}), found range "
+                         f"[{array.min()}, {array.max()}]")
+    return array
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour a number depends on."""
+    from importlib import metadata
+
+    names = ["amips-bench", "torch", "numpy", "faiss-cpu", "faiss-gpu", "fvcore",
+             "sentence-transformers", "beir", "snakemake", "pandas", "matplotlib"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def device_name(device: Any) -> str:
+    """Human-readable name of a torch device: the GPU model, or the CPU model and thread count."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu:{cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def write_versions_sidecar(csv_path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
+    """The package versions that produced a CSV, in `<name>.versions.json` beside it."""
+    csv_path = Path(csv_path)
+    sidecar = csv_path.with_suffix(".versions.json")
+    payload = {"versions": package_versions(), "machine": platform.platform()}
+    if extra:
+        payload.update(extra)
+    save_json(sidecar, payload)
+    return sidecar
+
+
+def iter_blocks(total: int, block: int) -> Iterable[tuple[int, int]]:
+    """(start, stop) pairs covering range(total) in blocks of `block`."""
+    for start in range(0, total, block):
+        yield start, min(start + block, total)

@@ -1,0 +1,90 @@
+"""Evaluation metrics of paper §4.2 (definitions in DESIGN §5).
+
+E_rel = E_x[log(||ŷ − y*||² / ||x − y*||²)], averaged over clusters. The official code logs
+half of it (log of the ratio of norms), so both are written: `e_rel` and `e_rel_half`.
+
+Retrieval metrics rank y* among the keys by L2 distance to ŷ, inside y*'s own cluster for the
+clustered models. Ranks are counted in key blocks (no [N, n] matrix): rank = 1 + #keys strictly
+closer + #keys equally close with a lower index, which is consistent with the lowest-index
+tie-break of the targets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .targets import ClusterLayout
+
+RECALL_KS = (1, 10, 100)
+
+
+def e_rel_terms(pred: torch.Tensor, queries: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per (query, cluster) log(||ŷ − y*||² / ||x − y*||²); pred/targets [N, c, d], queries [N, d]."""
+    num = (pred - targets).pow(2).sum(-1).clamp_min(1e-30)
+    den = (queries[:, None, :] - targets).pow(2).sum(-1).clamp_min(1e-30)
+    return torch.log(num) - torch.log(den)
+
+
+@torch.no_grad()
+def ranks_in_cluster(pred: torch.Tensor, top1: torch.Tensor, keys: torch.Tensor,
+                     layout: ClusterLayout, key_block: int = 8192) -> torch.Tensor:
+    """Rank (1 = nearest) of y*_j among cluster j's keys by L2 distance to ŷ_j; [N, c] int64.
+
+    pred [N, c, d]; top1 [N, c] global key indices; keys [n, d] on the same device.
+    """
+    n_q, n_clusters, _ = pred.shape
+    key_sq = keys.pow(2).sum(-1)
+    order = torch.from_numpy(layout.order).to(keys.device)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(len(order), device=keys.device)
+    ranks = torch.ones((n_q, n_clusters), dtype=torch.int64, device=keys.device)
+    for j in range(n_clusters):
+        p = pred[:, j, :]
+        target = top1[:, j]
+        # "closeness" = 2<ŷ, y> − ||y||²: larger is nearer; same ordering as −||ŷ − y||².
+        target_close = 2 * (p * keys[target]).sum(-1) - key_sq[target]
+        target_pos = position[target]
+        lo, hi = int(layout.offsets[j]), int(layout.offsets[j + 1])
+        for k0 in range(lo, hi, key_block):
+            k1 = min(k0 + key_block, hi)
+            ids = order[k0:k1]
+            close = 2 * p @ keys[ids].T - key_sq[ids]
+            ahead = close > target_close[:, None]
+            tied = (close == target_close[:, None]) & (torch.arange(k0, k1, device=keys.device)
+                                                       < target_pos[:, None])
+            ranks[:, j] += (ahead | tied).sum(1)
+    return ranks
+
+
+def global_top_cluster(top1: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Cluster holding the global top key: largest per-cluster score, ties to the lowest key index."""
+    best = scores.max(axis=1, keepdims=True)
+    candidates = np.where(scores == best, top1, np.iinfo(np.int64).max)
+    return np.argmin(candidates, axis=1)
+
+
+def routing_accuracy(cluster_scores: np.ndarray, true_cluster: np.ndarray,
+                     ks: tuple[int, ...]) -> dict[int, float]:
+    """Fraction of queries whose true cluster is among the k highest-scored clusters."""
+    order = np.argsort(-cluster_scores, axis=1, kind="stable")
+    hit_rank = np.argmax(order == true_cluster[:, None], axis=1)
+    return {k: float((hit_rank < k).mean()) for k in ks}
+
+
+def retrieval_metrics(pred: torch.Tensor, queries: torch.Tensor, top1: torch.Tensor,
+                      keys: torch.Tensor, layout: ClusterLayout,
+                      recall_ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
+    """e_rel, e_rel_half, match_rate, recall@k and mrr of predicted keys, averaged over clusters."""
+    targets = keys[top1]
+    terms = e_rel_terms(pred, queries, targets)
+    ranks = ranks_in_cluster(pred, top1, keys, layout).double()
+    out = {
+        "e_rel": float(terms.mean()),
+        "e_rel_half": float(terms.mean() / 2),
+        "match_rate": float((ranks == 1).double().mean()),
+        "mrr": float((1.0 / ranks).mean()),
+    }
+    for k in recall_ks:
+        out[f"recall@{k}"] = float((ranks <= k).double().mean())
+    return out

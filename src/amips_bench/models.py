@@ -1,0 +1,324 @@
+"""SupportNet (ICNN support function, key = gradient) and KeyNet (direct key regression).
+
+Both share one trunk (paper §3.1):
+    z_1     = σ(W_0^x x + b_0)
+    z_{i+1} = σ(W_i^z z_i + [W_i^x x] + b_i)      (x re-injected at n_x of the L−1 later layers)
+    out     = W_L z_L + b_L                        (c outputs, or c·d for KeyNet)
+with optional residual blocks z_{i+1} = z_i + σ(...). All input projections W^x are stacked
+into one matrix so a single GEMM computes them; the parameter count is unchanged.
+
+Width h is solved from the full parameter count (DESIGN §4) for a budget ρ·n·d.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .io import InputError
+
+SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
+MODELS = ("supportnet", "keynet")
+CONVEXITY_MODES = ("penalty", "clip")
+
+
+# --------------------------------------------------------------------------- sizing
+
+
+def injection_layers(depth: int, n_x: int) -> list[int]:
+    """Hidden layers (1..L−1) that re-inject x: n_x of them, evenly spaced, ending at L−1."""
+    if n_x == 0:
+        return []
+    return sorted({math.ceil(j * (depth - 1) / n_x) for j in range(1, n_x + 1)})
+
+
+def nx_for_every(depth: int, every: int) -> int:
+    """n_x for 're-inject every k-th layer' (k = 1: every later layer; k = 0: never)."""
+    if every < 0:
+        raise InputError(f"reinject_every: must be >= 0, got {every}")
+    return 0 if every == 0 else math.ceil((depth - 1) / every)
+
+
+def parameter_count(d: int, width: int, depth: int, n_x: int, d_out: int) -> int:
+    """Full count of DESIGN §4: input projections, hidden, output, biases."""
+    return (1 + n_x) * d * width + (depth - 1) * width ** 2 + width * d_out + depth * width + d_out
+
+
+def solve_width(budget: float, d: int, depth: int, n_x: int, d_out: int, multiple: int = 8) -> int:
+    """Constant width whose full parameter count is closest to `budget`, a multiple of 8."""
+    a = depth - 1
+    b = (1 + n_x) * d + d_out + depth
+    c = d_out - budget
+    exact = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a) if a > 0 else -c / b
+    lower = max(multiple, int(exact // multiple) * multiple)
+    candidates = [lower, lower + multiple]
+    best = min(candidates, key=lambda h: abs(parameter_count(d, h, depth, n_x, d_out) - budget))
+    if exact < multiple:
+        raise InputError(f"size: a budget of {budget:,.0f} parameters gives width {exact:.1f} < "
+                         f"{multiple} (depth {depth}, n_x {n_x}, {d_out} outputs); "
+                         f"use a larger size or fewer layers")
+    return best
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model; stored inside model.pt."""
+
+    model: str
+    d: int
+    n_keys: int
+    size: str
+    depth: int
+    n_x: int
+    n_clusters: int = 1
+    residual: bool = False
+    convexity: str = "penalty"
+    alpha: float = 0.1
+    beta: float = 20.0
+    rho: float = field(default=0.0)
+    width: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InputError(f"model: unknown model {self.model!r}; expected one of {MODELS}")
+        if self.size not in SIZES:
+            raise InputError(f"size: unknown size {self.size!r}; expected one of {list(SIZES)}")
+        if self.depth < 2:
+            raise InputError(f"depth: must be >= 2, got {self.depth}")
+        if not 0 <= self.n_x <= self.depth - 1:
+            raise InputError(f"n_x: must lie in [0, depth - 1] = [0, {self.depth - 1}], got {self.n_x}")
+        if self.n_clusters < 1:
+            raise InputError(f"clusters: must be >= 1, got {self.n_clusters}")
+        if self.convexity not in CONVEXITY_MODES:
+            raise InputError(f"convexity: unknown mode {self.convexity!r}; expected {CONVEXITY_MODES}")
+        self.rho = SIZES[self.size]
+        if self.width == 0:
+            self.width = solve_width(self.budget, self.d, self.depth, self.n_x, self.d_out)
+
+    @property
+    def d_out(self) -> int:
+        return self.n_clusters if self.model == "supportnet" else self.n_clusters * self.d
+
+    @property
+    def budget(self) -> float:
+        return self.rho * self.n_keys * self.d
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}_{self.size}_L{self.depth}_nx{self.n_x}_c{self.n_clusters}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+class SoftLeakyReLU(nn.Module):
+    """σ(x) = αx + (1−α)/β · log(1 + e^{βx}): convex, increasing, leaky ReLU as β → ∞."""
+
+    def __init__(self, alpha: float = 0.1, beta: float = 20.0) -> None:
+        super().__init__()
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alpha * x + (1.0 - self.alpha) * F.softplus(x, beta=self.beta)
+
+
+class Trunk(nn.Module):
+    """The shared constant-width network; `nonneg` marks the W^z (and output) weights of an ICNN."""
+
+    def __init__(self, d: int, width: int, depth: int, n_x: int, d_out: int, *,
+                 residual: bool = False, alpha: float = 0.1, beta: float = 20.0) -> None:
+        super().__init__()
+        self.depth, self.width, self.residual = depth, width, residual
+        self.inject = injection_layers(depth, n_x)
+        self.input_proj = nn.Linear(d, (1 + len(self.inject)) * width, bias=False)
+        self.bias0 = nn.Parameter(torch.zeros(width))
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.out = nn.Linear(width, d_out)
+        self.act = SoftLeakyReLU(alpha, beta)
+        self._slot = {layer: k + 1 for k, layer in enumerate(self.inject)}
+
+    def z_weights(self) -> list[torch.Tensor]:
+        """Weights acting on hidden states: the ones an ICNN keeps non-negative."""
+        return [layer.weight for layer in self.hidden] + [self.out.weight]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        projections = self.input_proj(x)
+        if self.inject:
+            projections = projections.split(self.width, dim=-1)
+            z = self.act(projections[0] + self.bias0)
+        else:
+            z = self.act(projections + self.bias0)
+        for i, layer in enumerate(self.hidden, start=1):
+            pre = layer(z)
+            if i in self._slot:
+                pre = pre + projections[self._slot[i]]
+            z = z + self.act(pre) if self.residual else self.act(pre)
+        return self.out(z)
+
+
+def init_convex_(weight: torch.Tensor, bias: torch.Tensor | None, *, corr: float = 0.5,
+                 var: float = 1.0, alpha: float = 0.1) -> None:
+    """Hoedt & Klambauer (2023) initialisation of a non-negative layer.
+
+    Log-normal weights whose mean and variance keep the variance and correlation of the
+    pre-activations at a fixed point, and a negative bias that re-centres them.
+    """
+    fan_in = weight.shape[1]
+    mix = math.sqrt(1 - corr ** 2) + corr * math.acos(-corr)
+    corr_term = fan_in * (math.pi - fan_in + (fan_in - 1) * mix) / (2 * math.pi)
+    mean_sq = corr / corr_term
+    variance = (2.0 / (1.0 + alpha ** 2)) * (1.0 - corr) / fan_in
+    second_moment = math.log(mean_sq + variance)
+    log_mean = math.log(mean_sq) - second_moment / 2
+    log_std = math.sqrt(second_moment - math.log(mean_sq))
+    with torch.no_grad():
+        weight.normal_(log_mean, log_std).exp_()
+        if bias is not None:
+            bias.fill_(-fan_in * math.sqrt(mean_sq * var / (2 * math.pi)))
+
+
+# --------------------------------------------------------------------------- models
+
+
+class SupportNet(nn.Module):
+    """f(x) ≈ σ_{Y_j}(x) for c clusters: an ICNN g inside the homogeniser H[g](x) = ||x|| g(x/||x||).
+
+    The predicted key of cluster j is ∇_x f(x)_j (see `predict_keys`). H makes f positively
+    1-homogeneous whatever g is. Note that H[g] of a convex g is not convex in general
+    (g ≡ −1 gives −||x||); convexity is a property of g, which clipping guarantees.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.model != "supportnet":
+            raise InputError(f"SupportNet built from a {spec.model} spec")
+        self.spec = spec
+        self.trunk = Trunk(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out,
+                           residual=spec.residual, alpha=spec.alpha, beta=spec.beta)
+        for layer in self.trunk.hidden:
+            init_convex_(layer.weight, layer.bias, alpha=spec.alpha)
+        init_convex_(self.trunk.out.weight, None, alpha=spec.alpha)
+        nn.init.zeros_(self.trunk.out.bias)
+
+    def potential(self, u: torch.Tensor) -> torch.Tensor:
+        """The un-homogenised ICNN g(u), [B, c]."""
+        return self.trunk(u)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores f(x) = ||x|| g(x/||x||), [B, c]."""
+        norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return norm * self.trunk(x / norm)
+
+    def predict_keys(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """[B, c, d]: row j is ∇_x f(x)_j (the Jacobian rows for c > 1)."""
+        return scores_and_keys(self, x, create_graph=create_graph)[1]
+
+    def negative_fraction(self) -> float:
+        """Fraction of the W^z and output weights that violate the ICNN constraint."""
+        weights = self.trunk.z_weights()
+        negative = sum(int((w < 0).sum()) for w in weights)
+        return negative / sum(w.numel() for w in weights)
+
+    def convexity_penalty(self) -> torch.Tensor:
+        """Σ ||ReLU(−W^z)||² (paper §2)."""
+        return sum(F.relu(-w).pow(2).sum() for w in self.trunk.z_weights())
+
+    @torch.no_grad()
+    def clip_(self) -> None:
+        """Exact projection onto W^z ≥ 0: guarantees convexity of g."""
+        for w in self.trunk.z_weights():
+            w.clamp_(min=0.0)
+
+
+class KeyNet(nn.Module):
+    """F(x) ≈ y*_j(x): the same trunk with c·d outputs reshaped to [c, d]; score <F(x)_j, x>."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.model != "keynet":
+            raise InputError(f"KeyNet built from a {spec.model} spec")
+        self.spec = spec
+        self.trunk = Trunk(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out,
+                           residual=spec.residual, alpha=spec.alpha, beta=spec.beta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted keys [B, c, d]."""
+        return self.trunk(x).view(x.shape[0], self.spec.n_clusters, self.spec.d)
+
+    def predict_keys(self, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        return self(x)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """<F(x)_j, x>, [B, c]."""
+        return torch.einsum("bcd,bd->bc", self(x), x)
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    return SupportNet(spec) if spec.model == "supportnet" else KeyNet(spec)
+
+
+def scores_and_keys(model: nn.Module, x: torch.Tensor,
+                    create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores [B, c], keys [B, c, d]) for either model.
+
+    SupportNet: keys are the input gradients of each output, obtained in one batched backward
+    (is_grads_batched) rather than c separate ones; `create_graph` keeps them differentiable
+    for the gradient-matching loss. The input is cloned so autograd.grad never sees a leaf
+    (which FlopCounterMode cannot handle).
+    """
+    if isinstance(model, KeyNet):
+        with torch.set_grad_enabled(create_graph):
+            keys = model(x)
+        return torch.einsum("bcd,bd->bc", keys, x), keys
+    leaf = x.detach().requires_grad_(True)
+    inp = leaf.clone()
+    with torch.enable_grad():
+        scores = model(inp)
+        c = scores.shape[1]
+        if c == 1:
+            (grad,) = torch.autograd.grad(scores.sum(), inp, create_graph=create_graph)
+            keys = grad.unsqueeze(1)
+        else:
+            eye = torch.eye(c, device=x.device, dtype=scores.dtype)
+            basis = eye[:, None, :].expand(c, x.shape[0], c)
+            (grad,) = torch.autograd.grad(scores, inp, grad_outputs=basis,
+                                          is_grads_batched=True, create_graph=create_graph)
+            keys = grad.permute(1, 0, 2)
+    if not create_graph:
+        scores, keys = scores.detach(), keys.detach()
+    return scores, keys
+
+
+def model_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Cluster scores without computing keys where the model allows it (SupportNet: forward only)."""
+    if isinstance(model, KeyNet):
+        return model.scores(x)
+    return model(x)
+
+
+def save_model(path, model: nn.Module, extra: dict | None = None) -> None:
+    from .io import atomic_path
+
+    payload = {"spec": model.spec.to_dict(), "state_dict": model.state_dict(), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise InputError(f"{path}: model file not found")
+    payload = torch.load(path, map_location=device, weights_only=False)
+    spec = ModelSpec(**payload["spec"])
+    model = build_model(spec).to(device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload

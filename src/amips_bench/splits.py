@@ -1,0 +1,151 @@
+"""Train/val/test splits of the queries and train-only Gaussian augmentation (DESIGN §3).
+
+A split is stored as indices into `embeddings/queries.npy` (the *source* query of every row)
+plus, for augmented rows, a copy number: copy 0 is the clean query, copy k >= 1 a noisy copy
+x + ε, ε ~ N(0, σ²I), re-normalised. The noise is a pure function of
+(seed, split, row), so the materialised queries are byte-identical on every run.
+
+`leak_free` (default) splits the unique source queries first and augments only train, so no
+noisy copy of a val/test question is ever trained on. `paper` mimics the official code: it
+augments every query and then splits the augmented pool, which puts near-duplicates of
+evaluation queries into the training set. It exists for comparison and is labelled leaky.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io import (InputError, load_embeddings, load_index_array, save_json, save_npy,
+                 sha256_file)
+
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_MODES = ("leak_free", "paper")
+_SPLIT_STREAM = {"train": 1, "val": 2, "test": 3}
+NOISE_BLOCK = 65_536
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Rows of one split: source query index and copy number (0 = clean)."""
+
+    source: np.ndarray  # int64 [N]
+    copy: np.ndarray  # int64 [N]
+
+
+def make_splits(n_queries: int, *, val_size: int, test_size: int, augment_factor: int,
+                mode: str = "leak_free", seed: int = 0) -> dict[str, SplitPlan]:
+    """Assign queries to train/val/test; see the module docstring for the two modes."""
+    if mode not in SPLIT_MODES:
+        raise InputError(f"splits.mode: unknown split mode {mode!r}; expected one of {SPLIT_MODES}")
+    if augment_factor < 1:
+        raise InputError(f"splits.augment_factor: must be >= 1, got {augment_factor}")
+    if val_size < 1 or test_size < 1:
+        raise InputError(f"splits: val_size and test_size must be >= 1, got {val_size}, {test_size}")
+    rng = np.random.default_rng([seed, 0])
+    if mode == "leak_free":
+        if val_size + test_size >= n_queries:
+            raise InputError(f"splits: val_size + test_size = {val_size + test_size} leaves no "
+                             f"training query out of {n_queries} unique queries")
+        perm = rng.permutation(n_queries).astype(np.int64)
+        val, test, train = np.split(perm, [val_size, val_size + test_size])
+        train = np.sort(train)
+        return {
+            "train": SplitPlan(np.repeat(train, augment_factor),
+                               np.tile(np.arange(augment_factor, dtype=np.int64), len(train))),
+            "val": SplitPlan(np.sort(val), np.zeros(val_size, dtype=np.int64)),
+            "test": SplitPlan(np.sort(test), np.zeros(test_size, dtype=np.int64)),
+        }
+    pool = n_queries * augment_factor
+    if val_size + test_size >= pool:
+        raise InputError(f"splits: val_size + test_size = {val_size + test_size} leaves no "
+                         f"training query out of {pool} augmented queries")
+    perm = rng.permutation(pool).astype(np.int64)
+    val, test, train = np.split(perm, [val_size, val_size + test_size])
+    out = {}
+    for name, rows in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test))):
+        out[name] = SplitPlan(rows // augment_factor, rows % augment_factor)
+    return out
+
+
+def materialize(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int,
+                split: str) -> np.ndarray:
+    """The query vectors of a split: clean rows copied, noisy rows x + ε re-normalised.
+
+    Noise is drawn per fixed block of NOISE_BLOCK rows from a generator seeded by
+    (seed, split, block), so the result is a pure function of the plan and the seed.
+    """
+    if split not in _SPLIT_STREAM:
+        raise InputError(f"splits: unknown split name {split!r}; expected one of {SPLIT_NAMES}")
+    d = queries.shape[1]
+    out = np.empty((len(plan.source), d), dtype=np.float32)
+    for block, start in enumerate(range(0, len(plan.source), NOISE_BLOCK)):
+        src = plan.source[start:start + NOISE_BLOCK]
+        noisy = plan.copy[start:start + NOISE_BLOCK] > 0
+        rows = np.asarray(queries[src], dtype=np.float32)
+        if noisy.any():
+            gen = np.random.default_rng([seed, _SPLIT_STREAM[split], block])
+            noise = gen.standard_normal((len(src), d), dtype=np.float32) * np.float32(sigma)
+            moved = rows[noisy] + noise[noisy]
+            rows[noisy] = moved / np.linalg.norm(moved, axis=1, keepdims=True)
+        out[start:start + len(src)] = rows
+    return out
+
+
+def check_disjoint(plans: dict[str, SplitPlan], mode: str) -> None:
+    """Leak-free splits never share a source query; paper splits never share a (source, copy) row."""
+    def keys(plan: SplitPlan) -> set:
+        if mode == "leak_free":
+            return set(plan.source.tolist())
+        return set(zip(plan.source.tolist(), plan.copy.tolist()))
+
+    names = list(plans)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = keys(plans[a]) & keys(plans[b])
+            if shared:
+                raise InputError(f"splits: {a} and {b} share {len(shared)} queries")
+
+
+def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int, test_size: int,
+                 augment_factor: int, sigma: float, mode: str = "leak_free",
+                 seed: int = 0) -> dict:
+    """Write splits/{split}.npy (source query per row), {split}_copy.npy and manifest.json."""
+    queries = load_embeddings(queries_path, mmap=True, check=False)
+    if sigma < 0:
+        raise InputError(f"splits.sigma: must be >= 0, got {sigma}")
+    n = len(queries)
+    if mode == "leak_free" and val_size + test_size >= n:
+        raise InputError(f"splits: val_size + test_size = {val_size + test_size} must be smaller "
+                         f"than the {n} queries of {queries_path}")
+    plans = make_splits(n, val_size=val_size, test_size=test_size,
+                        augment_factor=augment_factor, mode=mode, seed=seed)
+    check_disjoint(plans, mode)
+    out = Path(out_dir)
+    for name, plan in plans.items():
+        save_npy(out / f"{name}.npy", plan.source)
+        save_npy(out / f"{name}_copy.npy", plan.copy)
+    manifest = {
+        "mode": mode, "leaky": mode == "paper",
+        "note": ("paper mode: queries were augmented before splitting, so val/test contain noisy "
+                 "copies of training questions (leaky, for comparison with the official code)"
+                 if mode == "paper" else
+                 "leak-free: unique queries split first, only train is augmented"),
+        "augment_factor": augment_factor, "sigma": sigma, "seed": seed,
+        "n_source_queries": n, "rows": {k: len(v.source) for k, v in plans.items()},
+        "queries_sha256": sha256_file(queries_path),
+    }
+    save_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def load_plan(splits_dir: str | Path, split: str, n_queries: int) -> SplitPlan:
+    splits_dir = Path(splits_dir)
+    source = load_index_array(splits_dir / f"{split}.npy", upper=n_queries)
+    copy = load_index_array(splits_dir / f"{split}_copy.npy")
+    if copy.shape != source.shape:
+        raise InputError(f"{splits_dir / f'{split}_copy.npy'}: {len(copy)} rows but "
+                         f"{split}.npy has {len(source)}")
+    return SplitPlan(source, copy)

@@ -1,0 +1,175 @@
+"""Exact per-cluster top-1 keys: the supervision targets of both models (paper §3.3).
+
+Streaming over key blocks with a running argmax keeps memory at O(n·d + query_block·key_block):
+no [N, n] score matrix is ever formed. Blocks of 4096 queries × 2048 keys keep each score tile
+(32 MiB) close to the cache, which is what lets a plain GEMM + max match FAISS's flat index.
+
+Ties are broken towards the lowest global key index: keys are visited cluster by cluster in
+ascending index order, `torch.max` returns the first maximum inside a tile, and a later tile
+replaces the running best only when strictly larger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .io import (InputError, load_embeddings, load_index_array, load_json, save_json, save_npy,
+                 sha256_file)
+from .splits import load_plan, materialize
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Keys regrouped so that every cluster is a contiguous run in ascending global index."""
+
+    order: np.ndarray  # int64 [n]: global key index at each sorted position
+    offsets: np.ndarray  # int64 [C + 1]: cluster j occupies order[offsets[j]:offsets[j+1]]
+
+    @classmethod
+    def from_assignments(cls, assignments: np.ndarray | None, n_keys: int,
+                         n_clusters: int) -> "ClusterLayout":
+        if assignments is None or n_clusters == 1:
+            if n_clusters != 1:
+                raise InputError(f"clusters: {n_clusters} clusters need an assignments array")
+            return cls(np.arange(n_keys, dtype=np.int64), np.array([0, n_keys], dtype=np.int64))
+        assignments = np.asarray(assignments)
+        if assignments.shape != (n_keys,):
+            raise InputError(f"assignments: shape {assignments.shape} does not match {n_keys} keys")
+        if assignments.min() < 0 or assignments.max() >= n_clusters:
+            raise InputError(f"assignments: cluster ids must lie in [0, {n_clusters})")
+        order = np.argsort(assignments, kind="stable").astype(np.int64)
+        counts = np.bincount(assignments, minlength=n_clusters)
+        if (counts == 0).any():
+            raise InputError(f"assignments: cluster {int(np.flatnonzero(counts == 0)[0])} is empty")
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(order, offsets)
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.offsets) - 1
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """`cuda` when available unless told otherwise; the choice is recorded by every stage."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def exact_top1(queries: np.ndarray, keys: np.ndarray, assignments: np.ndarray | None = None,
+               n_clusters: int = 1, *, query_block: int = 4096, key_block: int = 2048,
+               device: str | torch.device | None = None,
+               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact maximum inner product per cluster.
+
+    Returns (scores float32 [N, C], indices int64 [N, C]) where indices are global key indices
+    (rows of `keys`). `queries` may be a memory map; it is read one block at a time.
+    """
+    if queries.ndim != 2 or keys.ndim != 2:
+        raise InputError("exact_top1: queries and keys must be 2-D arrays")
+    if queries.shape[1] != keys.shape[1]:
+        raise InputError(f"exact_top1: query dimension {queries.shape[1]} does not match key "
+                         f"dimension {keys.shape[1]}")
+    if len(keys) == 0:
+        raise InputError("exact_top1: the key array is empty")
+    device = pick_device(device)
+    layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
+    sorted_keys = keys if n_clusters == 1 else np.asarray(keys)[layout.order]
+    key_tensor = torch.from_numpy(np.ascontiguousarray(sorted_keys, dtype=np.float32)).to(device)
+    order = torch.from_numpy(layout.order).to(device)
+
+    n_queries = len(queries)
+    best_scores = np.empty((n_queries, layout.n_clusters), dtype=np.float32)
+    best_index = np.empty((n_queries, layout.n_clusters), dtype=np.int64)
+    tile = torch.empty(query_block * key_block, device=device)  # reused, contiguous score tile
+    blocks = range(0, n_queries, query_block)
+    for start in tqdm(blocks, desc="exact top-1", unit="block", disable=not progress,
+                      mininterval=10):
+        q = torch.from_numpy(np.ascontiguousarray(queries[start:start + query_block],
+                                                  dtype=np.float32)).to(device)
+        scores, positions = _blocked_argmax(q, key_tensor, layout.offsets, tile, key_block)
+        best_scores[start:start + len(q)] = scores.cpu().numpy()
+        best_index[start:start + len(q)] = order[positions].cpu().numpy()
+    return best_scores, best_index
+
+
+def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
+                    tile: torch.Tensor, key_block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running max over key tiles, per cluster segment; returns sorted-order positions."""
+    n_q = q.shape[0]
+    n_clusters = len(offsets) - 1
+    best = torch.full((n_q, n_clusters), -torch.inf, device=q.device)
+    where = torch.zeros((n_q, n_clusters), dtype=torch.int64, device=q.device)
+    for j in range(n_clusters):
+        lo, hi = int(offsets[j]), int(offsets[j + 1])
+        col_best, col_where = best[:, j], where[:, j]
+        for k0 in range(lo, hi, key_block):
+            k1 = min(k0 + key_block, hi)
+            scores = tile[:n_q * (k1 - k0)].view(n_q, k1 - k0)
+            torch.mm(q, keys[k0:k1].T, out=scores)
+            value, arg = torch.max(scores, dim=1)
+            better = value > col_best
+            col_best[better] = value[better]
+            col_where[better] = arg[better] + k0
+    return best, where
+
+
+def top1_scores(queries: np.ndarray, keys: np.ndarray, top1: np.ndarray) -> np.ndarray:
+    """σ_{Y_j}(x) recomputed from stored indices: <x, y*_j> for every query and cluster."""
+    return np.einsum("nd,ncd->nc", queries, keys[top1], optimize=True).astype(np.float32)
+
+
+def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: str | Path, *,
+                  n_clusters: int, clusters_dir: str | Path | None = None,
+                  splits: tuple[str, ...] = ("train", "val", "test"),
+                  device: str | None = None, progress: bool = True) -> dict:
+    """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
+
+    The manifest records the checksums of the keys and of the cluster assignments the targets
+    were computed against, so later stages can refuse to mix files from different runs.
+    """
+    embeddings_dir, splits_dir, out = Path(embeddings_dir), Path(splits_dir), Path(out_dir)
+    keys = load_embeddings(embeddings_dir / "keys.npy")
+    queries = load_embeddings(embeddings_dir / "queries.npy", mmap=True, d=keys.shape[1])
+    split_manifest = load_json(splits_dir / "manifest.json")
+    if split_manifest.get("queries_sha256") != sha256_file(embeddings_dir / "queries.npy"):
+        raise InputError(f"{splits_dir / 'manifest.json'}: splits were made from a different "
+                         f"{embeddings_dir / 'queries.npy'}; re-run the split stage")
+    assignments, assignments_sha = None, None
+    if n_clusters > 1:
+        if clusters_dir is None:
+            raise InputError(f"targets: {n_clusters} clusters need a clusters directory")
+        assignments_path = Path(clusters_dir) / "assignments.npy"
+        assignments = load_index_array(assignments_path, upper=n_clusters)
+        if len(assignments) != len(keys):
+            raise InputError(f"{assignments_path}: {len(assignments)} assignments for {len(keys)} keys")
+        assignments_sha = sha256_file(assignments_path)
+    device = pick_device(device)
+    rows = {}
+    for split in splits:
+        plan = load_plan(splits_dir, split, len(queries))
+        split_queries = materialize(queries, plan, sigma=split_manifest["sigma"],
+                                    seed=split_manifest["seed"], split=split)
+        _, top1 = exact_top1(split_queries, keys, assignments, n_clusters, device=device,
+                             progress=progress)
+        save_npy(out / f"{split}_queries.npy", split_queries)
+        save_npy(out / f"{split}_top1.npy", top1)
+        rows[split] = len(split_queries)
+    manifest = {
+        "n_clusters": n_clusters, "n_keys": len(keys), "d": int(keys.shape[1]), "rows": rows,
+        "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
+        "assignments_sha256": assignments_sha, "split_mode": split_manifest["mode"],
+        "leaky": split_manifest["leaky"], "device": str(device),
+        "tie_break": "lowest global key index",
+    }
+    save_json(out / "manifest.json", manifest)
+    return manifest

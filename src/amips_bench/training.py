@@ -1,0 +1,300 @@
+"""Training loop of paper §4.1: Adam, warmup + cosine, sqrt batch scaling, EMA, clipping.
+
+Resumability: the batch of step t is a pure function of (seed, t) (one permutation per epoch),
+and a checkpoint holds the weights, EMA, optimizer moments, history and elapsed time. A run
+killed at any point (even kill -9) and re-run with the same arguments continues from its last
+checkpoint and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .evaluation import DatasetTensors, evaluate_model
+from .io import InputError, device_name, package_versions, save_csv, save_json
+from .losses import LossWeights, compute_loss
+from .models import ModelSpec, SupportNet, build_model, save_model
+
+CHECKPOINT_NAME = "checkpoint.pt"
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN/Inf; the last good checkpoint is kept on disk."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 256
+    lr_at_128: float = 1e-4  # peak learning rate at batch 128; scaled by sqrt(batch/128)
+    end_lr_fraction: float = 0.125  # final LR as a fraction of the peak (official: 5.66e-5/4.53e-4)
+    warmup_fraction: float = 0.025
+    ema_at_128: float = 0.999  # EMA decay at batch 128; scaled as decay**(batch/128)
+    grad_clip: float = 1.0
+    weights: LossWeights = field(default_factory=LossWeights)
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    eval_batch: int = 4096
+    seed: int = 0
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, dict):
+            self.weights = LossWeights(**self.weights)
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"train.precision: unknown precision {self.precision!r}; "
+                             f"expected one of {PRECISIONS}")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr_at_128 * math.sqrt(self.batch_size / 128)
+
+    @property
+    def ema_decay(self) -> float:
+        return self.ema_at_128 ** (self.batch_size / 128)
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, round(self.warmup_fraction * self.steps))
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup to the peak, then cosine decay to end_lr_fraction·peak."""
+        if step < self.warmup_steps:
+            return self.peak_lr * (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        floor = self.end_lr_fraction
+        return self.peak_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def ema_decay_at(self, step: int) -> float:
+        """EMA decay with the usual warm-up so short runs are not dominated by the init."""
+        return min(self.ema_decay, (1 + step) / (10 + step))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class EpochSampler:
+    """Batch indices of step t: slice of a per-epoch permutation seeded by (seed, epoch)."""
+
+    def __init__(self, n: int, batch: int, seed: int, device: torch.device) -> None:
+        if batch > n:
+            raise InputError(f"train.batch_size: {batch} is larger than the {n} training queries")
+        self.n, self.batch, self.seed, self.device = n, batch, seed, device
+        self.per_epoch = n // batch
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.n, generator=gen).to(self.device)
+            self._epoch = epoch
+        return self._perm[position * self.batch:(position + 1) * self.batch]
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device):
+    """tf32 matmuls or bf16 autocast on request; plain fp32 otherwise."""
+    if precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+        return
+    if precision == "tf32" and device.type == "cuda":
+        previous = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = previous
+        return
+    yield
+
+
+class Trainer:
+    """One model, one dataset: owns the model, its EMA copy, the optimizer and the history."""
+
+    def __init__(self, spec: ModelSpec, data: DatasetTensors, cfg: TrainConfig,
+                 out_dir: str | Path, device: torch.device) -> None:
+        if data.n_clusters != spec.n_clusters:
+            raise InputError(f"clusters: model has {spec.n_clusters} outputs but the targets have "
+                             f"{data.n_clusters} clusters")
+        if data.keys.shape[1] != spec.d:
+            raise InputError(f"d: model dimension {spec.d} differs from the keys' {data.keys.shape[1]}")
+        self.spec, self.data, self.cfg, self.device = spec, data, cfg, device
+        self.out_dir = Path(out_dir)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(spec).to(device)
+        self.ema = build_model(spec).to(device)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.ema.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.peak_lr)
+        self.params = [p for p in self.model.parameters()]
+        self.ema_params = [p for p in self.ema.parameters()]
+        self.sampler = EpochSampler(len(data.splits["train"].queries), cfg.batch_size, cfg.seed,
+                                    device)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        self.train_loss_sum = torch.zeros((), device=device)
+        self.train_loss_count = 0
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def _identity(self) -> dict:
+        return {"spec": self.spec.to_dict(), "config": self.cfg.to_dict()}
+
+    def save_checkpoint(self) -> None:
+        from .io import atomic_path
+
+        if bool(self.nonfinite):
+            raise NonFiniteLoss(self._nan_message())
+        payload = {
+            **self._identity(), "step": self.step, "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "history": self.history, "elapsed": self.elapsed,
+            "train_loss_sum": self.train_loss_sum.cpu(), "train_loss_count": self.train_loss_count,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint if it belongs to this exact run; otherwise start fresh."""
+        if not self.checkpoint_path.exists():
+            return False
+        payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if {k: payload.get(k) for k in ("spec", "config")} != self._identity():
+            print(f"[train] {self.checkpoint_path} belongs to a different configuration; "
+                  f"starting from scratch", flush=True)
+            return False
+        self.model.load_state_dict(payload["model"])
+        self.ema.load_state_dict(payload["ema"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step, self.history, self.elapsed = payload["step"], payload["history"], payload["elapsed"]
+        self.train_loss_sum = payload["train_loss_sum"].to(self.device)
+        self.train_loss_count = payload["train_loss_count"]
+        print(f"[train] resumed {self.spec.name} at step {self.step}", flush=True)
+        return True
+
+    # ------------------------------------------------------------------ steps
+
+    def _nan_message(self) -> str:
+        kept = (f"last good checkpoint kept at {self.checkpoint_path}"
+                if self.checkpoint_path.exists() else "no checkpoint was written yet")
+        return f"non-finite training loss by step {self.step} of {self.spec.name}; {kept}"
+
+    def train_step(self) -> None:
+        cfg = self.cfg
+        split = self.data.splits["train"]
+        idx = self.sampler.indices(self.step)
+        x = split.queries[idx]
+        y_star = self.data.keys[split.top1[idx]]
+        sigma = torch.einsum("bcd,bd->bc", y_star, x)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr_at(self.step)
+        with precision_context(cfg.precision, self.device):
+            loss, _ = compute_loss(self.model, x, y_star, sigma, cfg.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)
+        self.optimizer.step()
+        if isinstance(self.model, SupportNet) and self.spec.convexity == "clip":
+            self.model.clip_()
+        decay = cfg.ema_decay_at(self.step)
+        torch._foreach_lerp_(self.ema_params, self.params, 1.0 - decay)
+        loss = loss.detach()
+        self.nonfinite |= ~torch.isfinite(loss)
+        self.train_loss_sum += loss
+        self.train_loss_count += 1
+        self.step += 1
+
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        with precision_context(self.cfg.precision, self.device):
+            return evaluate_model(self.ema, self.data.splits[split], self.data, self.cfg.weights,
+                                  batch=self.cfg.eval_batch)
+
+    def log_evaluation(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": self.step, "lr": self.cfg.lr_at(max(0, self.step - 1)),
+                               "elapsed_s": round(self.elapsed, 3)}
+        train_loss = (float(self.train_loss_sum) / self.train_loss_count
+                      if self.train_loss_count else float("nan"))
+        row["train_loss"] = train_loss
+        row.update({f"val_{k}" if not k.startswith(("e_rel", "match", "recall", "mrr", "routing"))
+                    else k: v for k, v in self.evaluate("val").items()})
+        if isinstance(self.ema, SupportNet):
+            row["negative_wz_fraction"] = self.ema.negative_fraction()
+        self.history.append(row)
+        self.train_loss_sum.zero_()
+        self.train_loss_count = 0
+        return row
+
+    def run(self, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        """Train to cfg.steps (resuming if possible) and write model.pt, history.csv, metrics.json."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        if self.step == 0 and not self.history:
+            row = self.log_evaluation()
+            if progress:
+                progress(row)
+        while self.step < self.cfg.steps:
+            t0 = time.perf_counter()
+            stop = min(self.cfg.steps, (self.step // self.cfg.eval_every + 1) * self.cfg.eval_every)
+            self.model.train()
+            while self.step < stop:
+                self.train_step()
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self._sync()
+                    self.elapsed += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint()
+            self._sync()
+            self.elapsed += time.perf_counter() - t0
+            if bool(self.nonfinite):
+                raise NonFiniteLoss(self._nan_message())
+            row = self.log_evaluation()
+            if progress:
+                progress(row)
+        return self.finish()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def finish(self) -> dict[str, Any]:
+        test = self.evaluate("test")
+        n_params = sum(p.numel() for p in self.ema.parameters())
+        metrics: dict[str, Any] = {
+            "model": self.spec.model, "size": self.spec.size, "depth": self.spec.depth,
+            "n_x": self.spec.n_x, "n_clusters": self.spec.n_clusters, "width": self.spec.width,
+            "parameters": n_params, "budget": self.spec.budget,
+            "steps": self.step, "train_seconds": round(self.elapsed, 3),
+            "device": device_name(self.device), "precision": self.cfg.precision,
+            "seed": self.cfg.seed, "spec": self.spec.to_dict(), "config": self.cfg.to_dict(),
+            "versions": package_versions(),
+            "test": test, "n_test": len(self.data.splits["test"].queries),
+        }
+        if isinstance(self.ema, SupportNet):
+            metrics["negative_wz_fraction"] = self.ema.negative_fraction()
+        save_model(self.out_dir / "model.pt", self.ema,
+                   {"steps": self.step, "config": self.cfg.to_dict()})
+        save_csv(self.out_dir / "history.csv", self.history)
+        save_json(self.out_dir / "metrics.json", metrics)
+        self.checkpoint_path.unlink(missing_ok=True)
+        return metrics

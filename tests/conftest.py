@@ -1,0 +1,38 @@
+"""Shared fixtures: small random unit-norm data and a tiny end-to-end dataset folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """results/{dataset} with embeddings, splits, clusters (c=4) and targets for c=1 and c=4."""
+    from amips_bench.clusters import write_clusters
+    from amips_bench.embeddings import write_synthetic
+    from amips_bench.splits import write_splits
+    from amips_bench.synthetic import SyntheticParams
+    from amips_bench.targets import write_targets
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_synthetic(root / "embeddings", SyntheticParams(n_keys=3000, n_queries=1230, d=32, seed=3))
+    write_splits(root / "embeddings" / "queries.npy", root / "splits", val_size=100,
+                 test_size=200, augment_factor=3, sigma=0.02, seed=3)
+    write_clusters(root / "embeddings" / "keys.npy", root / "clusters" / "c4", 4, restarts=2,
+                   niter=10, seed=3)
+    for c in (1, 4):
+        write_targets(root / "embeddings", root / "splits", root / "targets" / f"c{c}",
+                      n_clusters=c, clusters_dir=root / "clusters" / f"c{c}" if c > 1 else None,
+                      device="cpu", progress=False)
+    return root

@@ -1,0 +1,64 @@
+"""Leak-free splits and train-only augmentation (DESIGN §3, issue 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amips_bench.io import InputError
+from amips_bench.splits import check_disjoint, make_splits, materialize
+from conftest import unit_rows
+
+
+def test_leak_free_splits_are_disjoint_and_only_train_is_augmented():
+    plans = make_splits(1000, val_size=100, test_size=150, augment_factor=4, seed=1)
+    sources = {k: set(v.source.tolist()) for k, v in plans.items()}
+    assert not (sources["train"] & sources["val"])
+    assert not (sources["train"] & sources["test"])
+    assert not (sources["val"] & sources["test"])
+    assert len(sources["train"]) + len(sources["val"]) + len(sources["test"]) == 1000
+    assert len(plans["train"].source) == 750 * 4
+    assert plans["val"].copy.max() == 0 and plans["test"].copy.max() == 0
+    check_disjoint(plans, "leak_free")
+
+
+def test_no_augmented_train_query_descends_from_a_val_or_test_query(rng):
+    queries = unit_rows(rng, 600, 64)
+    plans = make_splits(600, val_size=50, test_size=50, augment_factor=5, seed=2)
+    train = materialize(queries, plans["train"], sigma=0.02, seed=2, split="train")
+    # independent check on the vectors: the clean query nearest to every training row is a
+    # training source, never a val/test query
+    nearest = np.argmax(train @ queries.T, axis=1)
+    held_out = set(plans["val"].source.tolist()) | set(plans["test"].source.tolist())
+    assert not held_out & set(nearest.tolist())
+    np.testing.assert_array_equal(nearest, plans["train"].source)
+    # augmented rows are unit-norm, noisy (copy > 0) rows differ from their source
+    np.testing.assert_allclose(np.linalg.norm(train, axis=1), 1.0, atol=1e-5)
+    noisy = plans["train"].copy > 0
+    moved = np.linalg.norm(train[noisy] - queries[plans["train"].source[noisy]], axis=1)
+    assert moved.min() > 0.1  # σ = 0.02 in 64 dims moves a unit vector by about 0.16
+    clean = ~noisy
+    np.testing.assert_array_equal(train[clean], queries[plans["train"].source[clean]])
+
+
+def test_paper_mode_is_the_leaky_post_augmentation_split():
+    plans = make_splits(500, val_size=100, test_size=100, augment_factor=5, mode="paper", seed=0)
+    train_sources = set(plans["train"].source.tolist())
+    shared = train_sources & set(plans["test"].source.tolist())
+    assert len(shared) > 50  # noisy copies of test questions are in train: the leak
+    check_disjoint(plans, "paper")  # but no (source, copy) row is in two splits
+
+
+def test_materialize_is_deterministic(rng):
+    queries = unit_rows(rng, 200, 16)
+    plans = make_splits(200, val_size=20, test_size=20, augment_factor=3, seed=5)
+    a = materialize(queries, plans["train"], sigma=0.02, seed=5, split="train")
+    b = materialize(queries, plans["train"], sigma=0.02, seed=5, split="train")
+    assert a.tobytes() == b.tobytes()
+
+
+def test_bad_split_arguments():
+    with pytest.raises(InputError, match="splits.mode: unknown split mode 'random'"):
+        make_splits(100, val_size=10, test_size=10, augment_factor=2, mode="random")
+    with pytest.raises(InputError, match="val_size \\+ test_size = 100 leaves no training query"):
+        make_splits(100, val_size=60, test_size=40, augment_factor=2)

@@ -1,0 +1,78 @@
+"""Exact per-cluster top-1 targets against a NumPy brute force (DESIGN §3, issue 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amips_bench.targets import exact_top1
+from conftest import unit_rows
+
+
+def brute_force_top1(queries, keys, assignments, n_clusters):
+    """float64 scores, per-cluster argmax with the lowest index on ties (np.argmax is first-max)."""
+    scores = queries.astype(np.float64) @ keys.astype(np.float64).T
+    best = np.empty((len(queries), n_clusters), dtype=np.int64)
+    gap = np.empty((len(queries), n_clusters))
+    for j in range(n_clusters):
+        members = np.flatnonzero(assignments == j)
+        block = scores[:, members]
+        best[:, j] = members[np.argmax(block, axis=1)]
+        top2 = np.sort(block, axis=1)[:, -2:] if len(members) > 1 else np.c_[block, block - 1]
+        gap[:, j] = top2[:, -1] - top2[:, -2]
+    return best, gap
+
+
+@pytest.mark.parametrize("n_clusters", [1, 10])
+def test_targets_equal_brute_force_on_random_data(rng, n_clusters):
+    keys = unit_rows(rng, 5000, 48)
+    queries = unit_rows(rng, 700, 48)
+    assignments = rng.integers(0, n_clusters, size=len(keys)) if n_clusters > 1 else np.zeros(5000, int)
+    # small blocks so that tiles, cluster boundaries and the last partial tile are all exercised
+    _, ours = exact_top1(queries, keys, assignments if n_clusters > 1 else None, n_clusters,
+                         query_block=256, key_block=300, device="cpu")
+    reference, gap = brute_force_top1(queries, keys, assignments, n_clusters)
+    clear = gap > 1e-5  # float32 rounding may only decide near-ties
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(ours[clear], reference[clear])
+
+
+@pytest.mark.parametrize("n_clusters", [1, 10])
+def test_planted_ties_go_to_the_lowest_index(rng, n_clusters):
+    # Integer-valued vectors: every dot product is exact in float32, so ties are exact too.
+    d = 16
+    base = rng.integers(-2, 3, size=(400, d)).astype(np.float32)
+    base_id = rng.permutation(np.tile(np.arange(len(base)), 3))  # each key appears three times
+    keys = base[base_id]
+    queries = rng.integers(-2, 3, size=(300, d)).astype(np.float32)
+    assignments = base_id % n_clusters  # the copies of a key share its cluster
+    _, ours = exact_top1(queries, keys, assignments if n_clusters > 1 else None, n_clusters,
+                         query_block=64, key_block=97, device="cpu")
+    reference, _ = brute_force_top1(queries, keys, assignments, n_clusters)
+    np.testing.assert_array_equal(ours, reference)
+    # the planted duplicates really tie: the winner has an identical copy at a higher index
+    scores = queries @ keys.T
+    for j in range(n_clusters):
+        members = np.flatnonzero(assignments == j)
+        winners = ours[:, j]
+        tied = (scores[:, members] == scores[np.arange(len(queries)), winners][:, None]).sum(1)
+        assert (tied >= 2).mean() > 0.5
+        assert np.all(members[np.argmax(scores[:, members], axis=1)] == winners)
+
+
+def test_global_indices_map_back_to_their_cluster(rng):
+    keys = unit_rows(rng, 3000, 24)
+    queries = unit_rows(rng, 200, 24)
+    assignments = rng.integers(0, 7, size=len(keys))
+    scores, top1 = exact_top1(queries, keys, assignments, 7, device="cpu")
+    for j in range(7):
+        assert np.all(assignments[top1[:, j]] == j)
+    np.testing.assert_allclose(scores, np.einsum("nd,ncd->nc", queries, keys[top1]), atol=1e-5)
+
+
+def test_streaming_block_size_does_not_change_the_answer(rng):
+    keys = unit_rows(rng, 4000, 32)
+    queries = unit_rows(rng, 500, 32)
+    _, small = exact_top1(queries, keys, query_block=7, key_block=13, device="cpu")
+    _, large = exact_top1(queries, keys, query_block=4096, key_block=8192, device="cpu")
+    np.testing.assert_array_equal(small, large)
