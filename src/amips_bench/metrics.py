@@ -50,9 +50,11 @@ def ranks_in_cluster(pred: torch.Tensor, top1: torch.Tensor, keys: torch.Tensor,
             k1 = min(k0 + key_block, hi)
             ids = order[k0:k1]
             close = 2 * p @ keys[ids].T - key_sq[ids]
-            ahead = close > target_close[:, None]
-            tied = (close == target_close[:, None]) & (torch.arange(k0, k1, device=keys.device)
-                                                       < target_pos[:, None])
+            slot = torch.arange(k0, k1, device=keys.device)
+            # the target itself is excluded by position: the GEMM and the row-wise dot product
+            # above may round its own closeness differently in the last bit
+            ahead = (close > target_close[:, None]) & (slot != target_pos[:, None])
+            tied = (close == target_close[:, None]) & (slot < target_pos[:, None])
             ranks[:, j] += (ahead | tied).sum(1)
     return ranks
 

@@ -113,7 +113,7 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
                  augment_factor: int, sigma: float, mode: str = "leak_free",
                  seed: int = 0) -> dict:
     """Write splits/{split}.npy (source query per row), {split}_copy.npy and manifest.json."""
-    queries = load_embeddings(queries_path, mmap=True, check=False)
+    queries = load_embeddings(queries_path, mmap=True)
     if sigma < 0:
         raise InputError(f"splits.sigma: must be >= 0, got {sigma}")
     n = len(queries)

@@ -1,0 +1,136 @@
+"""Data stages end to end on tiny inputs: determinism and every bad input of issue 1."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amips_bench.cli import main
+from amips_bench.clusters import write_clusters
+from amips_bench.embeddings import write_synthetic
+from amips_bench.io import InputError
+from amips_bench.splits import write_splits
+from amips_bench.synthetic import SyntheticParams
+from amips_bench.targets import write_targets
+from conftest import unit_rows
+
+
+def _run_pipeline(root: Path) -> None:
+    write_synthetic(root / "embeddings", SyntheticParams(n_keys=1500, n_queries=615, d=24, seed=9))
+    write_splits(root / "embeddings/queries.npy", root / "splits", val_size=50, test_size=60,
+                 augment_factor=4, sigma=0.02, seed=9)
+    write_clusters(root / "embeddings/keys.npy", root / "clusters/c5", 5, restarts=3, niter=8, seed=9)
+    write_targets(root / "embeddings", root / "splits", root / "targets/c5", n_clusters=5,
+                  clusters_dir=root / "clusters/c5", device="cpu", progress=False)
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    _run_pipeline(tmp_path / "a")
+    _run_pipeline(tmp_path / "b")
+    a, b = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert len(a) >= 15 and a == b
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, array)
+    return path
+
+
+@pytest.fixture
+def good(tmp_path, rng):
+    keys = _save(tmp_path / "emb/keys.npy", unit_rows(rng, 300, 16))
+    queries = _save(tmp_path / "emb/queries.npy", unit_rows(rng, 120, 16))
+    write_splits(queries, tmp_path / "splits", val_size=10, test_size=10, augment_factor=2,
+                 sigma=0.02)
+    return tmp_path, keys, queries
+
+
+def _bad_array(kind: str, rng) -> np.ndarray:
+    x = unit_rows(rng, 50, 16)
+    if kind == "nan":
+        x[7, 3] = np.nan
+    elif kind == "inf":
+        x[7, 3] = np.inf
+    elif kind == "zero":
+        x[7] = 0.0
+    elif kind == "float64":
+        x = x.astype(np.float64)
+    elif kind == "empty":
+        x = x[:0]
+    return x
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("nan", r"keys\.npy: row 7 contains NaN or Inf"),
+    ("inf", r"keys\.npy: row 7 contains NaN or Inf"),
+    ("zero", r"keys\.npy: row 7 has zero norm"),
+    ("float64", r"keys\.npy: dtype float64, expected float32"),
+    ("empty", r"keys\.npy: empty array"),
+])
+def test_bad_keys_are_rejected_before_work_and_leave_no_output(good, rng, kind, message):
+    root, keys, _ = good
+    _save(keys, _bad_array(kind, rng))
+    out = root / "clusters/c3"
+    with pytest.raises(InputError, match=message):
+        write_clusters(keys, out, 3, restarts=1, niter=2, seed=0)
+    assert not out.exists() or not any(out.iterdir())
+    target_out = root / "targets/c1"
+    with pytest.raises(InputError, match=message):
+        write_targets(root / "emb", root / "splits", target_out, n_clusters=1, device="cpu")
+    assert not target_out.exists() or not any(target_out.iterdir())
+
+
+def test_dimension_mismatch_names_the_file(good, rng):
+    root, _, _ = good
+    _save(root / "emb/keys.npy", unit_rows(rng, 300, 20))
+    with pytest.raises(InputError, match=r"queries\.npy: dimension 16 does not match the keys' dimension 20"):
+        write_targets(root / "emb", root / "splits", root / "targets/c1", n_clusters=1, device="cpu")
+    assert not (root / "targets/c1").exists()
+
+
+def test_bad_queries_are_rejected_by_the_split_stage(tmp_path, rng):
+    queries = _save(tmp_path / "queries.npy", _bad_array("nan", rng))
+    with pytest.raises(InputError, match=r"queries\.npy: row 7 contains NaN or Inf"):
+        write_splits(queries, tmp_path / "splits", val_size=5, test_size=5, augment_factor=2, sigma=0.02)
+    assert not (tmp_path / "splits").exists()
+
+
+def test_more_clusters_than_keys(good):
+    root, keys, _ = good
+    with pytest.raises(InputError, match="400 clusters requested for only 300 keys"):
+        write_clusters(keys, root / "clusters/c400", 400, restarts=1, niter=2, seed=0)
+    assert not (root / "clusters/c400").exists()
+
+
+def test_split_sizes_larger_than_the_query_set(good):
+    root, _, queries = good
+    with pytest.raises(InputError, match=r"val_size \+ test_size = 130 must be smaller than the 120 queries"):
+        write_splits(queries, root / "s2", val_size=70, test_size=60, augment_factor=2, sigma=0.02)
+    assert not (root / "s2").exists()
+
+
+def test_cli_reports_one_line_and_exit_status_2(good, capsys):
+    root, _, queries = good
+    status = main(["split", "--queries", str(queries), "--out", str(root / "s3"), "--val-size", "5",
+                   "--test-size", "5", "--mode", "random"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.count("\n") == 0
+    assert "splits.mode: unknown split mode 'random'" in err
+    assert not (root / "s3").exists()
+
+
+def test_splits_from_other_queries_are_refused(good, rng):
+    root, _, _ = good
+    _save(root / "emb/queries.npy", unit_rows(rng, 120, 16))  # new queries, old splits
+    with pytest.raises(InputError, match="splits were made from a different"):
+        write_targets(root / "emb", root / "splits", root / "targets/c1", n_clusters=1, device="cpu")

@@ -1,0 +1,75 @@
+"""Every metric against a brute-force NumPy reference on small random data (issue 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amips_bench.metrics import (global_top_cluster, retrieval_metrics, routing_accuracy)
+from amips_bench.targets import ClusterLayout, exact_top1
+from conftest import unit_rows
+
+
+def brute_force(pred, queries, top1, keys, assignments):
+    """Loop over (query, cluster): full distance ranking inside the cluster, lowest index first."""
+    n, c, _ = pred.shape
+    e, ranks = np.zeros((n, c)), np.zeros((n, c))
+    for i in range(n):
+        for j in range(c):
+            members = np.flatnonzero(assignments == j)
+            y = keys[top1[i, j]]
+            e[i, j] = np.log(np.sum((pred[i, j] - y) ** 2) / np.sum((queries[i] - y) ** 2))
+            dist = np.sum((keys[members].astype(np.float64) - pred[i, j]) ** 2, axis=1)
+            order = np.lexsort((members, dist))  # by distance, then by index
+            ranks[i, j] = 1 + int(np.flatnonzero(members[order] == top1[i, j])[0])
+    return {"e_rel": e.mean(), "e_rel_half": e.mean() / 2, "match_rate": (ranks == 1).mean(),
+            "mrr": (1 / ranks).mean(), "recall@1": (ranks <= 1).mean(),
+            "recall@10": (ranks <= 10).mean(), "recall@100": (ranks <= 100).mean()}
+
+
+@pytest.mark.parametrize("c", [1, 5])
+def test_retrieval_metrics_equal_brute_force(rng, c):
+    keys = unit_rows(rng, 600, 8)
+    queries = unit_rows(rng, 80, 8)
+    assignments = rng.integers(0, c, size=600) if c > 1 else np.zeros(600, dtype=np.int64)
+    _, top1 = exact_top1(queries, keys, assignments if c > 1 else None, c, device="cpu")
+    # predictions of varied quality: near the target, near the query, random
+    targets = keys[top1]
+    mix = rng.uniform(0, 1, size=(80, c, 1))
+    pred = (mix * targets + (1 - mix) * queries[:, None, :]
+            + 0.3 * rng.standard_normal((80, c, 8))).astype(np.float32)
+    layout = ClusterLayout.from_assignments(assignments if c > 1 else None, 600, c)
+    ours = retrieval_metrics(torch.from_numpy(pred), torch.from_numpy(queries),
+                             torch.from_numpy(top1), torch.from_numpy(keys), layout)
+    ref = brute_force(pred, queries, top1, keys, assignments)
+    for name, value in ref.items():
+        assert ours[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    assert ours["e_rel"] == pytest.approx(2 * ours["e_rel_half"])
+    assert 0 < ours["mrr"] < 1
+
+
+def test_ranks_handle_exact_ties_with_the_lowest_index():
+    keys = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)  # keys 0 and 1 identical
+    layout = ClusterLayout.from_assignments(None, 3, 1)
+    pred = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]])
+    top1 = torch.tensor([[0], [1]])
+    m = retrieval_metrics(pred, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), top1,
+                          torch.from_numpy(keys), layout)
+    assert m["match_rate"] == 0.5 and m["mrr"] == pytest.approx(0.75)
+
+
+def test_routing_accuracy_against_a_loop(rng):
+    scores = rng.standard_normal((300, 6))
+    true = rng.integers(0, 6, size=300)
+    ours = routing_accuracy(scores, true, (1, 2, 6))
+    for k in (1, 2, 6):
+        ref = np.mean([true[i] in np.argsort(-scores[i])[:k] for i in range(300)])
+        assert ours[k] == pytest.approx(ref)
+    assert ours[6] == 1.0
+
+
+def test_global_top_cluster_breaks_ties_by_key_index():
+    top1 = np.array([[5, 2], [7, 9]])
+    scores = np.array([[0.5, 0.5], [0.4, 0.6]])
+    np.testing.assert_array_equal(global_top_cluster(top1, scores), [1, 1])

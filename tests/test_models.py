@@ -1,0 +1,131 @@
+"""SupportNet / KeyNet structure: sizing, homogeneity, convexity, gradients (issue 2)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from amips_bench.io import InputError
+from amips_bench.models import (SIZES, KeyNet, ModelSpec, SupportNet, build_model,
+                                injection_layers, nx_for_every, parameter_count, scores_and_keys)
+
+PAPER_KEYS = {"fiqa": 57_638, "quora": 522_931, "nq": 2_681_468, "hotpotqa": 5_233_329}
+
+
+@pytest.mark.parametrize("model", ["supportnet", "keynet"])
+def test_parameter_count_matches_the_budget_across_the_paper_grid(model):
+    """The width is the multiple of 8 whose full count is closest to ρ·n·d; that count is within
+    1 % of the budget wherever one width step of 8 moves the count by at most 2 % of it, and
+    for every size from S up on Quora, NQ and HotpotQA.
+
+    (For small budgets no multiple of 8 gets within 1 %: FIQA XS at depth 16 with 10 KeyNet
+    outputs changes by 28 % per step; there the closest multiple is the best possible.)
+    """
+    checked_within_1pct = 0
+    for n, size, depth, every, c in itertools.product(PAPER_KEYS.values(), SIZES, (4, 8, 16),
+                                                       (0, 1, 4), (1, 10)):
+        spec = ModelSpec(model=model, d=384, n_keys=n, size=size, depth=depth,
+                         n_x=nx_for_every(depth, every), n_clusters=c)
+        h = spec.width
+        assert h % 8 == 0
+
+        def error(width):
+            return abs(parameter_count(384, width, depth, spec.n_x, spec.d_out) - spec.budget)
+
+        assert error(h) <= error(h + 8) and (h == 8 or error(h) <= error(h - 8))
+        step = (parameter_count(384, h + 8, depth, spec.n_x, spec.d_out)
+                - parameter_count(384, h, depth, spec.n_x, spec.d_out)) / spec.budget
+        if step <= 0.02 or (n > 500_000 and size != "XS"):
+            assert error(h) / spec.budget < 0.01, (n, size, depth, every, c, h)
+            checked_within_1pct += 1
+    assert checked_within_1pct >= 300  # of the 432 grid points, incl. all of Quora/NQ/HotpotQA >= S
+    # and the analytic count is the real module's count (checked on a few real modules)
+    for n, size, depth, nx in [(57_638, "XS", 4, 3), (57_638, "S", 8, 2), (20_000, "M", 16, 0)]:
+        spec = ModelSpec(model=model, d=384, n_keys=n, size=size, depth=depth, n_x=nx, n_clusters=10)
+        real = sum(p.numel() for p in build_model(spec).parameters())
+        assert real == parameter_count(384, spec.width, depth, nx, spec.d_out)
+
+
+def test_injection_layers_are_evenly_spaced():
+    assert injection_layers(8, 7) == [1, 2, 3, 4, 5, 6, 7]
+    assert injection_layers(8, 2) == [4, 7]
+    assert injection_layers(16, 4) == [4, 8, 12, 15]
+    assert injection_layers(4, 0) == []
+    assert nx_for_every(16, 4) == 4 and nx_for_every(8, 1) == 7 and nx_for_every(4, 4) == 1
+
+
+def _spec(model="supportnet", **kw):
+    base = dict(model=model, d=12, n_keys=4000, size="M", depth=4, n_x=2, n_clusters=3)
+    base.update(kw)
+    return ModelSpec(**base)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_supportnet_is_positively_one_homogeneous(residual):
+    torch.manual_seed(0)
+    model = SupportNet(_spec(residual=residual)).double()
+    x = torch.randn(64, 12, dtype=torch.float64)
+    for alpha in (0.1, 0.5, 3.0, 17.0):
+        torch.testing.assert_close(model(alpha * x), alpha * model(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_clipped_supportnet_potential_is_midpoint_convex(residual):
+    torch.manual_seed(1)
+    model = SupportNet(_spec(convexity="clip", residual=residual)).double()
+    with torch.no_grad():  # make the weights badly non-convex, then project
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    assert model.negative_fraction() > 0.2
+    model.clip_()
+    assert model.negative_fraction() == 0.0
+    a = torch.randn(2000, 12, dtype=torch.float64) * 2
+    b = torch.randn(2000, 12, dtype=torch.float64) * 2
+    g = model.potential
+    gap = (g(a) + g(b)) / 2 - g((a + b) / 2)
+    assert gap.min() >= -1e-10
+    # the un-clipped version of the same network is not convex: the test can fail
+    torch.manual_seed(1)
+    broken = SupportNet(_spec(convexity="clip", residual=residual)).double()
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.add_(torch.randn_like(p))
+    assert ((broken.potential(a) + broken.potential(b)) / 2 - broken.potential((a + b) / 2)).min() < 0
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_autograd_key_equals_finite_difference_gradient(c):
+    torch.manual_seed(2)
+    model = SupportNet(_spec(n_clusters=c)).double()
+    x = torch.randn(5, 12, dtype=torch.float64)
+    _, keys = scores_and_keys(model, x)
+    eps = 1e-6
+    for i in range(12):
+        e = torch.zeros(12, dtype=torch.float64)
+        e[i] = eps
+        fd = (model(x + e) - model(x - e)) / (2 * eps)  # [5, c]
+        torch.testing.assert_close(keys[:, :, i], fd, rtol=1e-6, atol=1e-8)
+
+
+def test_keynet_outputs_c_keys_and_its_score_is_the_inner_product():
+    torch.manual_seed(3)
+    model = KeyNet(_spec("keynet", n_clusters=4))
+    x = torch.randn(7, 12)
+    keys = model(x)
+    assert keys.shape == (7, 4, 12)
+    torch.testing.assert_close(model.scores(x), (keys * x[:, None, :]).sum(-1))
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(model="mlp"), "model: unknown model 'mlp'"),
+    (dict(size="XM"), "size: unknown size 'XM'"),
+    (dict(depth=1, n_x=0), "depth: must be >= 2, got 1"),
+    (dict(depth=4, n_x=4), r"n_x: must lie in \[0, depth - 1\] = \[0, 3\], got 4"),
+    (dict(n_keys=10, size="XS"), "width .* < 8"),
+])
+def test_bad_model_specs(kw, message):
+    with pytest.raises(InputError, match=message):
+        _spec(**kw)

@@ -1,0 +1,133 @@
+"""Training: exact resume after kill -9, NaN handling, EMA/LR schedule, learning (issue 2)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from amips_bench import losses as losses_module
+from amips_bench import training
+from amips_bench.evaluation import load_dataset
+from amips_bench.io import InputError
+from amips_bench.models import ModelSpec, load_model
+from amips_bench.training import NonFiniteLoss, TrainConfig, Trainer
+
+DEVICE = torch.device("cpu")
+
+
+def _spec(model="supportnet", c=1, n_keys=3000):
+    return ModelSpec(model=model, d=32, n_keys=n_keys, size="M", depth=4, n_x=1, n_clusters=c)
+
+
+def _cfg(**kw):
+    base = dict(steps=120, batch_size=64, lr_at_128=2e-3, eval_every=40, checkpoint_every=20, seed=4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_lr_schedule_and_ema_scaling():
+    cfg = TrainConfig(steps=1000, batch_size=512, lr_at_128=1e-4, warmup_fraction=0.025)
+    assert cfg.peak_lr == pytest.approx(2e-4)  # sqrt(512/128) = 2
+    assert cfg.ema_decay == pytest.approx(0.999 ** 4)
+    assert cfg.warmup_steps == 25
+    assert cfg.lr_at(0) == pytest.approx(2e-4 / 25)
+    assert cfg.lr_at(24) == pytest.approx(2e-4)
+    assert cfg.lr_at(999) == pytest.approx(2e-4 * 0.125, rel=1e-3)
+    lrs = [cfg.lr_at(s) for s in range(25, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # cosine decays monotonically
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
+    """kill -9 a real `amips-bench train` after its first checkpoint, re-run, compare weights."""
+    steps = 400
+    args = ["--dataset-dir", str(tiny_dataset), "--model", "supportnet", "--size", "M",
+            "--depth", "4", "--nx", "1", "--clusters", "4", "--steps", str(steps),
+            "--batch-size", "64", "--lr-at-128", "2e-3", "--eval-every", "100",
+            "--checkpoint-every", "25", "--seed", "4", "--device", "cpu", "--threads", "1"]
+    cmd = [sys.executable, "-m", "amips_bench.cli", "train"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    subprocess.run(cmd + args + ["--out", str(straight)], check=True, capture_output=True)
+
+    proc = subprocess.Popen(cmd + args + ["--out", str(resumed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoint = resumed / training.CHECKPOINT_NAME
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists() and not (resumed / "model.pt").exists()
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < killed_at < steps
+
+    out = subprocess.run(cmd + args + ["--out", str(resumed)], check=True, capture_output=True, text=True)
+    assert f"resumed supportnet_M_L4_nx1_c4 at step {killed_at}" in out.stdout
+    a, _ = load_model(straight / "model.pt")
+    b, _ = load_model(resumed / "model.pt")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-5, msg=name)
+    ha = pd.read_csv(straight / "history.csv")
+    hb = pd.read_csv(resumed / "history.csv")
+    assert list(ha.step) == list(hb.step) == [0, 100, 200, 300, 400]
+    pd.testing.assert_series_equal(ha.e_rel, hb.e_rel, atol=1e-5)
+    assert not checkpoint.exists()  # removed once the run completed
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path,
+                                                                         monkeypatch):
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    trainer = Trainer(_spec("keynet"), data, _cfg(), tmp_path, DEVICE)
+    real = losses_module.compute_loss
+
+    def poisoned(model, x, *a, **kw):
+        loss, parts = real(model, x, *a, **kw)
+        return (loss * float("nan") if trainer.step >= 30 else loss), parts
+
+    monkeypatch.setattr(training, "compute_loss", poisoned)
+    with pytest.raises(NonFiniteLoss, match=r"non-finite training loss by step 40 of keynet_M_L4_nx1_c1; "
+                                            r"last good checkpoint kept at .*checkpoint.pt"):
+        trainer.run()
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 20
+    assert not (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.parametrize("model, c", [("keynet", 1), ("supportnet", 1), ("keynet", 4), ("supportnet", 4)])
+def test_training_reduces_validation_e_rel(tiny_dataset, tmp_path, model, c):
+    data = load_dataset(tiny_dataset, c, DEVICE)
+    metrics = Trainer(_spec(model, c), data, _cfg(steps=200, eval_every=50), tmp_path, DEVICE).run()
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert history.e_rel.iloc[-1] < history.e_rel.iloc[1] < history.e_rel.iloc[0]
+    assert history.e_rel.iloc[-1] < 0
+    assert metrics["test"]["e_rel"] < 0
+    assert {"e_rel", "e_rel_half", "match_rate", "recall@1", "recall@10", "recall@100",
+            "mrr"} <= set(metrics["test"])
+    if model == "supportnet":
+        assert 0 <= metrics["negative_wz_fraction"] < 1
+    if c > 1:
+        assert metrics["test"]["routing@4"] == 1.0
+
+
+def test_targets_for_other_keys_are_refused(tiny_dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    import numpy as np
+
+    keys = np.load(copy / "embeddings/keys.npy")
+    np.save(copy / "embeddings/keys.npy", keys[:-5])
+    with pytest.raises(InputError, match="targets were computed for 3000 keys but .* has 2995"):
+        load_dataset(copy, 1, DEVICE)
+
+
+def test_batch_larger_than_training_set_is_refused(tiny_dataset, tmp_path):
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    with pytest.raises(InputError, match="train.batch_size: 100000 is larger than the 2790 training queries"):
+        Trainer(_spec("keynet"), data, _cfg(batch_size=100_000), tmp_path, DEVICE)
