@@ -208,6 +208,50 @@ def _train(args):
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")
 
 
+# --------------------------------------------------------------------------- figures and tables
+
+
+def _figure_args(p):
+    p.add_argument("name", choices=["toy", "erel_mrr", "training"],
+                   help="toy (Figure 1), erel_mrr (Figure 3), training (Figure 8)")
+    p.add_argument("--out", required=True, help="output stem: writes STEM.pdf, STEM.png, STEM.csv")
+    p.add_argument("--metrics", nargs="*", default=[], help="models/*/metrics.json")
+    p.add_argument("--history", nargs="*", default=[], help="models/*/history.csv (same order as --metrics)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_threads(p)
+
+
+@command("figure", "draw one figure of the paper from result files")(_figure_args)
+def _figure(args):
+    from .plots import training_figures as tf
+
+    _threads(args)
+    if args.name == "toy":
+        tf.fig1_toy(args.out, seed=args.seed)
+    elif args.name == "erel_mrr":
+        tf.fig3_erel_mrr(args.metrics, args.out)
+    elif args.name == "training":
+        tf.fig8_training(args.history, args.metrics, args.out)
+
+
+def _table_args(p):
+    p.add_argument("name", choices=["final_metrics", "realism"])
+    p.add_argument("--out", required=True, help="output stem: writes STEM.csv and STEM.md")
+    p.add_argument("--inputs", nargs="+", required=True, help="metrics.json or embeddings manifest.json files")
+
+
+@command("table", "summary tables (CSV + Markdown)")(_table_args)
+def _table(args):
+    from . import tables
+
+    if args.name == "final_metrics":
+        tables.write_table(tables.final_metrics_table(args.inputs), args.out,
+                           "Test metrics of every trained model")
+    else:
+        tables.write_table(tables.realism_table(args.inputs), args.out,
+                           "Realism of the embeddings vs real all-MiniLM-L6-v2 statistics")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

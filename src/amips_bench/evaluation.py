@@ -29,6 +29,7 @@ class DatasetTensors:
     keys: torch.Tensor  # float32 [n, d]
     layout: ClusterLayout
     splits: dict[str, SplitData]
+    name: str = ""  # the dataset's name (its results folder)
 
     @property
     def n_clusters(self) -> int:
@@ -59,7 +60,7 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
                              f"({len(queries)}, {n_clusters})")
         loaded[split] = SplitData(torch.from_numpy(queries).to(device),
                                   torch.from_numpy(top1).to(device))
-    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded)
+    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded, root.name)
 
 
 def predict(model: nn.Module, queries: torch.Tensor, batch: int = 4096

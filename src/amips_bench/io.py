@@ -242,6 +242,31 @@ def write_versions_sidecar(csv_path: str | os.PathLike, extra: Mapping[str, Any]
     return sidecar
 
 
+def release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc malloc_trim).
+
+    A training step allocates and frees the same few MB-sized tensors; glibc's adaptive mmap
+    threshold then serves them from the heap, which fragments and grows by megabytes per
+    step on CPU (1.8 GB after 600 KeyNet steps). Trimming every few dozen steps keeps the
+    resident memory flat for a few percent of time. A no-op where glibc is absent.
+    """
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - probe that the symbol exists
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def iter_blocks(total: int, block: int) -> Iterable[tuple[int, int]]:
     """(start, stop) pairs covering range(total) in blocks of `block`."""
     for start in range(0, total, block):

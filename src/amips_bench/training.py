@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from .evaluation import DatasetTensors, evaluate_model
-from .io import InputError, device_name, package_versions, save_csv, save_json
+from .io import (InputError, device_name, package_versions, release_freed_memory, save_csv,
+                 save_json)
 from .losses import LossWeights, compute_loss
 from .models import ModelSpec, SupportNet, build_model, save_model
 
 CHECKPOINT_NAME = "checkpoint.pt"
+TRIM_EVERY = 25  # steps between returns of freed heap memory to the OS (CPU only)
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
@@ -259,6 +261,8 @@ class Trainer:
             self.model.train()
             while self.step < stop:
                 self.train_step()
+                if self.device.type == "cpu" and self.step % TRIM_EVERY == 0:
+                    release_freed_memory()
                 if self.step % self.cfg.checkpoint_every == 0:
                     self._sync()
                     self.elapsed += time.perf_counter() - t0
@@ -281,7 +285,7 @@ class Trainer:
         test = self.evaluate("test")
         n_params = sum(p.numel() for p in self.ema.parameters())
         metrics: dict[str, Any] = {
-            "model": self.spec.model, "size": self.spec.size, "depth": self.spec.depth,
+            "dataset": self.data.name, "model": self.spec.model, "size": self.spec.size, "depth": self.spec.depth,
             "n_x": self.spec.n_x, "n_clusters": self.spec.n_clusters, "width": self.spec.width,
             "parameters": n_params, "budget": self.spec.budget,
             "steps": self.step, "train_seconds": round(self.elapsed, 3),

@@ -1,0 +1,38 @@
+# amips-bench: regenerate every figure and table of "Amortizing Maximum Inner Product Search
+# with Learned Support Functions" (ICML 2026).
+#
+#   snakemake --cores all figures                                # quick synthetic profile
+#   snakemake --cores all figures --configfile config/paper.yaml # the paper's four datasets
+#
+# Thin by design: configuration, validation and includes. Logic lives in src/amips_bench.
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/targets.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        figure_outputs(),
+        table_outputs(),
+    default_target: True
+
+
+rule figures:
+    input:
+        figure_outputs(),
+
+
+rule tables:
+    input:
+        table_outputs(),

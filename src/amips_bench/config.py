@@ -1,0 +1,247 @@
+"""Workflow configuration: schema validation with one-line errors, defaults, grid expansion.
+
+The Snakefile calls `prepare(config, schema_path)` before any rule is defined, so a misspelled
+key, a wrong type, an unknown dataset or size name or an empty grid stops the workflow with one
+line naming the key, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import InputError
+
+
+class ConfigError(InputError):
+    """A configuration mistake; the message is one line that names the key."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def load_schema(path: str | Path) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        node = root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        merged = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**node, **merged}
+    return schema
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(config: dict, schema: dict) -> None:
+    """Raise ConfigError (one line) for the first schema violation, else return."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    validator = Draft202012Validator(schema)
+    error = best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        raise ConfigError(f"config key '{_key_path(path + extra[:1])}': unknown key "
+                          f"(allowed here: {allowed})")
+    if error.validator == "enum":
+        raise ConfigError(f"config key '{_key_path(path)}': {error.instance!r} is not one of "
+                          f"{error.validator_value}")
+    if error.validator == "type":
+        raise ConfigError(f"config key '{_key_path(path)}': {error.instance!r} is not of type "
+                          f"{error.validator_value}")
+    if error.validator in ("minItems", "minProperties"):
+        raise ConfigError(f"config key '{_key_path(path)}': must not be empty")
+    if error.validator == "required":
+        raise ConfigError(f"config key '{_key_path(path)}': {error.message}")
+    if error.validator == "propertyNames":
+        raise ConfigError(f"config key '{_key_path(path)}': dataset names must match "
+                          f"[a-z][a-z0-9_]* ({error.message})")
+    message = error.message.splitlines()[0]
+    raise ConfigError(f"config key '{_key_path(path)}': {message}")
+
+
+def fill_defaults(config: Any, schema: dict, root: dict | None = None) -> Any:
+    """Copy of `config` with every missing key that has a schema default filled in."""
+    root = root or schema
+    schema = _resolve(schema, root)
+    if isinstance(config, dict):
+        out = dict(config)
+        for key, sub in schema.get("properties", {}).items():
+            sub_resolved = _resolve(sub, root)
+            if key not in out and "default" in sub_resolved:
+                out[key] = copy.deepcopy(sub_resolved["default"])
+            if key in out:
+                out[key] = fill_defaults(out[key], sub_resolved, root)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in out:
+                if key not in schema.get("properties", {}):
+                    out[key] = fill_defaults(out[key], extra, root)
+        return out
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [fill_defaults(item, schema["items"], root) for item in config]
+    return config
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model of the grid: its settings and its results folder name."""
+
+    model: str
+    size: str
+    depth: int
+    n_x: int
+    clusters: int
+    residual: bool
+    convexity: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        extra = ("_res" if self.residual else "") + ("_clip" if self.convexity == "clip" else "")
+        return (f"{self.model}_{self.size}_L{self.depth}_nx{self.n_x}_c{self.clusters}"
+                f"{extra}_s{self.seed}")
+
+
+RUN_PATTERN = (r"(?P<model>supportnet|keynet)_(?P<size>XS|S|M|L|XL|XXL)_L(?P<depth>\d+)"
+               r"_nx(?P<n_x>\d+)_c(?P<clusters>\d+)(?P<residual>_res)?(?P<clip>_clip)?_s(?P<seed>\d+)")
+
+
+def parse_run(name: str) -> Run:
+    """Inverse of Run.name (so any run folder, in the grid or not, can be built)."""
+    import re
+
+    match = re.fullmatch(RUN_PATTERN, name)
+    if not match:
+        raise ConfigError(f"model folder {name!r} does not match {RUN_PATTERN}")
+    g = match.groupdict()
+    return Run(g["model"], g["size"], int(g["depth"]), int(g["n_x"]), int(g["clusters"]),
+               bool(g["residual"]), "clip" if g["clip"] else "penalty", int(g["seed"]))
+
+
+def nx_for(depth: int, every: int) -> int:
+    return 0 if every == 0 else math.ceil((depth - 1) / every)
+
+
+def expand_grid(dataset: dict, seeds: list[int]) -> list[Run]:
+    runs: dict[str, Run] = {}
+    for entry in dataset["grid"]:
+        for model, size, depth, every, c, residual, convexity, seed in itertools.product(
+                entry["model"], entry["size"], entry["depth"], entry["reinject_every"],
+                entry["clusters"], entry["residual"], entry["convexity"], seeds):
+            run = Run(model, size, depth, nx_for(depth, every), c, residual,
+                      convexity if model == "supportnet" else "penalty", seed)
+            runs.setdefault(run.name, run)
+    return list(runs.values())
+
+
+def dataset_n_keys(dataset: dict) -> int:
+    return dataset["synthetic"]["n_keys"] if dataset["source"] == "synthetic" else dataset["n_keys"]
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def check(config: dict) -> None:
+    """Cross-key checks the schema cannot express."""
+    datasets = config["datasets"]
+    figures = config["figures"]
+
+    def known(name: str, key: str) -> None:
+        if name not in datasets:
+            raise ConfigError(f"config key '{key}': unknown dataset {name!r} "
+                              f"(datasets: {', '.join(datasets)})")
+
+    for name, ds in datasets.items():
+        runs = expand_grid(ds, config["seeds"])
+        if not runs:
+            raise ConfigError(f"config key 'datasets.{name}.grid': the grid is empty")
+        if ds["source"] == "local" and not ds["beir"]["path"]:
+            raise ConfigError(f"config key 'datasets.{name}.beir.path': source 'local' needs the "
+                              f"path of a BEIR-format folder")
+        for key in ("val_size", "test_size"):
+            n_queries = ds["synthetic"]["n_queries"] if ds["source"] == "synthetic" else None
+            if n_queries is not None and ds["splits"][key] >= n_queries:
+                raise ConfigError(f"config key 'datasets.{name}.splits.{key}': "
+                                  f"{ds['splits'][key]} is not smaller than the {n_queries} queries")
+        for i, entry in enumerate(ds["grid"]):
+            for depth, every in itertools.product(entry["depth"], entry["reinject_every"]):
+                if nx_for(depth, every) > depth - 1:
+                    raise ConfigError(f"config key 'datasets.{name}.grid.{i}.reinject_every': "
+                                      f"{every} gives n_x > depth - 1 for depth {depth}")
+        clustered = {r.clusters for r in runs if r.clusters > 1}
+        for k in ds["routing"]["ks"]:
+            if clustered and k > min(clustered):
+                raise ConfigError(f"config key 'datasets.{name}.routing.ks': k = {k} is larger "
+                                  f"than c = {min(clustered)} clusters")
+        n_keys = dataset_n_keys(ds)
+        nlist = ds["ivf"]["nlist"] or round(math.sqrt(n_keys))
+        for p in ds["ivf"]["nprobe"]:
+            if p > nlist:
+                raise ConfigError(f"config key 'datasets.{name}.ivf.nprobe': nprobe {p} is larger "
+                                  f"than nlist {nlist}")
+
+    for name in figures["routing"]:
+        known(name, "figures.routing")
+        if not any(r.clusters > 1 for r in expand_grid(datasets[name], config["seeds"])):
+            raise ConfigError(f"config key 'figures.routing': dataset {name!r} has no clustered "
+                              f"model (clusters > 1) in its grid")
+    for name in figures["erel_mrr"]:
+        known(name, "figures.erel_mrr")
+    for name in figures["ivf"]:
+        known(name, "figures.ivf")
+        models = set(datasets[name]["ivf"]["models"])
+        if not any(r.clusters == 1 and r.model in models
+                   for r in expand_grid(datasets[name], config["seeds"])):
+            raise ConfigError(f"config key 'figures.ivf': dataset {name!r} has no c = 1 model of "
+                              f"{sorted(models)} in its grid")
+    if figures["ood"]:
+        known(figures["ood"], "figures.ood")
+        ood_run(config, figures["ood"])
+    if figures["training"]:
+        known(figures["training"], "figures.training")
+    for name in config["table1"]["datasets"]:
+        known(name, "table1.datasets")
+
+
+def ood_run(config: dict, dataset: str) -> Run:
+    """The grid model the OOD test uses (first seed); an error if the grid lacks it."""
+    spec = config["datasets"][dataset]["ood"]
+    wanted = Run(spec["model"], spec["size"], spec["depth"],
+                 nx_for(spec["depth"], spec["reinject_every"]), 1, False, "penalty",
+                 config["seeds"][0])
+    names = {r.name for r in expand_grid(config["datasets"][dataset], config["seeds"])}
+    if wanted.name not in names:
+        raise ConfigError(f"config key 'datasets.{dataset}.ood': model {wanted.name} is not in "
+                          f"the grid of {dataset!r}")
+    return wanted
+
+
+def prepare(config: dict, schema_path: str | Path) -> dict:
+    """Validate, fill defaults and run the cross-key checks; returns the completed config."""
+    schema = load_schema(schema_path)
+    validate(config, schema)
+    full = fill_defaults(config, schema)
+    check(full)
+    return full

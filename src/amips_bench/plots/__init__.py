@@ -1,0 +1,1 @@
+"""Figures of the paper, all drawn with one style (plots.style)."""

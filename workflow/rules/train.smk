@@ -1,0 +1,27 @@
+# Training of every model of the grid (results/{dataset}/models/{run}/).
+
+
+rule train:
+    input:
+        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+        targets=lambda w: f"{R}/{w.dataset}/targets/c{parse_run(w.run).clusters}/manifest.json",
+    output:
+        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
+        history=f"{R}/{{dataset}}/models/{{run}}/history.csv",
+        metrics=f"{R}/{{dataset}}/models/{{run}}/metrics.json",
+    params:
+        run=lambda w: run_cli(w.run),
+        train=lambda w: train_cli(w.dataset),
+        out=lambda w: model_dir(w.dataset, w.run),
+    log:
+        f"{R}/logs/{{dataset}}/train/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train/{{run}}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 4, base=4000),
+        runtime=lambda w: train_minutes(w.dataset),
+        gpu=config["gpu_per_job"],
+    shell:
+        "amips-bench train --dataset-dir {R}/{wildcards.dataset} --out {params.out} "
+        "{params.run} {params.train} --device {config[device]} --threads {threads} > {log} 2>&1"
