@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/routing.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -208,15 +208,83 @@ def _train(args):
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")
 
 
+# --------------------------------------------------------------------------- routing (Figure 2)
+
+
+def _train_router_args(p):
+    p.add_argument("--dataset-dir", required=True)
+    p.add_argument("--out", required=True, help="router folder to write (model.pt, metrics.json)")
+    p.add_argument("--clusters", type=int, required=True)
+    p.add_argument("--size", required=True)
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--seed", type=int, default=0)
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("train-router", "train the learned classifier router baseline (cross-entropy MLP)")(_train_router_args)
+def _train_router(args):
+    from .classifier import train_router
+    from .targets import pick_device
+
+    _threads(args)
+    m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, size=args.size,
+                     depth=args.depth, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                     seed=args.seed, device=pick_device(args.device))
+    print(f"[{m['name']}] {m['parameters']:,} parameters, test top-1 accuracy "
+          f"{m['top1_accuracy']['test']:.3f}")
+
+
+def _routing_args(p):
+    p.add_argument("--dataset-dir", required=True)
+    p.add_argument("--clusters", type=int, required=True)
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--out", required=True, help="routing/*.csv to write")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="models/*/model.pt of a clustered SupportNet or KeyNet")
+    what.add_argument("--router", help="models/router_*/model.pt of a classifier router")
+    what.add_argument("--baselines", action="store_true", help="centroid IP / L2 / cosine and the oracle")
+    p.add_argument("--seed", type=int, default=0, help="seed recorded for the baselines")
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("routing", "routing accuracy vs FLOPs of one router (Figure 2)")(_routing_args)
+def _routing(args):
+    from . import routing
+    from .io import save_csv, write_versions_sidecar
+    from .targets import pick_device
+
+    _threads(args)
+    ctx = routing.load_context(args.dataset_dir, args.clusters, tuple(args.ks),
+                               pick_device(args.device))
+    if args.model:
+        rows = routing.model_rows(ctx, args.model)
+    elif args.router:
+        rows = routing.classifier_rows(ctx, args.router)
+    else:
+        rows = routing.baseline_rows(ctx, args.seed)
+    save_csv(args.out, rows)
+    write_versions_sidecar(args.out)
+    for r in rows:
+        if r["k"] == 1:
+            print(f"{r['method']:>14} {r['size']:>3}  k=1 accuracy {r['accuracy']:.3f}  "
+                  f"{r['flops_total']:.3e} FLOPs/query")
+
+
 # --------------------------------------------------------------------------- figures and tables
 
 
 def _figure_args(p):
-    p.add_argument("name", choices=["toy", "erel_mrr", "training"],
-                   help="toy (Figure 1), erel_mrr (Figure 3), training (Figure 8)")
+    p.add_argument("name", choices=["toy", "routing", "erel_mrr", "training"],
+                   help="toy (Figure 1), routing (Figure 2), erel_mrr (Figure 3), training (Figure 8)")
     p.add_argument("--out", required=True, help="output stem: writes STEM.pdf, STEM.png, STEM.csv")
     p.add_argument("--metrics", nargs="*", default=[], help="models/*/metrics.json")
     p.add_argument("--history", nargs="*", default=[], help="models/*/history.csv (same order as --metrics)")
+    p.add_argument("--csv", nargs="*", default=[], help="result tables (routing/*.csv, ...)")
     p.add_argument("--seed", type=int, default=0)
     _add_threads(p)
 
@@ -228,6 +296,10 @@ def _figure(args):
     _threads(args)
     if args.name == "toy":
         tf.fig1_toy(args.out, seed=args.seed)
+    elif args.name == "routing":
+        from .plots.routing_figure import fig2_routing
+
+        fig2_routing(args.csv, args.out)
     elif args.name == "erel_mrr":
         tf.fig3_erel_mrr(args.metrics, args.out)
     elif args.name == "training":

@@ -32,6 +32,9 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     run=r"(supportnet|keynet)_[A-Z]+_L\d+_nx\d+_c\d+(_res)?(_clip)?_s\d+",
     clusters=r"\d+",
+    seed=r"\d+",
+    size="XS|S|M|L|XL|XXL",
+    depth=r"\d+",
 
 
 def ds_dir(dataset):
@@ -122,6 +125,8 @@ def figure_outputs():
     out = []
     if figs["toy"]:
         out += figure_files("fig1_toy")
+    if figs["routing"]:
+        out += figure_files("fig2_routing")
     if figs["erel_mrr"]:
         out += figure_files("fig3_erel_mrr")
     if figs["training"]:

@@ -1,0 +1,146 @@
+"""Routing experiment of paper §4.4 (Figure 2): pick the top-k of c clusters, scan them exactly.
+
+Accuracy: the cluster holding the global top key is among the k selected. Cost per query
+(DESIGN §6): the router (model forward, classifier forward, or C·d centroid scoring) plus the
+exact scan of the selected clusters, counted with their real sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .evaluation import load_dataset, predict_scores, true_clusters
+from .flops import centroid_flops, fvcore_flops, router_flops, scan_flops
+from .io import InputError, device_name, load_array, load_index_array, load_json, sha256_file
+from .metrics import routing_accuracy
+from .models import load_model
+
+CENTROID_RULES = ("centroid_ip", "centroid_l2", "centroid_cos")
+
+
+@dataclass
+class RoutingContext:
+    dataset: str
+    n_clusters: int
+    d: int
+    sizes: np.ndarray  # [C] keys per cluster
+    centroids: np.ndarray  # [C, d]
+    queries: torch.Tensor  # test queries [N, d]
+    true_cluster: np.ndarray  # [N]
+    ks: tuple[int, ...]
+    device: torch.device
+
+
+def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
+                 device: torch.device) -> RoutingContext:
+    """Test queries, their true clusters and the clustering, checked to come from one run."""
+    root = Path(dataset_dir)
+    if n_clusters < 2:
+        raise InputError(f"routing: needs a clustered run (c >= 2), got c = {n_clusters}")
+    bad_k = [k for k in ks if k < 1 or k > n_clusters]
+    if bad_k:
+        raise InputError(f"routing.ks: k = {bad_k[0]} is outside [1, c = {n_clusters}]")
+    cluster_dir = root / "clusters" / f"c{n_clusters}"
+    target_manifest = root / "targets" / f"c{n_clusters}" / "manifest.json"
+    recorded = load_json(target_manifest).get("assignments_sha256")
+    actual = sha256_file(cluster_dir / "assignments.npy")
+    if recorded != actual:
+        raise InputError(f"{target_manifest}: targets were computed for other cluster assignments "
+                         f"than {cluster_dir / 'assignments.npy'} (checksum mismatch); re-run targets")
+    data = load_dataset(root, n_clusters, device, splits=("test",))
+    assignments = load_index_array(cluster_dir / "assignments.npy", upper=n_clusters)
+    centroids = load_array(cluster_dir / "centroids.npy", dtype="float32", ndim=2)
+    return RoutingContext(root.name, n_clusters, data.keys.shape[1],
+                          np.bincount(assignments, minlength=n_clusters), centroids,
+                          data.splits["test"].queries,
+                          true_clusters(data.splits["test"], data.keys), tuple(ks), device)
+
+
+def rows_from_scores(ctx: RoutingContext, scores: np.ndarray, flops_router: float,
+                     meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per k: accuracy and mean FLOPs (router + scan of the k selected clusters)."""
+    if scores.shape != (len(ctx.true_cluster), ctx.n_clusters):
+        raise InputError(f"routing: scores of shape {scores.shape}, expected "
+                         f"({len(ctx.true_cluster)}, {ctx.n_clusters})")
+    order = np.argsort(-scores, axis=1, kind="stable")
+    accuracy = routing_accuracy(scores, ctx.true_cluster, ctx.ks)
+    rows = []
+    for k in ctx.ks:
+        scanned = ctx.sizes[order[:, :k]].sum(axis=1)
+        flops_scan = float(scan_flops(scanned, ctx.d).mean())
+        rows.append({**meta, "dataset": ctx.dataset, "clusters": ctx.n_clusters, "k": k,
+                     "accuracy": accuracy[k], "flops_router": flops_router,
+                     "flops_scan": flops_scan, "flops_total": flops_router + flops_scan,
+                     "n_queries": len(ctx.true_cluster), "device": device_name(ctx.device)})
+    return rows
+
+
+def centroid_scores(ctx: RoutingContext, rule: str) -> np.ndarray:
+    q = ctx.queries.cpu().numpy().astype(np.float64)
+    c = ctx.centroids.astype(np.float64)
+    if rule == "centroid_ip":
+        return q @ c.T
+    if rule == "centroid_l2":
+        return -(((q[:, None, :] - c[None]) ** 2).sum(-1))
+    if rule == "centroid_cos":
+        return (q @ c.T) / np.linalg.norm(c, axis=1)[None]
+    raise InputError(f"routing: unknown centroid rule {rule!r}; expected one of {CENTROID_RULES}")
+
+
+def baseline_rows(ctx: RoutingContext, seed: int) -> list[dict[str, Any]]:
+    """Centroid routing by inner product (paper), L2 (k-means cell) and cosine; the oracle."""
+    rows = []
+    base = {"model": "", "size": "", "depth": "", "n_x": "", "seed": seed, "parameters": 0}
+    for rule in CENTROID_RULES:
+        rows += rows_from_scores(ctx, centroid_scores(ctx, rule),
+                                 centroid_flops(ctx.n_clusters, ctx.d), {**base, "method": rule})
+    # oracle: the true cluster is known for free; only its scan is paid (k = 1)
+    scan = float(scan_flops(ctx.sizes[ctx.true_cluster], ctx.d).mean())
+    rows.append({**base, "method": "oracle", "dataset": ctx.dataset, "clusters": ctx.n_clusters,
+                 "k": 1, "accuracy": 1.0, "flops_router": 0.0, "flops_scan": scan,
+                 "flops_total": scan, "n_queries": len(ctx.true_cluster),
+                 "device": device_name(ctx.device)})
+    return rows
+
+
+def model_rows(ctx: RoutingContext, model_path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a trained clustered SupportNet/KeyNet (scores only; SupportNet needs no gradient)."""
+    model, _ = load_model(model_path, ctx.device)
+    spec = model.spec
+    if spec.n_clusters == 1:
+        raise InputError(f"{model_path}: routing needs a model trained with c > 1 clusters, "
+                         f"this one has c = 1")
+    if spec.n_clusters != ctx.n_clusters:
+        raise InputError(f"{model_path}: model has {spec.n_clusters} outputs but the clustering "
+                         f"has {ctx.n_clusters} clusters")
+    if spec.n_keys != int(ctx.sizes.sum()):
+        raise InputError(f"{model_path}: model was built for {spec.n_keys} keys, the dataset has "
+                         f"{int(ctx.sizes.sum())}")
+    scores = predict_scores(model, ctx.queries).cpu().numpy()
+    metrics = load_json(Path(model_path).parent / "metrics.json")
+    meta = {"method": spec.model, "model": spec.model, "size": spec.size, "depth": spec.depth,
+            "n_x": spec.n_x, "seed": metrics["seed"],
+            "parameters": sum(p.numel() for p in model.parameters())}
+    return rows_from_scores(ctx, scores, router_flops(model.cpu(), spec.d), meta)
+
+
+def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[str, Any]]:
+    from .classifier import load_router
+
+    router = load_router(router_path, ctx.device)
+    spec = router.spec
+    if spec.n_clusters != ctx.n_clusters:
+        raise InputError(f"{router_path}: router has {spec.n_clusters} outputs but the clustering "
+                         f"has {ctx.n_clusters} clusters")
+    with torch.no_grad():
+        scores = router(ctx.queries).cpu().numpy()
+    metrics = load_json(Path(router_path).parent / "metrics.json")
+    meta = {"method": "classifier", "model": "classifier", "size": spec.size, "depth": spec.depth,
+            "n_x": 0, "seed": metrics["seed"],
+            "parameters": sum(p.numel() for p in router.parameters())}
+    return rows_from_scores(ctx, scores, fvcore_flops(router.cpu(), spec.d), meta)
