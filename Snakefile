@@ -19,6 +19,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/routing.smk"
+include: "workflow/rules/ivf.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -275,12 +275,106 @@ def _routing(args):
                   f"{r['flops_total']:.3e} FLOPs/query")
 
 
+# --------------------------------------------------------------------------- IVF / HNSW (Figures 4-7)
+
+
+def _index_args(p):
+    p.add_argument("--keys", required=True, help="embeddings/keys.npy")
+    p.add_argument("--out", required=True, help="folder for ivf.faiss, hnsw.faiss, manifest.json")
+    p.add_argument("--nlist", type=int, default=0, help="IVF lists (0 = round(sqrt(n)))")
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--hnsw-ef-construction", type=int, default=80)
+    p.add_argument("--no-hnsw", action="store_true", help="build the IVF index only")
+    p.add_argument("--seed", type=int, default=0)
+    _add_threads(p)
+
+
+@command("index", "build the FAISS IVF (and HNSW) indexes of the keys")(_index_args)
+def _index(args):
+    import time
+
+    import faiss
+
+    from . import ivf
+    from .io import load_embeddings, save_json
+
+    _threads(args)
+    keys = load_embeddings(args.keys)
+    nlist = args.nlist or ivf.default_nlist(len(keys))
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    ivf.write_index(ivf.build_ivf(keys, nlist, args.seed), out / "ivf.faiss")
+    manifest = {"n_keys": len(keys), "d": keys.shape[1], "nlist": nlist, "metric": "inner product",
+                "ivf_build_seconds": round(time.perf_counter() - t0, 3),
+                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__}
+    if not args.no_hnsw:
+        t0 = time.perf_counter()
+        ivf.write_index(ivf.build_hnsw(keys, args.hnsw_m, args.hnsw_ef_construction),
+                        out / "hnsw.faiss")
+        manifest.update({"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.hnsw_ef_construction,
+                         "hnsw_build_seconds": round(time.perf_counter() - t0, 3)})
+    save_json(out / "manifest.json", manifest)
+
+
+def _ivf_common(p):
+    p.add_argument("--dataset-dir", required=True)
+    p.add_argument("--index-dir", required=True, help="folder with ivf.faiss (and hnsw.faiss)")
+    p.add_argument("--nprobe", type=int, nargs="+", required=True)
+    p.add_argument("--recall-at", type=int, nargs="*", default=[1, 10, 100])
+    p.add_argument("--out", required=True, help="CSV to write")
+    _add_device(p)
+    _add_threads(p)
+
+
+def _ivf_args(p):
+    _ivf_common(p)
+    p.add_argument("--ef-search", type=int, nargs="*", default=[], help="HNSW efSearch sweep (empty: no HNSW)")
+    p.add_argument("--model", default=None, help="models/*/model.pt for mapped queries (omit: natural)")
+
+
+@command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
+def _ivf(args):
+    from . import ivf
+    from .io import save_csv, write_versions_sidecar
+    from .targets import pick_device
+
+    _threads(args)
+    rows = ivf.evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
+                                hnsw_budgets=args.ef_search, ks=args.recall_at,
+                                model_path=args.model, device=pick_device(args.device))
+    save_csv(args.out, rows)
+    write_versions_sidecar(args.out)
+
+
+def _ood_args(p):
+    _ivf_common(p)
+    p.add_argument("--model", required=True, help="models/*/model.pt of the c = 1 model under test")
+    p.add_argument("--stds", type=float, nargs="+", default=[0, 0.02, 0.05, 0.1, 0.2])
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+
+
+@command("ood", "natural vs mapped IVF search under growing query noise (Figure 7)")(_ood_args)
+def _ood(args):
+    from .io import save_csv, write_versions_sidecar
+    from .robustness import ood_rows
+    from .targets import pick_device
+
+    _threads(args)
+    rows = ood_rows(args.dataset_dir, args.index_dir, args.model, stds=args.stds,
+                    nprobes=args.nprobe, ks=args.recall_at, seed=args.seed,
+                    device=pick_device(args.device))
+    save_csv(args.out, rows)
+    write_versions_sidecar(args.out)
+
+
 # --------------------------------------------------------------------------- figures and tables
 
 
 def _figure_args(p):
-    p.add_argument("name", choices=["toy", "routing", "erel_mrr", "training"],
-                   help="toy (Figure 1), routing (Figure 2), erel_mrr (Figure 3), training (Figure 8)")
+    p.add_argument("name", choices=["toy", "routing", "erel_mrr", "ivf", "ood", "training"],
+                   help="toy (Figure 1), routing (Figure 2), erel_mrr (Figure 3), ivf (Figures 4-6), "
+                        "ood (Figure 7), training (Figure 8)")
+    p.add_argument("--number", type=int, default=4, help="figure number of an ivf figure (4, 5 or 6)")
     p.add_argument("--out", required=True, help="output stem: writes STEM.pdf, STEM.png, STEM.csv")
     p.add_argument("--metrics", nargs="*", default=[], help="models/*/metrics.json")
     p.add_argument("--history", nargs="*", default=[], help="models/*/history.csv (same order as --metrics)")
@@ -300,6 +394,14 @@ def _figure(args):
         from .plots.routing_figure import fig2_routing
 
         fig2_routing(args.csv, args.out)
+    elif args.name == "ivf":
+        from .plots.ivf_figures import fig_ivf
+
+        fig_ivf(args.csv, args.out, args.number)
+    elif args.name == "ood":
+        from .plots.ivf_figures import fig7_ood
+
+        fig7_ood(args.csv, args.out)
     elif args.name == "erel_mrr":
         tf.fig3_erel_mrr(args.metrics, args.out)
     elif args.name == "training":

@@ -129,6 +129,10 @@ def figure_outputs():
         out += figure_files("fig2_routing")
     if figs["erel_mrr"]:
         out += figure_files("fig3_erel_mrr")
+    for dataset, number in figs["ivf"].items():
+        out += figure_files(f"fig{number}_ivf_{dataset}")
+    if figs["ood"]:
+        out += figure_files("fig7_ood")
     if figs["training"]:
         out += figure_files("fig8_training")
     return out

@@ -1,0 +1,184 @@
+"""Approximate-search integration of paper §4.5 (Figures 4–6): query FAISS with ŷ instead of x.
+
+"natural": the query x itself; "mapped": the predicted key ŷ = F(x) (KeyNet) or ∇f(x)
+(SupportNet, optional). Cost per query (DESIGN §6) = model key prediction (mapped only) +
+coarse quantizer nlist·d + the scanned codes that FAISS counts in indexIVF_stats.ndis, · d.
+The same comparison on an HNSW graph (efSearch sweep, hnsw_stats.ndis · d) is an extension
+the paper does not have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+
+from .flops import ivf_flops, key_flops
+from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json
+from .models import load_model, scores_and_keys
+
+
+def default_nlist(n_keys: int) -> int:
+    return max(1, round(math.sqrt(n_keys)))
+
+
+def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0) -> faiss.IndexIVFFlat:
+    """IndexIVFFlat with inner product, coarse centroids trained on the keys themselves."""
+    if nlist > len(keys):
+        raise InputError(f"ivf.nlist: {nlist} lists for only {len(keys)} keys")
+    d = keys.shape[1]
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.cp.max_points_per_centroid = 256
+    index.train(np.ascontiguousarray(keys, dtype=np.float32))
+    index.add(np.ascontiguousarray(keys, dtype=np.float32))
+    return index
+
+
+def build_hnsw(keys: np.ndarray, m: int, ef_construction: int) -> faiss.IndexHNSWFlat:
+    index = faiss.IndexHNSWFlat(keys.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    index.add(np.ascontiguousarray(keys, dtype=np.float32))
+    return index
+
+
+def write_index(index: faiss.Index, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def read_index(path: str | Path) -> faiss.Index:
+    if not Path(path).exists():
+        raise InputError(f"{path}: index file not found")
+    return faiss.read_index(str(path))
+
+
+def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int
+               ) -> tuple[np.ndarray, float]:
+    """(ids [N, k], measured distance computations per query) at a given nprobe."""
+    if nprobe > index.nlist:
+        raise InputError(f"ivf.nprobe: {nprobe} is larger than nlist = {index.nlist}")
+    index.nprobe = nprobe
+    faiss.cvar.indexIVF_stats.reset()
+    _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return ids, faiss.cvar.indexIVF_stats.ndis / len(queries)
+
+
+def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: int
+                ) -> tuple[np.ndarray, float]:
+    """FAISS searches with max(efSearch, k); callers keep k <= efSearch so efSearch is the budget."""
+    index.hnsw.efSearch = ef_search
+    faiss.cvar.hnsw_stats.reset()
+    _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return ids, faiss.cvar.hnsw_stats.ndis / len(queries)
+
+
+def recall_and_mrr(ids: np.ndarray, target: np.ndarray, ks: list[int]) -> dict[str, float]:
+    """Recall@k of the exact top key in the returned lists, and its MRR (0 when not returned).
+
+    Recall@k is NaN for k larger than the number of results returned.
+    """
+    hit = ids == target[:, None]
+    found = hit.any(axis=1)
+    rank = np.where(found, hit.argmax(axis=1) + 1, np.inf)
+    out = {f"recall@{k}": float((rank <= k).mean()) if k <= ids.shape[1] else float("nan")
+           for k in ks}
+    out["mrr"] = float(np.where(found, 1.0 / rank, 0.0).mean())
+    return out
+
+
+@dataclass
+class QuerySet:
+    """What is sent to the index and what it costs to produce."""
+
+    name: str  # natural | mapped
+    vectors: np.ndarray
+    flops_model: float
+    meta: dict[str, Any]
+
+
+def natural_queries(queries: np.ndarray) -> QuerySet:
+    base = {"model": "", "size": "", "depth": "", "n_x": "", "seed": ""}
+    return QuerySet("natural", queries, 0.0, base)
+
+
+def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
+                   device: torch.device) -> QuerySet:
+    """ŷ for every query: KeyNet F(x) or SupportNet ∇f(x); c must be 1."""
+    model, _ = load_model(model_path, device)
+    spec = model.spec
+    if spec.n_clusters != 1:
+        raise InputError(f"{model_path}: IVF integration needs a c = 1 model, this one has "
+                         f"c = {spec.n_clusters}")
+    if spec.n_keys != n_keys:
+        raise InputError(f"{model_path}: model was built for {spec.n_keys} keys but the index "
+                         f"holds {n_keys}")
+    x = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(device)
+    pred = torch.cat([scores_and_keys(model, x[s:s + 4096])[1][:, 0, :]
+                      for s in range(0, len(x), 4096)]).cpu().numpy()
+    seed = load_json(Path(model_path).parent / "metrics.json")["seed"]
+    meta = {"model": spec.model, "size": spec.size, "depth": spec.depth, "n_x": spec.n_x,
+            "seed": seed}
+    return QuerySet("mapped", pred, key_flops(model.cpu(), spec.d), meta)
+
+
+def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
+          budgets: list[int], ks: list[int], d: int, n_keys: int) -> list[dict[str, Any]]:
+    """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW)."""
+    if not ks:
+        raise InputError("ivf.recall_at: the list of k values is empty")
+    kmax = max(ks)
+    rows = []
+    for budget in budgets:
+        if kind == "ivf":
+            ids, ndis = search_ivf(index, queries.vectors, budget, kmax)
+            flops_search = ivf_flops(index.nlist, ndis, d)
+        else:
+            ids, ndis = search_hnsw(index, queries.vectors, budget, min(kmax, budget))
+            flops_search = 2.0 * ndis * d
+        row = {"index": kind, "query": queries.name, **queries.meta, "budget": budget,
+               "ndis_per_query": ndis, "flops_model": queries.flops_model,
+               "flops_search": flops_search, "flops_total": queries.flops_model + flops_search,
+               "n_queries": len(target), "n_keys": n_keys,
+               "nlist": getattr(index, "nlist", ""), "faiss_threads": faiss.omp_get_max_threads()}
+        row.update(recall_and_mrr(ids, target, ks))
+        rows.append(row)
+    return rows
+
+
+def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(test queries, their exact global top-1, n_keys, d) from the c = 1 targets."""
+    root = Path(dataset_dir)
+    keys = load_embeddings(root / "embeddings" / "keys.npy", mmap=True, check=False)
+    queries = load_embeddings(root / "targets" / "c1" / "test_queries.npy")
+    top1 = load_index_array(root / "targets" / "c1" / "test_top1.npy", upper=len(keys), ndim=2)
+    return queries, top1[:, 0], len(keys), keys.shape[1]
+
+
+def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budgets: list[int],
+                     hnsw_budgets: list[int], ks: list[int], model_path: str | Path | None,
+                     device: torch.device) -> list[dict[str, Any]]:
+    """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset."""
+    queries, target, n_keys, d = load_test(dataset_dir)
+    ivf = read_index(Path(index_dir) / "ivf.faiss")
+    if ivf.ntotal != n_keys:
+        raise InputError(f"{index_dir}/ivf.faiss holds {ivf.ntotal} keys, the dataset has {n_keys}")
+    bad = [p for p in ivf_budgets if p > ivf.nlist]
+    if bad:
+        raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist}")
+    qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
+                                                                            n_keys, device)
+    rows = sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys)
+    if hnsw_budgets:
+        hnsw = read_index(Path(index_dir) / "hnsw.faiss")
+        rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys)
+    for row in rows:
+        row["dataset"] = Path(dataset_dir).name
+        row["device"] = device_name(device)
+    return rows

@@ -1,0 +1,112 @@
+"""Figures 4–6 (natural vs mapped queries on IVF, plus the HNSW extension) and Figure 7 (OOD)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import style
+from .style import plt
+
+KEYS = ["dataset", "index", "query", "model", "size", "depth", "n_x", "budget"]
+
+
+def _load(paths: list[str | Path]) -> pd.DataFrame:
+    df = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=["nan", "NaN"]) for p in paths],
+                   ignore_index=True)
+    for col in ("depth", "n_x"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
+    df["size"] = df["size"].astype(str)
+    df["model"] = df["model"].astype(str)
+    return df
+
+
+def _recall_columns(df: pd.DataFrame) -> list[str]:
+    cols = [c for c in df.columns if c.startswith("recall@")]
+    return sorted(cols, key=lambda c: int(c.split("@")[1]))
+
+
+def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> None:
+    df = _load(csv_paths)
+    recalls = _recall_columns(df)
+    metrics = recalls + ["mrr"]
+    agg = df.groupby(KEYS, dropna=False)[metrics + ["flops_total"]].mean().reset_index()
+    dataset = agg.dataset.iloc[0]
+    n_keys = int(df.n_keys.iloc[0])
+    indexes = [i for i in ("ivf", "hnsw") if (agg["index"] == i).any()]
+    fig, axes = plt.subplots(len(indexes), len(metrics), figsize=(3.3 * len(metrics), 3.1 * len(indexes)),
+                             squeeze=False)
+    for row, index in zip(axes, indexes):
+        sub = agg[agg["index"] == index]
+        for ax, metric in zip(row, metrics):
+            nat = sub[sub["query"] == "natural"].sort_values("flops_total")
+            ax.plot(nat.flops_total, nat[metric], color="k", ls="--", marker="x", ms=4,
+                    label="natural query x")
+            mapped = sub[sub["query"] == "mapped"]
+            for (model, size, depth, n_x), m in mapped.groupby(["model", "size", "depth", "n_x"]):
+                m = m.sort_values("flops_total")
+                ax.plot(m.flops_total, m[metric], color=style.color_for(size),
+                        marker=style.marker_for(depth), ms=4, ls=style.MODEL_LINESTYLE.get(model, "-"),
+                        label="mapped ŷ: " + style.model_label(model, size, depth)
+                        + (f" n_x={n_x}" if n_x < depth - 1 else ""))
+            ax.set_xscale("log")
+            ax.set_xlabel(style.FLOP_AXIS, fontsize=7)
+            if metric == "mrr":
+                ax.set_ylabel("MRR of the exact top key")
+            else:
+                k = int(metric.split("@")[1])
+                ax.set_ylabel(f"Recall@{k} ({100 * k / n_keys:.3g} % of n)")
+            budget = "nprobe" if index == "ivf" else "efSearch"
+            ax.set_title(f"{index.upper()} ({budget} sweep)")
+        row[0].legend(frameon=False, fontsize=6)
+    fig.suptitle(f"Figure {number} — {dataset} (n = {n_keys:,}): querying the index with KeyNet's "
+                 f"predicted key ŷ vs the query x; mapped cost includes the model", fontsize=9)
+    fig.tight_layout()
+    style.save_figure(fig, out_stem, agg.to_dict("records"))
+
+
+def _gap_at_equal_flops(nat: pd.DataFrame, mapped: pd.DataFrame) -> pd.DataFrame:
+    """natural − mapped MRR at the natural curve's FLOPs, mapped interpolated in log-FLOPs."""
+    nat, mapped = nat.sort_values("flops_total"), mapped.sort_values("flops_total")
+    lo, hi = mapped.flops_total.min(), mapped.flops_total.max()
+    inside = nat[(nat.flops_total >= lo) & (nat.flops_total <= hi)]
+    interp = np.interp(np.log(inside.flops_total), np.log(mapped.flops_total), mapped.mrr)
+    return pd.DataFrame({"flops_total": inside.flops_total.values,
+                         "gap": inside.mrr.values - interp})
+
+
+def fig7_ood(csv_paths: list[str | Path], out_stem: str | Path) -> None:
+    df = _load(csv_paths)
+    agg = df.groupby(["std", "query", "budget"])[["mrr", "flops_total"]].mean().reset_index()
+    stds = sorted(agg["std"].unique())
+    cmap = plt.get_cmap("viridis")
+    colors = {s: cmap(i / max(1, len(stds) - 1)) for i, s in enumerate(stds)}
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    rows = []
+    for std in stds:
+        nat = agg[(agg["std"] == std) & (agg["query"] == "natural")]
+        mapped = agg[(agg["std"] == std) & (agg["query"] == "mapped")]
+        for ax, sub in ((axes[0], nat), (axes[1], mapped)):
+            sub = sub.sort_values("flops_total")
+            ax.plot(sub.flops_total, sub.mrr, color=colors[std], marker="o", ms=3, label=f"std {std:g}")
+        gap = _gap_at_equal_flops(nat, mapped)
+        axes[2].plot(gap.flops_total, gap.gap, color=colors[std], marker="o", ms=3, label=f"std {std:g}")
+        rows += [{"std": std, "flops_total": f, "gap_natural_minus_mapped": g}
+                 for f, g in zip(gap.flops_total, gap.gap)]
+    model = df[df["query"] == "mapped"].iloc[0]
+    axes[0].set_title("natural query x")
+    axes[1].set_title(f"mapped ŷ ({style.model_label(model['model'], model['size'], model['depth'])})")
+    axes[2].set_title("gap natural − mapped at equal FLOPs\n(< 0: mapped is better)")
+    axes[2].axhline(0, color="k", lw=0.6)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel(style.FLOP_AXIS, fontsize=7)
+    axes[0].set_ylabel("MRR of the exact top key (IVF, nprobe sweep)")
+    axes[2].set_ylabel("MRR gap")
+    axes[0].legend(frameon=False, title="query noise")
+    fig.suptitle(f"Figure 7 — {df.dataset.iloc[0]}: search under growing query noise "
+                 f"(exact targets recomputed for the noisy queries)", fontsize=9)
+    fig.tight_layout()
+    style.save_figure(fig, out_stem, agg.to_dict("records") + rows)
