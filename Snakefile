@@ -20,6 +20,7 @@ include: "workflow/rules/targets.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/routing.smk"
 include: "workflow/rules/ivf.smk"
+include: "workflow/rules/timing.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -367,6 +367,84 @@ def _ood(args):
     write_versions_sidecar(args.out)
 
 
+# --------------------------------------------------------------------------- timing (Table 1)
+
+
+def _timing_args(p):
+    p.add_argument("--datasets", nargs="+", required=True, metavar="NAME=N_KEYS",
+                   help="datasets and their key counts, e.g. quora=513000")
+    p.add_argument("--sizes", nargs="+", default=["S", "M", "L"])
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--nx", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--repeats", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--out", required=True, help="output stem: STEM.csv and STEM.md")
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("timing", "Table 1: seconds per batch for score and gradient, beside the paper")(_timing_args)
+def _timing(args):
+    from .io import InputError, save_csv, save_text, write_versions_sidecar
+    from .targets import pick_device
+    from .timing import table1_markdown, table1_rows
+
+    _threads(args)
+    datasets = {}
+    for item in args.datasets:
+        name, _, n = item.partition("=")
+        if not n.isdigit():
+            raise InputError(f"--datasets: {item!r} is not NAME=N_KEYS")
+        datasets[name] = int(n)
+    rows = table1_rows(datasets, sizes=args.sizes, depth=args.depth, n_x=args.nx,
+                       batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                       device=pick_device(args.device))
+    stem = Path(args.out)
+    save_csv(stem.with_suffix(".csv"), rows)
+    write_versions_sidecar(stem.with_suffix(".csv"))
+    markdown = table1_markdown(rows)
+    save_text(stem.with_suffix(".md"), markdown)
+    print(markdown)
+
+
+def _pipelines_args(p):
+    p.add_argument("--dataset-dir", required=True)
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--clusters", type=int, default=0, help="c of the routing models (0: no routing)")
+    p.add_argument("--routing-models", nargs="*", default=[])
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--ivf-models", nargs="*", default=[])
+    p.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--k", type=int, default=10, help="results returned by the IVF search")
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--out", required=True)
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("pipelines", "seconds per batch of the full search pipelines (router + scan, KeyNet + IVF)")(_pipelines_args)
+def _pipelines(args):
+    from .io import save_csv, write_versions_sidecar
+    from .targets import pick_device
+    from .timing import ivf_pipeline_rows, routing_pipeline_rows
+
+    _threads(args)
+    device = pick_device(args.device)
+    rows = []
+    if args.clusters > 1:
+        rows += routing_pipeline_rows(args.dataset_dir, args.routing_models, args.ks,
+                                      n_clusters=args.clusters, batch=args.batch,
+                                      repeats=args.repeats, warmup=args.warmup, device=device)
+    rows += ivf_pipeline_rows(args.dataset_dir, args.index_dir, args.ivf_models, args.nprobe,
+                              args.k, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                              device=device)
+    save_csv(args.out, rows)
+    write_versions_sidecar(args.out)
+
+
 # --------------------------------------------------------------------------- figures and tables
 
 

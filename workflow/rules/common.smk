@@ -9,6 +9,7 @@ from amips_bench.config import (
     ConfigError,
     dataset_n_keys,
     expand_grid,
+    nx_for,
     ood_run,
     parse_run,
     prepare,
@@ -135,6 +136,8 @@ def figure_outputs():
         out += figure_files("fig7_ood")
     if figs["training"]:
         out += figure_files("fig8_training")
+    if config["table1"]["datasets"]:
+        out += [f"{R}/timing/table1.csv", f"{R}/timing/table1.md"]
     return out
 
 
@@ -144,7 +147,7 @@ def table_outputs():
         f"{R}/tables/final_metrics.md",
         f"{R}/tables/realism.csv",
         f"{R}/tables/realism.md",
-    ]
+    ] + [f"{R}/{ds}/timing/pipelines.csv" for ds in DATASETS]
 
 
 def all_metrics():

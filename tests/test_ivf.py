@@ -1,0 +1,94 @@
+"""IVF / HNSW integration and the OOD noise test (issue 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from amips_bench.io import InputError
+from amips_bench.ivf import (build_hnsw, build_ivf, evaluate_indexes, mapped_queries,
+                             recall_and_mrr, search_ivf, sweep, natural_queries, write_index)
+from amips_bench.models import ModelSpec, build_model, save_model
+from amips_bench.robustness import perturb
+from conftest import unit_rows
+
+
+@pytest.fixture
+def data(rng):
+    keys = unit_rows(rng, 3000, 24)
+    queries = unit_rows(rng, 300, 24)
+    target = np.argmax(queries @ keys.T, axis=1)
+    return keys, queries, target
+
+
+def test_exhaustive_nprobe_is_exact_and_recall_grows_with_nprobe(data):
+    keys, queries, target = data
+    index = build_ivf(keys, 30)
+    rows = sweep(index, "ivf", natural_queries(queries), target, [1, 2, 4, 8, 16, 30],
+                 [1, 10], d=24, n_keys=3000)
+    recalls = [r["recall@1"] for r in rows]
+    assert recalls[-1] == 1.0  # nprobe = nlist: every list scanned, the search is exact
+    assert all(a <= b for a, b in zip(recalls, recalls[1:]))
+    assert all(r["recall@10"] >= r["recall@1"] for r in rows)
+    costs = [r["flops_total"] for r in rows]
+    assert all(a < b for a, b in zip(costs, costs[1:]))
+
+
+def test_measured_ndis_equals_the_sum_of_probed_list_sizes(data):
+    keys, queries, _ = data
+    index = build_ivf(keys, 40)
+    for nprobe in (1, 3, 7):
+        _, ndis = search_ivf(index, queries, nprobe, 5)
+        _, probed = index.quantizer.search(queries, nprobe)
+        sizes = np.array([index.invlists.list_size(i) for i in range(40)])
+        assert ndis == pytest.approx(sizes[probed].sum() / len(queries))
+
+
+def test_recall_and_mrr_equal_brute_force(rng):
+    ids = rng.integers(0, 50, size=(200, 20))
+    target = rng.integers(0, 50, size=200)
+    ours = recall_and_mrr(ids, target, [1, 5, 20])
+    for k in (1, 5, 20):
+        assert ours[f"recall@{k}"] == pytest.approx(np.mean([target[i] in ids[i, :k] for i in range(200)]))
+    rr = [1 / (list(ids[i]).index(target[i]) + 1) if target[i] in ids[i] else 0 for i in range(200)]
+    assert ours["mrr"] == pytest.approx(np.mean(rr))
+
+
+def test_hnsw_budget_is_efsearch(data):
+    keys, queries, target = data
+    index = build_hnsw(keys, 16, 40)
+    rows = sweep(index, "hnsw", natural_queries(queries), target, [4, 16, 64], [1, 10], d=24,
+                 n_keys=3000)
+    assert np.isnan(rows[0]["recall@10"])  # 4 results cannot give recall@10
+    assert rows[0]["ndis_per_query"] < rows[2]["ndis_per_query"]
+    assert rows[2]["recall@1"] >= rows[0]["recall@1"]
+
+
+def test_ivf_bad_inputs(data, tmp_path, tiny_dataset):
+    keys, queries, target = data
+    index = build_ivf(keys, 20)
+    with pytest.raises(InputError, match="ivf.nprobe: 21 is larger than nlist = 20"):
+        search_ivf(index, queries, 21, 1)
+    with pytest.raises(InputError, match="ivf.recall_at: the list of k values is empty"):
+        sweep(index, "ivf", natural_queries(queries), target, [1], [], d=24, n_keys=3000)
+    spec = ModelSpec(model="keynet", d=32, n_keys=5000, size="S", depth=4, n_x=3)
+    save_model(tmp_path / "m/model.pt", build_model(spec))
+    (tmp_path / "m/metrics.json").write_text('{"seed": 0}')
+    with pytest.raises(InputError, match="model was built for 5000 keys but the index holds 3000"):
+        mapped_queries(tmp_path / "m/model.pt", unit_rows(np.random.default_rng(0), 5, 32), 3000,
+                       torch.device("cpu"))
+    # an index of other keys than the dataset's
+    write_index(build_ivf(unit_rows(np.random.default_rng(1), 500, 32), 10), tmp_path / "ix/ivf.faiss")
+    with pytest.raises(InputError, match="holds 500 keys, the dataset has 3000"):
+        evaluate_indexes(tiny_dataset, tmp_path / "ix", ivf_budgets=[1], hnsw_budgets=[], ks=[1],
+                         model_path=None, device=torch.device("cpu"))
+
+
+def test_perturb_renormalises_and_is_seeded(rng):
+    q = unit_rows(rng, 50, 16)
+    a, b = perturb(q, 0.1, seed=3), perturb(q, 0.1, seed=3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(perturb(q, 0.0, seed=3), q)
+    assert np.abs(a - q).max() > 0.05
