@@ -95,6 +95,62 @@ def _synthetic(args):
         print(f"{name:28s} ours {row['ours']:.4f}  real {row['real_minilm']:.4f}  {flag}")
 
 
+def _beir_fetch_args(p):
+    p.add_argument("--name", required=True, help="BEIR dataset name (archive NAME.zip)")
+    p.add_argument("--raw-dir", required=True, help="results/{dataset}/raw")
+    p.add_argument("--base-url", default="https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/")
+    p.add_argument("--mirror", default="", help="folder of pre-downloaded NAME.zip or NAME/ folders")
+    p.add_argument("--md5", default="", help="expected md5 (default: known value, if any)")
+    p.add_argument("--size-bytes", type=int, default=0, help="expected archive size (default: known value)")
+    p.add_argument("--query-source", default="beir", choices=["beir", "generated"])
+    p.add_argument("--generated-url", default="", help="URL of NAME-generated-queries.jsonl.gz")
+
+
+@command("beir-fetch", "download (or take from a mirror), verify and unpack a BEIR dataset")(_beir_fetch_args)
+def _beir_fetch(args):
+    from .beir_data import fetch_dataset, fetch_generated
+    from .io import save_json, sha256_file
+
+    origin = fetch_dataset(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
+                           md5=args.md5, size=args.size_bytes)
+    origin["name"] = args.name
+    if args.query_source == "generated":
+        path = fetch_generated(args.name, args.raw_dir, url=args.generated_url, mirror=args.mirror)
+        origin["generated_queries"] = {"file": path.name, "sha256": sha256_file(path)}
+    save_json(Path(args.raw_dir) / "manifest.json", origin)
+    print(f"[beir-fetch] {args.name}: {origin['source']}")
+
+
+def _encode_args(p):
+    p.add_argument("--folder", required=True, help="a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--out", required=True, help="embeddings folder to write")
+    p.add_argument("--fetch-manifest", default="", help="raw/manifest.json of the fetch stage")
+    p.add_argument("--model", default="auto", help="hub name, local path, or auto (offline all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--chunk-size", type=int, default=65_536)
+    p.add_argument("--query-source", default="beir", choices=["beir", "generated"])
+    p.add_argument("--generated-file", default="", help="NAME-generated-queries.jsonl[.gz]")
+    _add_device(p)
+    _add_threads(p)
+
+
+@command("encode", "encode a BEIR folder with all-MiniLM-L6-v2 (deduplicated, resumable)")(_encode_args)
+def _encode(args):
+    from .embeddings import write_beir
+    from .io import load_json
+    from .targets import pick_device
+
+    _threads(args)
+    fetch = load_json(args.fetch_manifest) if args.fetch_manifest else {"source": "local folder",
+                                                                          "path": args.folder}
+    m = write_beir(args.folder, args.out, fetch_manifest=fetch, model=args.model,
+                   batch_size=args.batch_size, chunk_size=args.chunk_size,
+                   device=str(pick_device(args.device)), query_source=args.query_source,
+                   generated_file=Path(args.generated_file) if args.generated_file else None)
+    print(f"[encode] keys {m['counts_before_dedup']['keys']:,} -> {m['counts_after_dedup']['keys']:,}, "
+          f"queries {m['counts_before_dedup']['queries']:,} -> {m['counts_after_dedup']['queries']:,}")
+
+
 def _split_args(p):
     p.add_argument("--queries", required=True, help="embeddings/queries.npy")
     p.add_argument("--out", required=True, help="splits folder to write")

