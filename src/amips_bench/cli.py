@@ -216,8 +216,7 @@ def _targets(args):
 
 
 def _train_args(p):
-    from .losses import LossWeights
-    from .training import TrainConfig
+    from .settings import LossWeights, TrainConfig
 
     p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
     p.add_argument("--out", required=True, help="model folder to write (model.pt, history.csv, metrics.json)")
@@ -238,10 +237,10 @@ def _train_args(p):
 def _train(args):
     from .evaluation import load_dataset
     from .io import load_embeddings
-    from .losses import LossWeights
     from .models import ModelSpec
+    from .settings import LossWeights, TrainConfig
     from .targets import pick_device
-    from .training import TrainConfig, Trainer
+    from .training import Trainer
 
     _threads(args)
     device = pick_device(args.device)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from .io import InputError, load_embeddings, load_index_array, load_json
-from .losses import LossWeights, prediction_losses
+from .losses import prediction_losses
+from .settings import LossWeights
 from .metrics import global_top_cluster, retrieval_metrics, routing_accuracy
 from .models import model_scores, scores_and_keys
 from .targets import ClusterLayout

@@ -6,21 +6,11 @@ KeyNet:     λ_key·||F(x)_j − y*_j||² + λ_consist·(<F(x)_j, x> − σ_j(x)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from .models import KeyNet, SupportNet, scores_and_keys
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    score: float = 0.01
-    grad: float = 1.0
-    key: float = 1.0
-    consist: float = 0.01
-    convex: float = 1.0  # weight of Σ||ReLU(−W^z)||² for SupportNet in penalty mode
+from .settings import LossWeights
 
 
 def prediction_losses(model_kind: str, scores: torch.Tensor, keys: torch.Tensor,

@@ -52,8 +52,11 @@ rule pipelines:
     params:
         clusters=lambda w: ([c for c in cluster_counts(w.dataset) if c > 1] or [0])[0],
         ks=lambda w: " ".join(map(str, DATASETS[w.dataset]["routing"]["ks"])),
-        nprobe=lambda w: " ".join(map(str, DATASETS[w.dataset]["ivf"]["nprobe"])),
+        nprobe=lambda w: " ".join(
+            map(str, config["pipelines"]["nprobe"] or DATASETS[w.dataset]["ivf"]["nprobe"])
+        ),
         k=lambda w: max(DATASETS[w.dataset]["ivf"]["recall_at"]),
+        p=config["pipelines"],
     log:
         f"{R}/logs/{{dataset}}/timing/pipelines.log",
     threads: workflow.cores
@@ -66,4 +69,5 @@ rule pipelines:
         "--index-dir {R}/{wildcards.dataset}/index --clusters {params.clusters} "
         "--routing-models {input.routing_models} --ks {params.ks} "
         "--ivf-models {input.ivf_models} --nprobe {params.nprobe} --k {params.k} "
+        "--batch {params.p[batch]} --repeats {params.p[repeats]} --warmup {params.p[warmup]} "
         "--out {output} --device {config[device]} --threads {threads} > {log} 2>&1"

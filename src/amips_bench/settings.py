@@ -1,0 +1,73 @@
+"""Training settings as plain dataclasses (no torch import, so the CLI starts fast)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .io import InputError
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    score: float = 0.01
+    grad: float = 1.0
+    key: float = 1.0
+    consist: float = 0.01
+    convex: float = 1.0  # weight of Σ||ReLU(−W^z)||² for SupportNet in penalty mode
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 256
+    lr_at_128: float = 1e-4  # peak learning rate at batch 128; scaled by sqrt(batch/128)
+    end_lr_fraction: float = 0.125  # final LR as a fraction of the peak (official: 5.66e-5/4.53e-4)
+    warmup_fraction: float = 0.025
+    ema_at_128: float = 0.999  # EMA decay at batch 128; scaled as decay**(batch/128)
+    grad_clip: float = 1.0
+    weights: LossWeights = field(default_factory=LossWeights)
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    eval_batch: int = 4096
+    seed: int = 0
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, dict):
+            self.weights = LossWeights(**self.weights)
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"train.precision: unknown precision {self.precision!r}; "
+                             f"expected one of {PRECISIONS}")
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr_at_128 * math.sqrt(self.batch_size / 128)
+
+    @property
+    def ema_decay(self) -> float:
+        return self.ema_at_128 ** (self.batch_size / 128)
+
+    @property
+    def warmup_steps(self) -> int:
+        return max(1, round(self.warmup_fraction * self.steps))
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup to the peak, then cosine decay to end_lr_fraction·peak."""
+        if step < self.warmup_steps:
+            return self.peak_lr * (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        floor = self.end_lr_fraction
+        return self.peak_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def ema_decay_at(self, step: int) -> float:
+        """EMA decay with the usual warm-up so short runs are not dominated by the init."""
+        return min(self.ema_decay, (1 + step) / (10 + step))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
