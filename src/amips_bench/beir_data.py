@@ -133,6 +133,7 @@ def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str 
     known_size, known_md5 = KNOWN_ARCHIVES.get(name, (0, ""))
     size, md5 = size or known_size, md5 or known_md5
     target = raw / name
+    raw.mkdir(parents=True, exist_ok=True)
     if mirror:
         mirror_dir = Path(mirror)
         if not mirror_dir.is_dir():
@@ -151,7 +152,6 @@ def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str 
     else:
         archive_src = None
     archive = raw / f"{name}.zip"
-    raw.mkdir(parents=True, exist_ok=True)
     if archive_src is not None and archive_src.exists():
         tmp = raw / f".{name}.zip.part"
         shutil.copyfile(archive_src, tmp)

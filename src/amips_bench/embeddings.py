@@ -92,7 +92,8 @@ def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, e
 
 def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: dict[str, Any],
                model: str, batch_size: int, chunk_size: int, device: str,
-               query_source: str = "beir", generated_file: Path | None = None) -> dict[str, Any]:
+               query_source: str = "beir", generated_file: Path | None = None,
+               encoder=None) -> dict[str, Any]:
     """Load a BEIR folder, encode its unique passages and questions, write the contract."""
     from .beir_data import load_texts
     from .encode import encode_resumable, load_encoder
@@ -102,7 +103,7 @@ def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: 
                                          generated_file=generated_file)
     out = Path(out_dir)
     work = out / ".encode"
-    encoder = load_encoder(model, device)
+    encoder = encoder or load_encoder(model, device)
     encode_resumable(passages.texts, work / "keys.npy", model_name=model, batch_size=batch_size,
                      chunk_size=chunk_size, device=device, encoder=encoder)
     encode_resumable(queries.texts, work / "queries.npy", model_name=model, batch_size=batch_size,

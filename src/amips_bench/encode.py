@@ -61,7 +61,8 @@ def encode_resumable(texts: list[str], out_path: str | Path, *, model_name: str 
     if not texts:
         raise InputError(f"{out}: nothing to encode (empty text list)")
     encoder = encoder or load_encoder(model_name, device)
-    d = encoder.get_sentence_embedding_dimension()
+    d = (encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension")
+         else encoder.get_sentence_embedding_dimension())
     identity = {"n": len(texts), "d": d, "texts_sha256": texts_digest(texts),
                 "model": model_name, "chunk_size": chunk_size}
     done = 0

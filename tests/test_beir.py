@@ -1,0 +1,200 @@
+"""BEIR data stage with no internet: a zip served on 127.0.0.1, the mirror, real MiniLM encoding,
+every bad input, and a killed encode that resumes (issue 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from amips_bench.beir_data import fetch_dataset, load_texts, passage_text, safe_extract
+from amips_bench.embeddings import write_beir
+from amips_bench.encode import encode_resumable
+from amips_bench.io import InputError, md5_file
+from beir_fixture import LoopbackServer, evil_zip, make_beir_folder, zip_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from amips_bench.encode import load_encoder
+
+    return load_encoder("auto", "cpu")
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A BEIR zip named toyqa.zip in a served folder."""
+    src = tmp_path / "src" / "toyqa"
+    facts = make_beir_folder(src)
+    www = tmp_path / "www"
+    www.mkdir()
+    zip_folder(src, www / "toyqa.zip", "toyqa")
+    with LoopbackServer(www) as server:
+        yield server, www, facts
+
+
+def test_download_verify_load_dedup_and_encode(served, tmp_path, encoder):
+    server, www, facts = served
+    md5 = md5_file(www / "toyqa.zip")
+    raw = tmp_path / "ds" / "raw"
+    origin = fetch_dataset("toyqa", raw, base_url=server.url, md5=md5,
+                           size=(www / "toyqa.zip").stat().st_size)
+    assert origin["source"] == "download" and origin["archive"]["md5_checked"]
+    assert len(origin["archive"]["sha256"]) == 64
+    manifest = write_beir(raw / "toyqa", tmp_path / "ds" / "embeddings", fetch_manifest=origin,
+                          model="auto", batch_size=64, chunk_size=100, device="cpu", encoder=encoder)
+    keys = np.load(tmp_path / "ds/embeddings/keys.npy")
+    queries = np.load(tmp_path / "ds/embeddings/queries.npy")
+    assert keys.dtype == np.float32 and keys.shape == (facts["unique_passages"], 384)
+    assert queries.shape == (facts["unique_queries"], 384)
+    np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-5)
+    assert manifest["counts_before_dedup"] == {"keys": facts["passages"], "queries": facts["queries"]}
+    assert manifest["counts_after_dedup"] == {"keys": facts["unique_passages"],
+                                              "queries": facts["unique_queries"]}
+    assert facts["unique_passages"] < facts["passages"]  # the planted duplicates were removed
+    assert manifest["source"]["archive"]["sha256"] == origin["archive"]["sha256"]
+    # the embeddings are real MiniLM vectors: the first key equals a direct encoding of its text
+    passages, _, _ = load_texts(raw / "toyqa")
+    direct = encoder.encode([passages.texts[0]], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(keys[0], direct, atol=1e-5)
+    assert (tmp_path / "ds/embeddings/key_ids.txt").read_text().split()[0] == passages.ids[0]
+
+
+def test_mirror_archive_and_mirror_folder(tmp_path, encoder):
+    src = tmp_path / "mirror" / "toyqa"
+    make_beir_folder(src)
+    zip_folder(src, tmp_path / "mirror" / "toyqa.zip", "toyqa")
+    unreachable = "http://127.0.0.1:9/"  # nothing listens there
+    origin = fetch_dataset("toyqa", tmp_path / "a" / "raw", base_url=unreachable,
+                           mirror=str(tmp_path / "mirror"))
+    assert origin["source"] == "mirror folder"  # an extracted folder is preferred
+    shutil.rmtree(src)
+    origin = fetch_dataset("toyqa", tmp_path / "b" / "raw", base_url=unreachable,
+                           mirror=str(tmp_path / "mirror"))
+    assert origin["source"] == "mirror archive"
+    manifest = write_beir(tmp_path / "b/raw/toyqa", tmp_path / "b/embeddings", fetch_manifest=origin,
+                          model="auto", batch_size=64, chunk_size=1000, device="cpu", encoder=encoder)
+    assert manifest["counts_after_dedup"]["keys"] > 100
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_url_without_mirror(tmp_path):
+    with pytest.raises(InputError, match="cannot download .* no mirror has toyqa.zip"):
+        fetch_dataset("toyqa", tmp_path / "raw", base_url=f"http://127.0.0.1:{_closed_port()}/")
+    assert not any((tmp_path / "raw").glob("toyqa*"))
+
+
+def test_missing_archive_on_the_server(served, tmp_path):
+    server, _, _ = served
+    with pytest.raises(InputError, match="HTTP 404"):
+        fetch_dataset("other", tmp_path / "raw", base_url=server.url)
+    assert not any((tmp_path / "raw").glob("other*"))
+
+
+def test_wrong_checksum_deletes_the_download(served, tmp_path):
+    server, _, _ = served
+    with pytest.raises(InputError, match="md5 .* does not match the expected 0+ \\(deleted\\)"):
+        fetch_dataset("toyqa", tmp_path / "raw", base_url=server.url, md5="0" * 32)
+    assert not (tmp_path / "raw" / "toyqa.zip").exists() and not (tmp_path / "raw" / "toyqa").exists()
+
+
+def test_truncated_and_corrupt_archives(served, tmp_path):
+    server, www, _ = served
+    data = (www / "toyqa.zip").read_bytes()
+    (www / "short.zip").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="bytes, expected .* \\(truncated or wrong file; deleted\\)"):
+        fetch_dataset("short", tmp_path / "raw", base_url=server.url, size=len(data))
+    with pytest.raises(InputError, match="not a valid zip archive"):
+        fetch_dataset("short", tmp_path / "raw", base_url=server.url)  # size unknown: zip check
+    assert not (tmp_path / "raw" / "short.zip").exists()
+    corrupt = bytearray(data)
+    middle = len(corrupt) // 3
+    corrupt[middle:middle + 64] = bytes(64)
+    (www / "bad.zip").write_bytes(bytes(corrupt))
+    with pytest.raises(InputError, match="bad.zip"):
+        fetch_dataset("bad", tmp_path / "raw", base_url=server.url)
+    assert not (tmp_path / "raw" / "bad").exists() and not (tmp_path / "raw" / "bad.zip").exists()
+
+
+def test_member_escaping_the_folder(tmp_path):
+    archive = evil_zip(tmp_path / "evil.zip")
+    with pytest.raises(InputError, match="member '../outside.txt' would be extracted outside"):
+        safe_extract(archive, tmp_path / "out" / "evil")
+    assert not (tmp_path / "out" / "outside.txt").exists() and not (tmp_path / "out" / "evil").exists()
+
+
+def test_malformed_jsonl_line_names_file_and_line(tmp_path):
+    folder = tmp_path / "ds"
+    make_beir_folder(folder)
+    lines = (folder / "corpus.jsonl").read_text().splitlines()
+    lines[41] = lines[41][:-3]  # cut the closing quote and brace
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"corpus\.jsonl:42: malformed JSON line"):
+        load_texts(folder)
+
+
+def test_empty_corpus(tmp_path):
+    folder = tmp_path / "ds"
+    make_beir_folder(folder)
+    (folder / "corpus.jsonl").write_text("")
+    with pytest.raises(InputError, match=r"corpus\.jsonl: the corpus is empty"):
+        load_texts(folder)
+
+
+def test_qrels_pointing_at_missing_ids(tmp_path):
+    folder = tmp_path / "ds"
+    make_beir_folder(folder)
+    with open(folder / "qrels" / "test.tsv", "a") as fh:
+        fh.write("q5\td99999\t1\n")
+    with pytest.raises(InputError, match=r"test\.tsv:\d+: corpus id 'd99999' is not in corpus\.jsonl"):
+        load_texts(folder)
+    with open(folder / "qrels" / "test.tsv", "a") as fh:
+        fh.write("nope\td1\t1\n")
+    with pytest.raises(InputError, match="test.tsv"):
+        load_texts(folder)
+
+
+def test_passage_rule():
+    assert passage_text({"title": " T ", "text": " body "}) == "T. body"
+    assert passage_text({"title": "", "text": "body"}) == "body"
+    assert passage_text({"title": None, "text": "body"}) == "body"
+
+
+def test_killed_encode_resumes_to_the_uninterrupted_array(tmp_path, encoder):
+    folder = tmp_path / "ds"
+    make_beir_folder(folder, n_passages=600, n_queries=40)
+    passages, _, _ = load_texts(folder)
+    straight = encode_resumable(passages.texts, tmp_path / "straight" / "keys.npy", batch_size=16,
+                                chunk_size=40, encoder=encoder, progress=False)
+    cmd = [sys.executable, "-m", "amips_bench.cli", "encode", "--folder", str(folder), "--out",
+           str(tmp_path / "emb"), "--batch-size", "16", "--chunk-size", "40", "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    record = tmp_path / "emb" / ".encode" / "keys.progress.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if record.exists() and json.loads(record.read_text())["done"] >= 80:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = json.loads(record.read_text())["done"]
+    assert 80 <= done < len(passages.texts)  # really interrupted mid-way
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    assert f"resuming keys.npy at row {done:,}" in out.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "emb" / "keys.npy"), np.asarray(straight))
