@@ -24,16 +24,17 @@ include: "workflow/rules/timing.smk"
 include: "workflow/rules/figures.smk"
 
 
+rule figures:
+    # the default target (see the file `figures` for why that matters)
+    input:
+        figure_outputs(),
+    default_target: True
+
+
 rule all:
     input:
         figure_outputs(),
         table_outputs(),
-    default_target: True
-
-
-rule figures:
-    input:
-        figure_outputs(),
 
 
 rule tables:

@@ -143,10 +143,13 @@ def _encode(args):
     _threads(args)
     fetch = load_json(args.fetch_manifest) if args.fetch_manifest else {"source": "local folder",
                                                                           "path": args.folder}
+    generated = args.generated_file
+    if args.query_source == "generated" and not generated and "generated_queries" in fetch:
+        generated = str(Path(args.fetch_manifest).parent / fetch["generated_queries"]["file"])
     m = write_beir(args.folder, args.out, fetch_manifest=fetch, model=args.model,
                    batch_size=args.batch_size, chunk_size=args.chunk_size,
                    device=str(pick_device(args.device)), query_source=args.query_source,
-                   generated_file=Path(args.generated_file) if args.generated_file else None)
+                   generated_file=Path(generated) if generated else None)
     print(f"[encode] keys {m['counts_before_dedup']['keys']:,} -> {m['counts_after_dedup']['keys']:,}, "
           f"queries {m['counts_before_dedup']['queries']:,} -> {m['counts_after_dedup']['queries']:,}")
 

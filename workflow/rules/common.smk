@@ -1,6 +1,7 @@
 # Helpers shared by the rule files: validated config, paths of the results contract,
 # the model grid, and resources scaled from each dataset's size.
 
+import copy
 import math
 import sys
 from pathlib import Path
@@ -14,6 +15,14 @@ from amips_bench.config import (
     parse_run,
     prepare,
 )
+
+# A config file given on the command line replaces the default quick profile instead of being
+# deep-merged into it (Snakemake's default), which would leak the synthetic dataset into every
+# other run. The empty stub `figures` (see that file) changes nothing.
+_cli_configs = [f for f in workflow.overwrite_configfiles if Path(f).name != "figures"]
+if _cli_configs:
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 try:
     config.update(prepare(config, Path(workflow.basedir) / "config" / "schema.yaml"))
