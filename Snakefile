@@ -15,6 +15,17 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    run=r"(supportnet|keynet)_[A-Z]+_L\d+_nx\d+_c\d+(_res)?(_clip)?_s\d+",
+    clusters=r"\d+",
+    seed=r"\d+",
+    size="XS|S|M|L|XL|XXL",
+    depth=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/train.smk"

@@ -1,5 +1,6 @@
-# Helpers shared by the rule files: validated config, paths of the results contract,
-# the model grid, and resources scaled from each dataset's size.
+# Helpers shared by all workflow files (the validated config, the paths of the results
+# contract, the model grid, resources scaled from each dataset's size, the inputs of every
+# target), so that the other .smk files hold nothing but rules.
 
 import copy
 import math
@@ -30,25 +31,32 @@ except ConfigError as exc:
     sys.stderr.write(f"amips-bench config error: {exc}\n")
     sys.exit(1)
 
+# Every shell command calls `amips-bench <stage>`; this bash function runs the CLI of this
+# checkout, so that jobs work alike with the package installed, inside the pinned conda
+# environment (which holds only the dependencies) and on cluster nodes sharing the checkout.
+SRC = Path(workflow.basedir) / "src"
+_function = f'amips-bench() {{ PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" python -m amips_bench.cli "$@"; }}; '
+shell.prefix(_function.replace("{", "{{").replace("}", "}}"))  # the prefix is str.format-ed
+
 R = config["results"]
 F = config["figures_dir"]
+ENV = str(Path(workflow.basedir) / config["conda_env"])
+DEVICE = config["device"]
 DATASETS = config["datasets"]
 SYNTHETIC = [n for n, d in DATASETS.items() if d["source"] == "synthetic"]
 TEXT = [n for n, d in DATASETS.items() if d["source"] != "synthetic"]
+BEIR = [n for n, d in DATASETS.items() if d["source"] == "beir"]
 RUNS = {name: expand_grid(ds, config["seeds"]) for name, ds in DATASETS.items()}
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    run=r"(supportnet|keynet)_[A-Z]+_L\d+_nx\d+_c\d+(_res)?(_clip)?_s\d+",
-    clusters=r"\d+",
-    seed=r"\d+",
-    size="XS|S|M|L|XL|XXL",
-    depth=r"\d+",
+def either(names):
+    """A wildcard constraint matching exactly these names (or nothing)."""
+    return "|".join(names) or "^$"
 
 
-def ds_dir(dataset):
-    return f"{R}/{dataset}"
+def stem(output):
+    """The common prefix of a figure's outputs (STEM.pdf, STEM.png, STEM.csv)."""
+    return str(Path(str(output)).with_suffix(""))
 
 
 def model_dir(dataset, run_name):
@@ -57,15 +65,19 @@ def model_dir(dataset, run_name):
 
 def runs_where(dataset, **conditions):
     """Runs of a dataset's grid whose attributes equal the given values."""
-    return [
-        r
-        for r in RUNS[dataset]
-        if all(getattr(r, k) == v for k, v in conditions.items())
-    ]
+    return [r for r in RUNS[dataset] if all(getattr(r, k) == v for k, v in conditions.items())]
 
 
 def cluster_counts(dataset):
     return sorted({r.clusters for r in RUNS[dataset]})
+
+
+def clustered(dataset):
+    return [c for c in cluster_counts(dataset) if c > 1]
+
+
+def words(values):
+    return " ".join(map(str, values))
 
 
 # ---------------------------------------------------------------- resources
@@ -76,7 +88,7 @@ def n_keys(dataset):
 
 
 def embedding_mb(dataset):
-    """Memory of the keys in MB (float32, d = 384 unless configured)."""
+    """Memory of the keys in MB (float32; d from the synthetic config, else 384)."""
     d = DATASETS[dataset]["synthetic"]["d"] if dataset in SYNTHETIC else 384
     return n_keys(dataset) * d * 4 / 1e6
 
@@ -86,7 +98,7 @@ def mem_mb(dataset, factor, base=2000):
 
 
 def train_minutes(dataset):
-    """Runtime request of a training job: steps × batch at an assumed 2e4 samples/s, >= 10 min."""
+    """Runtime request of a training job: steps × batch at an assumed 2e4 samples/s, × 3 margin."""
     t = DATASETS[dataset]["train"]
     return max(10, int(t["steps"] * t["batch_size"] / 2e4 / 60 * 3))
 
@@ -95,11 +107,9 @@ def train_minutes(dataset):
 
 
 def train_cli(dataset):
-    t = DATASETS[dataset]["train"]
-    flags = []
-    for key, value in t.items():
-        flags.append(f"--{key.replace('_', '-')} {value}")
-    return " ".join(flags)
+    return " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in DATASETS[dataset]["train"].items()
+    )
 
 
 def run_cli(run_name):
@@ -111,7 +121,113 @@ def run_cli(run_name):
     return flags + (" --residual" if r.residual else "")
 
 
-# ---------------------------------------------------------------- targets of the workflow
+def ivf_flags(dataset):
+    v = DATASETS[dataset]["ivf"]
+    return f"--nprobe {words(v['nprobe'])} --recall-at {words(v['recall_at'])}"
+
+
+# ---------------------------------------------------------------- BEIR sources
+
+
+def beir_name(dataset):
+    return DATASETS[dataset]["beir"]["name"] or dataset
+
+
+def beir_folder(dataset):
+    if DATASETS[dataset]["source"] == "local":
+        return DATASETS[dataset]["beir"]["path"]
+    return f"{R}/{dataset}/raw/{beir_name(dataset)}"
+
+
+def beir_fetch_flags(dataset):
+    b = DATASETS[dataset]["beir"]
+    flags = [f"--base-url {b['base_url']}", f"--size-bytes {b['size_bytes']}",
+             f"--query-source {b['query_source']}"]
+    if b["mirror"]:
+        flags.append(f"--mirror {b['mirror']}")
+    if b["md5"]:
+        flags.append(f"--md5 {b['md5']}")
+    if b["generated_url"]:
+        flags.append(f"--generated-url {b['generated_url']}")
+    return " ".join(flags)
+
+
+def encode_inputs(wildcards):
+    if DATASETS[wildcards.dataset]["source"] == "beir":
+        return [f"{R}/{wildcards.dataset}/raw/manifest.json"]
+    return []
+
+
+def encode_fetch_flag(dataset):
+    if DATASETS[dataset]["source"] == "beir":
+        return f"--fetch-manifest {R}/{dataset}/raw/manifest.json"
+    return ""
+
+
+# ---------------------------------------------------------------- inputs of jobs
+
+
+def targets_inputs(wildcards):
+    inputs = {
+        "key_file": f"{R}/{wildcards.dataset}/embeddings/keys.npy",
+        "queries": f"{R}/{wildcards.dataset}/embeddings/queries.npy",
+        "splits": f"{R}/{wildcards.dataset}/splits/manifest.json",
+    }
+    if int(wildcards.clusters) > 1:
+        inputs["assignments"] = (
+            f"{R}/{wildcards.dataset}/clusters/c{wildcards.clusters}/assignments.npy"
+        )
+    return inputs
+
+
+def clusters_flag(dataset, clusters):
+    return f"--clusters-dir {R}/{dataset}/clusters/c{clusters}" if int(clusters) > 1 else ""
+
+
+def routing_inputs(dataset, clusters):
+    return {
+        "targets": f"{R}/{dataset}/targets/c{clusters}/manifest.json",
+        "assignments": f"{R}/{dataset}/clusters/c{clusters}/assignments.npy",
+    }
+
+
+def routing_csvs(dataset):
+    """Every routing table of a dataset: one per clustered model, router and baseline set."""
+    rcfg = DATASETS[dataset]["routing"]
+    out = []
+    for c in clustered(dataset):
+        out += [f"{R}/{dataset}/routing/{r.name}.csv" for r in runs_where(dataset, clusters=c)]
+        for seed in config["seeds"]:
+            out.append(f"{R}/{dataset}/routing/baselines_c{c}_s{seed}.csv")
+            out += [
+                f"{R}/{dataset}/routing/router_{size}_L{rcfg['classifier_depth']}_c{c}_s{seed}.csv"
+                for size in rcfg["classifier_sizes"]
+            ]
+    return out
+
+
+def ivf_runs(dataset):
+    models = DATASETS[dataset]["ivf"]["models"]
+    return [r for r in RUNS[dataset] if r.clusters == 1 and r.model in models]
+
+
+def ivf_csvs(dataset):
+    return [f"{R}/{dataset}/ivf/natural.csv"] + [
+        f"{R}/{dataset}/ivf/{r.name}.csv" for r in ivf_runs(dataset)
+    ]
+
+
+def ood_csv():
+    dataset = config["figures"]["ood"]
+    return f"{R}/{dataset}/ood/{ood_run(config, dataset).name}.csv"
+
+
+def fig8_files(kind):
+    dataset = config["figures"]["training"]
+    if not dataset:
+        return []
+    runs = runs_where(dataset, model=config["figures"]["training_model"], clusters=1)
+    return [f"{model_dir(dataset, r.name)}/{kind}" for r in runs]
 
 
 def metrics_files(dataset, **conditions):
@@ -120,14 +236,33 @@ def metrics_files(dataset, **conditions):
     ]
 
 
-def history_files(dataset, **conditions):
-    return [
-        f"{model_dir(dataset, r.name)}/history.csv" for r in runs_where(dataset, **conditions)
-    ]
+def all_metrics():
+    return [f for ds in DATASETS for f in metrics_files(ds)]
 
 
-def figure_files(stem):
-    return [f"{F}/{stem}.pdf", f"{F}/{stem}.png", f"{F}/{stem}.csv"]
+def pipeline_inputs(wildcards):
+    ds = wildcards.dataset
+    seed = config["seeds"][0]
+    inputs = {
+        "index": f"{R}/{ds}/index/manifest.json",
+        "targets": f"{R}/{ds}/targets/c1/manifest.json",
+        "ivf_models": [f"{model_dir(ds, r.name)}/model.pt" for r in ivf_runs(ds) if r.seed == seed],
+        "routing_models": [],
+    }
+    if clustered(ds):
+        c = clustered(ds)[0]
+        inputs["routing_targets"] = f"{R}/{ds}/targets/c{c}/manifest.json"
+        inputs["routing_models"] = [
+            f"{model_dir(ds, r.name)}/model.pt" for r in runs_where(ds, clusters=c, seed=seed)
+        ]
+    return inputs
+
+
+# ---------------------------------------------------------------- targets of the workflow
+
+
+def figure_files(name):
+    return [f"{F}/{name}.pdf", f"{F}/{name}.png", f"{F}/{name}.csv"]
 
 
 def figure_outputs():
@@ -157,7 +292,3 @@ def table_outputs():
         f"{R}/tables/realism.csv",
         f"{R}/tables/realism.md",
     ] + [f"{R}/{ds}/timing/pipelines.csv" for ds in DATASETS]
-
-
-def all_metrics():
-    return [f for ds in DATASETS for f in metrics_files(ds)]

@@ -1,4 +1,4 @@
-# Data stages: embeddings (synthetic here; BEIR in beir.smk), splits, clusters.
+# Data stages: embeddings (synthetic, or BEIR text encoded with MiniLM), splits, clusters.
 
 
 rule synthetic:
@@ -7,36 +7,94 @@ rule synthetic:
         queries=f"{R}/{{dataset}}/embeddings/queries.npy",
         manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
     wildcard_constraints:
-        dataset="|".join(SYNTHETIC) or "^$",
+        dataset=either(SYNTHETIC),
     params:
         s=lambda w: DATASETS[w.dataset]["synthetic"],
-        out=lambda w: f"{R}/{w.dataset}/embeddings",
+        out=lambda w, output: str(Path(output.manifest).parent),
     log:
         f"{R}/logs/{{dataset}}/synthetic.log",
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 8),
         runtime=lambda w: max(5, int(embedding_mb(w.dataset) / 50)),
+    conda:
+        ENV
     shell:
         "amips-bench synthetic --out {params.out} --n-keys {params.s[n_keys]} "
         "--n-queries {params.s[n_queries]} --d {params.s[d]} --seed {params.s[seed]} "
         "--threads {threads} > {log} 2>&1"
 
 
+rule beir_fetch:
+    output:
+        manifest=f"{R}/{{dataset}}/raw/manifest.json",
+    wildcard_constraints:
+        dataset=either(BEIR),
+    params:
+        name=lambda w: beir_name(w.dataset),
+        raw=lambda w, output: str(Path(output.manifest).parent),
+        flags=lambda w: beir_fetch_flags(w.dataset),
+    log:
+        f"{R}/logs/{{dataset}}/beir_fetch.log",
+    resources:
+        mem_mb=4000,
+        runtime=lambda w: max(30, int(embedding_mb(w.dataset) / 20)),
+    conda:
+        ENV
+    shell:
+        "amips-bench beir-fetch --name {params.name} --raw-dir {params.raw} {params.flags} > {log} 2>&1"
+
+
+rule encode:
+    input:
+        encode_inputs,
+    output:
+        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
+        manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
+    wildcard_constraints:
+        dataset=either(TEXT),
+    params:
+        folder=lambda w: beir_folder(w.dataset),
+        fetch=lambda w: encode_fetch_flag(w.dataset),
+        out=lambda w, output: str(Path(output.manifest).parent),
+        e=lambda w: DATASETS[w.dataset]["encoder"],
+        qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
+        device=DEVICE,
+    log:
+        f"{R}/logs/{{dataset}}/encode.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/encode.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 6, base=8000),
+        runtime=lambda w: max(30, int(n_keys(w.dataset) / 300 / 60 * 2)),
+        gpu=config["gpu_per_job"],
+    conda:
+        ENV
+    shell:
+        "amips-bench encode --folder {params.folder} --out {params.out} {params.fetch} "
+        "--model {params.e[model]} --batch-size {params.e[batch_size]} "
+        "--chunk-size {params.e[chunk_size]} --query-source {params.qs} "
+        "--device {params.device} --threads {threads} > {log} 2>&1"
+
+
 rule split:
     input:
         queries=f"{R}/{{dataset}}/embeddings/queries.npy",
     output:
-        multiext(f"{R}/{{dataset}}/splits/", "train.npy", "val.npy", "test.npy", "train_copy.npy",
-                 "val_copy.npy", "test_copy.npy", "manifest.json"),
+        multiext(f"{R}/{{dataset}}/splits/", "train.npy", "val.npy", "test.npy",
+                 "train_copy.npy", "val_copy.npy", "test_copy.npy", "manifest.json"),
     params:
         s=lambda w: DATASETS[w.dataset]["splits"],
-        out=lambda w: f"{R}/{w.dataset}/splits",
+        out=lambda w, output: str(Path(output[0]).parent),
     log:
         f"{R}/logs/{{dataset}}/split.log",
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 1),
         runtime=10,
+    conda:
+        ENV
     shell:
         "amips-bench split --queries {input.queries} --out {params.out} "
         "--val-size {params.s[val_size]} --test-size {params.s[test_size]} "
@@ -53,7 +111,7 @@ rule cluster:
         manifest=f"{R}/{{dataset}}/clusters/c{{clusters}}/manifest.json",
     params:
         c=lambda w: DATASETS[w.dataset]["clustering"],
-        out=lambda w: f"{R}/{w.dataset}/clusters/c{w.clusters}",
+        out=lambda w, output: str(Path(output.manifest).parent),
     log:
         f"{R}/logs/{{dataset}}/cluster_c{{clusters}}.log",
     benchmark:
@@ -62,76 +120,10 @@ rule cluster:
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 3),
         runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 20)),
+    conda:
+        ENV
     shell:
-        "amips-bench cluster --keys {input.key_file} --out {params.out} --clusters {wildcards.clusters} "
-        "--restarts {params.c[restarts]} --niter {params.c[niter]} --seed {params.c[seed]} "
-        "--max-points-per-centroid {params.c[max_points_per_centroid]} --threads {threads} "
-        "> {log} 2>&1"
-
-
-# ---------------------------------------------------------------- BEIR datasets (text)
-
-
-def beir_name(dataset):
-    return DATASETS[dataset]["beir"]["name"] or dataset
-
-
-def beir_folder(dataset):
-    if DATASETS[dataset]["source"] == "local":
-        return DATASETS[dataset]["beir"]["path"]
-    return f"{R}/{dataset}/raw/{beir_name(dataset)}"
-
-
-rule beir_fetch:
-    output:
-        manifest=f"{R}/{{dataset}}/raw/manifest.json",
-    wildcard_constraints:
-        dataset="|".join(n for n in TEXT if DATASETS[n]["source"] == "beir") or "^$",
-    params:
-        b=lambda w: DATASETS[w.dataset]["beir"],
-        name=lambda w: beir_name(w.dataset),
-        mirror=lambda w: f"--mirror {DATASETS[w.dataset]['beir']['mirror']}" if DATASETS[w.dataset]["beir"]["mirror"] else "",
-        md5=lambda w: f"--md5 {DATASETS[w.dataset]['beir']['md5']}" if DATASETS[w.dataset]["beir"]["md5"] else "",
-        gen=lambda w: f"--generated-url {DATASETS[w.dataset]['beir']['generated_url']}" if DATASETS[w.dataset]["beir"]["generated_url"] else "",
-    log:
-        f"{R}/logs/{{dataset}}/beir_fetch.log",
-    resources:
-        mem_mb=4000,
-        runtime=lambda w: max(30, int(embedding_mb(w.dataset) / 20)),
-    shell:
-        "amips-bench beir-fetch --name {params.name} --raw-dir {R}/{wildcards.dataset}/raw "
-        "--base-url {params.b[base_url]} {params.mirror} {params.md5} "
-        "--size-bytes {params.b[size_bytes]} --query-source {params.b[query_source]} {params.gen} "
-        "> {log} 2>&1"
-
-
-rule encode:
-    input:
-        fetch=lambda w: ([f"{R}/{w.dataset}/raw/manifest.json"]
-                         if DATASETS[w.dataset]["source"] == "beir" else []),
-    output:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
-        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
-        manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
-    wildcard_constraints:
-        dataset="|".join(TEXT) or "^$",
-    params:
-        folder=lambda w: beir_folder(w.dataset),
-        fetch=lambda w: (f"--fetch-manifest {R}/{w.dataset}/raw/manifest.json"
-                         if DATASETS[w.dataset]["source"] == "beir" else ""),
-        e=lambda w: DATASETS[w.dataset]["encoder"],
-        qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
-    log:
-        f"{R}/logs/{{dataset}}/encode.log",
-    benchmark:
-        f"{R}/benchmarks/{{dataset}}/encode.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 6, base=8000),
-        runtime=lambda w: max(30, int(n_keys(w.dataset) / 300 / 60 * 2)),
-        gpu=config["gpu_per_job"],
-    shell:
-        "amips-bench encode --folder {params.folder} --out {R}/{wildcards.dataset}/embeddings "
-        "{params.fetch} --model {params.e[model]} --batch-size {params.e[batch_size]} "
-        "--chunk-size {params.e[chunk_size]} --query-source {params.qs} "
-        "--device {config[device]} --threads {threads} > {log} 2>&1"
+        "amips-bench cluster --keys {input.key_file} --out {params.out} "
+        "--clusters {wildcards.clusters} --restarts {params.c[restarts]} --niter {params.c[niter]} "
+        "--seed {params.c[seed]} --max-points-per-centroid {params.c[max_points_per_centroid]} "
+        "--threads {threads} > {log} 2>&1"

@@ -7,55 +7,120 @@ rule fig1_toy:
         png=report(f"{F}/fig1_toy.png", caption="../report/fig1.rst", category="Figures"),
         csv=f"{F}/fig1_toy.csv",
     params:
-        stem=f"{F}/fig1_toy",
+        stem=lambda w, output: stem(output.pdf),
     log:
         f"{R}/logs/figures/fig1_toy.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         "amips-bench figure toy --out {params.stem} --threads {threads} > {log} 2>&1"
 
 
+rule fig2_routing:
+    input:
+        [f for ds in config["figures"]["routing"] for f in routing_csvs(ds)],
+    output:
+        pdf=f"{F}/fig2_routing.pdf",
+        png=report(f"{F}/fig2_routing.png", caption="../report/fig2.rst", category="Figures"),
+        csv=f"{F}/fig2_routing.csv",
+    params:
+        stem=lambda w, output: stem(output.pdf),
+    log:
+        f"{R}/logs/figures/fig2_routing.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "amips-bench figure routing --csv {input} --out {params.stem} > {log} 2>&1"
+
+
 rule fig3_erel_mrr:
     input:
-        metrics=lambda w: [f for ds in config["figures"]["erel_mrr"] for f in metrics_files(ds, clusters=1)],
+        [f for ds in config["figures"]["erel_mrr"] for f in metrics_files(ds, clusters=1)],
     output:
         pdf=f"{F}/fig3_erel_mrr.pdf",
         png=report(f"{F}/fig3_erel_mrr.png", caption="../report/fig3.rst", category="Figures"),
         csv=f"{F}/fig3_erel_mrr.csv",
     params:
-        stem=f"{F}/fig3_erel_mrr",
+        stem=lambda w, output: stem(output.pdf),
     log:
         f"{R}/logs/figures/fig3_erel_mrr.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
-        "amips-bench figure erel_mrr --metrics {input.metrics} --out {params.stem} > {log} 2>&1"
+        "amips-bench figure erel_mrr --metrics {input} --out {params.stem} > {log} 2>&1"
 
 
-def fig8_runs():
-    ds = config["figures"]["training"]
-    return runs_where(ds, model=config["figures"]["training_model"], clusters=1) if ds else []
+rule fig_ivf:
+    input:
+        lambda w: ivf_csvs(w.dataset),
+    output:
+        pdf=f"{F}/fig{{number}}_ivf_{{dataset}}.pdf",
+        png=report(f"{F}/fig{{number}}_ivf_{{dataset}}.png", caption="../report/fig4_6.rst",
+                   category="Figures"),
+        csv=f"{F}/fig{{number}}_ivf_{{dataset}}.csv",
+    wildcard_constraints:
+        number="[456]",
+    params:
+        stem=lambda w, output: stem(output.pdf),
+    log:
+        f"{R}/logs/figures/fig{{number}}_ivf_{{dataset}}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "amips-bench figure ivf --number {wildcards.number} --csv {input} --out {params.stem} "
+        "> {log} 2>&1"
+
+
+rule fig7_ood:
+    input:
+        ood_csv() if config["figures"]["ood"] else [],
+    output:
+        pdf=f"{F}/fig7_ood.pdf",
+        png=report(f"{F}/fig7_ood.png", caption="../report/fig7.rst", category="Figures"),
+        csv=f"{F}/fig7_ood.csv",
+    params:
+        stem=lambda w, output: stem(output.pdf),
+    log:
+        f"{R}/logs/figures/fig7_ood.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "amips-bench figure ood --csv {input} --out {params.stem} > {log} 2>&1"
 
 
 rule fig8_training:
     input:
-        history=lambda w: [f"{model_dir(config['figures']['training'], r.name)}/history.csv" for r in fig8_runs()],
-        metrics=lambda w: [f"{model_dir(config['figures']['training'], r.name)}/metrics.json" for r in fig8_runs()],
+        history=fig8_files("history.csv"),
+        metrics=fig8_files("metrics.json"),
     output:
         pdf=f"{F}/fig8_training.pdf",
         png=report(f"{F}/fig8_training.png", caption="../report/fig8.rst", category="Figures"),
         csv=f"{F}/fig8_training.csv",
     params:
-        stem=f"{F}/fig8_training",
+        stem=lambda w, output: stem(output.pdf),
     log:
         f"{R}/logs/figures/fig8_training.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         "amips-bench figure training --history {input.history} --metrics {input.metrics} "
         "--out {params.stem} > {log} 2>&1"
@@ -65,15 +130,18 @@ rule final_metrics_table:
     input:
         all_metrics(),
     output:
-        csv=report(f"{R}/tables/final_metrics.csv", caption="../report/final_metrics.rst", category="Tables"),
+        csv=report(f"{R}/tables/final_metrics.csv", caption="../report/final_metrics.rst",
+                   category="Tables"),
         md=f"{R}/tables/final_metrics.md",
     params:
-        stem=f"{R}/tables/final_metrics",
+        stem=lambda w, output: stem(output.csv),
     log:
         f"{R}/logs/tables/final_metrics.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         "amips-bench table final_metrics --inputs {input} --out {params.stem} > {log} 2>&1"
 
@@ -85,11 +153,13 @@ rule realism_table:
         csv=report(f"{R}/tables/realism.csv", caption="../report/realism.rst", category="Tables"),
         md=f"{R}/tables/realism.md",
     params:
-        stem=f"{R}/tables/realism",
+        stem=lambda w, output: stem(output.csv),
     log:
         f"{R}/logs/tables/realism.log",
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         "amips-bench table realism --inputs {input} --out {params.stem} > {log} 2>&1"

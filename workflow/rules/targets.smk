@@ -1,17 +1,6 @@
 # Exact per-cluster top-1 targets of every split (streamed; never an [N, n] matrix).
 
 
-def targets_inputs(wildcards):
-    inputs = {
-        "key_file": f"{R}/{wildcards.dataset}/embeddings/keys.npy",
-        "queries": f"{R}/{wildcards.dataset}/embeddings/queries.npy",
-        "splits": f"{R}/{wildcards.dataset}/splits/manifest.json",
-    }
-    if int(wildcards.clusters) > 1:
-        inputs["assignments"] = f"{R}/{wildcards.dataset}/clusters/c{wildcards.clusters}/assignments.npy"
-    return inputs
-
-
 rule targets:
     input:
         unpack(targets_inputs),
@@ -20,9 +9,11 @@ rule targets:
                  "val_queries.npy", "val_top1.npy", "test_queries.npy", "test_top1.npy",
                  "manifest.json"),
     params:
-        clusters_dir=lambda w: (f"--clusters-dir {R}/{w.dataset}/clusters/c{w.clusters}"
-                                if int(w.clusters) > 1 else ""),
-        out=lambda w: f"{R}/{w.dataset}/targets/c{w.clusters}",
+        clusters_dir=lambda w: clusters_flag(w.dataset, w.clusters),
+        embeddings=lambda w, input: str(Path(input.key_file).parent),
+        splits=lambda w, input: str(Path(input.splits).parent),
+        out=lambda w, output: str(Path(output[0]).parent),
+        device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/targets_c{{clusters}}.log",
     benchmark:
@@ -32,8 +23,9 @@ rule targets:
         mem_mb=lambda w: mem_mb(w.dataset, 3, base=4000),
         runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 10)),
         gpu=config["gpu_per_job"],
+    conda:
+        ENV
     shell:
-        "amips-bench targets --embeddings {R}/{wildcards.dataset}/embeddings "
-        "--splits {R}/{wildcards.dataset}/splits {params.clusters_dir} "
-        "--clusters {wildcards.clusters} --out {params.out} --device {config[device]} "
-        "--threads {threads} > {log} 2>&1"
+        "amips-bench targets --embeddings {params.embeddings} --splits {params.splits} "
+        "{params.clusters_dir} --clusters {wildcards.clusters} --out {params.out} "
+        "--device {params.device} --threads {threads} > {log} 2>&1"

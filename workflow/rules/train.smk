@@ -12,7 +12,9 @@ rule train:
     params:
         run=lambda w: run_cli(w.run),
         train=lambda w: train_cli(w.dataset),
-        out=lambda w: model_dir(w.dataset, w.run),
+        dataset_dir=lambda w, input: str(Path(input.key_file).parent.parent),
+        out=lambda w, output: str(Path(output.model).parent),
+        device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/train/{{run}}.log",
     benchmark:
@@ -22,6 +24,8 @@ rule train:
         mem_mb=lambda w: mem_mb(w.dataset, 4, base=4000),
         runtime=lambda w: train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
+    conda:
+        ENV
     shell:
-        "amips-bench train --dataset-dir {R}/{wildcards.dataset} --out {params.out} "
-        "{params.run} {params.train} --device {config[device]} --threads {threads} > {log} 2>&1"
+        "amips-bench train --dataset-dir {params.dataset_dir} --out {params.out} {params.run} "
+        "{params.train} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,106 @@
+"""Configuration schema and cross-key checks: every bad input fails with one line naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amips_bench.config import ConfigError, expand_grid, parse_run, prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+def _quick():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "fiqa.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    config = prepare(yaml.safe_load((ROOT / "config" / name).read_text()), SCHEMA)
+    for dataset in config["datasets"].values():
+        assert expand_grid(dataset, config["seeds"])
+
+
+def test_every_schema_key_has_a_description_and_a_default():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    missing = []
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            if "$ref" in sub and "description" not in sub:
+                target = schema
+                for part in sub["$ref"].lstrip("#/").split("/"):
+                    target = target[part]
+                sub = {**target, **sub}
+            if "description" not in sub or ("default" not in sub and f"{path}{key}" != "datasets"):
+                missing.append(f"{path}{key}")
+            walk(sub, f"{path}{key}.")
+
+    walk(schema, "")
+    for name, definition in schema["$defs"].items():
+        walk(definition, f"$defs.{name}.")
+    assert not missing, missing
+
+
+def _mutate(fn):
+    config = _quick()
+    fn(config)
+    return config
+
+
+BAD = [
+    (lambda c: c["datasets"]["quick"]["splits"].update(val_sise=10),
+     r"config key 'datasets\.quick\.splits\.val_sise': unknown key"),
+    (lambda c: c.update(seedz=[1]), r"config key 'seedz': unknown key"),
+    (lambda c: c["datasets"]["quick"]["train"].update(steps="many"),
+     r"config key 'datasets\.quick\.train\.steps': 'many' is not of type integer"),
+    (lambda c: c["datasets"]["quick"]["grid"][0].update(size=["S", "XM"]),
+     r"config key 'datasets\.quick\.grid\.0\.size\.1': 'XM' is not one of"),
+    (lambda c: c["datasets"]["quick"].update(grid=[]), r"config key 'datasets\.quick\.grid': must not be empty"),
+    (lambda c: c["datasets"]["quick"]["grid"][0].update(model=[]),
+     r"config key 'datasets\.quick\.grid\.0\.model': must not be empty"),
+    (lambda c: c["figures"].update(erel_mrr=["quikc"]),
+     r"config key 'figures\.erel_mrr': unknown dataset 'quikc'"),
+    (lambda c: c["table1"].update(datasets=["nope"]), r"config key 'table1\.datasets': unknown dataset 'nope'"),
+    (lambda c: c["datasets"]["quick"]["ivf"].update(nprobe=[1, 500]),
+     r"config key 'datasets\.quick\.ivf\.nprobe': nprobe 500 is larger than nlist 141"),
+    (lambda c: c["datasets"]["quick"]["routing"].update(ks=[1, 11]),
+     r"config key 'datasets\.quick\.routing\.ks': k = 11 is larger than c = 10"),
+    (lambda c: c["datasets"].update({"Bad-Name": {}}), r"config key 'datasets': 'Bad-Name' does not match '\^\[a-z\]"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD)
+def test_bad_configs_name_the_key(mutate, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        prepare(_mutate(mutate), SCHEMA)
+    assert "\n" not in str(info.value)
+
+
+def test_snakemake_stops_before_any_job_with_one_line(tmp_path):
+    config = _mutate(BAD[0][0])
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    lines = [l for l in (out.stdout + out.stderr).splitlines() if "config error" in l]
+    assert lines == ["amips-bench config error: config key 'datasets.quick.splits.val_sise': "
+                     "unknown key (allowed here: augment_factor, mode, seed, sigma, test_size, val_size)"]
+    assert "rule " not in out.stdout  # nothing was scheduled
+
+
+def test_defaults_are_filled_and_runs_round_trip():
+    config = prepare({"datasets": {"d": {"grid": [{"model": ["keynet"], "size": ["S"]}]}}}, SCHEMA)
+    ds = config["datasets"]["d"]
+    assert ds["splits"]["sigma"] == 0.02 and ds["train"]["batch_size"] == 4096
+    assert config["seeds"] == [0] and config["figures_dir"] == "results/figures"
+    (run,) = expand_grid(ds, config["seeds"])
+    assert run.name == "keynet_S_L4_nx3_c1_s0" and parse_run(run.name) == run
+    assert parse_run("supportnet_XS_L8_nx2_c10_res_clip_s3").convexity == "clip"

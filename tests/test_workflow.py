@@ -1,0 +1,88 @@
+"""The whole Snakemake workflow on a tiny config in a temporary directory (issue 3)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(TINY), *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    run = snakemake(workdir, "--cores", "2", "all")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return workdir
+
+
+def test_every_figure_is_a_valid_image_with_its_numbers(finished):
+    figures = finished / "results" / "figures"
+    stems = ["fig1_toy", "fig2_routing", "fig3_erel_mrr", "fig4_ivf_tiny", "fig7_ood", "fig8_training"]
+    for stem in stems:
+        image = mpimg.imread(figures / f"{stem}.png")
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200, stem
+        assert image.std() > 0.01, f"{stem}.png is blank"
+        assert (figures / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-", stem
+        assert len(pd.read_csv(figures / f"{stem}.csv")) > 0, stem
+
+
+def test_every_table_parses(finished):
+    results = finished / "results"
+    metrics = pd.read_csv(results / "tables" / "final_metrics.csv")
+    assert len(metrics) == 6 and {"e_rel", "e_rel_half", "mrr", "match_rate"} <= set(metrics.columns)
+    realism = pd.read_csv(results / "tables" / "realism.csv")
+    assert len(realism) == 11
+    table1 = pd.read_csv(results / "timing" / "table1.csv")
+    assert sorted(zip(table1.model, table1["size"])) == [("keynet", "S"), ("supportnet", "S")]
+    assert "grad/score" in (results / "timing" / "table1.md").read_text()
+    routing = pd.concat(pd.read_csv(p) for p in (results / "tiny" / "routing").glob("*.csv"))
+    assert set(routing.method) == {"supportnet", "keynet", "centroid_ip", "centroid_l2",
+                                   "centroid_cos", "oracle", "classifier"}
+    assert (routing[routing.k == 4].accuracy == 1.0).all()  # k = c scans every cluster
+    ivf = pd.concat(pd.read_csv(p) for p in (results / "tiny" / "ivf").glob("*.csv"))
+    assert set(ivf["query"]) == {"natural", "mapped"} and set(ivf["index"]) == {"ivf", "hnsw"}
+    ood = pd.read_csv(next((results / "tiny" / "ood").glob("*.csv")))
+    assert set(ood["std"]) == {0.0, 0.1}
+    assert len(pd.read_csv(results / "tiny" / "timing" / "pipelines.csv")) > 0
+
+
+def test_a_second_run_does_nothing(finished):
+    run = snakemake(finished, "-n", "all")
+    assert run.returncode == 0
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_the_report_holds_every_figure_with_its_caption(finished):
+    run = snakemake(finished, "--report", str(finished / "report.html"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    html = (finished / "report.html").read_text()
+    for name in ("fig1_toy.png", "fig2_routing.png", "fig3_erel_mrr.png", "fig4_ivf_tiny.png",
+                 "fig7_ood.png", "fig8_training.png", "table1.md"):
+        assert name in html, name
+    for caption in ("the 2-D example of five keys", "routing accuracy", "relative transport error",
+                    "approximate search with KeyNet", "robustness to out-of-distribution",
+                    "validation E_rel", "seconds to process one batch"):
+        assert caption in html, caption
+
+
+def test_lint_reports_nothing():
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile",
+                          str(ROOT / "Snakefile"), "--directory", str(ROOT)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Lints for" not in run.stdout + run.stderr
