@@ -33,6 +33,7 @@ include: "workflow/rules/routing.smk"
 include: "workflow/rules/ivf.smk"
 include: "workflow/rules/timing.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule figures:
@@ -46,6 +47,12 @@ rule all:
     input:
         figure_outputs(),
         table_outputs(),
+        rules.reproduction_report.output,
+
+
+rule report:
+    input:
+        rules.reproduction_report.output,
 
 
 rule tables:

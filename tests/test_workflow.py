@@ -86,3 +86,14 @@ def test_lint_reports_nothing():
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Lints for" not in run.stdout + run.stderr
+
+
+def test_the_reproduction_report_lists_every_claim_honestly(finished):
+    from amips_bench.report import CLAIMS
+
+    claims = pd.read_csv(finished / "results" / "report" / "claims.csv")
+    assert set(claims.claim) == {c.id for c in CLAIMS}
+    assert not claims.counts_as_reproduction.any()  # synthetic data never counts
+    assert set(claims.verdict) <= {"holds on synthetic data", "fails on synthetic data", "not run"}
+    html = (finished / "results" / "report" / "reproduction.html").read_text()
+    assert "Table 1 beside the paper" in html and "git_commit" in html

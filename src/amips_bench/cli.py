@@ -562,6 +562,34 @@ def _table(args):
                            "Realism of the embeddings vs real all-MiniLM-L6-v2 statistics")
 
 
+def _report_args(p):
+    p.add_argument("--out", required=True, help="report folder (reproduction.md, reproduction.html, claims.csv)")
+    p.add_argument("--metrics", nargs="*", default=[], help="models/*/metrics.json")
+    p.add_argument("--histories", nargs="*", default=[], help="models/*/history.csv (same order)")
+    p.add_argument("--routing", nargs="*", default=[])
+    p.add_argument("--ivf", nargs="*", default=[])
+    p.add_argument("--ood", nargs="*", default=[])
+    p.add_argument("--table1", default=None)
+    p.add_argument("--kinds", nargs="*", default=[], metavar="DATASET=KIND",
+                   help="data kind of each dataset: synthetic, beir or local")
+    p.add_argument("--figures", nargs="*", default=[])
+    p.add_argument("--config-hash", default="")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0])
+
+
+@command("report", "the paper's claims beside our results (reproduction.md / .html)")(_report_args)
+def _report(args):
+    from .report import Results, write_report
+
+    kinds = dict(item.split("=", 1) for item in args.kinds)
+    res = Results.load(metrics=args.metrics, histories=args.histories, routing=args.routing,
+                       ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=kinds)
+    claims = write_report(args.out, res, config_hash=args.config_hash, seeds=args.seeds,
+                          figures=args.figures)
+    for c in claims:
+        print(f"{c['claim']:<26} {c['dataset'] or '-':<10} {c['verdict']}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -3,6 +3,8 @@
 # target), so that the other .smk files hold nothing but rules.
 
 import copy
+import hashlib
+import json
 import math
 import sys
 from pathlib import Path
@@ -292,3 +294,29 @@ def table_outputs():
         f"{R}/tables/realism.csv",
         f"{R}/tables/realism.md",
     ] + [f"{R}/{ds}/timing/pipelines.csv" for ds in DATASETS]
+
+
+def all_histories():
+    return [f.replace("metrics.json", "history.csv") for f in all_metrics()]
+
+
+def report_inputs(wildcards):
+    figures = [f for f in figure_outputs() if f.endswith(".png")]
+    return {
+        "metrics": all_metrics(),
+        "histories": all_histories(),
+        "routing": [f for ds in DATASETS for f in routing_csvs(ds)],
+        "ivf": [f for ds in DATASETS for f in ivf_csvs(ds)],
+        "ood": [ood_csv()] if config["figures"]["ood"] else [],
+        "table1": [f"{R}/timing/table1.csv"] if config["table1"]["datasets"] else [],
+        "figures": figures,
+    }
+
+
+def report_kinds():
+    return " ".join(f"{name}={d['source']}" for name, d in DATASETS.items())
+
+
+def config_hash():
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+

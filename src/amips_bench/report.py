@@ -1,0 +1,483 @@
+"""The reproduction report: every quantitative claim of the paper beside our numbers.
+
+Each claim is data (section, statement, the paper's datasets and value) plus a check that reads
+our result tables. A verdict is "reproduced" or "not reproduced" only on the paper's real
+datasets; on synthetic data it is "holds on synthetic data" / "fails on synthetic data" and is
+never counted as a reproduction; without the needed results it is "not run".
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .io import load_json, package_versions, save_csv, save_text
+from .paper import TABLE1_RATIO_RANGE
+from .plots.style import SIZE_ORDER, pareto_front
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Results:
+    """Everything the checks read, as tidy frames (empty when a stage was not run)."""
+
+    metrics: pd.DataFrame
+    histories: dict[str, pd.DataFrame]  # run key -> history
+    routing: pd.DataFrame
+    ivf: pd.DataFrame
+    ood: pd.DataFrame
+    table1: pd.DataFrame
+    kinds: dict[str, str]  # dataset -> synthetic | beir | local
+
+    @classmethod
+    def load(cls, *, metrics: list, histories: list, routing: list, ivf: list, ood: list,
+             table1: str | None, kinds: dict[str, str]) -> "Results":
+        rows, hist = [], {}
+        for m_path, h_path in zip(metrics, histories):
+            m = load_json(m_path)
+            key = f"{m['dataset']}/{Path(m_path).parent.name}"
+            rows.append({"dataset": m["dataset"], "model": m["model"], "size": m["size"],
+                         "depth": m["depth"], "n_x": m["n_x"], "clusters": m["n_clusters"],
+                         "seed": m["seed"], "e_rel": m["test"]["e_rel"], "mrr": m["test"]["mrr"],
+                         "run": key, "device": m.get("device", "")})
+            hist[key] = pd.read_csv(h_path)
+        return cls(pd.DataFrame(rows), hist, _concat(routing), _concat(ivf), _concat(ood),
+                   pd.read_csv(table1) if table1 else pd.DataFrame(), kinds)
+
+
+def _concat(paths: list) -> pd.DataFrame:
+    frames = [pd.read_csv(p, keep_default_na=False, na_values=["nan", "NaN"]) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------- claims
+
+
+@dataclass
+class Outcome:
+    value: str  # our number(s), human readable
+    holds: bool | None  # None: the check could not run on this dataset
+
+
+@dataclass
+class Claim:
+    id: str
+    section: str
+    statement: str
+    paper_datasets: list[str]
+    paper_value: str
+    check: Callable[[Results, str], Outcome]
+    scope: str = "dataset"  # "dataset": checked per dataset; "global": once
+    datasets_of: Callable[[Results], list[str]] = field(default=lambda r: [])
+
+
+def _spread(values: pd.Series) -> str:
+    values = values.dropna()
+    if len(values) > 1:
+        return f"{values.mean():.3f} ± {values.std():.3f} (n = {len(values)} seeds)"
+    return f"{values.mean():.3f}"
+
+
+def _routing(res: Results, dataset: str) -> pd.DataFrame:
+    r = res.routing
+    return r[r.dataset == dataset] if len(r) else r
+
+
+def _best_at_k(r: pd.DataFrame, methods: list[str], k: int) -> pd.Series:
+    """Best mean accuracy (over seeds) per method at k."""
+    sub = r[(r.method.isin(methods)) & (r.k == k)]
+    per_model = sub.groupby(["method", "size", "depth", "n_x"]).accuracy.mean()
+    return per_model.groupby(level=0).max()
+
+
+def check_routing_beats_centroid(res: Results, dataset: str) -> Outcome:
+    r = _routing(res, dataset)
+    if not len(r) or not (r.method == "centroid_ip").any():
+        return Outcome("", None)
+    base = r[(r.method == "centroid_ip") & (r.k == 1)].accuracy.mean()
+    best = _best_at_k(r, ["supportnet", "keynet"], 1)
+    if len(best) < 2:
+        return Outcome("", None)
+    gains = {m: best[m] - base for m in best.index}
+    value = ", ".join(f"{m} {best[m]:.3f} ({gains[m]:+.3f})" for m in best.index)
+    return Outcome(f"k=1: centroid {base:.3f}; best {value}", all(g >= 0.10 for g in gains.values()))
+
+
+def check_routing_k5(res: Results, dataset: str) -> Outcome:
+    r = _routing(res, dataset)
+    k = int(r.k.max()) if len(r) else 0
+    best = _best_at_k(r, ["supportnet", "keynet"], min(5, k)) if len(r) else pd.Series(dtype=float)
+    if len(best) < 2:
+        return Outcome("", None)
+    return Outcome(", ".join(f"{m} {v:.3f}" for m, v in best.items()) + f" at k={min(5, k)}",
+                   bool((best >= 0.95).all()))
+
+
+def _frontier_sizes(r: pd.DataFrame) -> list[str]:
+    learned = r[r.method.isin(["supportnet", "keynet"])]
+    agg = learned.groupby(["method", "size", "depth", "n_x", "k"])[["flops_total", "accuracy"]].mean().reset_index()
+    front = set(pareto_front(list(zip(agg.flops_total, agg.accuracy))))
+    return [row["size"] for _, row in agg.iterrows() if (row.flops_total, row.accuracy) in front]
+
+
+def _check_frontier(res: Results, dataset: str, wanted: set[str]) -> Outcome:
+    r = _routing(res, dataset)
+    if not len(r) or not (r.method.isin(["supportnet", "keynet"])).any():
+        return Outcome("", None)
+    sizes = _frontier_sizes(r)
+    if not set(r[r.method.isin(["supportnet", "keynet"])]["size"]) & wanted:
+        return Outcome(f"grid has no {'/'.join(sorted(wanted))} model", None)
+    share = np.mean([s in wanted for s in sizes])
+    return Outcome(f"Pareto front sizes: {', '.join(sizes)} ({share:.0%} {'/'.join(sorted(wanted))})",
+                   bool(share >= 0.5))
+
+
+def check_large_sizes_dominate(res: Results, dataset: str) -> Outcome:
+    return _check_frontier(res, dataset, {"M", "L", "XL", "XXL"})
+
+
+def check_small_sizes_dominate(res: Results, dataset: str) -> Outcome:
+    return _check_frontier(res, dataset, {"XS", "S"})
+
+
+def check_baseline_low_cost_learned_scale(res: Results, dataset: str) -> Outcome:
+    r = _routing(res, dataset)
+    if not len(r) or not (r.method == "centroid_ip").any():
+        return Outcome("", None)
+    learned = r[r.method.isin(["supportnet", "keynet"])]
+    if not len(learned):
+        return Outcome("", None)
+    agg = learned.groupby(["method", "size", "depth", "n_x", "k"])[["flops_total", "accuracy"]].mean().reset_index()
+    cheapest = agg.sort_values("flops_total").iloc[0]
+    base1 = r[(r.method == "centroid_ip") & (r.k == 1)].accuracy.mean()
+    kmax = int(r.k.max())
+    base_max = r[(r.method == "centroid_ip") & (r.k == kmax)].accuracy.mean()
+    best_max = agg[agg.k == kmax].accuracy.max()
+    low = base1 >= cheapest.accuracy
+    scale = best_max >= base_max
+    return Outcome(f"cheapest learned point {cheapest.accuracy:.3f} vs centroid k=1 {base1:.3f}; "
+                   f"k={kmax}: best learned {best_max:.3f} vs centroid {base_max:.3f}", bool(low and scale))
+
+
+def check_keynet_ahead(res: Results, dataset: str) -> Outcome:
+    r = _routing(res, dataset)
+    learned = r[r.method.isin(["supportnet", "keynet"])] if len(r) else r
+    if not len(learned) or learned.method.nunique() < 2:
+        return Outcome("", None)
+    pivot = learned.groupby(["size", "depth", "n_x", "k", "method"]).accuracy.mean().unstack("method").dropna()
+    if not len(pivot):
+        return Outcome("no matched SupportNet/KeyNet pairs", None)
+    diff = (pivot["keynet"] - pivot["supportnet"]).mean()
+    return Outcome(f"KeyNet − SupportNet accuracy over {len(pivot)} matched settings: {diff:+.3f}",
+                   bool(diff >= 0))
+
+
+def _c1_metrics(res: Results, dataset: str, model: str | None = None) -> pd.DataFrame:
+    m = res.metrics
+    if not len(m):
+        return m
+    m = m[(m.dataset == dataset) & (m.clusters == 1)]
+    return m[m.model == model] if model else m
+
+
+def _size_rank(sizes: pd.Series) -> pd.Series:
+    return sizes.map(SIZE_ORDER.index)
+
+
+def check_size_improves(res: Results, dataset: str) -> Outcome:
+    m = _c1_metrics(res, dataset)
+    if not len(m) or m["size"].nunique() < 2:
+        return Outcome("", None)
+    parts, holds = [], True
+    for model, sub in m.groupby("model"):
+        if sub["size"].nunique() < 2:
+            continue
+        rho = pd.Series(_size_rank(sub["size"]).values).corr(pd.Series(sub.e_rel.values), method="spearman")
+        parts.append(f"{model}: Spearman(size, E_rel) {rho:+.2f}")
+        holds &= bool(rho < 0)
+    return Outcome("; ".join(parts), holds if parts else None)
+
+
+def check_erel_below_minus_one(res: Results, dataset: str) -> Outcome:
+    m = _c1_metrics(res, dataset)
+    if not len(m):
+        return Outcome("", None)
+    by_model = m.groupby(["model", "size", "depth", "n_x"]).e_rel  # mean over seeds
+    best_row = by_model.mean().idxmin()
+    return Outcome(f"best test E_rel {_spread(by_model.get_group(best_row))} "
+                   f"({best_row[0]} {best_row[1]} L={best_row[2]})",
+                   bool(by_model.mean().min() < -1))
+
+
+def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
+    v = res.ivf
+    if not len(v):
+        return Outcome("", None)
+    v = v[(v.dataset == dataset) & (v["index"] == "ivf")]
+    nat = v[v["query"] == "natural"]
+    if not len(nat) or not (v["query"] == "mapped").any():
+        return Outcome("", None)
+    recall = sorted([c for c in v.columns if c.startswith("recall@")], key=lambda c: int(c.split("@")[1]))[-1]
+    nat = nat.groupby("budget")[["flops_total", recall]].mean().sort_values("flops_total")
+    best_share, best_model = -1.0, ""
+    for key, sub in v[v["query"] == "mapped"].groupby(["model", "size", "depth", "n_x"]):
+        sub = sub.groupby("budget")[["flops_total", recall]].mean()
+        inside = sub[(sub.flops_total >= nat.flops_total.min()) & (sub.flops_total <= nat.flops_total.max())]
+        if not len(inside):
+            continue
+        natural_at = np.interp(np.log(inside.flops_total), np.log(nat.flops_total), nat[recall])
+        share = float(np.mean(inside[recall].values > natural_at))
+        if share > best_share:
+            best_share, best_model = share, f"{key[0]} {key[1]} L={key[2]}"
+    if best_share < 0:
+        return Outcome("mapped and natural FLOP ranges do not overlap", False)
+    return Outcome(f"{recall}: best model {best_model} beats natural at equal FLOPs on "
+                   f"{best_share:.0%} of its operating points", bool(best_share > 0.5))
+
+
+def check_ood_not_catastrophic(res: Results, dataset: str) -> Outcome:
+    o = res.ood
+    if not len(o) or not (o.dataset == dataset).any():
+        return Outcome("", None)
+    o = o[(o.dataset == dataset) & (o["query"] == "mapped")]
+    top = o[o.budget == o.budget.max()].groupby("std").mrr.mean()
+    clean, worst_std = top.iloc[0], top.index.max()
+    ratio = top.loc[worst_std] / clean if clean > 0 else 0.0
+    return Outcome(f"mapped MRR at the largest budget: std 0 → {clean:.3f}, std {worst_std:g} → "
+                   f"{top.loc[worst_std]:.3f} ({ratio:.0%} kept)", bool(ratio >= 0.5))
+
+
+def check_larger_models_lower_erel_in_training(res: Results, dataset: str) -> Outcome:
+    m = _c1_metrics(res, dataset, "keynet")
+    if not len(m) or m["size"].nunique() < 2:
+        return Outcome("", None)
+    final = {row.run: res.histories[row.run].e_rel.iloc[-1] for row in m.itertuples()}
+    m = m.assign(final=m.run.map(final))
+    per_size = m.groupby("size").final.mean().sort_index(key=lambda s: s.map(SIZE_ORDER.index))
+    rho = pd.Series(range(len(per_size))).corr(pd.Series(per_size.values), method="spearman")
+    return Outcome("final validation E_rel by size: " + ", ".join(f"{s} {v:.3f}" for s, v in per_size.items()),
+                   bool(rho < 0))
+
+
+def check_table1_ratios(res: Results, dataset: str) -> Outcome:
+    t = res.table1
+    if not len(t):
+        return Outcome("", None)
+    t = t[t.dataset == dataset]
+    if not len(t):
+        return Outcome("", None)
+    s = t[t.model == "supportnet"].grad_over_score
+    k = t[t.model == "keynet"].grad_over_score
+    holds = bool((s > 1.3).all() and k.between(0.9, 1.15).all())
+    return Outcome(f"grad/score SupportNet {s.min():.2f}–{s.max():.2f}, KeyNet {k.min():.2f}–{k.max():.2f}", holds)
+
+
+def _datasets_with(frame_of: Callable[[Results], pd.DataFrame]) -> Callable[[Results], list[str]]:
+    def inner(res: Results) -> list[str]:
+        frame = frame_of(res)
+        return sorted(frame.dataset.unique()) if len(frame) else []
+    return inner
+
+
+ROUTED = _datasets_with(lambda r: r.routing)
+TRAINED = _datasets_with(lambda r: r.metrics)
+IVF = _datasets_with(lambda r: r.ivf)
+OOD = _datasets_with(lambda r: r.ood)
+TIMED = _datasets_with(lambda r: r.table1)
+
+CLAIMS: list[Claim] = [
+    Claim("table1-ratio", "A.1, Table 1",
+          "SupportNet needs a backward pass for its key (grad/score ≈ 1.6–1.9); KeyNet's key costs "
+          "the same as its score (≈ 1.0)", ["quora", "nq", "hotpotqa"],
+          f"SupportNet {TABLE1_RATIO_RANGE['supportnet'][0]}–{TABLE1_RATIO_RANGE['supportnet'][1]}, "
+          f"KeyNet {TABLE1_RATIO_RANGE['keynet'][0]}–{TABLE1_RATIO_RANGE['keynet'][1]}",
+          check_table1_ratios, datasets_of=TIMED),
+    Claim("routing-beats-centroid", "§4.4, Fig. 2",
+          "Both learned routers beat centroid routing by ≥ 10 points at k = 1", ["nq"],
+          "≥ +0.10 accuracy at k = 1", check_routing_beats_centroid, datasets_of=ROUTED),
+    Claim("routing-k5-saturates", "§4.4, Fig. 2",
+          "Learned routers approach 100 % routing accuracy at k = 5", ["nq"], "≈ 1.0 at k = 5",
+          check_routing_k5, datasets_of=ROUTED),
+    Claim("routing-large-sizes", "§4.4, Fig. 2",
+          "Larger models (M, L) dominate the routing trade-off", ["nq"], "M/L on the Pareto front",
+          check_large_sizes_dominate, datasets_of=ROUTED),
+    Claim("routing-baseline-low-cost", "§4.4, Fig. 2",
+          "Centroid routing is better at low cost, learned routers scale better with compute",
+          ["quora"], "baseline ahead at the cheapest point, learned ahead at k = 5",
+          check_baseline_low_cost_learned_scale, datasets_of=ROUTED),
+    Claim("routing-small-sizes", "§4.4, Fig. 2", "Small models (XS, S) dominate the routing trade-off",
+          ["quora"], "XS/S on the Pareto front", check_small_sizes_dominate, datasets_of=ROUTED),
+    Claim("routing-keynet-ahead", "§4.4, Fig. 2", "KeyNet is slightly ahead of SupportNet",
+          ["quora", "nq"], "small positive difference", check_keynet_ahead, datasets_of=ROUTED),
+    Claim("size-improves-tradeoff", "§4.3, Fig. 3", "Model size improves the E_rel–MRR trade-off",
+          ["fiqa", "quora"], "larger ρ, lower E_rel", check_size_improves, datasets_of=TRAINED),
+    Claim("erel-below-minus-one", "§4.2–4.3, Fig. 3", "Good models reach E_rel < −1",
+          ["fiqa", "quora"], "E_rel < −1", check_erel_below_minus_one, datasets_of=TRAINED),
+    Claim("mapped-beats-natural", "§4.5, A.2, Figs. 4–6",
+          "Mapped queries reach higher recall than natural ones at equal FLOPs",
+          ["hotpotqa", "quora", "nq"], "mapped above natural", check_mapped_beats_natural, datasets_of=IVF),
+    Claim("ood-not-catastrophic", "A.3, Fig. 7",
+          "Under growing query noise the degradation is not catastrophic", ["hotpotqa"],
+          "relatively high recall at the largest noise", check_ood_not_catastrophic, datasets_of=OOD),
+    Claim("larger-lower-erel", "A.4, Fig. 8", "Larger models reach lower E_rel during training",
+          ["quora"], "E_rel decreases with size", check_larger_models_lower_erel_in_training,
+          datasets_of=TRAINED),
+]
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def verdict(holds: bool | None, kind: str) -> str:
+    if holds is None:
+        return "not run"
+    if kind == "synthetic":
+        return "holds on synthetic data" if holds else "fails on synthetic data"
+    return "reproduced" if holds else "not reproduced"
+
+
+def evaluate_claims(res: Results) -> list[dict[str, Any]]:
+    rows = []
+    for claim in CLAIMS:
+        datasets = claim.datasets_of(res)
+        checked = False
+        for dataset in datasets:
+            outcome = claim.check(res, dataset)
+            if outcome.holds is None and not outcome.value:
+                continue
+            checked = True
+            kind = res.kinds.get(dataset, "synthetic")
+            rows.append({"claim": claim.id, "section": claim.section, "statement": claim.statement,
+                         "paper_datasets": ", ".join(claim.paper_datasets),
+                         "paper_value": claim.paper_value, "dataset": dataset, "data": kind,
+                         "ours": outcome.value, "verdict": verdict(outcome.holds, kind),
+                         "counts_as_reproduction": kind != "synthetic" and outcome.holds is True
+                         and dataset in claim.paper_datasets})
+        if not checked:
+            rows.append({"claim": claim.id, "section": claim.section, "statement": claim.statement,
+                         "paper_datasets": ", ".join(claim.paper_datasets),
+                         "paper_value": claim.paper_value, "dataset": "", "data": "",
+                         "ours": "", "verdict": "not run", "counts_as_reproduction": False})
+    return rows
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def provenance(config_hash: str, seeds: list[int], devices: list[str]) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")
+                                                                        not in ("", "unknown")),
+            "config_sha256": config_hash, "seeds": seeds, "devices": sorted(set(devices)),
+            "versions": package_versions()}
+
+
+def _md_table(rows: list[dict], columns: list[str]) -> str:
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in columns) + " |")
+    return "\n".join(out)
+
+
+def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list[str]) -> str:
+    counted = sum(r["counts_as_reproduction"] for r in claims)
+    real = sum(r["data"] not in ("", "synthetic") for r in claims)
+    lines = [
+        "# Reproduction report: Amortizing MIPS with Learned Support Functions",
+        "",
+        f"{len(CLAIMS)} claims of the paper, checked on the datasets this run produced. Claims "
+        f"checked on synthetic data are labelled so and never count as reproductions. "
+        f"Reproduced on the paper's datasets: {counted} of {real} real-data checks.",
+        "",
+        "## Claims",
+        "",
+        _md_table(claims, ["section", "statement", "paper_datasets", "paper_value", "dataset",
+                           "data", "ours", "verdict"]),
+        "",
+        "## Table 1 beside the paper",
+        "",
+    ]
+    if len(res.table1):
+        t = res.table1
+        rows = [{"dataset": r.dataset, "size": r.size, "model": r.model,
+                 "ours grad/score": f"{r.grad_over_score:.2f}",
+                 "paper grad/score": ("—" if pd.isna(r.paper_grad_over_score)
+                                      else f"{r.paper_grad_over_score:.2f}"),
+                 "ours score (s)": f"{r.score_median_s:.3g}",
+                 "paper score (s)": "—" if pd.isna(r.paper_score_s) else f"{r.paper_score_s:.3g}",
+                 "device": r.device} for r in t.itertuples()]
+        lines += [_md_table(rows, list(rows[0])), ""]
+    else:
+        lines += ["Table 1 was not run.", ""]
+    lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]
+    lines += ["## Provenance", "", "```json", json.dumps(prov, indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+def markdown_to_html(markdown: str, title: str) -> str:
+    """Just enough Markdown (headings, tables, lists, code blocks) for the report page."""
+    out, in_table, in_code = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                              "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+                              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+                              "padding:3px 6px}</style></head><body>"], False, False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-:"):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- ["):
+            label, target = line[3:].split("](")
+            out.append(f"<li><a href='{html.escape(target.rstrip(')'))}'>{html.escape(label)}</a></li>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
+                 seeds: list[int], figures: list[str]) -> list[dict[str, Any]]:
+    claims = evaluate_claims(res)
+    devices = list(res.metrics.device) if len(res.metrics) else []
+    prov = provenance(config_hash, seeds, devices)
+    markdown = render(claims, res, prov, figures)
+    out = Path(out_dir)
+    save_text(out / "reproduction.md", markdown)
+    save_text(out / "reproduction.html", markdown_to_html(markdown, "amips-bench reproduction report"))
+    save_csv(out / "claims.csv", claims)
+    return claims
