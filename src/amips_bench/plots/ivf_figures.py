@@ -51,8 +51,7 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
                         marker=style.marker_for(depth), ms=4, ls=style.MODEL_LINESTYLE.get(model, "-"),
                         label="mapped ŷ: " + style.model_label(model, size, depth)
                         + (f" n_x={n_x}" if n_x < depth - 1 else ""))
-            ax.set_xscale("log")
-            ax.set_xlabel(style.FLOP_AXIS, fontsize=7)
+            style.flops_axis(ax, 7)
             if metric == "mrr":
                 ax.set_ylabel("MRR of the exact top key")
             else:
@@ -101,8 +100,7 @@ def fig7_ood(csv_paths: list[str | Path], out_stem: str | Path) -> None:
     axes[2].set_title("gap natural − mapped at equal FLOPs\n(< 0: mapped is better)")
     axes[2].axhline(0, color="k", lw=0.6)
     for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel(style.FLOP_AXIS, fontsize=7)
+        style.flops_axis(ax, 7)
     axes[0].set_ylabel("MRR of the exact top key (IVF, nprobe sweep)")
     axes[2].set_ylabel("MRR gap")
     axes[0].legend(frameon=False, title="query noise")

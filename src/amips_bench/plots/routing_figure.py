@@ -68,8 +68,7 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
                    color=style.BASELINE_COLORS["oracle"], zorder=4, label="oracle (scan only)")
         ax.set_title(f"{dataset}: baselines vs the learned frontier")
         for ax in row:
-            ax.set_xscale("log")
-            ax.set_xlabel(style.FLOP_AXIS)
+            style.flops_axis(ax)
             ax.set_ylabel("routing accuracy (top key's cluster selected)")
             ax.legend(frameon=False, fontsize=6, loc="lower right")
     fig.suptitle("Figure 2 — routing to the top-k of c clusters (k = 1…5 along each curve), "

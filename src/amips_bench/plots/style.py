@@ -27,6 +27,15 @@ plt.rcParams.update({
 })
 
 
+def flops_axis(ax, label_size: float | None = None) -> None:
+    """Log-scaled FLOP x axis with the unit convention written on it and no crowded minor labels."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(FLOP_AXIS, fontsize=label_size)
+
+
 def marker_for(depth: int) -> str:
     return DEPTH_MARKERS.get(int(depth), "D")
 

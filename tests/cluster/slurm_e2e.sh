@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# End-to-end test of the SLURM path on one Debian machine (run as root):
+#   1. installs slurm-wlm and munge from Debian's packages if absent,
+#   2. writes a one-node configuration for this host (no accounting database),
+#   3. starts munged, slurmctld and slurmd,
+#   4. runs the quick workflow through --profile profiles/slurm with several jobs at once,
+#   5. checks that every job ran as a SLURM job that completed, and that every output exists,
+#   6. checks the failure paths: a missing partition and an unreachable scheduler stop with
+#      Snakemake's own error and leave no output behind,
+#   7. stops the daemons it started (also on failure).
+#
+#   bash tests/cluster/slurm_e2e.sh                      # the quick workflow (default config)
+#   SLURM_E2E_CONFIG=tests/fixtures/tiny.yaml bash tests/cluster/slurm_e2e.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+config=${SLURM_E2E_CONFIG:-$repo/config/config.yaml}
+case "$config" in /*) ;; *) config="$repo/$config" ;; esac
+jobs=${SLURM_E2E_JOBS:-4}
+work=$(mktemp -d /tmp/amips-slurm-e2e.XXXXXX)
+state=$work/slurm
+started=()
+t0=$(date +%s)
+
+say() { printf '[slurm-e2e %4ds] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
+fail() { say "FAIL: $*"; exit 1; }
+
+cleanup() {
+    local status=$?
+    for name in "${started[@]:-}"; do
+        [ -n "$name" ] && pkill -x "$name" 2>/dev/null || true
+    done
+    say "stopped: ${started[*]:-nothing}; work folder $work"
+    exit $status
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- 1. packages
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+    say "installing slurm-wlm and munge from Debian's packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq slurm-wlm munge >/dev/null
+fi
+command -v snakemake >/dev/null || fail "snakemake is not on PATH (activate the project's environment)"
+
+# ---------------------------------------------------------------- 2. one-node configuration
+host=$(hostname -s)
+cpus=$(nproc)
+mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+mkdir -p "$state"/{ctld,spool,log}
+conf_dir=/etc/slurm
+mkdir -p "$conf_dir"
+[ -f "$conf_dir/slurm.conf" ] && cp "$conf_dir/slurm.conf" "$work/slurm.conf.before"
+cat > "$conf_dir/slurm.conf" <<EOF
+ClusterName=amipse2e
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/spool
+SlurmctldPidFile=$state/slurmctld.pid
+SlurmdPidFile=$state/slurmd.pid
+SlurmctldLogFile=$state/log/slurmctld.log
+SlurmdLogFile=$state/log/slurmd.log
+SlurmctldDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+MpiDefault=none
+ReturnToService=2
+MinJobAge=3600
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+echo "CgroupPlugin=disabled" > "$conf_dir/cgroup.conf"
+
+# ---------------------------------------------------------------- 3. daemons
+mkdir -p /etc/munge /var/log/munge /run/munge /var/lib/munge
+if [ ! -s /etc/munge/munge.key ]; then
+    dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 2>/dev/null
+fi
+chown -R munge:munge /etc/munge /var/log/munge /run/munge /var/lib/munge 2>/dev/null || true
+chmod 0400 /etc/munge/munge.key
+if ! pgrep -x munged >/dev/null; then
+    runuser -u munge -- munged 2>/dev/null || munged --force
+    started+=(munged)
+fi
+for daemon in slurmctld slurmd; do
+    pgrep -x "$daemon" >/dev/null && fail "$daemon is already running; refusing to reconfigure it"
+done
+slurmctld && started+=(slurmctld)
+slurmd && started+=(slurmd)
+for _ in $(seq 60); do
+    sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed)' && break
+    sleep 1
+done
+sinfo -h -o '%T' | grep -qE '^(idle|mixed)' || fail "the node never became idle: $(sinfo 2>&1)"
+say "SLURM is up: $(sinfo -h -o '%P %D %T %c CPUs')"
+
+# ---------------------------------------------------------------- 4. the workflow through SLURM
+run=$work/run
+mkdir -p "$run"
+smk=(snakemake --snakefile "$repo/Snakefile" --directory "$run" --configfile "$config"
+     --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs"
+     --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5)
+say "running the workflow ($config) with --jobs $jobs"
+"${smk[@]}" all > "$work/snakemake.log" 2>&1 || { tail -40 "$work/snakemake.log"; fail "the workflow failed"; }
+
+# ---------------------------------------------------------------- 5. checks
+mkdir -p "$work/plan"
+expected=$(snakemake --snakefile "$repo/Snakefile" --directory "$work/plan" --configfile "$config" \
+           -n all 2>/dev/null | awk '/^total/ {print $2}')
+targets=3   # the figures, all and report targets have no command and are not submitted
+submitted=$(grep -oE 'submitted with SLURM jobid [0-9]+' "$work/snakemake.log" | awk '{print $NF}' | sort -u)
+n_submitted=$(echo "$submitted" | grep -c . || true)
+[ "$n_submitted" -ge $(( expected - targets )) ] \
+    || fail "only $n_submitted jobs went through SLURM, expected $(( expected - targets ))"
+for id in $submitted; do
+    grep -qE "_job_complete: JobId=$id( |$).*done|JobId=$id .*WEXITSTATUS 0" "$state/log/slurmctld.log" \
+        || fail "SLURM job $id did not complete successfully"
+done
+"${smk[@]}" -n all 2>&1 | grep -q "Nothing to be done" || fail "outputs are missing after the run"
+say "$n_submitted jobs ran as SLURM jobs and completed; every output exists"
+
+# ---------------------------------------------------------------- 6. failure paths
+fresh=$work/fail
+mkdir -p "$fresh"
+bad=(snakemake --snakefile "$repo/Snakefile" --directory "$fresh" --configfile "$config"
+     --profile "$repo/profiles/slurm" --slurm-no-account --jobs 1 --retries 0
+     --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5)
+if "${bad[@]}" --default-resources slurm_partition=no_such_partition \
+        --keep-going --until split > "$work/bad_partition.log" 2>&1; then
+    fail "a missing partition did not fail"
+fi
+grep -qi "no_such_partition\|invalid partition" "$work/bad_partition.log" \
+    || fail "the scheduler's partition error did not reach the user: $(tail -5 "$work/bad_partition.log")"
+[ ! -e "$fresh/results/quick/splits/manifest.json" ] && [ ! -e "$fresh/results/tiny/splits/manifest.json" ] \
+    || fail "a failed job left an output behind"
+say "missing partition: Snakemake reports the sbatch error and leaves no output"
+
+pkill -x slurmctld
+started=("${started[@]/slurmctld/}")
+sleep 2
+if "${bad[@]}" --until split > "$work/no_scheduler.log" 2>&1; then
+    fail "an unreachable scheduler did not fail"
+fi
+grep -qiE "unable to contact|connection refused|slurm_load|sbatch" "$work/no_scheduler.log" \
+    || fail "the scheduler error did not reach the user: $(tail -5 "$work/no_scheduler.log")"
+[ ! -e "$fresh/results/quick/splits/manifest.json" ] && [ ! -e "$fresh/results/tiny/splits/manifest.json" ] \
+    || fail "a failed job left an output behind"
+say "unreachable scheduler: Snakemake reports the error and leaves no output"
+say "PASS in $(( $(date +%s) - t0 )) s"
