@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from amips_bench.report import CLAIMS, Results, evaluate_claims, write_report
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import KeyNet, ModelSpec, SupportNet, scores_and_keys
+from .models import KeyNet, ModelSpec, scores_and_keys
 
 
 class _Scores(nn.Module):
@@ -106,7 +106,3 @@ def scan_flops(selected_sizes: np.ndarray, d: int) -> np.ndarray:
 def ivf_flops(nlist: int, ndis_per_query: float, d: int) -> float:
     """IVF search per query: coarse quantizer (nlist·d) plus the ndis scanned codes (·d)."""
     return 2.0 * (nlist + ndis_per_query) * d
-
-
-def is_supportnet(model: nn.Module) -> bool:
-    return isinstance(model, SupportNet)

@@ -15,7 +15,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -242,6 +242,9 @@ def write_versions_sidecar(csv_path: str | os.PathLike, extra: Mapping[str, Any]
     return sidecar
 
 
+_LIBC = None  # libc handle, loaded on first use
+
+
 def release_freed_memory() -> None:
     """Return freed heap pages to the OS (glibc malloc_trim).
 
@@ -262,12 +265,3 @@ def release_freed_memory() -> None:
             _LIBC = False
     if _LIBC:
         _LIBC.malloc_trim(0)
-
-
-_LIBC = None
-
-
-def iter_blocks(total: int, block: int) -> Iterable[tuple[int, int]]:
-    """(start, stop) pairs covering range(total) in blocks of `block`."""
-    for start in range(0, total, block):
-        yield start, min(start + block, total)

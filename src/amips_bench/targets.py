@@ -109,6 +109,8 @@ def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
     n_clusters = len(offsets) - 1
     best = torch.full((n_q, n_clusters), -torch.inf, device=q.device)
     where = torch.zeros((n_q, n_clusters), dtype=torch.int64, device=q.device)
+    value = torch.empty(n_q, device=q.device)
+    arg = torch.empty(n_q, dtype=torch.int64, device=q.device)
     for j in range(n_clusters):
         lo, hi = int(offsets[j]), int(offsets[j + 1])
         col_best, col_where = best[:, j], where[:, j]
@@ -116,16 +118,11 @@ def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
             k1 = min(k0 + key_block, hi)
             scores = tile[:n_q * (k1 - k0)].view(n_q, k1 - k0)
             torch.mm(q, keys[k0:k1].T, out=scores)
-            value, arg = torch.max(scores, dim=1)
+            torch.max(scores, dim=1, out=(value, arg))
             better = value > col_best
             col_best[better] = value[better]
             col_where[better] = arg[better] + k0
     return best, where
-
-
-def top1_scores(queries: np.ndarray, keys: np.ndarray, top1: np.ndarray) -> np.ndarray:
-    """σ_{Y_j}(x) recomputed from stored indices: <x, y*_j> for every query and cluster."""
-    return np.einsum("nd,ncd->nc", queries, keys[top1], optimize=True).astype(np.float32)
 
 
 def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: str | Path, *,

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from .evaluation import DatasetTensors, evaluate_model
 from .io import (InputError, device_name, package_versions, release_freed_memory, save_csv,
