@@ -32,7 +32,12 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
     df = _load(csv_paths)
     recalls = _recall_columns(df)
     metrics = recalls + ["mrr"]
-    agg = df.groupby(KEYS, dropna=False)[metrics + ["flops_total"]].mean().reset_index()
+    grouped = df.groupby(KEYS, dropna=False)
+    agg = grouped[metrics + ["flops_total"]].mean().reset_index()
+    spread = grouped[metrics].std().reset_index()  # NaN with a single seed
+    for metric in metrics:
+        agg[f"{metric}_sd"] = spread[metric].values
+    agg["seeds"] = grouped.size().values
     dataset = agg.dataset.iloc[0]
     n_keys = int(df.n_keys.iloc[0])
     indexes = [i for i in ("ivf", "hnsw") if (agg["index"] == i).any()]
@@ -51,6 +56,10 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
                         marker=style.marker_for(depth), ms=4, ls=style.MODEL_LINESTYLE.get(model, "-"),
                         label="mapped ŷ: " + style.model_label(model, size, depth)
                         + (f" n_x={n_x}" if n_x < depth - 1 else ""))
+                if (m.seeds > 1).any():  # mean ± spread over seeds
+                    ax.fill_between(m.flops_total, m[metric] - m[f"{metric}_sd"],
+                                    m[metric] + m[f"{metric}_sd"], color=style.color_for(size),
+                                    alpha=0.2)
             style.flops_axis(ax, 7)
             if metric == "mrr":
                 ax.set_ylabel("MRR of the exact top key")

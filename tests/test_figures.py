@@ -1,0 +1,52 @@
+"""Figures aggregate several seeds into a mean and a spread (issue 9)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from amips_bench.plots.ivf_figures import fig_ivf
+from amips_bench.plots.training_figures import fig3_erel_mrr, fig8_training
+
+
+def _run(tmp_path, seed, e_rel):
+    folder = tmp_path / f"keynet_S_L4_nx3_c1_s{seed}"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({
+        "dataset": "d", "model": "keynet", "size": "S", "depth": 4, "n_x": 3, "n_clusters": 1,
+        "seed": seed, "parameters": 10, "test": {"e_rel": e_rel, "mrr": 0.5, "match_rate": 0.3}}))
+    pd.DataFrame({"step": [0, 50, 100], "e_rel": [1.0, 0.0, e_rel]}).to_csv(folder / "history.csv", index=False)
+    return folder
+
+
+def test_fig3_and_fig8_report_mean_and_spread_over_seeds(tmp_path):
+    runs = [_run(tmp_path, 0, -0.4), _run(tmp_path, 1, -0.6)]
+    fig3_erel_mrr([r / "metrics.json" for r in runs], tmp_path / "fig3")
+    row = pd.read_csv(tmp_path / "fig3.csv").iloc[0]
+    assert row.seeds == 2 and row.e_rel == -0.5 and round(row.e_rel_sd, 4) == 0.1414
+    fig8_training([r / "history.csv" for r in runs], [r / "metrics.json" for r in runs], tmp_path / "fig8")
+    last = pd.read_csv(tmp_path / "fig8.csv").iloc[-1]
+    assert last.seeds == 2 and last.e_rel_mean == -0.5 and last.e_rel_sd > 0.14
+    assert (tmp_path / "fig3.png").stat().st_size > 10_000 and (tmp_path / "fig8.pdf").exists()
+
+
+def test_ivf_figure_averages_seeds(tmp_path):
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        for budget, recall in ((1, 0.3), (4, 0.6)):
+            rows.append({"dataset": "d", "index": "ivf", "query": "mapped", "model": "keynet",
+                         "size": "S", "depth": 4, "n_x": 3, "seed": seed, "budget": budget,
+                         "flops_total": 1e6 * budget, "recall@1": recall + shift, "mrr": recall,
+                         "n_keys": 1000})
+    for budget, recall in ((1, 0.5), (4, 0.9)):
+        rows.append({"dataset": "d", "index": "ivf", "query": "natural", "model": "", "size": "",
+                     "depth": "", "n_x": "", "seed": "", "budget": budget, "flops_total": 2e5 * budget,
+                     "recall@1": recall, "mrr": recall, "n_keys": 1000})
+    path = tmp_path / "ivf.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    fig_ivf([path], tmp_path / "fig4", 4)
+    out = pd.read_csv(tmp_path / "fig4.csv")
+    mapped = out[out["query"] == "mapped"].sort_values("budget")
+    assert list(mapped["recall@1"].round(3)) == [0.35, 0.65] and (mapped.seeds == 2).all()
+    assert (mapped["recall@1_sd"].round(4) == 0.0707).all()
