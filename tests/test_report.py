@@ -92,3 +92,14 @@ def test_erel_claim_reads_the_metrics_and_reports_the_seed_spread(tmp_path):
     (claim,) = [c for c in evaluate_claims(res) if c["claim"] == "erel-below-minus-one"]
     assert claim["verdict"] == "reproduced"
     assert "-1.200 ± 0.141 (n = 2 seeds)" in claim["ours"]
+
+
+def test_low_cost_claim_compares_at_equal_flops(tmp_path):
+    rows = _routing_rows("quora", 0.02)  # learned: +2 points but 20 % more FLOPs per k
+    res = _verdicts(tmp_path, rows, {"quora": "beir"})
+    assert res[("routing-baseline-low-cost", "quora")]["verdict"] == "reproduced"
+    for row in rows:  # make the learned routers as cheap as the centroids: now they lead at low cost
+        if row["method"] != "centroid_ip":
+            row["flops_total"] = 1e6 * row["k"]
+    res = _verdicts(tmp_path, rows, {"quora": "beir"})
+    assert res[("routing-baseline-low-cost", "quora")]["verdict"] == "not reproduced"
