@@ -21,6 +21,7 @@ import pandas as pd
 from .io import load_json, package_versions, save_csv, save_text
 from .paper import TABLE1_RATIO_RANGE
 from .plots.style import SIZE_ORDER, pareto_front
+from .tables import markdown_table
 
 
 # --------------------------------------------------------------------------- inputs
@@ -391,13 +392,6 @@ def provenance(config_hash: str, seeds: list[int], devices: list[str]) -> dict[s
             "versions": package_versions()}
 
 
-def _md_table(rows: list[dict], columns: list[str]) -> str:
-    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for r in rows:
-        out.append("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in columns) + " |")
-    return "\n".join(out)
-
-
 def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list[str]) -> str:
     counted = sum(r["counts_as_reproduction"] for r in claims)
     real = sum(r["data"] not in ("", "synthetic") for r in claims)
@@ -410,8 +404,9 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
         "",
         "## Claims",
         "",
-        _md_table(claims, ["section", "statement", "paper_datasets", "paper_value", "dataset",
-                           "data", "ours", "verdict"]),
+        markdown_table(pd.DataFrame(claims, columns=["section", "statement", "paper_datasets",
+                                                     "paper_value", "dataset", "data", "ours",
+                                                     "verdict"])),
         "",
         "## Table 1 beside the paper",
         "",
@@ -425,7 +420,7 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
                  "ours score (s)": f"{r.score_median_s:.3g}",
                  "paper score (s)": "—" if pd.isna(r.paper_score_s) else f"{r.paper_score_s:.3g}",
                  "device": r.device} for r in t.itertuples()]
-        lines += [_md_table(rows, list(rows[0])), ""]
+        lines += [markdown_table(pd.DataFrame(rows)), ""]
     else:
         lines += ["Table 1 was not run.", ""]
     lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]

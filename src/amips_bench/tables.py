@@ -13,7 +13,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     def fmt(v):
         if isinstance(v, float):
             return floatfmt.format(v)
-        return str(v)
+        return str(v).replace("|", "/")  # a pipe would split the cell
 
     header = "| " + " | ".join(df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
