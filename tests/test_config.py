@@ -104,3 +104,24 @@ def test_defaults_are_filled_and_runs_round_trip():
     (run,) = expand_grid(ds, config["seeds"])
     assert run.name == "keynet_S_L4_nx3_c1_s0" and parse_run(run.name) == run
     assert parse_run("supportnet_XS_L8_nx2_c10_res_clip_s3").convexity == "clip"
+
+
+def test_command_line_strings_become_the_numbers_the_schema_wants():
+    # Snakemake's --config parses `seeds=[0,1]` item by item with YAML's BaseLoader: strings.
+    config = _mutate(lambda c: c.update(seeds=["0", "1"]))
+    config["datasets"]["quick"]["splits"]["sigma"] = "0.05"
+    full = prepare(config, SCHEMA)
+    assert full["seeds"] == [0, 1]
+    assert full["datasets"]["quick"]["splits"]["sigma"] == 0.05
+    with pytest.raises(ConfigError, match=r"config key 'seeds.1': 'one' is not of type"):
+        prepare(_mutate(lambda c: c.update(seeds=["0", "one"])), SCHEMA)
+
+
+def test_snakemake_config_override_of_seeds_plans_every_seed(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(ROOT / "config/config.yaml"),
+                          "--config", "seeds=[0,1]", "--", "figures"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    planned = out.stdout + out.stderr
+    assert "_s0/" in planned and "_s1/" in planned

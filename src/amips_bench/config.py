@@ -101,6 +101,43 @@ def fill_defaults(config: Any, schema: dict, root: dict | None = None) -> Any:
     return config
 
 
+def coerce_command_line_strings(config: Any, schema: dict, root: dict | None = None) -> Any:
+    """Copy of `config` with numeric and boolean strings turned into what the schema wants.
+
+    Snakemake parses `--config seeds=[0,1]` with YAML's BaseLoader, so list items arrive as
+    strings ('0', '1'); converting them where the schema asks for a number or a boolean lets such
+    overrides work. Strings that do not parse are left alone for `validate` to report.
+    """
+    root = root or schema
+    schema = _resolve(schema, root)
+    if isinstance(config, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {key: coerce_command_line_strings(
+                    value, props[key] if key in props else extra, root)
+                if (key in props or isinstance(extra, dict)) else value
+                for key, value in config.items()}
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [coerce_command_line_strings(item, schema["items"], root) for item in config]
+    if isinstance(config, str):
+        wanted = schema.get("type")
+        wanted = set(wanted) if isinstance(wanted, list) else {wanted}
+        text = config.strip()
+        if "integer" in wanted:
+            try:
+                return int(text)
+            except ValueError:
+                pass
+        if "number" in wanted:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if "boolean" in wanted and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+    return config
+
+
 # --------------------------------------------------------------------------- the grid
 
 
@@ -241,6 +278,7 @@ def ood_run(config: dict, dataset: str) -> Run:
 def prepare(config: dict, schema_path: str | Path) -> dict:
     """Validate, fill defaults and run the cross-key checks; returns the completed config."""
     schema = load_schema(schema_path)
+    config = coerce_command_line_strings(config, schema)
     validate(config, schema)
     full = fill_defaults(config, schema)
     check(full)
