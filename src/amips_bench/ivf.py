@@ -72,7 +72,11 @@ def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int
 
 def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: int
                 ) -> tuple[np.ndarray, float]:
-    """FAISS searches with max(efSearch, k); callers keep k <= efSearch so efSearch is the budget."""
+    """Top-k ids and distance computations per query at beam width efSearch.
+
+    FAISS keeps efSearch as the beam even when k > efSearch and fills the rest of the list with
+    the best other nodes it scored, at the same ndis; so Recall@100 is defined at every efSearch.
+    """
     index.hnsw.efSearch = ef_search
     faiss.cvar.hnsw_stats.reset()
     _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
@@ -140,7 +144,7 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
             ids, ndis = search_ivf(index, queries.vectors, budget, kmax)
             flops_search = ivf_flops(index.nlist, ndis, d)
         else:
-            ids, ndis = search_hnsw(index, queries.vectors, budget, min(kmax, budget))
+            ids, ndis = search_hnsw(index, queries.vectors, budget, kmax)
             flops_search = 2.0 * ndis * d
         row = {"index": kind, "query": queries.name, **queries.meta, "budget": budget,
                "ndis_per_query": ndis, "flops_model": queries.flops_model,
