@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .io import InputError, md5_file, sha256_file
+from .io import InputError, atomic_path, md5_file, sha256_file
 
 #: Known archive facts (bytes, md5). FIQA from DESIGN §8; others are recorded by sha256 only.
 KNOWN_ARCHIVES = {"fiqa": (17_948_027, "17918ed23cd04fb15047f73e6c3bd9d9")}
@@ -47,22 +47,21 @@ def _download(url: str, dest: Path) -> None:
     import requests
     from beir.util import download_url
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
     try:
-        response = requests.head(url, allow_redirects=True, timeout=30)
-        if response.status_code >= 400 and response.status_code != 405:  # 405: HEAD not allowed
-            raise InputError(f"{url}: HTTP {response.status_code}; no mirror has {dest.name}")
-        download_url(url, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest, suffix=".part") as tmp:
+            response = requests.head(url, allow_redirects=True, timeout=30)
+            if response.status_code >= 400 and response.status_code != 405:  # 405: no HEAD
+                raise InputError(f"{url}: HTTP {response.status_code}; no mirror has {dest.name}")
+            download_url(url, str(tmp))
     except requests.RequestException as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise InputError(f"{url}: cannot download ({type(exc).__name__}); no mirror has "
                          f"{dest.name} either") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    """Copy under a temporary name, renamed onto dest only when complete."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def verify_archive(path: Path, *, size: int = 0, md5: str = "") -> dict[str, Any]:
@@ -153,9 +152,7 @@ def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str 
         archive_src = None
     archive = raw / f"{name}.zip"
     if archive_src is not None and archive_src.exists():
-        tmp = raw / f".{name}.zip.part"
-        shutil.copyfile(archive_src, tmp)
-        os.replace(tmp, archive)
+        _copy_file(archive_src, archive)
         origin = {"source": "mirror archive", "path": str(archive_src)}
     elif archive.exists():
         origin = {"source": "previous download", "path": str(archive)}
@@ -178,7 +175,7 @@ def fetch_generated(name: str, raw_dir: str | Path, *, url: str = "", mirror: st
     for suffix in (".jsonl.gz", ".jsonl"):
         if mirror and (Path(mirror) / f"{name}-generated-queries{suffix}").exists():
             dest = raw / f"{name}-generated-queries{suffix}"
-            shutil.copyfile(Path(mirror) / f"{name}-generated-queries{suffix}", dest)
+            _copy_file(Path(mirror) / f"{name}-generated-queries{suffix}", dest)
             return dest
     dest = raw / f"{name}-generated-queries.jsonl.gz"
     if not dest.exists():

@@ -62,8 +62,6 @@ def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: in
                  device: torch.device) -> dict:
     """Train on the (augmented) training queries; write model.pt and metrics.json."""
     data = load_dataset(dataset_dir, n_clusters, device)
-    if n_clusters < 2:
-        raise InputError(f"clusters: a classifier router needs c >= 2 clusters, got {n_clusters}")
     torch.manual_seed(seed)
     spec = RouterSpec(d=data.keys.shape[1], n_keys=len(data.keys), n_clusters=n_clusters,
                       size=size, depth=depth)

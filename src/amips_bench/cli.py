@@ -265,6 +265,14 @@ def _train(args):
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")
 
 
+def _save_rows(path, rows) -> None:
+    """A result table and, beside it, the versions that produced it."""
+    from .io import save_csv, write_versions_sidecar
+
+    save_csv(path, rows)
+    write_versions_sidecar(path)
+
+
 # --------------------------------------------------------------------------- routing (Figure 2)
 
 
@@ -312,7 +320,6 @@ def _routing_args(p):
 @command("routing", "routing accuracy vs FLOPs of one router (Figure 2)")(_routing_args)
 def _routing(args):
     from . import routing
-    from .io import save_csv, write_versions_sidecar
     from .targets import pick_device
 
     _threads(args)
@@ -324,8 +331,7 @@ def _routing(args):
         rows = routing.classifier_rows(ctx, args.router)
     else:
         rows = routing.baseline_rows(ctx, args.seed)
-    save_csv(args.out, rows)
-    write_versions_sidecar(args.out)
+    _save_rows(args.out, rows)
     for r in rows:
         if r["k"] == 1:
             print(f"{r['method']:>14} {r['size']:>3}  k=1 accuracy {r['accuracy']:.3f}  "
@@ -392,15 +398,13 @@ def _ivf_args(p):
 @command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
 def _ivf(args):
     from . import ivf
-    from .io import save_csv, write_versions_sidecar
     from .targets import pick_device
 
     _threads(args)
     rows = ivf.evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
                                 hnsw_budgets=args.ef_search, ks=args.recall_at,
                                 model_path=args.model, device=pick_device(args.device))
-    save_csv(args.out, rows)
-    write_versions_sidecar(args.out)
+    _save_rows(args.out, rows)
 
 
 def _ood_args(p):
@@ -412,7 +416,6 @@ def _ood_args(p):
 
 @command("ood", "natural vs mapped IVF search under growing query noise (Figure 7)")(_ood_args)
 def _ood(args):
-    from .io import save_csv, write_versions_sidecar
     from .robustness import ood_rows
     from .targets import pick_device
 
@@ -420,8 +423,7 @@ def _ood(args):
     rows = ood_rows(args.dataset_dir, args.index_dir, args.model, stds=args.stds,
                     nprobes=args.nprobe, ks=args.recall_at, seed=args.seed,
                     device=pick_device(args.device))
-    save_csv(args.out, rows)
-    write_versions_sidecar(args.out)
+    _save_rows(args.out, rows)
 
 
 # --------------------------------------------------------------------------- timing (Table 1)
@@ -443,7 +445,7 @@ def _timing_args(p):
 
 @command("timing", "Table 1: seconds per batch for score and gradient, beside the paper")(_timing_args)
 def _timing(args):
-    from .io import InputError, save_csv, save_text, write_versions_sidecar
+    from .io import InputError, save_text
     from .targets import pick_device
     from .timing import table1_markdown, table1_rows
 
@@ -458,8 +460,7 @@ def _timing(args):
                        batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                        device=pick_device(args.device))
     stem = Path(args.out)
-    save_csv(stem.with_suffix(".csv"), rows)
-    write_versions_sidecar(stem.with_suffix(".csv"))
+    _save_rows(stem.with_suffix(".csv"), rows)
     markdown = table1_markdown(rows)
     save_text(stem.with_suffix(".md"), markdown)
     print(markdown)
@@ -484,7 +485,6 @@ def _pipelines_args(p):
 
 @command("pipelines", "seconds per batch of the full search pipelines (router + scan, KeyNet + IVF)")(_pipelines_args)
 def _pipelines(args):
-    from .io import save_csv, write_versions_sidecar
     from .targets import pick_device
     from .timing import ivf_pipeline_rows, routing_pipeline_rows
 
@@ -498,8 +498,7 @@ def _pipelines(args):
     rows += ivf_pipeline_rows(args.dataset_dir, args.index_dir, args.ivf_models, args.nprobe,
                               args.k, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                               device=device)
-    save_csv(args.out, rows)
-    write_versions_sidecar(args.out)
+    _save_rows(args.out, rows)
 
 
 # --------------------------------------------------------------------------- figures and tables

@@ -7,6 +7,7 @@ line naming the key, before any job runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import math
@@ -113,28 +114,22 @@ def coerce_command_line_strings(config: Any, schema: dict, root: dict | None = N
     if isinstance(config, dict):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
-        return {key: coerce_command_line_strings(
-                    value, props[key] if key in props else extra, root)
-                if (key in props or isinstance(extra, dict)) else value
+        extra = extra if isinstance(extra, dict) else None
+        return {key: value if props.get(key, extra) is None
+                else coerce_command_line_strings(value, props.get(key, extra), root)
                 for key, value in config.items()}
     if isinstance(config, list) and isinstance(schema.get("items"), dict):
         return [coerce_command_line_strings(item, schema["items"], root) for item in config]
     if isinstance(config, str):
         wanted = schema.get("type")
-        wanted = set(wanted) if isinstance(wanted, list) else {wanted}
+        wanted = wanted if isinstance(wanted, list) else [wanted]
         text = config.strip()
-        if "integer" in wanted:
-            try:
-                return int(text)
-            except ValueError:
-                pass
-        if "number" in wanted:
-            try:
-                return float(text)
-            except ValueError:
-                pass
         if "boolean" in wanted and text.lower() in ("true", "false"):
             return text.lower() == "true"
+        for kind, parse in (("integer", int), ("number", float)):
+            if kind in wanted:
+                with contextlib.suppress(ValueError):
+                    return parse(text)
     return config
 
 

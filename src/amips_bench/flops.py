@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import KeyNet, ModelSpec, scores_and_keys
+from .models import KeyNet, ModelSpec, model_scores, scores_and_keys
 
 
 class _Scores(nn.Module):
@@ -30,9 +30,7 @@ class _Scores(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.model, KeyNet):
-            return self.model.scores(x)
-        return self.model(x)
+        return model_scores(self.model, x)
 
 
 def fvcore_flops(module: nn.Module, d: int, batch: int = 8) -> float:

@@ -113,24 +113,40 @@ def natural_queries(queries: np.ndarray) -> QuerySet:
     return QuerySet("natural", queries, 0.0, base)
 
 
+@dataclass
+class KeyMapper:
+    """A c = 1 model loaded once, with its key cost, to map any number of query sets."""
+
+    model: torch.nn.Module
+    flops: float
+    meta: dict[str, Any]
+    device: torch.device
+
+    @classmethod
+    def load(cls, model_path: str | Path, n_keys: int, device: torch.device) -> "KeyMapper":
+        model, _ = load_model(model_path, device)
+        spec = model.spec
+        if spec.n_clusters != 1:
+            raise InputError(f"{model_path}: IVF integration needs a c = 1 model, this one has "
+                             f"c = {spec.n_clusters}")
+        if spec.n_keys != n_keys:
+            raise InputError(f"{model_path}: model was built for {spec.n_keys} keys but the "
+                             f"index holds {n_keys}")
+        seed = load_json(Path(model_path).parent / "metrics.json")["seed"]
+        return cls(model, key_flops(model, spec.d), {**spec.row_fields(), "seed": seed}, device)
+
+    def __call__(self, queries: np.ndarray) -> QuerySet:
+        """ŷ for every query: KeyNet F(x) or SupportNet ∇f(x)."""
+        x = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(self.device)
+        pred = torch.cat([scores_and_keys(self.model, x[s:s + 4096])[1][:, 0, :]
+                          for s in range(0, len(x), 4096)]).cpu().numpy()
+        return QuerySet("mapped", pred, self.flops, self.meta)
+
+
 def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
                    device: torch.device) -> QuerySet:
-    """ŷ for every query: KeyNet F(x) or SupportNet ∇f(x); c must be 1."""
-    model, _ = load_model(model_path, device)
-    spec = model.spec
-    if spec.n_clusters != 1:
-        raise InputError(f"{model_path}: IVF integration needs a c = 1 model, this one has "
-                         f"c = {spec.n_clusters}")
-    if spec.n_keys != n_keys:
-        raise InputError(f"{model_path}: model was built for {spec.n_keys} keys but the index "
-                         f"holds {n_keys}")
-    x = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(device)
-    pred = torch.cat([scores_and_keys(model, x[s:s + 4096])[1][:, 0, :]
-                      for s in range(0, len(x), 4096)]).cpu().numpy()
-    seed = load_json(Path(model_path).parent / "metrics.json")["seed"]
-    meta = {"model": spec.model, "size": spec.size, "depth": spec.depth, "n_x": spec.n_x,
-            "seed": seed}
-    return QuerySet("mapped", pred, key_flops(model.cpu(), spec.d), meta)
+    """ŷ for every query of one set (see KeyMapper to map several sets with one model)."""
+    return KeyMapper.load(model_path, n_keys, device)(queries)
 
 
 def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,

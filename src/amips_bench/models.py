@@ -111,6 +111,10 @@ class ModelSpec:
     def name(self) -> str:
         return f"{self.model}_{self.size}_L{self.depth}_nx{self.n_x}_c{self.n_clusters}"
 
+    def row_fields(self) -> dict:
+        """The columns that name this model in every result table."""
+        return {"model": self.model, "size": self.size, "depth": self.depth, "n_x": self.n_x}
+
     def to_dict(self) -> dict:
         return asdict(self)
 

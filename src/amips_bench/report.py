@@ -81,6 +81,16 @@ class Claim:
     datasets_of: Callable[[Results], list[str]] = field(default=lambda r: [])
 
 
+LEARNED = ["supportnet", "keynet"]  # the routing methods that are support-function models
+
+
+def _learned_points(r: pd.DataFrame) -> pd.DataFrame:
+    """Mean FLOPs and accuracy over seeds of every learned model's operating point (one per k)."""
+    learned = r[r.method.isin(LEARNED)]
+    return (learned.groupby(["method", "size", "depth", "n_x", "k"])[["flops_total", "accuracy"]]
+            .mean().reset_index())
+
+
 def _spread(values: pd.Series) -> str:
     values = values.dropna()
     if len(values) > 1:
@@ -105,7 +115,7 @@ def check_routing_beats_centroid(res: Results, dataset: str) -> Outcome:
     if not len(r) or not (r.method == "centroid_ip").any():
         return Outcome("", None)
     base = r[(r.method == "centroid_ip") & (r.k == 1)].accuracy.mean()
-    best = _best_at_k(r, ["supportnet", "keynet"], 1)
+    best = _best_at_k(r, LEARNED, 1)
     if len(best) < 2:
         return Outcome("", None)
     gains = {m: best[m] - base for m in best.index}
@@ -116,7 +126,7 @@ def check_routing_beats_centroid(res: Results, dataset: str) -> Outcome:
 def check_routing_k5(res: Results, dataset: str) -> Outcome:
     r = _routing(res, dataset)
     k = int(r.k.max()) if len(r) else 0
-    best = _best_at_k(r, ["supportnet", "keynet"], min(5, k)) if len(r) else pd.Series(dtype=float)
+    best = _best_at_k(r, LEARNED, min(5, k)) if len(r) else pd.Series(dtype=float)
     if len(best) < 2:
         return Outcome("", None)
     return Outcome(", ".join(f"{m} {v:.3f}" for m, v in best.items()) + f" at k={min(5, k)}",
@@ -124,18 +134,17 @@ def check_routing_k5(res: Results, dataset: str) -> Outcome:
 
 
 def _frontier_sizes(r: pd.DataFrame) -> list[str]:
-    learned = r[r.method.isin(["supportnet", "keynet"])]
-    agg = learned.groupby(["method", "size", "depth", "n_x", "k"])[["flops_total", "accuracy"]].mean().reset_index()
+    agg = _learned_points(r)
     front = set(pareto_front(list(zip(agg.flops_total, agg.accuracy))))
     return [row["size"] for _, row in agg.iterrows() if (row.flops_total, row.accuracy) in front]
 
 
 def _check_frontier(res: Results, dataset: str, wanted: set[str]) -> Outcome:
     r = _routing(res, dataset)
-    if not len(r) or not (r.method.isin(["supportnet", "keynet"])).any():
+    if not len(r) or not (r.method.isin(LEARNED)).any():
         return Outcome("", None)
     sizes = _frontier_sizes(r)
-    if not set(r[r.method.isin(["supportnet", "keynet"])]["size"]) & wanted:
+    if not set(r[r.method.isin(LEARNED)]["size"]) & wanted:
         return Outcome(f"grid has no {'/'.join(sorted(wanted))} model", None)
     share = np.mean([s in wanted for s in sizes])
     return Outcome(f"Pareto front sizes: {', '.join(sizes)} ({share:.0%} {'/'.join(sorted(wanted))})",
@@ -156,10 +165,9 @@ def check_baseline_low_cost_learned_scale(res: Results, dataset: str) -> Outcome
     r = _routing(res, dataset)
     if not len(r) or not (r.method == "centroid_ip").any():
         return Outcome("", None)
-    learned = r[r.method.isin(["supportnet", "keynet"])]
-    if not len(learned):
+    agg = _learned_points(r)
+    if not len(agg):
         return Outcome("", None)
-    agg = learned.groupby(["method", "size", "depth", "n_x", "k"])[["flops_total", "accuracy"]].mean().reset_index()
     base = r[r.method == "centroid_ip"].groupby("k")[["flops_total", "accuracy"]].mean().sort_values("flops_total")
     cheapest = agg.sort_values("flops_total").iloc[0]
     base_there = float(np.interp(np.log(cheapest.flops_total), np.log(base.flops_total), base.accuracy))
@@ -175,7 +183,7 @@ def check_baseline_low_cost_learned_scale(res: Results, dataset: str) -> Outcome
 
 def check_keynet_ahead(res: Results, dataset: str) -> Outcome:
     r = _routing(res, dataset)
-    learned = r[r.method.isin(["supportnet", "keynet"])] if len(r) else r
+    learned = r[r.method.isin(LEARNED)] if len(r) else r
     if not len(learned) or learned.method.nunique() < 2:
         return Outcome("", None)
     pivot = learned.groupby(["size", "depth", "n_x", "k", "method"]).accuracy.mean().unstack("method").dropna()
@@ -353,25 +361,22 @@ def verdict(holds: bool | None, kind: str) -> str:
 def evaluate_claims(res: Results) -> list[dict[str, Any]]:
     rows = []
     for claim in CLAIMS:
-        datasets = claim.datasets_of(res)
+        about = {"claim": claim.id, "section": claim.section, "statement": claim.statement,
+                 "paper_datasets": ", ".join(claim.paper_datasets), "paper_value": claim.paper_value}
         checked = False
-        for dataset in datasets:
+        for dataset in claim.datasets_of(res):
             outcome = claim.check(res, dataset)
             if outcome.holds is None and not outcome.value:
                 continue
             checked = True
             kind = res.kinds.get(dataset, "synthetic")
-            rows.append({"claim": claim.id, "section": claim.section, "statement": claim.statement,
-                         "paper_datasets": ", ".join(claim.paper_datasets),
-                         "paper_value": claim.paper_value, "dataset": dataset, "data": kind,
-                         "ours": outcome.value, "verdict": verdict(outcome.holds, kind),
+            rows.append({**about, "dataset": dataset, "data": kind, "ours": outcome.value,
+                         "verdict": verdict(outcome.holds, kind),
                          "counts_as_reproduction": kind != "synthetic" and outcome.holds is True
                          and dataset in claim.paper_datasets})
         if not checked:
-            rows.append({"claim": claim.id, "section": claim.section, "statement": claim.statement,
-                         "paper_datasets": ", ".join(claim.paper_datasets),
-                         "paper_value": claim.paper_value, "dataset": "", "data": "",
-                         "ours": "", "verdict": "not run", "counts_as_reproduction": False})
+            rows.append({**about, "dataset": "", "data": "", "ours": "", "verdict": "not run",
+                         "counts_as_reproduction": False})
     return rows
 
 

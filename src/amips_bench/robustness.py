@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .io import InputError, device_name, load_embeddings
-from .ivf import load_test, mapped_queries, natural_queries, read_index, sweep
+from .ivf import KeyMapper, load_test, natural_queries, read_index, sweep
 from .targets import exact_top1
 
 
@@ -36,12 +36,13 @@ def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | P
     queries, _, n_keys, d = load_test(dataset_dir)
     keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy")
     index = read_index(Path(index_dir) / "ivf.faiss")
+    mapper = KeyMapper.load(model_path, n_keys, device)
     rows = []
     for std in stds:
         noisy = perturb(queries, std, seed)
         _, top1 = exact_top1(noisy, keys, device=device)
         target = top1[:, 0]
-        for qs in (natural_queries(noisy), mapped_queries(model_path, noisy, n_keys, device)):
+        for qs in (natural_queries(noisy), mapper(noisy)):
             for row in sweep(index, "ivf", qs, target, nprobes, ks, d, n_keys):
                 row.update({"std": std, "dataset": Path(dataset_dir).name,
                             "device": device_name(device), "noise_seed": seed})

@@ -123,8 +123,7 @@ def model_rows(ctx: RoutingContext, model_path: str | Path) -> list[dict[str, An
                          f"{int(ctx.sizes.sum())}")
     scores = predict_scores(model, ctx.queries).cpu().numpy()
     metrics = load_json(Path(model_path).parent / "metrics.json")
-    meta = {"method": spec.model, "model": spec.model, "size": spec.size, "depth": spec.depth,
-            "n_x": spec.n_x, "seed": metrics["seed"],
+    meta = {"method": spec.model, **spec.row_fields(), "seed": metrics["seed"],
             "parameters": sum(p.numel() for p in model.parameters())}
     return rows_from_scores(ctx, scores, router_flops(model.cpu(), spec.d), meta)
 

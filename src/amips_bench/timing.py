@@ -211,10 +211,8 @@ def routing_pipeline_rows(dataset_dir, model_paths: list, ks: list[int], *, n_cl
     routers = [("centroid_ip", {}, lambda: q @ centroids.T, centroid_flops(n_clusters, q.shape[1]))]
     for path in model_paths:
         model, _ = load_model(path, device)
-        meta = {"model": model.spec.model, "size": model.spec.size, "depth": model.spec.depth,
-                "n_x": model.spec.n_x}
-        routers.append((model.spec.model, meta, (lambda m=model: _scores_no_grad(m, q)),
-                        router_flops(model, model.spec.d)))
+        routers.append((model.spec.model, model.spec.row_fields(),
+                        score_and_grad_fns(model, q)[0], router_flops(model, model.spec.d)))
     sync = synchronizer(device)
     sizes = data.layout.sizes()
     rows = []
@@ -233,11 +231,6 @@ def routing_pipeline_rows(dataset_dir, model_paths: list, ks: list[int], *, n_cl
                          "repeats": repeats, "device": device_name(device),
                          "threads": torch.get_num_threads()})
     return rows
-
-
-def _scores_no_grad(model, q):
-    with torch.no_grad():
-        return model_scores(model, q)
 
 
 def ivf_pipeline_rows(dataset_dir, index_dir, model_paths: list, nprobes: list[int], k: int, *,
@@ -259,9 +252,7 @@ def ivf_pipeline_rows(dataset_dir, index_dir, model_paths: list, nprobes: list[i
     mappers = [("natural", {}, None, 0.0)]
     for path in model_paths:
         model, _ = load_model(path, device)
-        meta = {"model": model.spec.model, "size": model.spec.size, "depth": model.spec.depth,
-                "n_x": model.spec.n_x}
-        mappers.append(("mapped", meta, model, key_flops(model, d)))
+        mappers.append(("mapped", model.spec.row_fields(), model, key_flops(model, d)))
     sync = synchronizer(device)
     rows = []
     for query, meta, model, flops_model in mappers:

@@ -5,7 +5,6 @@
 import copy
 import hashlib
 import json
-import math
 import sys
 from pathlib import Path
 
