@@ -8,6 +8,13 @@ what the search itself needed. Peak memory must grow with n·d, not with queries
 
     python benchmarks/targets.py            # n = 200,000 and the n = 1,000,000 scaling row
     python benchmarks/targets.py --quick    # a small smoke run
+    python benchmarks/targets.py --device cuda --out benchmarks/results/targets_h100
+
+On a GPU (--device cuda) both methods run in this process: ours is `exact_top1` on the GPU
+(IEEE float32, TF32 off) from host arrays to host answers, keys uploaded included; FAISS is a
+GpuIndexFlatIP (the GPU build, faiss-gpu) searched for k = 1 from host queries, its one-time
+`add` of the keys reported apart. Without a GPU build of FAISS the FAISS rows are absent and
+said so. Each row also shows the fp32 matmul rate of the same GPU, the roofline of both.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _child(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict:
@@ -67,11 +75,98 @@ def _spawn(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def gpu_main(args) -> None:
+    """exact_top1 on the GPU against FAISS's GPU flat index, alternating, medians of runs."""
+    import faiss
+    import numpy as np
+    import torch
+
+    from amips_bench.targets import exact_top1, full_fp32_matmul
+
+    device = torch.device("cuda")
+    d = 384
+    plan = [(200_000, 16_384), (1_000_000, 65_536), (5_200_000, 65_536)]
+    if args.quick:
+        plan = [(100_000, 8192)]
+    has_gpu_faiss = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    res = faiss.StandardGpuResources() if has_gpu_faiss else None
+
+    def timed(fn):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0, out
+
+    with full_fp32_matmul():
+        a = torch.randn(8192, 8192, device=device)
+        a @ a
+        peak = max(2 * 8192 ** 3 / timed(lambda: a @ a)[0] for _ in range(5))
+        del a
+    rows = []
+    for n, m in plan:
+        rng = np.random.default_rng(0)
+        keys, queries = _unit_rows(rng, n, d), _unit_rows(rng, m, d)
+        ours_run = lambda: exact_top1(queries, keys, device=device)[1][:, 0]  # noqa: E731
+        runs = {"ours": []}
+        faiss_run, add_s = None, float("nan")
+        if has_gpu_faiss:
+            index = faiss.GpuIndexFlatIP(res, d)
+            add_s, _ = timed(lambda: index.add(keys))
+            faiss_run = lambda: index.search(queries, 1)[1][:, 0]  # noqa: E731
+            runs["faiss"] = []
+        answers = {}
+        for method, fn in (("ours", ours_run), ("faiss", faiss_run)):
+            if fn is not None:
+                answers[method] = fn()  # warm-up and the answers compared
+        for _ in range(args.repeats):
+            for method, fn in (("faiss", faiss_run), ("ours", ours_run)):
+                if fn is not None:
+                    runs[method].append(timed(fn)[0])
+        ratios = ([f / o for f, o in zip(runs["faiss"], runs["ours"])] if has_gpu_faiss else [])
+        same = (float(np.mean(answers["ours"] == answers["faiss"])) if has_gpu_faiss else float("nan"))
+        for method, times in runs.items():
+            seconds = statistics.median(times)
+            rows.append({"method": method, "n": n, "d": d, "queries": m, "seconds": seconds,
+                         "runs": len(times), "gflops": 2 * n * m * d / seconds / 1e9,
+                         "pct_fp32_peak": 100 * 2 * n * m * d / seconds / peak,
+                         "ratio_vs_faiss": (1.0 if method == "faiss" else
+                                            statistics.median(ratios) if ratios else float("nan")),
+                         "same_top1_as_faiss": same,
+                         "faiss_add_s": add_s if method == "faiss" else float("nan")})
+        if has_gpu_faiss:
+            del index
+        torch.cuda.empty_cache()
+    name = torch.cuda.get_device_name(device)
+    lines = [f"# exact top-1 on the GPU, d = {d}; {name}, CUDA {torch.version.cuda}, torch "
+             f"{torch.__version__}, faiss {faiss.__version__} "
+             f"({'GPU build' if has_gpu_faiss else 'CPU build: no FAISS GPU rows'}); fp32 matmul "
+             f"peak {peak / 1e12:.1f} TFLOP/s (8192³); medians of {args.repeats} alternating runs",
+             "",
+             "| n keys | queries | method | seconds | GFLOP/s | % of fp32 peak | × FAISS GPU speed "
+             "| same top-1 as FAISS | FAISS add (s) |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['n']:,} | {r['queries']:,} | {r['method']} | {r['seconds']:.3f} "
+                     f"| {r['gflops']:,.0f} | {r['pct_fp32_peak']:.0f} % | {r['ratio_vs_faiss']:.2f} "
+                     f"| {r['same_top1_as_faiss']:.6f} | {r['faiss_add_s']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out + ".md").write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--device", default="cpu", help="cpu (subprocess pairs) or cuda (in-process)")
+    parser.add_argument("--repeats", type=int, default=5, help="GPU: timed runs per method")
+    parser.add_argument("--out", default="", help="GPU: also write STEM.md")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        gpu_main(args)
+        return
     if args.child:
         method, n, d, m, repeats, seed = args.child
         print(json.dumps(_child(method, int(n), int(d), int(m), int(repeats), int(seed))))

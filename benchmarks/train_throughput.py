@@ -1,23 +1,34 @@
-"""Training throughput: samples/s and achieved FLOP/s of whole training steps, as a fraction of
-the float32 GEMM peak measured in the same run.
+"""Training throughput: samples/s and achieved FLOP/s of whole training steps, against the
+matrix-product peak of the same device measured in the same run.
 
 A "step" is `Trainer.train_step` exactly as training runs it: batch assembly from the
-training tensors (index + gather of the targets), loss with the double backward for SupportNet,
-gradient clipping, Adam, and the EMA update. FLOPs are counted by FlopCounterMode on one real
-step (matmuls of forward, backward and, for SupportNet, the double backward); the GEMM peak is
-the best rate of a large square matmul over runs before and after the models (a high peak
-makes the percentages conservative).
+training tensors resident on the device (index + gather of the targets), loss with the double
+backward for SupportNet, gradient clipping, Adam (the fused kernel on a GPU), and the EMA
+update. FLOPs are counted by FlopCounterMode on one real step (matmuls of forward, backward
+and, for SupportNet, the double backward). Step time is the median over blocks of consecutive
+steps with one synchronisation per block, which is how training runs.
 
-    python benchmarks/train_throughput.py                        # KeyNet and SupportNet, S and M
-    python benchmarks/train_throughput.py --device cuda --precision bf16 tf32 --sizes L
+Peaks: the best rate of a large square matmul per precision (fp32 = IEEE float32, tf32, bf16),
+measured before and after the models (a high peak makes the percentages conservative). Every
+row is reported against its own precision's peak and against the bf16 peak.
+
+Host synchronisation: on a GPU, each configuration runs a few steps under
+torch.cuda.set_sync_debug_mode("warn"); the column "syncs/step" counts the synchronising calls
+PyTorch reported there (0 means the host never waits for the GPU inside a step).
+
+    python benchmarks/train_throughput.py                        # CPU: KeyNet and SupportNet, S and M
+    python benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 \
+        --clusters 1 10 --out benchmarks/results/train_throughput_h100
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import platform
 import statistics
 import time
+import warnings
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -26,7 +37,10 @@ from amips_bench.evaluation import DatasetTensors, SplitData
 from amips_bench.models import ModelSpec
 from amips_bench.settings import TrainConfig
 from amips_bench.targets import ClusterLayout
+from amips_bench.targets import full_fp32_matmul
 from amips_bench.training import Trainer, precision_context
+
+MATMUL_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 
 
 def sync(device: torch.device) -> None:
@@ -34,58 +48,95 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gemm_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> float:
-    """FLOP/s of a size³ matmul: the best of several runs, so the peak errs on the high side."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        sync(device)
-        times.append(time.perf_counter() - t0)
+def gemm_peak(device: torch.device, precision: str, size: int, repeats: int = 10) -> float:
+    """FLOP/s of a size³ matmul in `precision` on random data: the best of several runs."""
+    dtype = MATMUL_DTYPE[precision]
+    gen = torch.Generator(device=device).manual_seed(1)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=gen)
+    with full_fp32_matmul() if precision == "fp32" else precision_context(precision, device):
+        for _ in range(3):
+            a @ b
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            a @ b
+            sync(device)
+            times.append(time.perf_counter() - t0)
     return 2 * size ** 3 / min(times)
 
 
-def synthetic_data(n_keys: int, d: int, n_train: int, device: torch.device) -> DatasetTensors:
-    """Random unit keys/queries and random target indices: throughput does not depend on them."""
+def synthetic_data(n_keys: int, d: int, n_train: int, device: torch.device,
+                   clusters: int = 1) -> DatasetTensors:
+    """Random unit keys/queries and random per-cluster target indices: throughput does not
+    depend on them."""
     gen = torch.Generator().manual_seed(0)
     keys = torch.randn(n_keys, d, generator=gen)
     keys /= keys.norm(dim=1, keepdim=True)
     queries = torch.randn(n_train, d, generator=gen)
     queries /= queries.norm(dim=1, keepdim=True)
-    top1 = torch.randint(n_keys, (n_train, 1), generator=gen)
+    assignments = torch.arange(n_keys) % clusters
+    top1 = torch.randint(n_keys // clusters, (n_train, clusters), generator=gen) * clusters
+    top1 += torch.arange(clusters)  # key j·c + i belongs to cluster i
     split = SplitData(queries.to(device), top1.to(device))
-    return DatasetTensors(keys.to(device), ClusterLayout.from_assignments(None, n_keys, 1),
-                          {"train": split, "val": split, "test": split}, "throughput")
+    layout = ClusterLayout.from_assignments(assignments.numpy() if clusters > 1 else None,
+                                            n_keys, clusters)
+    return DatasetTensors(keys.to(device), layout, {"train": split, "val": split, "test": split},
+                          "throughput")
 
 
-def measure(model: str, size: str, args, data: DatasetTensors, device: torch.device,
-            precision: str) -> dict:
+def count_host_syncs(trainer: Trainer, steps: int) -> float:
+    """Synchronising calls per step that PyTorch's sync debug mode reports (GPU only)."""
+    if trainer.device.type != "cuda":
+        return float("nan")
+    sync(trainer.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                trainer.train_step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sync(trainer.device)
+    return len([w for w in caught if "synchroniz" in str(w.message).lower()]) / steps
+
+
+def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
+            device: torch.device, precision: str) -> dict:
     spec = ModelSpec(model=model, d=args.d, n_keys=args.n_keys, size=size, depth=args.depth,
-                     n_x=args.nx)
+                     n_x=args.nx, n_clusters=clusters)
     cfg = TrainConfig(steps=10 ** 6, batch_size=args.batch, lr_at_128=1e-4, precision=precision)
-    trainer = Trainer(spec, data, cfg, "/tmp/amips-throughput-unused", device)
+    torch.manual_seed(0)
+    trainer = Trainer(spec, data[clusters], cfg, "/tmp/amips-throughput-unused", device)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()
     flops = counter.get_total_flops()
     for _ in range(args.warmup):
         trainer.train_step()
-    times = []
-    for _ in range(args.steps):
+    syncs = count_host_syncs(trainer, 3)
+    per_step = []
+    for _ in range(args.blocks):
         sync(device)
         t0 = time.perf_counter()
-        trainer.train_step()
+        for _ in range(args.steps):
+            trainer.train_step()
         sync(device)
-        times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
-    return {"model": model, "size": size, "width": spec.width,
-            "parameters": sum(p.numel() for p in trainer.model.parameters()),
-            "precision": precision, "step_s": seconds, "samples_per_s": args.batch / seconds,
-            "flop_per_step": flops, "achieved_flops": flops / seconds}
+        per_step.append((time.perf_counter() - t0) / args.steps)
+    seconds = statistics.median(per_step)
+    loss = float(trainer.train_loss_sum) / max(1, trainer.train_loss_count)
+    row = {"model": model, "size": size, "clusters": clusters, "depth": args.depth,
+           "n_x": args.nx, "width": spec.width,
+           "parameters": sum(p.numel() for p in trainer.model.parameters()),
+           "batch": args.batch, "precision": precision, "step_s": seconds,
+           "samples_per_s": args.batch / seconds, "flop_per_step": flops,
+           "achieved_flops": flops / seconds, "syncs_per_step": syncs,
+           "mean_train_loss": loss}
+    del trainer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
 
 
 def main() -> None:
@@ -94,41 +145,74 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=384)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--nx", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=None, help="default: 4096 on a GPU (the paper's), 1024 on a CPU")
     parser.add_argument("--sizes", nargs="+", default=["S", "M"])
     parser.add_argument("--models", nargs="+", default=["keynet", "supportnet"])
+    parser.add_argument("--clusters", type=int, nargs="+", default=[1])
     parser.add_argument("--precision", nargs="+", default=["fp32"], help="fp32, tf32 and/or bf16 (GPU)")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--gemm-size", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed block (default: 10 GPU, 1 CPU)")
+    parser.add_argument("--blocks", type=int, default=5, help="timed blocks; the median is reported")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--gemm-size", type=int, default=None, help="default: 8192 on a GPU, 4096 on a CPU")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="", help="also write STEM.csv and STEM.md")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    data = synthetic_data(args.n_keys, args.d, 50_000, device)
+    gpu = device.type == "cuda"
+    args.batch = args.batch or (4096 if gpu else 1024)
+    args.steps = args.steps or (10 if gpu else 1)
+    gemm_size = args.gemm_size or (8192 if gpu else 4096)
+    data = {c: synthetic_data(args.n_keys, args.d, 50_000, device, c) for c in args.clusters}
     rows, peaks = [], {}
+    for precision in dict.fromkeys(args.precision + (["bf16"] if gpu else [])):
+        peaks[precision] = gemm_peak(device, precision, gemm_size)
     for precision in args.precision:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        with precision_context(precision, device):
-            before = gemm_peak(device, dtype, args.gemm_size)
-            for size in args.sizes:
+        for size in args.sizes:
+            for clusters in args.clusters:
                 for model in args.models:
-                    rows.append(measure(model, size, args, data, device, precision))
-            peaks[precision] = max(before, gemm_peak(device, dtype, args.gemm_size))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
-    print(f"# training-step throughput; {name}; torch {torch.__version__}; n = {args.n_keys:,}, "
-          f"d = {args.d}, depth {args.depth}, n_x {args.nx}, batch {args.batch}; median of "
-          f"{args.steps} steps after {args.warmup} warm-ups")
-    print("| model | size | width | parameters | precision | step (s) | samples/s | GFLOP/step | "
-          "achieved GFLOP/s | GEMM peak GFLOP/s | % of peak |")
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+                    rows.append(measure(model, size, clusters, args, data, device, precision))
+    for precision in peaks:
+        peaks[precision] = max(peaks[precision], gemm_peak(device, precision, gemm_size))
+    if gpu:
+        name = torch.cuda.get_device_name(device)
+        driver = torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version") else ""
+        where = f"{name}, CUDA {torch.version.cuda}{f', driver {driver}' if driver else ''}"
+    else:
+        where = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    bf16_peak = peaks.get("bf16")
     for r in rows:
-        peak = peaks[r["precision"]]
-        print(f"| {r['model']} | {r['size']} | {r['width']} | {r['parameters']:,} | {r['precision']} "
-              f"| {r['step_s']:.3f} | {r['samples_per_s']:,.0f} | {r['flop_per_step'] / 1e9:.1f} "
-              f"| {r['achieved_flops'] / 1e9:.1f} | {peak / 1e9:.1f} "
-              f"| {100 * r['achieved_flops'] / peak:.0f} % |")
+        r["peak_flops"] = peaks[r["precision"]]
+        r["pct_of_own_peak"] = 100 * r["achieved_flops"] / r["peak_flops"]
+        r["pct_of_bf16_peak"] = 100 * r["achieved_flops"] / bf16_peak if bf16_peak else float("nan")
+        r["device"], r["torch"] = where, torch.__version__
+    lines = [f"# training-step throughput; {where}; torch {torch.__version__}; n = {args.n_keys:,}, "
+             f"d = {args.d}, depth {args.depth}, n_x {args.nx}, batch {args.batch}; median over "
+             f"{args.blocks} blocks of {args.steps} steps after {args.warmup} warm-ups",
+             "",
+             "Measured matmul peaks (" + ", ".join(f"{p} {v / 1e12:,.1f} TFLOP/s" for p, v in peaks.items())
+             + f"; {gemm_size}³, random data).",
+             "",
+             "| model | c | size | width | parameters | precision | step (ms) | samples/s | "
+             "GFLOP/step | achieved TFLOP/s | % of own peak | % of bf16 peak | syncs/step |",
+             "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        bf16 = f"{r['pct_of_bf16_peak']:.0f} %" if bf16_peak else "—"
+        syncs = "—" if r["syncs_per_step"] != r["syncs_per_step"] else f"{r['syncs_per_step']:g}"
+        lines.append(
+            f"| {r['model']} | {r['clusters']} | {r['size']} | {r['width']} | {r['parameters']:,} "
+            f"| {r['precision']} | {1e3 * r['step_s']:.2f} | {r['samples_per_s']:,.0f} "
+            f"| {r['flop_per_step'] / 1e9:.1f} | {r['achieved_flops'] / 1e12:.2f} "
+            f"| {r['pct_of_own_peak']:.0f} % | {bf16} | {syncs} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out + ".md", "w") as f:
+            f.write(text)
+        with open(args.out + ".csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from amips_bench.faiss_backend import ivf_scanned_codes, list_sizes, resolve_faiss_device
 from amips_bench.io import InputError
 from amips_bench.ivf import (build_hnsw, build_ivf, evaluate_indexes, mapped_queries,
                              recall_and_mrr, search_hnsw, search_ivf, sweep, natural_queries,
@@ -36,14 +37,28 @@ def test_exhaustive_nprobe_is_exact_and_recall_grows_with_nprobe(data):
     assert all(a < b for a, b in zip(costs, costs[1:]))
 
 
-def test_measured_ndis_equals_the_sum_of_probed_list_sizes(data):
-    keys, queries, _ = data
-    index = build_ivf(keys, 40)
-    for nprobe in (1, 3, 7):
-        _, ndis = search_ivf(index, queries, nprobe, 5)
-        _, probed = index.quantizer.search(queries, nprobe)
-        sizes = np.array([index.invlists.list_size(i) for i in range(40)])
-        assert ndis == pytest.approx(sizes[probed].sum() / len(queries))
+@pytest.mark.parametrize("nlist", [7, 40, 111])
+def test_counted_ivf_cost_equals_faiss_ndis_exactly(nlist):
+    """The index-derived count (the GPU's only cost source) equals FAISS's own CPU counter,
+    query by query, for fresh random data, several nlist and every nprobe up to nlist."""
+    import faiss
+
+    rng = np.random.default_rng(1000 + nlist)
+    keys, queries = unit_rows(rng, 4000, 24), unit_rows(rng, 97, 24)
+    index = build_ivf(keys, nlist, seed=nlist)
+    sizes = list_sizes(index)
+    assert sizes.sum() == 4000
+    for nprobe in sorted({1, 2, 3, nlist // 2, nlist - 1, nlist} - {0}):
+        per_query = ivf_scanned_codes(index, queries, nprobe, sizes)
+        index.nprobe = nprobe
+        for i in range(0, len(queries), 13):  # FAISS's counter, one query at a time
+            faiss.cvar.indexIVF_stats.reset()
+            index.search(queries[i:i + 1], 5)
+            assert per_query[i] == faiss.cvar.indexIVF_stats.ndis
+        _, counted, measured = search_ivf(index, queries, nprobe, 5)
+        assert counted == measured == per_query.mean()
+    # every list probed: the whole key set is scanned, whatever the query
+    assert (ivf_scanned_codes(index, queries, nlist, sizes) == 4000).all()
 
 
 def test_recall_and_mrr_equal_brute_force(rng):
@@ -99,3 +114,10 @@ def test_perturb_renormalises_and_is_seeded(rng):
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
     np.testing.assert_array_equal(perturb(q, 0.0, seed=3), q)
     assert np.abs(a - q).max() > 0.05
+
+
+def test_faiss_device_setting_resolves_and_rejects_bad_values():
+    assert resolve_faiss_device("cpu") == "cpu"
+    assert resolve_faiss_device("auto") in ("cpu", "gpu")
+    with pytest.raises(InputError, match="faiss_device: unknown value 'tpu'"):
+        resolve_faiss_device("tpu")

@@ -47,6 +47,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda[:i]'")
 
 
+def _add_faiss_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--faiss-device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="where FAISS flat/IVF searches run (auto: GPU build and a GPU, else CPU)")
+
+
 def _dataclass_arguments(p: argparse.ArgumentParser, cls, prefix: str = "",
                          skip: tuple[str, ...] = ()) -> None:
     """One --flag per dataclass field, typed from its default."""
@@ -202,6 +207,7 @@ def _targets_args(p):
     p.add_argument("--clusters", type=int, required=True)
     p.add_argument("--out", required=True, help="targets/c{C} folder to write")
     _add_device(p)
+    _add_faiss_device(p)
     _add_threads(p)
 
 
@@ -211,7 +217,8 @@ def _targets(args):
 
     _threads(args)
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
-                  clusters_dir=args.clusters_dir, device=args.device)
+                  clusters_dir=args.clusters_dir, device=args.device,
+                  faiss_device=args.faiss_device)
 
 
 # --------------------------------------------------------------------------- training
@@ -349,6 +356,7 @@ def _index_args(p):
     p.add_argument("--hnsw-ef-construction", type=int, default=80)
     p.add_argument("--no-hnsw", action="store_true", help="build the IVF index only")
     p.add_argument("--seed", type=int, default=0)
+    _add_faiss_device(p)
     _add_threads(p)
 
 
@@ -359,6 +367,7 @@ def _index(args):
     import faiss
 
     from . import ivf
+    from .faiss_backend import resolve_faiss_device
     from .io import load_embeddings, save_json
 
     _threads(args)
@@ -369,7 +378,10 @@ def _index(args):
     ivf.write_index(ivf.build_ivf(keys, nlist, args.seed), out / "ivf.faiss")
     manifest = {"n_keys": len(keys), "d": keys.shape[1], "nlist": nlist, "metric": "inner product",
                 "ivf_build_seconds": round(time.perf_counter() - t0, 3),
-                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__}
+                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
+                "faiss_device_setting": args.faiss_device,
+                "ivf_search_device": resolve_faiss_device(args.faiss_device),
+                "hnsw_search_device": "cpu (FAISS has no GPU HNSW)"}
     if not args.no_hnsw:
         t0 = time.perf_counter()
         ivf.write_index(ivf.build_hnsw(keys, args.hnsw_m, args.hnsw_ef_construction),
@@ -386,6 +398,7 @@ def _ivf_common(p):
     p.add_argument("--recall-at", type=int, nargs="*", default=[1, 10, 100])
     p.add_argument("--out", required=True, help="CSV to write")
     _add_device(p)
+    _add_faiss_device(p)
     _add_threads(p)
 
 
@@ -398,12 +411,14 @@ def _ivf_args(p):
 @command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
 def _ivf(args):
     from . import ivf
+    from .faiss_backend import resolve_faiss_device
     from .targets import pick_device
 
     _threads(args)
     rows = ivf.evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
                                 hnsw_budgets=args.ef_search, ks=args.recall_at,
-                                model_path=args.model, device=pick_device(args.device))
+                                model_path=args.model, device=pick_device(args.device),
+                                faiss_device=resolve_faiss_device(args.faiss_device))
     _save_rows(args.out, rows)
 
 
@@ -416,13 +431,15 @@ def _ood_args(p):
 
 @command("ood", "natural vs mapped IVF search under growing query noise (Figure 7)")(_ood_args)
 def _ood(args):
+    from .faiss_backend import resolve_faiss_device
     from .robustness import ood_rows
     from .targets import pick_device
 
     _threads(args)
     rows = ood_rows(args.dataset_dir, args.index_dir, args.model, stds=args.stds,
                     nprobes=args.nprobe, ks=args.recall_at, seed=args.seed,
-                    device=pick_device(args.device))
+                    device=pick_device(args.device),
+                    faiss_device=resolve_faiss_device(args.faiss_device))
     _save_rows(args.out, rows)
 
 
@@ -438,6 +455,8 @@ def _timing_args(p):
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--repeats", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                   help="matmul precision on a GPU (tf32 is JAX's default there)")
     p.add_argument("--out", required=True, help="output stem: STEM.csv and STEM.md")
     _add_device(p)
     _add_threads(p)
@@ -458,7 +477,7 @@ def _timing(args):
         datasets[name] = int(n)
     rows = table1_rows(datasets, sizes=args.sizes, depth=args.depth, n_x=args.nx,
                        batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                       device=pick_device(args.device))
+                       device=pick_device(args.device), precision=args.precision)
     stem = Path(args.out)
     _save_rows(stem.with_suffix(".csv"), rows)
     markdown = table1_markdown(rows)

@@ -8,7 +8,8 @@ Both are checked against `analytic_forward_macs` in the tests. Elementwise work 
 the homogeniser's norm) is not counted by either tool; it is O(width) against O(width²).
 
 Search costs: centroid scoring C·d MACs; exact scan of the selected clusters Σ|Y_j|·d MACs;
-IVF coarse quantizer nlist·d plus the distances FAISS reports in indexIVF_stats.ndis, × d.
+IVF coarse quantizer nlist·d plus the codes of the probed lists, × d (counted from the index:
+faiss_backend.ivf_scanned_codes, equal to FAISS's indexIVF_stats.ndis on the CPU).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 "natural": the query x itself; "mapped": the predicted key ŷ = F(x) (KeyNet) or ∇f(x)
 (SupportNet, optional). Cost per query (DESIGN §6) = model key prediction (mapped only) +
-coarse quantizer nlist·d + the scanned codes that FAISS counts in indexIVF_stats.ndis, · d.
+coarse quantizer nlist·d + the codes in the probed lists, · d. The scanned codes are counted
+from the index itself (`faiss_backend.ivf_scanned_codes`), which equals FAISS's own
+indexIVF_stats.ndis on the CPU and works on the GPU too, where FAISS keeps no statistics.
 The same comparison on an HNSW graph (efSearch sweep, hnsw_stats.ndis · d) is an extension
 the paper does not have.
 """
@@ -18,6 +20,7 @@ import faiss
 import numpy as np
 import torch
 
+from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json
 from .models import load_model, scores_and_keys
@@ -59,15 +62,24 @@ def read_index(path: str | Path) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
-def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int
-               ) -> tuple[np.ndarray, float]:
-    """(ids [N, k], measured distance computations per query) at a given nprobe."""
+def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
+               search_index=None) -> tuple[np.ndarray, float, float]:
+    """(ids [N, k], scanned codes per query counted from the index, FAISS's ndis per query).
+
+    `index` is the CPU index; `search_index` (default: the same) may be its GPU copy, in which
+    case FAISS's counter is unavailable and returned as NaN.
+    """
     if nprobe > index.nlist:
         raise InputError(f"ivf.nprobe: {nprobe} is larger than nlist = {index.nlist}")
-    index.nprobe = nprobe
+    vectors = np.ascontiguousarray(queries, dtype=np.float32)
+    target = index if search_index is None else search_index
+    set_nprobe(target, nprobe)
     faiss.cvar.indexIVF_stats.reset()
-    _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return ids, faiss.cvar.indexIVF_stats.ndis / len(queries)
+    _, ids = target.search(vectors, k)
+    measured = (faiss.cvar.indexIVF_stats.ndis / len(queries) if target is index
+                else float("nan"))
+    scanned = float(ivf_scanned_codes(index, vectors, nprobe).mean())
+    return ids, scanned, measured
 
 
 def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: int
@@ -150,24 +162,36 @@ def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
 
 
 def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
-          budgets: list[int], ks: list[int], d: int, n_keys: int) -> list[dict[str, Any]]:
-    """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW)."""
+          budgets: list[int], ks: list[int], d: int, n_keys: int,
+          faiss_device: str = "cpu") -> list[dict[str, Any]]:
+    """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW).
+
+    IVF searches run on `faiss_device` (a GPU copy of the index for 'gpu'; budgets above FAISS's
+    GPU limit fall back to the CPU); HNSW always runs on the CPU. Each row names where it ran.
+    """
     if not ks:
         raise InputError("ivf.recall_at: the list of k values is empty")
     kmax = max(ks)
+    on_gpu = kind == "ivf" and faiss_device == "gpu"
+    gpu_index = search_copy(index, "gpu") if on_gpu else None
     rows = []
     for budget in budgets:
         if kind == "ivf":
-            ids, ndis = search_ivf(index, queries.vectors, budget, kmax)
+            where = "gpu" if on_gpu and budget <= GPU_MAX_NPROBE and kmax <= GPU_MAX_NPROBE else "cpu"
+            ids, ndis, measured = search_ivf(index, queries.vectors, budget, kmax,
+                                             gpu_index if where == "gpu" else None)
             flops_search = ivf_flops(index.nlist, ndis, d)
         else:
+            where = "cpu"
             ids, ndis = search_hnsw(index, queries.vectors, budget, kmax)
+            measured = ndis
             flops_search = 2.0 * ndis * d
         row = {"index": kind, "query": queries.name, **queries.meta, "budget": budget,
-               "ndis_per_query": ndis, "flops_model": queries.flops_model,
+               "ndis_per_query": ndis, "ndis_faiss": measured, "flops_model": queries.flops_model,
                "flops_search": flops_search, "flops_total": queries.flops_model + flops_search,
                "n_queries": len(target), "n_keys": n_keys,
-               "nlist": getattr(index, "nlist", ""), "faiss_threads": faiss.omp_get_max_threads()}
+               "nlist": getattr(index, "nlist", ""), "faiss_device": where,
+               "faiss_threads": faiss.omp_get_max_threads()}
         row.update(recall_and_mrr(ids, target, ks))
         rows.append(row)
     return rows
@@ -184,8 +208,11 @@ def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int
 
 def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budgets: list[int],
                      hnsw_budgets: list[int], ks: list[int], model_path: str | Path | None,
-                     device: torch.device) -> list[dict[str, Any]]:
-    """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset."""
+                     device: torch.device, faiss_device: str = "cpu") -> list[dict[str, Any]]:
+    """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset.
+
+    `faiss_device` is a resolved 'cpu' or 'gpu' (see faiss_backend.resolve_faiss_device).
+    """
     queries, target, n_keys, d = load_test(dataset_dir)
     ivf = read_index(Path(index_dir) / "ivf.faiss")
     if ivf.ntotal != n_keys:
@@ -195,7 +222,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
         raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist}")
     qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
                                                                             n_keys, device)
-    rows = sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys)
+    rows = sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss")
         rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys)

@@ -32,7 +32,7 @@ def perturb(queries: np.ndarray, std: float, seed: int) -> np.ndarray:
 
 def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | Path, *,
              stds: list[float], nprobes: list[int], ks: list[int], seed: int,
-             device: torch.device) -> list[dict[str, Any]]:
+             device: torch.device, faiss_device: str = "cpu") -> list[dict[str, Any]]:
     queries, _, n_keys, d = load_test(dataset_dir)
     keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy")
     index = read_index(Path(index_dir) / "ivf.faiss")
@@ -43,7 +43,8 @@ def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | P
         _, top1 = exact_top1(noisy, keys, device=device)
         target = top1[:, 0]
         for qs in (natural_queries(noisy), mapper(noisy)):
-            for row in sweep(index, "ivf", qs, target, nprobes, ks, d, n_keys):
+            for row in sweep(index, "ivf", qs, target, nprobes, ks, d, n_keys,
+                             faiss_device):
                 row.update({"std": std, "dataset": Path(dataset_dir).name,
                             "device": device_name(device), "noise_seed": seed})
                 rows.append(row)

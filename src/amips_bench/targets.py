@@ -1,8 +1,12 @@
 """Exact per-cluster top-1 keys: the supervision targets of both models (paper §3.3).
 
 Streaming over key blocks with a running argmax keeps memory at O(n·d + query_block·key_block):
-no [N, n] score matrix is ever formed. Blocks of 4096 queries × 2048 keys keep each score tile
-(32 MiB) close to the cache, which is what lets a plain GEMM + max match FAISS's flat index.
+no [N, n] score matrix is ever formed. On the CPU, blocks of 4096 queries × 2048 keys keep each
+score tile (32 MiB) close to the cache, which is what lets a plain GEMM + max match FAISS's flat
+index; on a GPU, tiles of 16384 × 16384 (1 GiB) keep the GEMM large enough to fill the device.
+Products are exact float32 on every device: TF32 is switched off for the duration, and the
+running argmax is updated with `torch.where` (no boolean indexing), so a GPU never waits for the
+host inside a block.
 
 Ties are broken towards the lowest global key index: keys are visited cluster by cluster in
 ascending index order, `torch.max` returns the first maximum inside a tile, and a later tile
@@ -11,6 +15,7 @@ replaces the running best only when strictly larger.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,15 +69,30 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+@contextlib.contextmanager
+def full_fp32_matmul():
+    """IEEE float32 matrix products (no TF32) inside the block, whatever the caller set."""
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+BLOCKS = {"cpu": (4096, 2048), "cuda": (16384, 16384)}  # (query_block, key_block) per device type
+
+
 @torch.no_grad()
 def exact_top1(queries: np.ndarray, keys: np.ndarray, assignments: np.ndarray | None = None,
-               n_clusters: int = 1, *, query_block: int = 4096, key_block: int = 2048,
-               device: str | torch.device | None = None,
+               n_clusters: int = 1, *, query_block: int | None = None,
+               key_block: int | None = None, device: str | torch.device | None = None,
                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Exact maximum inner product per cluster.
 
     Returns (scores float32 [N, C], indices int64 [N, C]) where indices are global key indices
-    (rows of `keys`). `queries` may be a memory map; it is read one block at a time.
+    (rows of `keys`). `queries` may be a memory map; it is read one block at a time. Block sizes
+    default to the device's entry in BLOCKS.
     """
     if queries.ndim != 2 or keys.ndim != 2:
         raise InputError("exact_top1: queries and keys must be 2-D arrays")
@@ -82,6 +102,8 @@ def exact_top1(queries: np.ndarray, keys: np.ndarray, assignments: np.ndarray | 
     if len(keys) == 0:
         raise InputError("exact_top1: the key array is empty")
     device = pick_device(device)
+    default_q, default_k = BLOCKS.get(device.type, BLOCKS["cpu"])
+    query_block, key_block = query_block or default_q, key_block or default_k
     layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
     sorted_keys = keys if n_clusters == 1 else np.asarray(keys)[layout.order]
     key_tensor = torch.from_numpy(np.ascontiguousarray(sorted_keys, dtype=np.float32)).to(device)
@@ -90,15 +112,18 @@ def exact_top1(queries: np.ndarray, keys: np.ndarray, assignments: np.ndarray | 
     n_queries = len(queries)
     best_scores = np.empty((n_queries, layout.n_clusters), dtype=np.float32)
     best_index = np.empty((n_queries, layout.n_clusters), dtype=np.int64)
-    tile = torch.empty(query_block * key_block, device=device)  # reused, contiguous score tile
+    tile_rows = max(1, min(query_block, n_queries))
+    tile_cols = min(key_block, int(layout.sizes().max()))
+    tile = torch.empty(tile_rows * tile_cols, device=device)  # reused, contiguous score tile
     blocks = range(0, n_queries, query_block)
-    for start in tqdm(blocks, desc="exact top-1", unit="block", disable=not progress,
-                      mininterval=10):
-        q = torch.from_numpy(np.ascontiguousarray(queries[start:start + query_block],
-                                                  dtype=np.float32)).to(device)
-        scores, positions = _blocked_argmax(q, key_tensor, layout.offsets, tile, key_block)
-        best_scores[start:start + len(q)] = scores.cpu().numpy()
-        best_index[start:start + len(q)] = order[positions].cpu().numpy()
+    with full_fp32_matmul():
+        for start in tqdm(blocks, desc="exact top-1", unit="block", disable=not progress,
+                          mininterval=10):
+            q = torch.from_numpy(np.ascontiguousarray(queries[start:start + query_block],
+                                                      dtype=np.float32)).to(device)
+            scores, positions = _blocked_argmax(q, key_tensor, layout.offsets, tile, key_block)
+            best_scores[start:start + len(q)] = scores.cpu().numpy()
+            best_index[start:start + len(q)] = order[positions].cpu().numpy()
     return best_scores, best_index
 
 
@@ -113,22 +138,25 @@ def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
     arg = torch.empty(n_q, dtype=torch.int64, device=q.device)
     for j in range(n_clusters):
         lo, hi = int(offsets[j]), int(offsets[j + 1])
-        col_best, col_where = best[:, j], where[:, j]
+        col_best = torch.full((n_q,), -torch.inf, device=q.device)
+        col_where = torch.zeros(n_q, dtype=torch.int64, device=q.device)
         for k0 in range(lo, hi, key_block):
             k1 = min(k0 + key_block, hi)
             scores = tile[:n_q * (k1 - k0)].view(n_q, k1 - k0)
             torch.mm(q, keys[k0:k1].T, out=scores)
             torch.max(scores, dim=1, out=(value, arg))
-            better = value > col_best
-            col_best[better] = value[better]
-            col_where[better] = arg[better] + k0
+            better = value > col_best  # strictly larger: ties keep the earlier (lower) index
+            col_where = torch.where(better, arg + k0, col_where)
+            col_best = torch.where(better, value, col_best)
+        best[:, j], where[:, j] = col_best, col_where
     return best, where
 
 
 def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: str | Path, *,
                   n_clusters: int, clusters_dir: str | Path | None = None,
                   splits: tuple[str, ...] = ("train", "val", "test"),
-                  device: str | None = None, progress: bool = True) -> dict:
+                  device: str | None = None, faiss_device: str = "auto",
+                  progress: bool = True) -> dict:
     """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
 
     The manifest records the checksums of the keys and of the cluster assignments the targets
@@ -166,7 +194,8 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
         "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
         "assignments_sha256": assignments_sha, "split_mode": split_manifest["mode"],
         "leaky": split_manifest["leaky"], "device": str(device),
-        "tie_break": "lowest global key index",
+        "search": "torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used",
+        "faiss_device_setting": faiss_device, "tie_break": "lowest global key index",
     }
     save_json(out / "manifest.json", manifest)
     return manifest

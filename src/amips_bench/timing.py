@@ -99,8 +99,16 @@ def score_and_grad_fns(model: torch.nn.Module, x: torch.Tensor
 
 def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: int, batch: int,
                 repeats: int, warmup: int, device: torch.device, d: int = 384, seed: int = 0,
+                precision: str = "fp32",
                 synchronize: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """One row per dataset × size × model: median/IQR seconds per batch, ratios, paper values."""
+    """One row per dataset × size × model: median/IQR seconds per batch, ratios, paper values.
+
+    `precision` is the matmul mode on a GPU: fp32 (IEEE), tf32 (the default of JAX, in which
+    the paper's code is written, for float32 matmuls on such GPUs) or bf16 autocast.
+    """
+    from .targets import full_fp32_matmul
+    from .training import precision_context
+
     sync = synchronize or synchronizer(device)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, d, generator=gen)
@@ -115,8 +123,10 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
                                  n_x=n_x)
                 model = build_model(spec).to(device).eval()
                 score_fn, grad_fn = score_and_grad_fns(model, x)
-                score, grad = time_interleaved([score_fn, grad_fn], warmup=warmup,
-                                               repeats=repeats, synchronize=sync)
+                with (full_fp32_matmul() if precision == "fp32"
+                      else precision_context(precision, device)):
+                    score, grad = time_interleaved([score_fn, grad_fn], warmup=warmup,
+                                                   repeats=repeats, synchronize=sync)
                 paper_score = table1_seconds(dataset, size, model_name, "score")
                 paper_grad = table1_seconds(dataset, size, model_name, "grad")
                 rows.append({
@@ -130,7 +140,7 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
                     "paper_grad_over_score": (paper_grad / paper_score
                                               if paper_score and paper_grad else None),
                     "repeats": repeats, "warmup": warmup, "device": device_name(device),
-                    "dtype": str(x.dtype).replace("torch.", ""),
+                    "dtype": str(x.dtype).replace("torch.", ""), "precision": precision,
                     "threads": torch.get_num_threads(), "torch": versions.get("torch", ""),
                 })
                 del model
@@ -148,7 +158,8 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
         f"Batch {first['batch']}, d = 384, median of {first['repeats']} runs after "
         f"{first['warmup']} warm-ups (IQR in brackets), score and grad timed in alternation; "
         f"grad/score is the median of the per-pair ratios; device {first['device']}, "
-        f"{first['dtype']}, {first['threads']} threads, torch {first['torch']}.",
+        f"{first['dtype']} inputs, {first.get('precision', 'fp32')} matmuls, "
+        f"{first['threads']} threads, torch {first['torch']}.",
         f"Paper: GPU, mean of 100 runs. Absolute seconds depend on the machine; the grad/score "
         f"ratios do not (paper: SupportNet {lo_s}–{hi_s}, KeyNet {lo_k}–{hi_k}).",
         "",
@@ -241,6 +252,7 @@ def ivf_pipeline_rows(dataset_dir, index_dir, model_paths: list, nprobes: list[i
 
     import faiss
 
+    from .faiss_backend import set_nprobe
     from .flops import ivf_flops, key_flops
     from .ivf import load_test, read_index, search_ivf
     from .models import load_model
@@ -263,10 +275,11 @@ def ivf_pipeline_rows(dataset_dir, index_dir, model_paths: list, nprobes: list[i
 
         for nprobe in nprobes:
             def pipeline(vectors=vectors, nprobe=nprobe):
-                return search_ivf(index, vectors(), nprobe, k)
+                set_nprobe(index, nprobe)
+                return index.search(np.ascontiguousarray(vectors(), dtype=np.float32), k)
 
             t = time_callable(pipeline, warmup=warmup, repeats=repeats, synchronize=sync)
-            _, ndis = search_ivf(index, vectors(), nprobe, k)
+            _, ndis, _ = search_ivf(index, vectors(), nprobe, k)
             rows.append({"dataset": Path(dataset_dir).name, "pipeline": "ivf", "method": query,
                          **{"model": "", "size": "", "depth": "", "n_x": "", **meta},
                          "setting": f"nprobe={nprobe}", "batch": len(queries),

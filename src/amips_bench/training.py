@@ -21,6 +21,7 @@ from .io import (InputError, device_name, package_versions, release_freed_memory
 from .losses import compute_loss
 from .models import ModelSpec, SupportNet, build_model, save_model
 from .settings import TrainConfig
+from .targets import full_fp32_matmul
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TRIM_EVERY = 25  # steps between returns of freed heap memory to the OS (CPU only)
@@ -43,8 +44,13 @@ class EpochSampler:
     def indices(self, step: int) -> torch.Tensor:
         epoch, position = divmod(step, self.per_epoch)
         if epoch != self._epoch:
+            # drawn on the CPU, so every device trains on the same batches; on a GPU the copy
+            # leaves from pinned memory without blocking the host
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(self.n, generator=gen).to(self.device)
+            perm = torch.randperm(self.n, generator=gen)
+            if self.device.type == "cuda":
+                perm = perm.pin_memory()
+            self._perm = perm.to(self.device, non_blocking=True)
             self._epoch = epoch
         return self._perm[position * self.batch:(position + 1) * self.batch]
 
@@ -57,12 +63,12 @@ def precision_context(precision: str, device: torch.device):
             yield
         return
     if precision == "tf32" and device.type == "cuda":
-        previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = True
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
         try:
             yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = previous
+            torch.set_float32_matmul_precision(previous)
         return
     yield
 
@@ -84,7 +90,9 @@ class Trainer:
         self.ema = build_model(spec).to(device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.peak_lr)
+        # the fused CUDA kernel updates every parameter in one launch (same arithmetic as Adam)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.peak_lr,
+                                          fused=device.type == "cuda")
         self.params = [p for p in self.model.parameters()]
         self.ema_params = [p for p in self.ema.parameters()]
         self.sampler = EpochSampler(len(data.splits["train"].queries), cfg.batch_size, cfg.seed,
@@ -171,7 +179,8 @@ class Trainer:
         self.step += 1
 
     def evaluate(self, split: str = "val") -> dict[str, float]:
-        with precision_context(self.cfg.precision, self.device):
+        """Metrics in float32 whatever the training precision (no autocast, no TF32)."""
+        with full_fp32_matmul():
             return evaluate_model(self.ema, self.data.splits[split], self.data, self.cfg.weights,
                                   batch=self.cfg.eval_batch)
 

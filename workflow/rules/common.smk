@@ -43,6 +43,7 @@ R = config["results"]
 F = config["figures_dir"]
 ENV = str(Path(workflow.basedir) / config["conda_env"])
 DEVICE = config["device"]
+FAISS_DEVICE = config["faiss_device"]
 DATASETS = config["datasets"]
 SYNTHETIC = [n for n, d in DATASETS.items() if d["source"] == "synthetic"]
 TEXT = [n for n, d in DATASETS.items() if d["source"] != "synthetic"]

@@ -11,6 +11,7 @@ rule index:
     params:
         v=lambda w: DATASETS[w.dataset]["ivf"],
         out=lambda w, output: str(Path(output.manifest).parent),
+        faiss_device=FAISS_DEVICE,
     log:
         f"{R}/logs/{{dataset}}/index.log",
     benchmark:
@@ -24,7 +25,7 @@ rule index:
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.v[nlist]} "
         "--hnsw-m {params.v[hnsw_m]} --hnsw-ef-construction {params.v[hnsw_ef_construction]} "
-        "--threads {threads} > {log} 2>&1"
+        "--faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
 
 
 rule ivf_natural:
@@ -39,6 +40,7 @@ rule ivf_natural:
         dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
+        faiss_device=FAISS_DEVICE,
     log:
         f"{R}/logs/{{dataset}}/ivf/natural.log",
     benchmark:
@@ -51,7 +53,7 @@ rule ivf_natural:
         ENV
     shell:
         "amips-bench ivf --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
-        "{params.flags} --ef-search {params.ef} --out {output} --device {params.device} "
+        "{params.flags} --ef-search {params.ef} --out {output} --device {params.device} --faiss-device {params.faiss_device} "
         "--threads {threads} > {log} 2>&1"
 
 
@@ -68,6 +70,7 @@ rule ivf_mapped:
         dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
+        faiss_device=FAISS_DEVICE,
     log:
         f"{R}/logs/{{dataset}}/ivf/{{run}}.log",
     benchmark:
@@ -81,7 +84,7 @@ rule ivf_mapped:
     shell:
         "amips-bench ivf --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
         "{params.flags} --ef-search {params.ef} --model {input.model} --out {output} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
 
 
 rule ood:
@@ -97,6 +100,7 @@ rule ood:
         dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
+        faiss_device=FAISS_DEVICE,
     log:
         f"{R}/logs/{{dataset}}/ood/{{run}}.log",
     benchmark:
@@ -110,4 +114,4 @@ rule ood:
     shell:
         "amips-bench ood --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
         "{params.flags} --stds {params.stds} --model {input.model} --out {output} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"

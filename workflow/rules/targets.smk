@@ -14,6 +14,7 @@ rule targets:
         splits=lambda w, input: str(Path(input.splits).parent),
         out=lambda w, output: str(Path(output[0]).parent),
         device=DEVICE,
+        faiss_device=FAISS_DEVICE,
     log:
         f"{R}/logs/{{dataset}}/targets_c{{clusters}}.log",
     benchmark:
@@ -28,4 +29,4 @@ rule targets:
     shell:
         "amips-bench targets --embeddings {params.embeddings} --splits {params.splits} "
         "{params.clusters_dir} --clusters {wildcards.clusters} --out {params.out} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Everything the GPU path needs, in one command on a CUDA machine: install, the GPU tests, the
+# training-throughput and exact-targets benchmarks, and the paper-size Table 1.
+#
+#   bash benchmarks/gpu_suite.sh [OUT] [PHASE ...]
+#
+# OUT (default benchmarks/results/gpu) receives every result file, named after the GPU
+# (e.g. train_throughput_h100.md): copy them to benchmarks/results/ and results/reference/ and
+# commit them. PHASES: install tests throughput targets table1 (default: all, in that order);
+# a machine that limits one command's time can run them in several calls.
+#
+# Installation: with network access, `pip install -e ".[gpu,test]"` (torch's CUDA build first).
+# On a machine without network, put the wheels in a folder and set WHEELS=that/folder: they are
+# installed with --no-deps into a private site folder and the checkout runs from src/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-benchmarks/results/gpu}
+shift || true
+PHASES=${*:-install tests throughput targets table1}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ -n "${WHEELS:-}" ]; then
+  export PYTHONPATH="/tmp/amips-site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_suite: no CUDA GPU visible to torch')"
+GPU=$(python3 -c "import re, torch; n = torch.cuda.get_device_name(0); m = re.search(r'([A-Za-z]+[0-9]+)', n.replace('NVIDIA', '')); print((m.group(1) if m else 'gpu').lower())")
+
+for phase in $PHASES; do
+  echo "== gpu_suite: $phase ($(date -u +%H:%M:%S))"
+  case $phase in
+    install)
+      if [ -n "${WHEELS:-}" ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/amips-site "$WHEELS"/*.whl
+      else
+        python3 -m pip install -q -e ".[gpu,test]"
+      fi
+      {
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+        python3 - <<'EOF'
+import platform, torch
+try:
+    import faiss
+    fv = f"{faiss.__version__} ({'GPU build, %d GPU' % faiss.get_num_gpus() if hasattr(faiss, 'StandardGpuResources') else 'CPU build'})"
+except ImportError:
+    fv = "not installed"
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}; "
+      f"faiss {fv}; python {platform.python_version()}; {torch.cuda.get_device_name(0)}, "
+      f"{torch.cuda.get_device_properties(0).multi_processor_count} SMs")
+EOF
+      } | tee "$OUT/environment_$GPU.txt"
+      ;;
+    tests)
+      python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests_$GPU.log"
+      ;;
+    throughput)
+      python3 benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 \
+        --sizes S M --clusters 1 10 --out "$OUT/train_throughput_$GPU"
+      ;;
+    targets)
+      python3 benchmarks/targets.py --device cuda --repeats 3 --out "$OUT/targets_$GPU"
+      ;;
+    table1)
+      for precision in tf32 fp32 bf16; do
+        python3 -m amips_bench.cli timing --datasets quora=513000 nq=2600000 hotpotqa=5200000 \
+          --sizes S M L --batch 4096 --repeats 100 --warmup 10 --precision "$precision" \
+          --device cuda --out "$OUT/table1_${GPU}_$precision"
+      done
+      ;;
+    *)
+      echo "gpu_suite: unknown phase '$phase' (install tests throughput targets table1)" >&2
+      exit 2
+      ;;
+  esac
+done

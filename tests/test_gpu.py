@@ -1,0 +1,128 @@
+"""GPU path (issue 14): run by benchmarks/gpu_suite.sh on a CUDA machine, skipped elsewhere.
+
+Each test compares the GPU with an independent CPU computation of the same quantity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import unit_rows
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def _gpu_faiss() -> bool:
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+@pytest.mark.parametrize("clusters", [1, 7])
+def test_exact_targets_on_gpu_equal_cpu_index_for_index(clusters):
+    """fp32 accumulation with TF32 off, even when the caller left TF32 on globally."""
+    from amips_bench.targets import exact_top1
+
+    rng = np.random.default_rng(20 + clusters)
+    keys, queries = unit_rows(rng, 60_000, 384), unit_rows(rng, 5_000, 384)
+    assignments = rng.integers(0, clusters, len(keys)) if clusters > 1 else None
+    cpu_scores, cpu_index = exact_top1(queries, keys, assignments, clusters, device="cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        gpu_scores, gpu_index = exact_top1(queries, keys, assignments, clusters, device="cuda",
+                                           query_block=2048, key_block=7_000)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    assert np.array_equal(gpu_index, cpu_index)
+    np.testing.assert_allclose(gpu_scores, cpu_scores, rtol=0, atol=2e-6)
+
+
+def _trainer(model: str, precision: str, tiny_dataset, tmp_path, clusters: int = 1):
+    from amips_bench.evaluation import load_dataset
+    from amips_bench.models import ModelSpec
+    from amips_bench.settings import TrainConfig
+    from amips_bench.training import Trainer
+
+    device = torch.device("cuda")
+    data = load_dataset(tiny_dataset, clusters, device)
+    spec = ModelSpec(model=model, d=32, n_keys=3000, size="M", depth=4, n_x=3,
+                     n_clusters=clusters)
+    cfg = TrainConfig(steps=40, batch_size=256, eval_every=20, checkpoint_every=20,
+                      precision=precision)
+    return Trainer(spec, data, cfg, tmp_path / f"{model}_{precision}", device)
+
+
+@pytest.mark.parametrize("model", ["keynet", "supportnet"])
+def test_training_step_never_waits_for_the_host(model, tiny_dataset, tmp_path):
+    """A step (batch gather, double backward, clipping, fused Adam, EMA) issues no
+    synchronising call: PyTorch's sync debug mode raises on the first one."""
+    trainer = _trainer(model, "bf16", tiny_dataset, tmp_path)
+    trainer.train_step()  # first epoch permutation, allocator warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(12):  # crosses an epoch boundary (2,769 rows / 256 = 10 steps per epoch)
+            trainer.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(trainer.train_loss_sum)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_metrics_are_float32_whatever_the_training_precision(precision, tiny_dataset, tmp_path):
+    from amips_bench.evaluation import evaluate_model
+
+    trainer = _trainer("keynet", precision, tiny_dataset, tmp_path)
+    for _ in range(5):
+        trainer.train_step()
+    ours = trainer.evaluate("val")
+    # reference: the same EMA weights, copied to the CPU, evaluated in plain float32
+    from amips_bench.evaluation import load_dataset
+
+    data = load_dataset(tiny_dataset, 1, torch.device("cpu"))
+    ema = trainer.ema.to("cpu")
+    reference = evaluate_model(ema, data.splits["val"], data, trainer.cfg.weights)
+    for key in ("e_rel", "mrr", "match_rate"):
+        assert ours[key] == pytest.approx(reference[key], abs=1e-4), key
+
+
+def test_bf16_training_learns_on_gpu(tiny_dataset, tmp_path):
+    trainer = _trainer("keynet", "bf16", tiny_dataset, tmp_path)
+    metrics = trainer.run()
+    first, last = trainer.history[0], trainer.history[-1]
+    assert last["val_loss"] < first["val_loss"]
+    assert torch.cuda.get_device_name(0) in metrics["device"]
+    assert metrics["precision"] == "bf16"
+
+
+@pytest.mark.skipif("not _gpu_faiss()", reason="needs the GPU build of FAISS (faiss-gpu)")
+def test_ivf_sweep_on_gpu_matches_cpu_and_shares_the_flop_axis():
+    from amips_bench.ivf import build_ivf, natural_queries, sweep
+
+    rng = np.random.default_rng(5)
+    keys, queries = unit_rows(rng, 20_000, 64), unit_rows(rng, 500, 64)
+    target = np.argmax(queries @ keys.T, axis=1)
+    index = build_ivf(keys, 140)
+    budgets = [1, 4, 16, 140]
+    cpu = sweep(index, "ivf", natural_queries(queries), target, budgets, [1, 10], 64, 20_000, "cpu")
+    gpu = sweep(index, "ivf", natural_queries(queries), target, budgets, [1, 10], 64, 20_000, "gpu")
+    for c, g in zip(cpu, gpu):
+        assert g["faiss_device"] == "gpu" and c["faiss_device"] == "cpu"
+        assert g["flops_search"] == c["flops_search"]  # one count, from the index
+        assert c["ndis_faiss"] == c["ndis_per_query"]
+        assert abs(g["recall@10"] - c["recall@10"]) <= 0.01
+    assert gpu[-1]["recall@1"] == 1.0  # every list probed: exact
+
+
+def test_table1_rows_on_gpu_name_the_device():
+    from amips_bench.timing import table1_rows
+
+    rows = table1_rows({"tiny": 20_000}, sizes=["S"], depth=4, n_x=3, batch=256, repeats=5,
+                       warmup=2, device=torch.device("cuda"))
+    assert {r["model"] for r in rows} == {"supportnet", "keynet"}
+    for r in rows:
+        assert torch.cuda.get_device_name(0) in r["device"]
+        assert 0 < r["score_median_s"] and 0 < r["grad_median_s"]
