@@ -24,18 +24,15 @@ def _gpu_faiss() -> bool:
 @pytest.mark.parametrize("clusters", [1, 7])
 def test_exact_targets_on_gpu_equal_cpu_index_for_index(clusters):
     """fp32 accumulation with TF32 off, even when the caller left TF32 on globally."""
-    from amips_bench.targets import exact_top1
+    from amips_bench.targets import cuda_matmul_mode, exact_top1
 
     rng = np.random.default_rng(20 + clusters)
     keys, queries = unit_rows(rng, 60_000, 384), unit_rows(rng, 5_000, 384)
     assignments = rng.integers(0, clusters, len(keys)) if clusters > 1 else None
     cpu_scores, cpu_index = exact_top1(queries, keys, assignments, clusters, device="cpu")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
+    with cuda_matmul_mode("tf32"):  # the caller's TF32 must not reach the targets
         gpu_scores, gpu_index = exact_top1(queries, keys, assignments, clusters, device="cuda",
                                            query_block=2048, key_block=7_000)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = False
     assert np.array_equal(gpu_index, cpu_index)
     np.testing.assert_allclose(gpu_scores, cpu_scores, rtol=0, atol=2e-6)
 

@@ -70,14 +70,32 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 @contextlib.contextmanager
-def full_fp32_matmul():
-    """IEEE float32 matrix products (no TF32) inside the block, whatever the caller set."""
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
+def cuda_matmul_mode(mode: str):
+    """Float32 matmuls on CUDA as 'ieee' (exact float32) or 'tf32' inside the block.
+
+    Uses torch's per-backend setting where it exists (torch >= 2.9, which refuses to mix it
+    with the legacy flag) and the legacy allow_tf32 flag otherwise; restored on exit.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        previous = matmul.fp32_precision
+        matmul.fp32_precision = mode
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = previous
+        return
+    previous = matmul.allow_tf32
+    matmul.allow_tf32 = mode == "tf32"
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(previous)
+        matmul.allow_tf32 = previous
+
+
+def full_fp32_matmul():
+    """IEEE float32 matrix products (no TF32) inside the block, whatever the caller set."""
+    return cuda_matmul_mode("ieee")
 
 
 BLOCKS = {"cpu": (4096, 2048), "cuda": (16384, 16384)}  # (query_block, key_block) per device type

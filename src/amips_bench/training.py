@@ -21,7 +21,7 @@ from .io import (InputError, device_name, package_versions, release_freed_memory
 from .losses import compute_loss
 from .models import ModelSpec, SupportNet, build_model, save_model
 from .settings import TrainConfig
-from .targets import full_fp32_matmul
+from .targets import cuda_matmul_mode, full_fp32_matmul
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TRIM_EVERY = 25  # steps between returns of freed heap memory to the OS (CPU only)
@@ -63,12 +63,8 @@ def precision_context(precision: str, device: torch.device):
             yield
         return
     if precision == "tf32" and device.type == "cuda":
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")
-        try:
+        with cuda_matmul_mode("tf32"):
             yield
-        finally:
-            torch.set_float32_matmul_precision(previous)
         return
     yield
 
