@@ -54,7 +54,7 @@ EOF
       python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests_$GPU.log"
       ;;
     throughput)
-      python3 benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 \
+      python3 benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 --graph on off \
         --sizes S M --clusters 1 10 --out "$OUT/train_throughput_$GPU"
       ;;
     targets)

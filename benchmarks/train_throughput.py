@@ -103,16 +103,27 @@ def count_host_syncs(trainer: Trainer, steps: int) -> float:
     return len([w for w in caught if "synchroniz" in str(w.message).lower()]) / steps
 
 
-def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
-            device: torch.device, precision: str) -> dict:
-    spec = ModelSpec(model=model, d=args.d, n_keys=args.n_keys, size=size, depth=args.depth,
-                     n_x=args.nx, n_clusters=clusters)
-    cfg = TrainConfig(steps=10 ** 6, batch_size=args.batch, lr_at_128=1e-4, precision=precision)
-    torch.manual_seed(0)
-    trainer = Trainer(spec, data[clusters], cfg, "/tmp/amips-throughput-unused", device)
+def count_step_flops(spec: ModelSpec, cfg: TrainConfig, data: DatasetTensors,
+                     device: torch.device) -> float:
+    """Matmul FLOPs of one eager step (a CUDA-graph replay is the same kernels, uncountable)."""
+    cfg = TrainConfig(**{**cfg.to_dict(), "cuda_graph": False})
+    trainer = Trainer(spec, data, cfg, "/tmp/amips-throughput-unused", device)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()
-    flops = counter.get_total_flops()
+    del trainer
+    return counter.get_total_flops()
+
+
+def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
+            device: torch.device, precision: str, graph: bool) -> dict:
+    spec = ModelSpec(model=model, d=args.d, n_keys=args.n_keys, size=size, depth=args.depth,
+                     n_x=args.nx, n_clusters=clusters)
+    cfg = TrainConfig(steps=10 ** 6, batch_size=args.batch, lr_at_128=1e-4, precision=precision,
+                      cuda_graph=graph)
+    flops = count_step_flops(spec, cfg, data[clusters], device)
+    torch.manual_seed(0)
+    trainer = Trainer(spec, data[clusters], cfg, "/tmp/amips-throughput-unused", device)
+    trainer.train_step()  # captures the graph when there is one
     for _ in range(args.warmup):
         trainer.train_step()
     syncs = count_host_syncs(trainer, 3)
@@ -127,7 +138,7 @@ def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
     seconds = statistics.median(per_step)
     loss = float(trainer.train_loss_sum) / max(1, trainer.train_loss_count)
     row = {"model": model, "size": size, "clusters": clusters, "depth": args.depth,
-           "n_x": args.nx, "width": spec.width,
+           "n_x": args.nx, "width": spec.width, "cuda_graph": trainer.use_graph,
            "parameters": sum(p.numel() for p in trainer.model.parameters()),
            "batch": args.batch, "precision": precision, "step_s": seconds,
            "samples_per_s": args.batch / seconds, "flop_per_step": flops,
@@ -150,6 +161,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["keynet", "supportnet"])
     parser.add_argument("--clusters", type=int, nargs="+", default=[1])
     parser.add_argument("--precision", nargs="+", default=["fp32"], help="fp32, tf32 and/or bf16 (GPU)")
+    parser.add_argument("--graph", nargs="+", default=["on"], choices=["on", "off"],
+                        help="GPU: CUDA-graph training step, eager, or both (on off)")
     parser.add_argument("--steps", type=int, default=None, help="steps per timed block (default: 10 GPU, 1 CPU)")
     parser.add_argument("--blocks", type=int, default=5, help="timed blocks; the median is reported")
     parser.add_argument("--warmup", type=int, default=3)
@@ -167,11 +180,14 @@ def main() -> None:
     rows, peaks = [], {}
     for precision in dict.fromkeys(args.precision + (["bf16"] if gpu else [])):
         peaks[precision] = gemm_peak(device, precision, gemm_size)
+    graphs = [g == "on" for g in args.graph] if gpu else [False]
     for precision in args.precision:
         for size in args.sizes:
             for clusters in args.clusters:
                 for model in args.models:
-                    rows.append(measure(model, size, clusters, args, data, device, precision))
+                    for graph in graphs:
+                        rows.append(measure(model, size, clusters, args, data, device,
+                                            precision, graph))
     for precision in peaks:
         peaks[precision] = max(peaks[precision], gemm_peak(device, precision, gemm_size))
     if gpu:
@@ -193,15 +209,17 @@ def main() -> None:
              "Measured matmul peaks (" + ", ".join(f"{p} {v / 1e12:,.1f} TFLOP/s" for p, v in peaks.items())
              + f"; {gemm_size}³, random data).",
              "",
-             "| model | c | size | width | parameters | precision | step (ms) | samples/s | "
-             "GFLOP/step | achieved TFLOP/s | % of own peak | % of bf16 peak | syncs/step |",
-             "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | c | size | width | parameters | precision | CUDA graph | step (ms) | "
+             "samples/s | GFLOP/step | achieved TFLOP/s | % of own peak | % of bf16 peak | "
+             "syncs/step |",
+             "|---|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         bf16 = f"{r['pct_of_bf16_peak']:.0f} %" if bf16_peak else "—"
         syncs = "—" if r["syncs_per_step"] != r["syncs_per_step"] else f"{r['syncs_per_step']:g}"
         lines.append(
             f"| {r['model']} | {r['clusters']} | {r['size']} | {r['width']} | {r['parameters']:,} "
-            f"| {r['precision']} | {1e3 * r['step_s']:.2f} | {r['samples_per_s']:,.0f} "
+            f"| {r['precision']} | {'yes' if r['cuda_graph'] else 'no'} "
+            f"| {1e3 * r['step_s']:.2f} | {r['samples_per_s']:,.0f} "
             f"| {r['flop_per_step'] / 1e9:.1f} | {r['achieved_flops'] / 1e12:.2f} "
             f"| {r['pct_of_own_peak']:.0f} % | {bf16} | {syncs} |")
     text = "\n".join(lines) + "\n"

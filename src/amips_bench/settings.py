@@ -34,6 +34,7 @@ class TrainConfig:
     eval_batch: int = 4096
     seed: int = 0
     precision: str = "fp32"
+    cuda_graph: bool = True  # capture the training step as a CUDA graph (GPU only)
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):

@@ -1,5 +1,10 @@
 """Training loop of paper §4.1: Adam, warmup + cosine, sqrt batch scaling, EMA, clipping.
 
+On a GPU the whole step (batch gather, loss with its double backward, clipping, fused Adam,
+EMA) is captured once as a CUDA graph and replayed, so the host launches one graph per step
+instead of hundreds of kernels; learning rate and EMA weight live in device tensors the replay
+reads. Eager and graph steps compute the same function (tests/test_gpu.py).
+
 Resumability: the batch of step t is a pure function of (seed, t) (one permutation per epoch),
 and a checkpoint holds the weights, EMA, optimizer moments, history and elapsed time. A run
 killed at any point (even kill -9) and re-run with the same arguments continues from its last
@@ -59,7 +64,8 @@ class EpochSampler:
 def precision_context(precision: str, device: torch.device):
     """tf32 matmuls or bf16 autocast on request; plain fp32 otherwise."""
     if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        # no cast cache: a cached bf16 copy of a weight would be stale inside a CUDA graph
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False):
             yield
         return
     if precision == "tf32" and device.type == "cuda":
@@ -86,9 +92,17 @@ class Trainer:
         self.ema = build_model(spec).to(device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
-        # the fused CUDA kernel updates every parameter in one launch (same arithmetic as Adam)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.peak_lr,
-                                          fused=device.type == "cuda")
+        # the fused CUDA kernel updates every parameter in one launch (same arithmetic as Adam);
+        # with CUDA graphs the learning rate is a device tensor the captured step reads
+        self.use_graph = cfg.cuda_graph and device.type == "cuda"
+        self._lr = torch.tensor(cfg.peak_lr, device=device) if self.use_graph else None
+        self._ema_weight = torch.zeros((), device=device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(),
+                                          lr=self._lr if self.use_graph else cfg.peak_lr,
+                                          fused=device.type == "cuda",
+                                          capturable=self.use_graph)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static_idx: torch.Tensor | None = None
         self.params = [p for p in self.model.parameters()]
         self.ema_params = [p for p in self.ema.parameters()]
         self.sampler = EpochSampler(len(data.splits["train"].queries), cfg.batch_size, cfg.seed,
@@ -149,30 +163,80 @@ class Trainer:
         return f"non-finite training loss by step {self.step} of {self.spec.name}; {kept}"
 
     def train_step(self) -> None:
+        idx = self.sampler.indices(self.step)
+        lr, decay = self.cfg.lr_at(self.step), self.cfg.ema_decay_at(self.step)
+        if self.use_graph:
+            if self._graph is None:
+                self._capture(idx)
+            self._static_idx.copy_(idx)
+            self._lr.fill_(lr)
+            self._ema_weight.fill_(1.0 - decay)
+            self._graph.replay()
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._ema_weight.fill_(1.0 - decay)
+            self._step_body(idx)
+        self.train_loss_count += 1
+        self.step += 1
+
+    def _step_body(self, idx: torch.Tensor) -> None:
+        """One optimisation step on the batch `idx`; reads lr and EMA weight from their holders."""
         cfg = self.cfg
         split = self.data.splits["train"]
-        idx = self.sampler.indices(self.step)
         x = split.queries[idx]
         y_star = self.data.keys[split.top1[idx]]
         sigma = torch.einsum("bcd,bd->bc", y_star, x)
-        for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr_at(self.step)
         with precision_context(cfg.precision, self.device):
             loss, _ = compute_loss(self.model, x, y_star, sigma, cfg.weights)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not self.use_graph)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)
         self.optimizer.step()
         if isinstance(self.model, SupportNet) and self.spec.convexity == "clip":
             self.model.clip_()
-        decay = cfg.ema_decay_at(self.step)
-        torch._foreach_lerp_(self.ema_params, self.params, 1.0 - decay)
+        torch._foreach_lerp_(self.ema_params, self.params, self._ema_weight)
         loss = loss.detach()
         self.nonfinite |= ~torch.isfinite(loss)
         self.train_loss_sum += loss
-        self.train_loss_count += 1
-        self.step += 1
+
+    def _optimizer_state(self) -> list[torch.Tensor]:
+        return [t for s in self.optimizer.state.values() for t in s.values()
+                if isinstance(t, torch.Tensor)]
+
+    def _capture(self, idx: torch.Tensor) -> None:
+        """Warm up on a side stream (allocations, cuBLAS handles, optimizer state), restore the
+        state the warm-up touched, then capture one step into a CUDA graph.
+
+        Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
+        steps are the run's steps, as in eager mode.
+        """
+        core = self.params + self.ema_params + [self.train_loss_sum, self.nonfinite]
+        saved_core = [t.clone() for t in core]
+        saved_state = [t.clone() for t in self._optimizer_state()]  # empty for a fresh Adam
+        for group in self.optimizer.param_groups:  # a resumed optimizer may hold a float lr
+            group["lr"] = self._lr
+        self._static_idx = idx.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step_body(self._static_idx)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.no_grad():
+            for tensor, value in zip(core, saved_core):
+                tensor.copy_(value)
+            state = self._optimizer_state()
+            if saved_state:
+                for tensor, value in zip(state, saved_state):
+                    tensor.copy_(value)
+            else:  # fresh Adam: moments and step count start at zero
+                for tensor in state:
+                    tensor.zero_()
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._step_body(self._static_idx)
 
     def evaluate(self, split: str = "val") -> dict[str, float]:
         """Metrics in float32 whatever the training precision (no autocast, no TF32)."""
