@@ -196,7 +196,8 @@ class Trainer:
         self.optimizer.step()
         if isinstance(self.model, SupportNet) and self.spec.convexity == "clip":
             self.model.clip_()
-        torch._foreach_lerp_(self.ema_params, self.params, self._ema_weight)
+        for ema, param in zip(self.ema_params, self.params):  # a 0-d device weight: capturable
+            ema.lerp_(param, self._ema_weight)
         loss = loss.detach()
         self.nonfinite |= ~torch.isfinite(loss)
         self.train_loss_sum += loss
@@ -235,8 +236,8 @@ class Trainer:
                 for tensor in state:
                     tensor.zero_()
         self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._step_body(self._static_idx)
+        with torch.cuda.graph(self._graph, stream=side):  # the warm-up's stream, so autograd's
+            self._step_body(self._static_idx)             # gradient accumulators match it
 
     def evaluate(self, split: str = "val") -> dict[str, float]:
         """Metrics in float32 whatever the training precision (no autocast, no TF32)."""
