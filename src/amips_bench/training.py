@@ -189,7 +189,7 @@ class Trainer:
         sigma = torch.einsum("bcd,bd->bc", y_star, x)
         with precision_context(cfg.precision, self.device):
             loss, _ = compute_loss(self.model, x, y_star, sigma, cfg.weights)
-        self.optimizer.zero_grad(set_to_none=not self.use_graph)
+        self.optimizer.zero_grad(set_to_none=True)  # in a graph: gradients from its own pool
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)
