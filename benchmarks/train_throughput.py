@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import platform
 import statistics
 import time
@@ -120,7 +121,6 @@ def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
                      n_x=args.nx, n_clusters=clusters)
     cfg = TrainConfig(steps=10 ** 6, batch_size=args.batch, lr_at_128=1e-4, precision=precision,
                       cuda_graph=graph)
-    flops = count_step_flops(spec, cfg, data[clusters], device)
     torch.manual_seed(0)
     trainer = Trainer(spec, data[clusters], cfg, "/tmp/amips-throughput-unused", device)
     trainer.train_step()  # captures the graph when there is one
@@ -141,12 +141,16 @@ def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
            "n_x": args.nx, "width": spec.width, "cuda_graph": trainer.use_graph,
            "parameters": sum(p.numel() for p in trainer.model.parameters()),
            "batch": args.batch, "precision": precision, "step_s": seconds,
-           "samples_per_s": args.batch / seconds, "flop_per_step": flops,
-           "achieved_flops": flops / seconds, "syncs_per_step": syncs,
+           "samples_per_s": args.batch / seconds, "syncs_per_step": syncs,
            "mean_train_loss": loss}
+    graph_used = trainer.use_graph
     del trainer
+    gc.collect()
+    flops = count_step_flops(spec, cfg, data[clusters], device)  # after: no eager step before a capture
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    row.update({"cuda_graph": graph_used, "flop_per_step": flops, "achieved_flops": flops / seconds})
     return row
 
 

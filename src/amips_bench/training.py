@@ -14,6 +14,7 @@ checkpoint and ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -165,16 +166,19 @@ class Trainer:
     def train_step(self) -> None:
         idx = self.sampler.indices(self.step)
         lr, decay = self.cfg.lr_at(self.step), self.cfg.ema_decay_at(self.step)
+        if self.use_graph and self._graph is None:
+            self._capture(idx)
         if self.use_graph:
-            if self._graph is None:
-                self._capture(idx)
             self._static_idx.copy_(idx)
             self._lr.fill_(lr)
             self._ema_weight.fill_(1.0 - decay)
             self._graph.replay()
         else:
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
             self._ema_weight.fill_(1.0 - decay)
             self._step_body(idx)
         self.train_loss_count += 1
@@ -213,6 +217,7 @@ class Trainer:
         Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
         steps are the run's steps, as in eager mode.
         """
+        gc.collect()  # drop stale autograd graphs (of any model) before capturing
         core = self.params + self.ema_params + [self.train_loss_sum, self.nonfinite]
         saved_core = [t.clone() for t in core]
         saved_state = [t.clone() for t in self._optimizer_state()]  # empty for a fresh Adam
@@ -225,6 +230,23 @@ class Trainer:
             for _ in range(2):
                 self._step_body(self._static_idx)
         torch.cuda.current_stream(self.device).wait_stream(side)
+        self._restore(core, saved_core, saved_state)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
+                self._step_body(self._static_idx)      # gradient accumulators match it
+        except RuntimeError as err:  # capture refused: the same step, launched eagerly
+            torch.cuda.synchronize(self.device)
+            self._restore(core, saved_core, saved_state)
+            self.use_graph = False
+            print(f"[train] CUDA graph capture failed ({str(err).splitlines()[0]}); "
+                  f"training continues without it", flush=True)
+            return
+        self._graph = graph
+
+    def _restore(self, core: list[torch.Tensor], saved_core: list[torch.Tensor],
+                 saved_state: list[torch.Tensor]) -> None:
+        """Undo the warm-up: weights, EMA, loss sums, and the optimizer state as it was."""
         with torch.no_grad():
             for tensor, value in zip(core, saved_core):
                 tensor.copy_(value)
@@ -235,9 +257,7 @@ class Trainer:
             else:  # fresh Adam: moments and step count start at zero
                 for tensor in state:
                     tensor.zero_()
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph, stream=side):  # the warm-up's stream, so autograd's
-            self._step_body(self._static_idx)             # gradient accumulators match it
+        self.optimizer.zero_grad(set_to_none=True)
 
     def evaluate(self, split: str = "val") -> dict[str, float]:
         """Metrics in float32 whatever the training precision (no autocast, no TF32)."""
