@@ -224,25 +224,31 @@ class Trainer:
         for group in self.optimizer.param_groups:  # a resumed optimizer may hold a float lr
             group["lr"] = self._lr
         self._static_idx = idx.clone()
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._step_body(self._static_idx)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        self._restore(core, saved_core, saved_state)
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
-                self._step_body(self._static_idx)      # gradient accumulators match it
-        except RuntimeError as err:  # capture refused: the same step, launched eagerly
-            torch.cuda.synchronize(self.device)
+        # The first capture of a process can be refused (seen with torch 2.11: autograd state
+        # that is initialised lazily on the default stream); a second attempt succeeds. After
+        # two refusals the same step runs eagerly.
+        for attempt in range(2):
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._step_body(self._static_idx)
+            torch.cuda.current_stream(self.device).wait_stream(side)
             self._restore(core, saved_core, saved_state)
-            self.use_graph = False
-            print(f"[train] CUDA graph capture failed ({str(err).splitlines()[0]}); "
-                  f"training continues without it", flush=True)
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
+                    self._step_body(self._static_idx)      # gradient accumulators match it
+            except RuntimeError as err:
+                torch.cuda.synchronize(self.device)
+                self._restore(core, saved_core, saved_state)
+                print(f"[train] CUDA graph capture attempt {attempt + 1} refused "
+                      f"({str(err).splitlines()[0]})", flush=True)
+                continue
+            self._graph = graph
             return
-        self._graph = graph
+        self.use_graph = False
+        print("[train] training continues without a CUDA graph", flush=True)
 
     def _restore(self, core: list[torch.Tensor], saved_core: list[torch.Tensor],
                  saved_state: list[torch.Tensor]) -> None:
