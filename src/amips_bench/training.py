@@ -76,6 +76,44 @@ def precision_context(precision: str, device: torch.device):
     yield
 
 
+_GRAPHS_PRIMED: set[int] = set()
+
+
+def prime_cuda_graphs(device: torch.device) -> None:
+    """Capture one throw-away training step of a tiny model, once per process and GPU.
+
+    With torch 2.11 on an H100 the first CUDA-graph capture of a training step in a process
+    was refused every time, and every later one succeeded; this primer takes that first
+    capture, so the model's own capture is not the first. A refusal here is expected and
+    ignored.
+    """
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index in _GRAPHS_PRIMED:
+        return
+    _GRAPHS_PRIMED.add(index)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Softplus(), torch.nn.Linear(8, 1)).to(device)
+    lr = torch.tensor(1e-3, device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=True)
+    x = torch.randn(4, 8, device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        model(x).pow(2).mean().backward()
+        opt.step()
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    try:
+        with torch.cuda.graph(torch.cuda.CUDAGraph(), stream=side):
+            step()
+    except RuntimeError:
+        pass
+    torch.cuda.synchronize(device)
+
+
 class Trainer:
     """One model, one dataset: owns the model, its EMA copy, the optimizer and the history."""
 
@@ -217,6 +255,7 @@ class Trainer:
         Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
         steps are the run's steps, as in eager mode.
         """
+        prime_cuda_graphs(self.device)
         gc.collect()  # drop stale autograd graphs (of any model) before capturing
         core = self.params + self.ema_params + [self.train_loss_sum, self.nonfinite]
         saved_core = [t.clone() for t in core]
