@@ -456,7 +456,7 @@ def _timing_args(p):
     p.add_argument("--repeats", type=int, default=100)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
-                   help="matmul precision on a GPU (tf32 is JAX's default there)")
+                   help="matmul precision on a GPU: fp32 (IEEE), tf32 or bf16 autocast")
     p.add_argument("--out", required=True, help="output stem: STEM.csv and STEM.md")
     _add_device(p)
     _add_threads(p)

@@ -103,8 +103,9 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
                 synchronize: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """One row per dataset × size × model: median/IQR seconds per batch, ratios, paper values.
 
-    `precision` is the matmul mode on a GPU: fp32 (IEEE), tf32 (the default of JAX, in which
-    the paper's code is written, for float32 matmuls on such GPUs) or bf16 autocast.
+    `precision` is the matmul mode on a GPU: fp32 (IEEE), tf32 or bf16 autocast. The paper
+    names neither; its fastest rows exceed the IEEE float32 rate of current GPUs, so compare with tf32
+    or bf16 (results/reference/table1_h100.md).
     """
     from .targets import full_fp32_matmul
     from .training import precision_context
