@@ -5,18 +5,23 @@
 #   3. starts munged, slurmctld and slurmd,
 #   4. runs the quick workflow through --profile profiles/slurm with several jobs at once,
 #   5. checks that every job ran as a SLURM job that completed, and that every output exists,
-#   6. checks the failure paths: a missing partition and an unreachable scheduler stop with
+#   6. cancels a running training job with scancel after its first checkpoint, re-runs the same
+#      command, and checks that training resumed from the checkpoint, that only the missing
+#      outputs were recomputed, and that the final metrics equal those of the uninterrupted run,
+#   7. checks the failure paths: a missing partition and an unreachable scheduler stop with
 #      Snakemake's own error and leave no output behind,
-#   7. stops the daemons it started (also on failure).
+#   8. stops the daemons it started (also on failure).
 #
 #   bash tests/cluster/slurm_e2e.sh                      # the quick workflow (default config)
-#   SLURM_E2E_CONFIG=tests/fixtures/tiny.yaml bash tests/cluster/slurm_e2e.sh
+#   SLURM_E2E_CONFIG=tests/fixtures/tiny.yaml SLURM_E2E_KILL_RUN=keynet_M_L3_nx2_c1_s0 \
+#       bash tests/cluster/slurm_e2e.sh
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 config=${SLURM_E2E_CONFIG:-$repo/config/config.yaml}
 case "$config" in /*) ;; *) config="$repo/$config" ;; esac
 jobs=${SLURM_E2E_JOBS:-4}
+kill_run=${SLURM_E2E_KILL_RUN:-keynet_L_L4_nx3_c1_s0}   # a c = 1 model of the config's grid
 work=$(mktemp -d /tmp/amips-slurm-e2e.XXXXXX)
 state=$work/slurm
 started=()
@@ -132,7 +137,63 @@ done
 grep -q "Nothing to be done" "$work/rerun.log" || fail "outputs are missing after the run"
 say "$n_submitted jobs ran as SLURM jobs and completed; every output exists"
 
-# ---------------------------------------------------------------- 6. failure paths
+# ---------------------------------------------------------------- 6. a cancelled training job
+kill=$work/kill
+mkdir -p "$kill"
+dataset=$(python3 -c "import sys, yaml; print(next(iter(yaml.safe_load(open(sys.argv[1]))['datasets'])))" "$config")
+model_dir=results/$dataset/models/$kill_run
+[ -f "$run/$model_dir/metrics.json" ] || fail "$kill_run is not a model of $config"
+# the same config with a checkpoint every 10 steps, so the job can be caught between its first
+# checkpoint and its end; checkpoints do not change the trajectory (the batch of step t is a
+# function of seed and t), so the uninterrupted run of section 4 is the reference
+python3 - "$config" "$work/kill_config.yaml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+for dataset in config["datasets"].values():
+    dataset.setdefault("train", {})["checkpoint_every"] = 10
+yaml.safe_dump(config, open(sys.argv[2], "w"))
+PY
+again=(snakemake --snakefile "$repo/Snakefile" --directory "$kill" --configfile "$work/kill_config.yaml"
+       --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs" --retries 0
+       --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5
+       "$model_dir/metrics.json")
+say "training $kill_run, to be cancelled after its first checkpoint"
+"${again[@]}" > "$work/killed.log" 2>&1 &
+smk_pid=$!
+for _ in $(seq 1200); do
+    [ -f "$kill/$model_dir/checkpoint.pt" ] && break
+    kill -0 "$smk_pid" 2>/dev/null || break
+    sleep 0.5
+done
+[ -f "$kill/$model_dir/checkpoint.pt" ] || { tail -20 "$work/killed.log"; fail "no checkpoint appeared"; }
+train_job=$(grep -E 'submitted with SLURM jobid [0-9]+' "$work/killed.log" | grep -i train \
+            | grep -oE 'jobid [0-9]+' | awk '{print $2}' | tail -1)
+[ -n "$train_job" ] || fail "could not find the SLURM id of the training job"
+scancel "$train_job"
+say "cancelled SLURM job $train_job (the checkpoint exists, metrics.json does not)"
+if wait "$smk_pid"; then fail "the workflow did not notice the cancelled job"; fi
+[ ! -e "$kill/$model_dir/metrics.json" ] || fail "the cancelled job left its metrics behind"
+[ -f "$kill/$model_dir/checkpoint.pt" ] || fail "the checkpoint was removed with the failed job"
+"${again[@]}" > "$work/resumed.log" 2>&1 || { tail -30 "$work/resumed.log"; fail "the re-run failed"; }
+train_log=$kill/results/logs/$dataset/train/$kill_run.log
+grep -q "resumed ${kill_run%_s*} at step" "$train_log" \
+    || fail "the re-run trained from scratch instead of resuming: $(head -5 "$train_log")"
+say "$(grep -o "resumed ${kill_run%_s*} at step [0-9]*" "$train_log")"
+rerun_jobs=$(grep -oE 'submitted with SLURM jobid [0-9]+' "$work/resumed.log" | wc -l)
+[ "$rerun_jobs" -eq 1 ] || fail "the re-run submitted $rerun_jobs jobs; only the training job was missing"
+grep -qE '^train +1$' "$work/resumed.log" || fail "the re-run's job was not the training job"
+python3 - "$run/$model_dir/metrics.json" "$kill/$model_dir/metrics.json" <<'PY' || fail "resumed metrics differ from the uninterrupted run"
+import json, math, sys
+straight, resumed = (json.load(open(p)) for p in sys.argv[1:])
+assert straight["steps"] == resumed["steps"], (straight["steps"], resumed["steps"])
+worst = max(abs(straight["test"][k] - resumed["test"][k]) for k in straight["test"]
+            if isinstance(straight["test"][k], float) and not math.isnan(straight["test"][k]))
+print(f"largest test-metric difference, resumed vs uninterrupted: {worst:.2e}")
+assert worst <= 1e-5
+PY
+say "cancelled training resumed from its checkpoint; only it re-ran; metrics equal the uninterrupted run"
+
+# ---------------------------------------------------------------- 7. failure paths
 fresh=$work/fail
 mkdir -p "$fresh"
 bad=(snakemake --snakefile "$repo/Snakefile" --directory "$fresh" --configfile "$config"
