@@ -259,7 +259,8 @@ def _train(args):
                      residual=args.residual, convexity=args.convexity)
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_")))
-    data = load_dataset(args.dataset_dir, args.clusters, device)
+    data = load_dataset(args.dataset_dir, args.clusters, device,
+                        stream_train_over_bytes=cfg.resident_max_gb * 1e9)
 
     def show(row):
         print(f"[{spec.name}] step {row['step']:>6}  e_rel {row['e_rel']:+.3f}  "

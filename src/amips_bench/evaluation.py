@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import InputError, load_embeddings, load_index_array, load_json
+from .io import (InputError, NpyRows, check_unit_rows, load_embeddings, load_index_array,
+                 load_json)
 from .losses import prediction_losses
 from .settings import LossWeights
 from .metrics import global_top_cluster, retrieval_metrics, routing_accuracy
@@ -26,6 +27,14 @@ class SplitData:
 
 
 @dataclass
+class StreamedSplit:
+    """A split too large to hold in memory: its rows are read from disk batch by batch."""
+
+    queries: NpyRows  # float32 [N, d]
+    top1: NpyRows  # int64 [N, c]
+
+
+@dataclass
 class DatasetTensors:
     keys: torch.Tensor  # float32 [n, d]
     layout: ClusterLayout
@@ -37,9 +46,31 @@ class DatasetTensors:
         return self.layout.n_clusters
 
 
+def load_streamed(queries_path: Path, top1_path: Path, n_keys: int, d: int,
+                  n_clusters: int, chunk: int = 65_536) -> StreamedSplit:
+    """A split read from disk per batch, checked chunk by chunk as the resident loader checks."""
+    queries = NpyRows(queries_path, dtype="float32", ncols=d)
+    top1 = NpyRows(top1_path, dtype="int64", ncols=n_clusters)
+    if len(top1) != len(queries):
+        raise InputError(f"{top1_path}: {len(top1)} rows, expected {len(queries)}")
+    for start in range(0, len(queries), chunk):
+        check_unit_rows(queries.rows(start, start + chunk), f"{queries_path} (rows from {start})")
+        block = top1.rows(start, start + chunk)
+        if block.min() < 0 or block.max() >= n_keys:
+            raise InputError(f"{top1_path}: indices must lie in [0, {n_keys}), found range "
+                             f"[{block.min()}, {block.max()}] in rows from {start}")
+    return StreamedSplit(queries, top1)
+
+
 def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
-                 splits: tuple[str, ...] = ("train", "val", "test")) -> DatasetTensors:
-    """Keys, cluster layout and the targets of the requested splits, checked for consistency."""
+                 splits: tuple[str, ...] = ("train", "val", "test"),
+                 stream_train_over_bytes: float = float("inf")) -> DatasetTensors:
+    """Keys, cluster layout and the targets of the requested splits, checked for consistency.
+
+    A training split whose queries file is larger than `stream_train_over_bytes` is not
+    loaded: it is read from disk batch by batch (StreamedSplit); every other split is
+    resident on `device`.
+    """
     root = Path(dataset_dir)
     keys = load_embeddings(root / "embeddings" / "keys.npy")
     target_dir = root / "targets" / f"c{n_clusters}"
@@ -54,7 +85,13 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
     layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
     loaded = {}
     for split in splits:
-        queries = load_embeddings(target_dir / f"{split}_queries.npy", d=keys.shape[1])
+        queries_path = target_dir / f"{split}_queries.npy"
+        if split == "train" and queries_path.exists() and \
+                queries_path.stat().st_size > stream_train_over_bytes:
+            loaded[split] = load_streamed(queries_path, target_dir / f"{split}_top1.npy",
+                                          len(keys), keys.shape[1], n_clusters)
+            continue
+        queries = load_embeddings(queries_path, d=keys.shape[1])
         top1 = load_index_array(target_dir / f"{split}_top1.npy", upper=len(keys), ndim=2)
         if top1.shape != (len(queries), n_clusters):
             raise InputError(f"{target_dir / f'{split}_top1.npy'}: shape {top1.shape}, expected "

@@ -265,3 +265,95 @@ def release_freed_memory() -> None:
             _LIBC = False
     if _LIBC:
         _LIBC.malloc_trim(0)
+
+
+# --------------------------------------------------------------------------- streamed .npy rows
+
+
+class NpyRows:
+    """Rows of a 2-D .npy file read with pread, never memory-mapped.
+
+    Large training sets are read this way so that the pages of the file stay in the kernel's
+    page cache and out of this process's resident memory (a memory map's touched pages count
+    as resident), which keeps memory flat however many rows the file has.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, dtype: str, ncols: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: file not found")
+        with open(self.path, "rb") as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, found = read_header(fh)
+            except ValueError as exc:
+                raise InputError(f"{self.path}: not a readable .npy file ({exc})") from None
+            self.offset = fh.tell()
+        if found != np.dtype(dtype) or fortran or len(shape) != 2:
+            raise InputError(f"{self.path}: expected a C-ordered 2-D {dtype} array, found "
+                             f"{found} of shape {shape}")
+        if ncols is not None and shape[1] != ncols:
+            raise InputError(f"{self.path}: {shape[1]} columns, expected {ncols}")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_bytes = self.shape[1] * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) in one read."""
+        stop = min(stop, self.shape[0])
+        out = np.empty((max(0, stop - start), self.shape[1]), dtype=self.dtype)
+        view, done = memoryview(out).cast("B"), 0
+        while done < len(view):  # straight into the array: no intermediate bytes object
+            got = os.preadv(self._fd, [view[done:]], self.offset + start * self.row_bytes + done)
+            if got == 0:
+                raise InputError(f"{self.path}: file ends before row {stop}")
+            done += got
+        return out
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows at `index` (any order, repeats allowed), in that order."""
+        out = np.empty((len(index), self.shape[1]), dtype=self.dtype)
+        view = out.view(np.uint8).reshape(len(index), self.row_bytes)
+        for i, row in enumerate(np.asarray(index, dtype=np.int64)):
+            view[i] = np.frombuffer(os.pread(self._fd, self.row_bytes,
+                                             self.offset + int(row) * self.row_bytes), dtype=np.uint8)
+        return out
+
+
+@contextlib.contextmanager
+def npy_row_writer(path: str | os.PathLike, n_rows: int, ncols: int, dtype: str):
+    """Write a [n_rows, ncols] .npy file block by block, appending in row order.
+
+    Yields `append(block)`. The file is byte-identical to np.save of the whole array; it is
+    written under a temporary name and renamed only when every row was written.
+    """
+    dtype = np.dtype(dtype)
+    written = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                  "shape": (n_rows, ncols)}
+        np.lib.format.write_array_header_1_0(fh, header)
+
+        def append(block: np.ndarray) -> None:
+            nonlocal written
+            block = np.ascontiguousarray(block, dtype=dtype)
+            if block.ndim != 2 or block.shape[1] != ncols or written + len(block) > n_rows:
+                raise InputError(f"{path}: block of shape {block.shape} does not fit "
+                                 f"[{n_rows}, {ncols}] after {written} rows")
+            fh.write(block.tobytes())
+            written += len(block)
+
+        yield append
+        if written != n_rows:
+            raise InputError(f"{path}: {written} of {n_rows} rows written")

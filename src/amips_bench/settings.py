@@ -35,6 +35,10 @@ class TrainConfig:
     seed: int = 0
     precision: str = "fp32"
     cuda_graph: bool = True  # capture the training step as a CUDA graph (GPU only)
+    resident_max_gb: float = 8.0  # a larger training split is read from disk batch by batch
+
+    #: settings that change how a step runs, not what it computes (not part of a run's identity)
+    EXECUTION_ONLY = ("cuda_graph", "resident_max_gb")
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):

@@ -70,18 +70,21 @@ def make_splits(n_queries: int, *, val_size: int, test_size: int, augment_factor
     return out
 
 
-def materialize(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int,
-                split: str) -> np.ndarray:
-    """The query vectors of a split: clean rows copied, noisy rows x + ε re-normalised.
+def materialized_blocks(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int,
+                        split: str, first_block: int = 0, n_blocks: int | None = None):
+    """Yield (row offset, float32 rows) for NOISE_BLOCK-row blocks of a split, in order.
 
-    Noise is drawn per fixed block of NOISE_BLOCK rows from a generator seeded by
-    (seed, split, block), so the result is a pure function of the plan and the seed.
+    Clean rows are copied, noisy rows are x + ε re-normalised; the noise of block b comes from
+    a generator seeded by (seed, split, b), so any range of blocks is a pure function of the
+    plan and the seed, wherever and in whatever pieces it is computed.
     """
     if split not in _SPLIT_STREAM:
         raise InputError(f"splits: unknown split name {split!r}; expected one of {SPLIT_NAMES}")
     d = queries.shape[1]
-    out = np.empty((len(plan.source), d), dtype=np.float32)
-    for block, start in enumerate(range(0, len(plan.source), NOISE_BLOCK)):
+    total = -(-len(plan.source) // NOISE_BLOCK)
+    last = total if n_blocks is None else min(total, first_block + n_blocks)
+    for block in range(first_block, last):
+        start = block * NOISE_BLOCK
         src = plan.source[start:start + NOISE_BLOCK]
         noisy = plan.copy[start:start + NOISE_BLOCK] > 0
         rows = np.asarray(queries[src], dtype=np.float32)
@@ -90,7 +93,15 @@ def materialize(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int
             noise = gen.standard_normal((len(src), d), dtype=np.float32) * np.float32(sigma)
             moved = rows[noisy] + noise[noisy]
             rows[noisy] = moved / np.linalg.norm(moved, axis=1, keepdims=True)
-        out[start:start + len(src)] = rows
+        yield start, rows
+
+
+def materialize(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int,
+                split: str) -> np.ndarray:
+    """The query vectors of a split, in memory (see `materialized_blocks`)."""
+    out = np.empty((len(plan.source), queries.shape[1]), dtype=np.float32)
+    for start, rows in materialized_blocks(queries, plan, sigma=sigma, seed=seed, split=split):
+        out[start:start + len(rows)] = rows
     return out
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import (InputError, load_embeddings, load_index_array, load_json, save_json, save_npy,
-                 sha256_file)
-from .splits import load_plan, materialize
+from .io import (InputError, load_embeddings, load_index_array, load_json, npy_row_writer,
+                 save_json, sha256_file)
+from .splits import NOISE_BLOCK, SplitPlan, load_plan, materialized_blocks
 
 
 @dataclass(frozen=True)
@@ -101,48 +101,74 @@ def full_fp32_matmul():
 BLOCKS = {"cpu": (4096, 2048), "cuda": (16384, 16384)}  # (query_block, key_block) per device type
 
 
-@torch.no_grad()
+class ExactTop1:
+    """Exact maximum inner product per cluster against fixed keys, prepared once.
+
+    The keys are regrouped by cluster and moved to the device when the object is made, so a
+    stream of query chunks (the targets stage) pays for that once. Calling it with queries
+    returns (scores float32 [N, C], indices int64 [N, C]) where indices are global key indices
+    (rows of `keys`); `queries` may be a memory map, read one block at a time. Block sizes
+    default to the device's entry in BLOCKS.
+    """
+
+    def __init__(self, keys: np.ndarray, assignments: np.ndarray | None = None,
+                 n_clusters: int = 1, *, query_block: int | None = None,
+                 key_block: int | None = None, device: str | torch.device | None = None) -> None:
+        if keys.ndim != 2:
+            raise InputError("exact_top1: queries and keys must be 2-D arrays")
+        if len(keys) == 0:
+            raise InputError("exact_top1: the key array is empty")
+        self.device = pick_device(device)
+        default_q, default_k = BLOCKS.get(self.device.type, BLOCKS["cpu"])
+        self.query_block, self.key_block = query_block or default_q, key_block or default_k
+        self.layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
+        sorted_keys = keys if n_clusters == 1 else np.asarray(keys)[self.layout.order]
+        self.keys = torch.from_numpy(np.ascontiguousarray(sorted_keys, dtype=np.float32)).to(self.device)
+        self.order = torch.from_numpy(self.layout.order).to(self.device)
+        self.d = keys.shape[1]
+        self._tile: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, queries: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if queries.ndim != 2:
+            raise InputError("exact_top1: queries and keys must be 2-D arrays")
+        if queries.shape[1] != self.d:
+            raise InputError(f"exact_top1: query dimension {queries.shape[1]} does not match key "
+                             f"dimension {self.d}")
+        n_queries = len(queries)
+        n_clusters = self.layout.n_clusters
+        best_scores = np.empty((n_queries, n_clusters), dtype=np.float32)
+        best_index = np.empty((n_queries, n_clusters), dtype=np.int64)
+        tile_size = (max(1, min(self.query_block, n_queries))
+                     * min(self.key_block, int(self.layout.sizes().max())))
+        if self._tile is None or self._tile.numel() < tile_size:
+            self._tile = torch.empty(tile_size, device=self.device)  # reused score tile
+        blocks = range(0, n_queries, self.query_block)
+        with full_fp32_matmul():
+            for start in tqdm(blocks, desc="exact top-1", unit="block", disable=not progress,
+                              mininterval=10):
+                q = torch.from_numpy(np.ascontiguousarray(queries[start:start + self.query_block],
+                                                          dtype=np.float32)).to(self.device)
+                scores, positions = _blocked_argmax(q, self.keys, self.layout.offsets, self._tile,
+                                                    self.key_block)
+                best_scores[start:start + len(q)] = scores.cpu().numpy()
+                best_index[start:start + len(q)] = self.order[positions].cpu().numpy()
+        return best_scores, best_index
+
+
 def exact_top1(queries: np.ndarray, keys: np.ndarray, assignments: np.ndarray | None = None,
                n_clusters: int = 1, *, query_block: int | None = None,
                key_block: int | None = None, device: str | torch.device | None = None,
                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Exact maximum inner product per cluster.
-
-    Returns (scores float32 [N, C], indices int64 [N, C]) where indices are global key indices
-    (rows of `keys`). `queries` may be a memory map; it is read one block at a time. Block sizes
-    default to the device's entry in BLOCKS.
-    """
+    """Exact maximum inner product per cluster (see ExactTop1): (scores [N, C], indices [N, C])."""
     if queries.ndim != 2 or keys.ndim != 2:
         raise InputError("exact_top1: queries and keys must be 2-D arrays")
     if queries.shape[1] != keys.shape[1]:
         raise InputError(f"exact_top1: query dimension {queries.shape[1]} does not match key "
                          f"dimension {keys.shape[1]}")
-    if len(keys) == 0:
-        raise InputError("exact_top1: the key array is empty")
-    device = pick_device(device)
-    default_q, default_k = BLOCKS.get(device.type, BLOCKS["cpu"])
-    query_block, key_block = query_block or default_q, key_block or default_k
-    layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
-    sorted_keys = keys if n_clusters == 1 else np.asarray(keys)[layout.order]
-    key_tensor = torch.from_numpy(np.ascontiguousarray(sorted_keys, dtype=np.float32)).to(device)
-    order = torch.from_numpy(layout.order).to(device)
-
-    n_queries = len(queries)
-    best_scores = np.empty((n_queries, layout.n_clusters), dtype=np.float32)
-    best_index = np.empty((n_queries, layout.n_clusters), dtype=np.int64)
-    tile_rows = max(1, min(query_block, n_queries))
-    tile_cols = min(key_block, int(layout.sizes().max()))
-    tile = torch.empty(tile_rows * tile_cols, device=device)  # reused, contiguous score tile
-    blocks = range(0, n_queries, query_block)
-    with full_fp32_matmul():
-        for start in tqdm(blocks, desc="exact top-1", unit="block", disable=not progress,
-                          mininterval=10):
-            q = torch.from_numpy(np.ascontiguousarray(queries[start:start + query_block],
-                                                      dtype=np.float32)).to(device)
-            scores, positions = _blocked_argmax(q, key_tensor, layout.offsets, tile, key_block)
-            best_scores[start:start + len(q)] = scores.cpu().numpy()
-            best_index[start:start + len(q)] = order[positions].cpu().numpy()
-    return best_scores, best_index
+    search = ExactTop1(keys, assignments, n_clusters, query_block=query_block,
+                       key_block=key_block, device=device)
+    return search(queries, progress)
 
 
 def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
@@ -174,8 +200,12 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
                   n_clusters: int, clusters_dir: str | Path | None = None,
                   splits: tuple[str, ...] = ("train", "val", "test"),
                   device: str | None = None, faiss_device: str = "auto",
-                  progress: bool = True) -> dict:
+                  chunk_blocks: int = 4, progress: bool = True) -> dict:
     """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
+
+    Both files are streamed: chunks of `chunk_blocks` noise blocks (65,536 rows each) are
+    materialised, searched and appended, so memory stays flat however many (augmented)
+    training rows there are; the files are byte-identical to building them whole (test).
 
     The manifest records the checksums of the keys and of the cluster assignments the targets
     were computed against, so later stages can refuse to mix files from different runs.
@@ -196,24 +226,44 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
         if len(assignments) != len(keys):
             raise InputError(f"{assignments_path}: {len(assignments)} assignments for {len(keys)} keys")
         assignments_sha = sha256_file(assignments_path)
-    device = pick_device(device)
+    search = ExactTop1(keys, assignments, n_clusters, device=device)
     rows = {}
     for split in splits:
         plan = load_plan(splits_dir, split, len(queries))
-        split_queries = materialize(queries, plan, sigma=split_manifest["sigma"],
-                                    seed=split_manifest["seed"], split=split)
-        _, top1 = exact_top1(split_queries, keys, assignments, n_clusters, device=device,
-                             progress=progress)
-        save_npy(out / f"{split}_queries.npy", split_queries)
-        save_npy(out / f"{split}_top1.npy", top1)
-        rows[split] = len(split_queries)
+        rows[split] = stream_split_targets(queries, plan, search, out, split,
+                                           sigma=split_manifest["sigma"],
+                                           seed=split_manifest["seed"], chunk_blocks=chunk_blocks,
+                                           progress=progress)
     manifest = {
         "n_clusters": n_clusters, "n_keys": len(keys), "d": int(keys.shape[1]), "rows": rows,
         "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
         "assignments_sha256": assignments_sha, "split_mode": split_manifest["mode"],
-        "leaky": split_manifest["leaky"], "device": str(device),
+        "leaky": split_manifest["leaky"], "device": str(search.device),
         "search": "torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used",
         "faiss_device_setting": faiss_device, "tie_break": "lowest global key index",
     }
     save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1, out: Path,
+                         split: str, *, sigma: float, seed: int, chunk_blocks: int = 4,
+                         progress: bool = False) -> int:
+    """Write {split}_queries.npy and {split}_top1.npy chunk by chunk; returns the row count."""
+    n_rows, d, n_clusters = len(plan.source), queries.shape[1], search.layout.n_clusters
+    n_blocks = -(-n_rows // NOISE_BLOCK)
+    with npy_row_writer(out / f"{split}_queries.npy", n_rows, d, "float32") as add_queries, \
+            npy_row_writer(out / f"{split}_top1.npy", n_rows, n_clusters, "int64") as add_top1:
+        buffer = np.empty((min(n_rows, chunk_blocks * NOISE_BLOCK), d), dtype=np.float32)
+        for first in range(0, n_blocks, chunk_blocks):
+            filled = 0
+            for _, rows in materialized_blocks(queries, plan, sigma=sigma, seed=seed,
+                                               split=split, first_block=first,
+                                               n_blocks=chunk_blocks):
+                buffer[filled:filled + len(rows)] = rows
+                filled += len(rows)
+            chunk = buffer[:filled]
+            _, top1 = search(chunk, progress=progress and n_blocks <= chunk_blocks)
+            add_queries(chunk)
+            add_top1(top1)
+    return n_rows

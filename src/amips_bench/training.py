@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from .evaluation import DatasetTensors, evaluate_model
+from .evaluation import DatasetTensors, StreamedSplit, evaluate_model
 from .io import (InputError, device_name, package_versions, release_freed_memory, save_csv,
                  save_json)
 from .losses import compute_loss
@@ -74,6 +74,35 @@ def precision_context(precision: str, device: torch.device):
             yield
         return
     yield
+
+
+class StreamedBatches:
+    """Batches of a streamed split: rows gathered from disk on a worker thread one step ahead,
+    pinned (GPU) and copied without blocking the host; the same rows, in the same order, as
+    indexing the resident split with the same sampler."""
+
+    def __init__(self, split: "StreamedSplit", sampler: EpochSampler, device: torch.device) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.split, self.sampler, self.device = split, sampler, device
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._ahead: tuple[int, Any] | None = None
+
+    def _load(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.sampler.indices(step).numpy()
+        x = torch.from_numpy(self.split.queries.take(idx))
+        top1 = torch.from_numpy(self.split.top1.take(idx))
+        if self.device.type == "cuda":
+            x, top1 = x.pin_memory(), top1.pin_memory()
+        return x, top1
+
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._ahead is not None and self._ahead[0] == step:
+            x, top1 = self._ahead[1].result()
+        else:
+            x, top1 = self._load(step)
+        self._ahead = (step + 1, self._pool.submit(self._load, step + 1))
+        return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
 
 
 _GRAPHS_PRIMED: set[int] = set()
@@ -141,11 +170,15 @@ class Trainer:
                                           fused=device.type == "cuda",
                                           capturable=self.use_graph)
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._static_idx: torch.Tensor | None = None
+        self._static: tuple[torch.Tensor, ...] = ()  # what a graph replay reads each step
         self.params = [p for p in self.model.parameters()]
         self.ema_params = [p for p in self.ema.parameters()]
-        self.sampler = EpochSampler(len(data.splits["train"].queries), cfg.batch_size, cfg.seed,
-                                    device)
+        train = data.splits["train"]
+        self.streamed = isinstance(train, StreamedSplit)
+        # a streamed split is gathered on the host: its batch indices stay there too
+        self.sampler = EpochSampler(len(train.queries), cfg.batch_size, cfg.seed,
+                                    torch.device("cpu") if self.streamed else device)
+        self.batches = StreamedBatches(train, self.sampler, device) if self.streamed else None
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
@@ -160,7 +193,9 @@ class Trainer:
         return self.out_dir / CHECKPOINT_NAME
 
     def _identity(self) -> dict:
-        return {"spec": self.spec.to_dict(), "config": self.cfg.to_dict()}
+        """What a checkpoint must match to be resumed (how steps execute is not part of it)."""
+        config = {k: v for k, v in self.cfg.to_dict().items() if k not in TrainConfig.EXECUTION_ONLY}
+        return {"spec": self.spec.to_dict(), "config": config}
 
     def save_checkpoint(self) -> None:
         from .io import atomic_path
@@ -202,12 +237,13 @@ class Trainer:
         return f"non-finite training loss by step {self.step} of {self.spec.name}; {kept}"
 
     def train_step(self) -> None:
-        idx = self.sampler.indices(self.step)
         lr, decay = self.cfg.lr_at(self.step), self.cfg.ema_decay_at(self.step)
+        batch = self._batch_inputs(self.step)
         if self.use_graph and self._graph is None:
-            self._capture(idx)
+            self._capture(batch)
         if self.use_graph:
-            self._static_idx.copy_(idx)
+            for static, value in zip(self._static, batch):
+                static.copy_(value)
             self._lr.fill_(lr)
             self._ema_weight.fill_(1.0 - decay)
             self._graph.replay()
@@ -218,16 +254,25 @@ class Trainer:
                 else:
                     group["lr"] = lr
             self._ema_weight.fill_(1.0 - decay)
-            self._step_body(idx)
+            self._step_body(*batch)
         self.train_loss_count += 1
         self.step += 1
 
-    def _step_body(self, idx: torch.Tensor) -> None:
-        """One optimisation step on the batch `idx`; reads lr and EMA weight from their holders."""
+    def _batch_inputs(self, step: int) -> tuple[torch.Tensor, ...]:
+        """What a step starts from: the batch indices (resident data) or the gathered rows."""
+        if self.streamed:
+            return self.batches.get(step)
+        return (self.sampler.indices(step),)
+
+    def _step_body(self, *batch: torch.Tensor) -> None:
+        """One optimisation step; reads lr and EMA weight from their holders."""
         cfg = self.cfg
-        split = self.data.splits["train"]
-        x = split.queries[idx]
-        y_star = self.data.keys[split.top1[idx]]
+        if self.streamed:
+            x, top1 = batch
+        else:
+            split = self.data.splits["train"]
+            x, top1 = split.queries[batch[0]], split.top1[batch[0]]
+        y_star = self.data.keys[top1]
         sigma = torch.einsum("bcd,bd->bc", y_star, x)
         with precision_context(cfg.precision, self.device):
             loss, _ = compute_loss(self.model, x, y_star, sigma, cfg.weights)
@@ -248,7 +293,7 @@ class Trainer:
         return [t for s in self.optimizer.state.values() for t in s.values()
                 if isinstance(t, torch.Tensor)]
 
-    def _capture(self, idx: torch.Tensor) -> None:
+    def _capture(self, batch: tuple[torch.Tensor, ...]) -> None:
         """Warm up on a side stream (allocations, cuBLAS handles, optimizer state), restore the
         state the warm-up touched, then capture one step into a CUDA graph.
 
@@ -262,7 +307,7 @@ class Trainer:
         saved_state = [t.clone() for t in self._optimizer_state()]  # empty for a fresh Adam
         for group in self.optimizer.param_groups:  # a resumed optimizer may hold a float lr
             group["lr"] = self._lr
-        self._static_idx = idx.clone()
+        self._static = tuple(t.clone() for t in batch)
         # The first capture of a process can be refused (seen with torch 2.11: autograd state
         # that is initialised lazily on the default stream); a second attempt succeeds. After
         # two refusals the same step runs eagerly.
@@ -271,13 +316,13 @@ class Trainer:
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self._step_body(self._static_idx)
+                    self._step_body(*self._static)
             torch.cuda.current_stream(self.device).wait_stream(side)
             self._restore(core, saved_core, saved_state)
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
-                    self._step_body(self._static_idx)      # gradient accumulators match it
+                    self._step_body(*self._static)          # gradient accumulators match it
             except RuntimeError as err:
                 torch.cuda.synchronize(self.device)
                 self._restore(core, saved_core, saved_state)
