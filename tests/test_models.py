@@ -14,9 +14,42 @@ from amips_bench.models import (SIZES, KeyNet, ModelSpec, SupportNet, build_mode
 PAPER_KEYS = {"fiqa": 57_638, "quora": 522_931, "nq": 2_681_468, "hotpotqa": 5_233_329}
 
 
+def test_paper_width_rule_is_eq_3_3_on_every_grid_point_of_the_paper_config():
+    """Eq. 3.3, written out by hand: h = (−b + √(b² + 4aB)) / 2a with a = L − 1,
+    b = (1 + n_x)·d, B = ρ·n·d, rounded to the nearest multiple of 8 — for every (dataset,
+    model, size, depth, n_x, c) the paper config trains, and recorded in metrics.json."""
+    import math
+    from pathlib import Path
+
+    import yaml
+
+    from amips_bench.config import dataset_n_keys, expand_grid, prepare
+
+    root = Path(__file__).resolve().parents[1]
+    config = prepare(yaml.safe_load((root / "config/paper.yaml").read_text()),
+                     root / "config/schema.yaml")
+    assert config["width_rule"] == "paper"
+    checked = 0
+    for ds in config["datasets"].values():
+        n = dataset_n_keys(ds)
+        for run in expand_grid(ds, config["seeds"]):
+            a, b = run.depth - 1, (1 + run.n_x) * 384
+            budget = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}[run.size] * n * 384
+            by_hand = 8 * round((-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a) / 8)
+            spec = ModelSpec(model=run.model, d=384, n_keys=n, size=run.size, depth=run.depth,
+                             n_x=run.n_x, n_clusters=run.clusters)
+            assert spec.width == by_hand, (run.name, spec.width, by_hand)
+            checked += 1
+    assert checked == 216
+    # Quora's 522,931 passages, XS, L = 4, c = 10: the KeyNet is 600 wide (full rule: 320)
+    quora = dict(model="keynet", d=384, n_keys=522_931, size="XS", depth=4, n_x=3, n_clusters=10)
+    assert ModelSpec(**quora).width == 600
+    assert ModelSpec(**quora, width_rule="full").width == 320
+
+
 @pytest.mark.parametrize("model", ["supportnet", "keynet"])
 def test_parameter_count_matches_the_budget_across_the_paper_grid(model):
-    """The width is the multiple of 8 whose full count is closest to ρ·n·d; that count is within
+    """Full rule: the width is the multiple of 8 whose full count is closest to ρ·n·d; within
     1 % of the budget wherever one width step of 8 moves the count by at most 2 % of it, and
     for every size from S up on Quora, NQ and HotpotQA.
 
@@ -27,7 +60,7 @@ def test_parameter_count_matches_the_budget_across_the_paper_grid(model):
     for n, size, depth, every, c in itertools.product(PAPER_KEYS.values(), SIZES, (4, 8, 16),
                                                        (0, 1, 4), (1, 10)):
         spec = ModelSpec(model=model, d=384, n_keys=n, size=size, depth=depth,
-                         n_x=nx_for_every(depth, every), n_clusters=c)
+                         n_x=nx_for_every(depth, every), n_clusters=c, width_rule="full")
         h = spec.width
         assert h % 8 == 0
 

@@ -38,7 +38,7 @@ class RouterSpec:
             raise InputError(f"clusters: a classifier router needs c >= 2 clusters, got {self.n_clusters}")
         if self.width == 0:
             self.width = solve_width(SIZES[self.size] * self.n_keys * self.d, self.d, self.depth,
-                                     0, self.n_clusters)
+                                     0, self.n_clusters, rule="full")
 
     @property
     def name(self) -> str:

@@ -47,6 +47,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda[:i]'")
 
 
+def _add_width_rule(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width-rule", default="paper", choices=["paper", "full"],
+                   help="paper: eq. 3.3, (L-1)h^2 + (1+n_x)dh = rho*n*d; full: every parameter counted")
+
+
 def _add_faiss_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faiss-device", default="auto", choices=["auto", "cpu", "gpu"],
                    help="where FAISS flat/IVF searches run (auto: GPU build and a GPU, else CPU)")
@@ -236,6 +241,7 @@ def _train_args(p):
     p.add_argument("--clusters", type=int, default=1)
     p.add_argument("--residual", action="store_true")
     p.add_argument("--convexity", default="penalty", help="penalty (paper) or clip (exact projection)")
+    _add_width_rule(p)
     _dataclass_arguments(p, TrainConfig, skip=("weights",))
     _dataclass_arguments(p, LossWeights, prefix="lambda_")
     _add_device(p)
@@ -256,7 +262,7 @@ def _train(args):
     keys = load_embeddings(Path(args.dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
     spec = ModelSpec(model=args.model, d=keys.shape[1], n_keys=keys.shape[0], size=args.size,
                      depth=args.depth, n_x=args.nx, n_clusters=args.clusters,
-                     residual=args.residual, convexity=args.convexity)
+                     residual=args.residual, convexity=args.convexity, width_rule=args.width_rule)
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_")))
     data = load_dataset(args.dataset_dir, args.clusters, device,
@@ -458,6 +464,7 @@ def _timing_args(p):
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
                    help="matmul precision on a GPU: fp32 (IEEE), tf32 or bf16 autocast")
+    _add_width_rule(p)
     p.add_argument("--out", required=True, help="output stem: STEM.csv and STEM.md")
     _add_device(p)
     _add_threads(p)
@@ -478,7 +485,8 @@ def _timing(args):
         datasets[name] = int(n)
     rows = table1_rows(datasets, sizes=args.sizes, depth=args.depth, n_x=args.nx,
                        batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                       device=pick_device(args.device), precision=args.precision)
+                       device=pick_device(args.device), precision=args.precision,
+                       width_rule=args.width_rule)
     stem = Path(args.out)
     _save_rows(stem.with_suffix(".csv"), rows)
     markdown = table1_markdown(rows)

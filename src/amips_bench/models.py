@@ -7,7 +7,8 @@ Both share one trunk (paper §3.1):
 with optional residual blocks z_{i+1} = z_i + σ(...). All input projections W^x are stacked
 into one matrix so a single GEMM computes them; the parameter count is unchanged.
 
-Width h is solved from the full parameter count (DESIGN §4) for a budget ρ·n·d.
+Width h is solved for a budget ρ·n·d by the paper's eq. 3.3 (dominant terms only, the default)
+or, as an alternative reading, from the full parameter count; see `solve_width`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .io import InputError
 
 SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
 MODELS = ("supportnet", "keynet")
+WIDTH_RULES = ("paper", "full")
 CONVEXITY_MODES = ("penalty", "clip")
 
 
@@ -48,20 +50,38 @@ def parameter_count(d: int, width: int, depth: int, n_x: int, d_out: int) -> int
     return (1 + n_x) * d * width + (depth - 1) * width ** 2 + width * d_out + depth * width + d_out
 
 
-def solve_width(budget: float, d: int, depth: int, n_x: int, d_out: int, multiple: int = 8) -> int:
-    """Constant width whose full parameter count is closest to `budget`, a multiple of 8."""
+def paper_width_terms(d: int, width: int, depth: int, n_x: int) -> int:
+    """The dominant terms of eq. 3.3: (L−1)·h² + (1+n_x)·d·h (no output layer, no biases)."""
+    return (depth - 1) * width ** 2 + (1 + n_x) * d * width
+
+
+def solve_width(budget: float, d: int, depth: int, n_x: int, d_out: int, multiple: int = 8,
+                rule: str = "paper") -> int:
+    """Constant width h for a parameter budget ρ·n·d, a multiple of 8.
+
+    rule "paper" (eq. 3.3 of the paper): h solves (L−1)·h² + (1+n_x)·d·h = budget, rounded to
+    the nearest multiple of 8 (halves round up); the output layer and the biases are not
+    counted, so a KeyNet with c·d outputs has the width of the SupportNet of the same size.
+    rule "full": the multiple of 8 whose full parameter count (output layer and biases
+    included) is closest to the budget; it makes clustered KeyNets about half as wide.
+    """
+    if rule not in WIDTH_RULES:
+        raise InputError(f"width_rule: unknown rule {rule!r}; expected one of {WIDTH_RULES}")
     a = depth - 1
-    b = (1 + n_x) * d + d_out + depth
-    c = d_out - budget
+    if rule == "paper":
+        b, c = (1 + n_x) * d, -budget
+    else:
+        b, c = (1 + n_x) * d + d_out + depth, d_out - budget
     exact = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a) if a > 0 else -c / b
-    lower = max(multiple, int(exact // multiple) * multiple)
-    candidates = [lower, lower + multiple]
-    best = min(candidates, key=lambda h: abs(parameter_count(d, h, depth, n_x, d_out) - budget))
     if exact < multiple:
         raise InputError(f"size: a budget of {budget:,.0f} parameters gives width {exact:.1f} < "
                          f"{multiple} (depth {depth}, n_x {n_x}, {d_out} outputs); "
                          f"use a larger size or fewer layers")
-    return best
+    if rule == "paper":
+        return max(multiple, int(math.floor(exact / multiple + 0.5)) * multiple)
+    lower = max(multiple, int(exact // multiple) * multiple)
+    candidates = [lower, lower + multiple]
+    return min(candidates, key=lambda h: abs(parameter_count(d, h, depth, n_x, d_out) - budget))
 
 
 @dataclass
@@ -77,6 +97,7 @@ class ModelSpec:
     n_clusters: int = 1
     residual: bool = False
     convexity: str = "penalty"
+    width_rule: str = "paper"
     alpha: float = 0.1
     beta: float = 20.0
     rho: float = field(default=0.0)
@@ -95,9 +116,13 @@ class ModelSpec:
             raise InputError(f"clusters: must be >= 1, got {self.n_clusters}")
         if self.convexity not in CONVEXITY_MODES:
             raise InputError(f"convexity: unknown mode {self.convexity!r}; expected {CONVEXITY_MODES}")
+        if self.width_rule not in WIDTH_RULES:
+            raise InputError(f"width_rule: unknown rule {self.width_rule!r}; expected one of "
+                             f"{WIDTH_RULES}")
         self.rho = SIZES[self.size]
         if self.width == 0:
-            self.width = solve_width(self.budget, self.d, self.depth, self.n_x, self.d_out)
+            self.width = solve_width(self.budget, self.d, self.depth, self.n_x, self.d_out,
+                                     rule=self.width_rule)
 
     @property
     def d_out(self) -> int:
@@ -321,7 +346,8 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dic
     if not Path(path).exists():
         raise InputError(f"{path}: model file not found")
     payload = torch.load(path, map_location=device, weights_only=False)
-    spec = ModelSpec(**payload["spec"])
+    # models saved before the width rule was recorded were sized by the full count
+    spec = ModelSpec(**{"width_rule": "full", **payload["spec"]})
     model = build_model(spec).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()

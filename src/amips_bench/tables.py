@@ -34,7 +34,8 @@ def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:
         t = m["test"]
         row = {"dataset": m["dataset"], "model": m["model"], "size": m["size"], "depth": m["depth"],
                "n_x": m["n_x"], "clusters": m["n_clusters"], "seed": m["seed"],
-               "width": m["width"], "parameters": m["parameters"], "steps": m["steps"],
+               "width_rule": m.get("width_rule", "full"), "width": m["width"],
+               "budget": m.get("budget"), "parameters": m["parameters"], "steps": m["steps"],
                "e_rel": t["e_rel"], "e_rel_half": t["e_rel_half"], "match_rate": t["match_rate"],
                "recall@1": t["recall@1"], "recall@10": t["recall@10"],
                "recall@100": t["recall@100"], "mrr": t["mrr"],

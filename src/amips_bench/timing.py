@@ -99,7 +99,7 @@ def score_and_grad_fns(model: torch.nn.Module, x: torch.Tensor
 
 def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: int, batch: int,
                 repeats: int, warmup: int, device: torch.device, d: int = 384, seed: int = 0,
-                precision: str = "fp32",
+                precision: str = "fp32", width_rule: str = "paper",
                 synchronize: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """One row per dataset × size × model: median/IQR seconds per batch, ratios, paper values.
 
@@ -121,7 +121,7 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
             for model_name in ("supportnet", "keynet"):
                 torch.manual_seed(seed)
                 spec = ModelSpec(model=model_name, d=d, n_keys=n_keys, size=size, depth=depth,
-                                 n_x=n_x)
+                                 n_x=n_x, width_rule=width_rule)
                 model = build_model(spec).to(device).eval()
                 score_fn, grad_fn = score_and_grad_fns(model, x)
                 with (full_fp32_matmul() if precision == "fp32"
@@ -132,7 +132,7 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
                 paper_grad = table1_seconds(dataset, size, model_name, "grad")
                 rows.append({
                     "dataset": dataset, "n_keys": n_keys, "size": size, "model": model_name,
-                    "depth": depth, "n_x": n_x, "width": spec.width,
+                    "depth": depth, "n_x": n_x, "width": spec.width, "width_rule": width_rule,
                     "parameters": sum(p.numel() for p in model.parameters()), "batch": batch,
                     "score_median_s": score.median, "score_iqr_s": score.iqr,
                     "grad_median_s": grad.median, "grad_iqr_s": grad.iqr,

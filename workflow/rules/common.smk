@@ -118,7 +118,8 @@ def run_cli(run_name):
     r = parse_run(run_name)
     flags = (
         f"--model {r.model} --size {r.size} --depth {r.depth} --nx {r.n_x} "
-        f"--clusters {r.clusters} --seed {r.seed} --convexity {r.convexity}"
+        f"--clusters {r.clusters} --seed {r.seed} --convexity {r.convexity} "
+        f"--width-rule {config['width_rule']}"
     )
     return flags + (" --residual" if r.residual else "")
 

@@ -11,6 +11,7 @@ rule table1:
         t=config["table1"],
         n_x=nx_for(config["table1"]["depth"], config["table1"]["reinject_every"]),
         stem=lambda w, output: stem(output.csv),
+        width_rule=config["width_rule"],
         device=DEVICE,
     log:
         f"{R}/logs/timing/table1.log",
@@ -25,7 +26,7 @@ rule table1:
         "amips-bench timing --datasets {params.datasets} --sizes {params.t[sizes]} "
         "--depth {params.t[depth]} --nx {params.n_x} --batch {params.t[batch]} "
         "--repeats {params.t[repeats]} --warmup {params.t[warmup]} --out {params.stem} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "--width-rule {params.width_rule} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule pipelines:
