@@ -50,3 +50,22 @@ def test_ivf_figure_averages_seeds(tmp_path):
     mapped = out[out["query"] == "mapped"].sort_values("budget")
     assert list(mapped["recall@1"].round(3)) == [0.35, 0.65] and (mapped.seeds == 2).all()
     assert (mapped["recall@1_sd"].round(4) == 0.0707).all()
+
+
+def test_identity_reference_is_computed_and_drawn(tiny_dataset, tmp_path):
+    """ŷ = x on the real targets of a dataset: MRR = match = recall@1 = 1 and E_rel = 0, as the
+    unit-norm argument says; Figure 3 plots it as its own point and the table has its row."""
+    from amips_bench.evaluation import identity_metrics
+    from amips_bench.tables import final_metrics_table
+
+    ident = identity_metrics(tiny_dataset)
+    t = ident["test"]
+    assert t["mrr"] == t["match_rate"] == t["recall@1"] == 1.0 and abs(t["e_rel"]) < 1e-6
+    (tmp_path / "identity.json").write_text(json.dumps({**ident, "dataset": "d"}))
+    runs = [_run(tmp_path, 0, -0.4)]
+    fig3_erel_mrr([runs[0] / "metrics.json", tmp_path / "identity.json"], tmp_path / "fig3")
+    drawn = pd.read_csv(tmp_path / "fig3.csv")
+    star = drawn[drawn.model == "identity"].iloc[0]
+    assert star.mrr == 1.0 and abs(star.e_rel) < 1e-6 and len(drawn) == 2
+    table = final_metrics_table([tmp_path / "identity.json"])
+    assert table.iloc[0].model.startswith("identity") and table.iloc[0].mrr == 1.0

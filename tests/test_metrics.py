@@ -49,6 +49,33 @@ def test_retrieval_metrics_equal_brute_force(rng, c):
     assert 0 < ours["mrr"] < 1
 
 
+def test_rows_where_the_query_is_its_target_are_counted_and_left_out_of_e_rel(rng):
+    """A question that is also a passage (x = y*) has no distance ratio: it is counted, E_rel
+    (mean and median, both conventions) is taken over the other rows, and nothing is clamped."""
+    keys = unit_rows(rng, 300, 8)
+    queries = unit_rows(rng, 40, 8)
+    queries[[3, 17]] = keys[[10, 250]]  # two questions identical to passages
+    _, top1 = exact_top1(queries, keys, device="cpu")
+    assert top1[3, 0] == 10 and top1[17, 0] == 250
+    pred = (0.6 * keys[top1] + 0.4 * queries[:, None, :]).astype(np.float32)
+    pred[3, 0] = keys[10]  # exact there: log(0 / 0) would be anything
+    layout = ClusterLayout.from_assignments(None, 300, 1)
+    ours = retrieval_metrics(torch.from_numpy(pred), torch.from_numpy(queries),
+                             torch.from_numpy(top1), torch.from_numpy(keys), layout)
+    keep = np.setdiff1d(np.arange(40), [3, 17])
+    y = keys[top1[keep, 0]]
+    terms = np.log(((pred[keep, 0] - y) ** 2).sum(1) / ((queries[keep] - y) ** 2).sum(1))
+    assert ours["x_is_target"] == 2
+    assert ours["e_rel"] == pytest.approx(terms.mean(), rel=1e-5)
+    assert ours["e_rel_median"] == pytest.approx(np.median(terms), rel=1e-5)
+    assert ours["e_rel_half_median"] == pytest.approx(np.median(terms) / 2, rel=1e-5)
+    # the identity map ŷ = x ranks y* first (unit-norm keys: nearest = largest inner product)
+    identity = retrieval_metrics(torch.from_numpy(queries[:, None, :]), torch.from_numpy(queries),
+                                 torch.from_numpy(top1), torch.from_numpy(keys), layout)
+    assert identity["mrr"] == identity["match_rate"] == identity["recall@1"] == 1.0
+    assert identity["e_rel"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_ranks_handle_exact_ties_with_the_lowest_index():
     keys = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)  # keys 0 and 1 identical
     layout = ClusterLayout.from_assignments(None, 3, 1)

@@ -226,6 +226,19 @@ def _targets(args):
                   faiss_device=args.faiss_device)
 
 
+def _identity_args(p):
+    p.add_argument("--dataset-dir", required=True, help="results/{dataset} (with targets/c1)")
+    p.add_argument("--out", required=True, help="JSON to write (targets/c1/identity.json)")
+
+
+@command("identity", "test metrics of the identity map ŷ = x: the reference of Figure 3")(_identity_args)
+def _identity(args):
+    from .evaluation import identity_metrics
+    from .io import save_json
+
+    save_json(args.out, identity_metrics(args.dataset_dir))
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -142,3 +142,19 @@ def true_clusters(split: SplitData, keys: torch.Tensor) -> np.ndarray:
     """Cluster of the global top key of every query of a split."""
     sigma = torch.einsum("ncd,nd->nc", keys[split.top1], split.queries)
     return global_top_cluster(split.top1.cpu().numpy(), sigma.cpu().numpy())
+
+
+def identity_metrics(dataset_dir: str | Path) -> dict:
+    """Test metrics of the identity map ŷ = x on the c = 1 targets: the reference point.
+
+    With unit-norm keys, ranking keys by distance to x is ranking them by <x, y>, so y* comes
+    first (match = MRR = recall@k = 1) and E_rel = 0 by construction; computing it with the
+    same code as the models checks that the targets, the ranks and any duplicate keys agree.
+    """
+    root = Path(dataset_dir)
+    data = load_dataset(root, 1, torch.device("cpu"), splits=("test",))
+    test = data.splits["test"]
+    out = retrieval_metrics(test.queries[:, None, :], test.queries, test.top1, data.keys,
+                            data.layout)
+    return {"dataset": root.name, "model": "identity", "reference": "ŷ = x",
+            "n_test": len(test.queries), "test": out}

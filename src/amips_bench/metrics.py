@@ -1,7 +1,10 @@
 """Evaluation metrics of paper §4.2 (definitions in DESIGN §5).
 
-E_rel = E_x[log(||ŷ − y*||² / ||x − y*||²)], averaged over clusters. The official code logs
-half of it (log of the ratio of norms), so both are written: `e_rel` and `e_rel_half`.
+E_rel = E_x[log(||ŷ − y*||² / ||x − y*||²)], averaged over clusters: the log-ratio of squared
+distances, the paper's formula (`e_rel`). The paper's prose ("E_rel = −1: 0.37× as far") and
+the official code's log use half of it, the log-ratio of distances (`e_rel_half`); both are
+written, with their medians. Rows where x is y* itself (a question that is also a passage)
+have no ratio: they are counted (`x_is_target`) and left out of E_rel, never clamped into it.
 
 Retrieval metrics rank y* among the keys by L2 distance to ŷ, inside y*'s own cluster for the
 clustered models. Ranks are counted in key blocks (no [N, n] matrix): rank = 1 + #keys strictly
@@ -19,11 +22,19 @@ from .targets import ClusterLayout
 RECALL_KS = (1, 10, 100)
 
 
-def e_rel_terms(pred: torch.Tensor, queries: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per (query, cluster) log(||ŷ − y*||² / ||x − y*||²); pred/targets [N, c, d], queries [N, d]."""
+X_IS_TARGET = 1e-10  # ||x − y*||² below this: x is y* (unit vectors; float32 noise is ~1e-14)
+
+
+def e_rel_terms(pred: torch.Tensor, queries: torch.Tensor, targets: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log(||ŷ − y*||² / ||x − y*||²) per (query, cluster), mask of the defined ones).
+
+    pred/targets [N, c, d], queries [N, d]; entries where x = y* are masked out.
+    """
     num = (pred - targets).pow(2).sum(-1).clamp_min(1e-30)
-    den = (queries[:, None, :] - targets).pow(2).sum(-1).clamp_min(1e-30)
-    return torch.log(num) - torch.log(den)
+    den = (queries[:, None, :] - targets).pow(2).sum(-1)
+    defined = den > X_IS_TARGET
+    return torch.log(num) - torch.log(den.clamp_min(1e-30)), defined
 
 
 @torch.no_grad()
@@ -79,11 +90,15 @@ def retrieval_metrics(pred: torch.Tensor, queries: torch.Tensor, top1: torch.Ten
                       recall_ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
     """e_rel, e_rel_half, match_rate, recall@k and mrr of predicted keys, averaged over clusters."""
     targets = keys[top1]
-    terms = e_rel_terms(pred, queries, targets)
+    terms, defined = e_rel_terms(pred, queries, targets)
+    valid = terms[defined].double()
     ranks = ranks_in_cluster(pred, top1, keys, layout).double()
+    mean = float(valid.mean()) if len(valid) else float("nan")
+    median = float(valid.median()) if len(valid) else float("nan")
     out = {
-        "e_rel": float(terms.mean()),
-        "e_rel_half": float(terms.mean() / 2),
+        "e_rel": mean, "e_rel_half": mean / 2,
+        "e_rel_median": median, "e_rel_half_median": median / 2,
+        "x_is_target": int((~defined).sum()),
         "match_rate": float((ranks == 1).double().mean()),
         "mrr": float((1.0 / ranks).mean()),
     }

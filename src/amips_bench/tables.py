@@ -32,11 +32,21 @@ def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:
     for path in metrics_paths:
         m = load_json(path)
         t = m["test"]
+        if m.get("model") == "identity":
+            rows.append({"dataset": m["dataset"], "model": "identity (ŷ = x, reference)",
+                         "size": "", "depth": float("nan"), "n_x": float("nan"), "clusters": 1,
+                         "seed": float("nan"), "parameters": 0, **{k: t[k] for k in (
+                             "e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median",
+                             "x_is_target", "match_rate", "recall@1", "recall@10", "recall@100",
+                             "mrr")}})
+            continue
         row = {"dataset": m["dataset"], "model": m["model"], "size": m["size"], "depth": m["depth"],
                "n_x": m["n_x"], "clusters": m["n_clusters"], "seed": m["seed"],
                "width_rule": m.get("width_rule", "full"), "width": m["width"],
                "budget": m.get("budget"), "parameters": m["parameters"], "steps": m["steps"],
-               "e_rel": t["e_rel"], "e_rel_half": t["e_rel_half"], "match_rate": t["match_rate"],
+               "e_rel": t["e_rel"], "e_rel_half": t["e_rel_half"],
+               "e_rel_median": t.get("e_rel_median"), "e_rel_half_median": t.get("e_rel_half_median"),
+               "x_is_target": t.get("x_is_target"), "match_rate": t["match_rate"],
                "recall@1": t["recall@1"], "recall@10": t["recall@10"],
                "recall@100": t["recall@100"], "mrr": t["mrr"],
                "negative_wz_fraction": m.get("negative_wz_fraction", float("nan")),

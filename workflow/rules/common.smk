@@ -243,6 +243,11 @@ def all_metrics():
     return [f for ds in DATASETS for f in metrics_files(ds)]
 
 
+def identity_files(datasets):
+    """The identity map's reference metrics of each dataset with c = 1 models."""
+    return [f"{R}/{ds}/targets/c1/identity.json" for ds in datasets if metrics_files(ds, clusters=1)]
+
+
 def pipeline_inputs(wildcards):
     ds = wildcards.dataset
     seed = config["seeds"][0]

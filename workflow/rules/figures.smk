@@ -42,7 +42,8 @@ rule fig2_routing:
 
 rule fig3_erel_mrr:
     input:
-        [f for ds in config["figures"]["erel_mrr"] for f in metrics_files(ds, clusters=1)],
+        metrics=[f for ds in config["figures"]["erel_mrr"] for f in metrics_files(ds, clusters=1)],
+        identity=identity_files(config["figures"]["erel_mrr"]),
     output:
         pdf=f"{F}/fig3_erel_mrr.pdf",
         png=report(f"{F}/fig3_erel_mrr.png", caption="../report/fig3.rst", category="Figures"),
@@ -57,7 +58,8 @@ rule fig3_erel_mrr:
     conda:
         ENV
     shell:
-        "amips-bench figure erel_mrr --metrics {input} --out {params.stem} > {log} 2>&1"
+        "amips-bench figure erel_mrr --metrics {input.metrics} {input.identity} "
+        "--out {params.stem} > {log} 2>&1"
 
 
 rule fig_ivf:
@@ -129,6 +131,7 @@ rule fig8_training:
 rule final_metrics_table:
     input:
         all_metrics(),
+        identity_files(DATASETS),
     output:
         csv=report(f"{R}/tables/final_metrics.csv", caption="../report/final_metrics.rst",
                    category="Tables"),

@@ -30,3 +30,21 @@ rule targets:
         "amips-bench targets --embeddings {params.embeddings} --splits {params.splits} "
         "{params.clusters_dir} --clusters {wildcards.clusters} --out {params.out} "
         "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+
+
+rule identity:
+    input:
+        f"{R}/{{dataset}}/targets/c1/manifest.json",
+    output:
+        f"{R}/{{dataset}}/targets/c1/identity.json",
+    params:
+        dataset_dir=lambda w, input: str(Path(input[0]).parent.parent.parent),
+    log:
+        f"{R}/logs/{{dataset}}/identity.log",
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 2),
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "amips-bench identity --dataset-dir {params.dataset_dir} --out {output} > {log} 2>&1"

@@ -62,6 +62,10 @@ def _read_metrics(paths: list[str | Path]) -> pd.DataFrame:
     for path in paths:
         m = load_json(path)
         test = m["test"]
+        if m.get("model") == "identity":
+            rows.append({"dataset": m["dataset"], "model": "identity", "e_rel": test["e_rel"],
+                         "mrr": test["mrr"], "match_rate": test["match_rate"], "clusters": 1})
+            continue
         rows.append({"dataset": m["dataset"], "model": m["model"], "size": m["size"],
                      "depth": m["depth"], "n_x": m["n_x"], "clusters": m["n_clusters"],
                      "seed": m["seed"], "e_rel": test["e_rel"], "mrr": test["mrr"],
@@ -70,9 +74,15 @@ def _read_metrics(paths: list[str | Path]) -> pd.DataFrame:
 
 
 def fig3_erel_mrr(metrics_paths: list[str | Path], out_stem: str | Path) -> None:
-    """One panel per (dataset, model): test E_rel (x) vs MRR (y); colour = size, marker = depth."""
+    """One panel per (dataset, model): test E_rel (x) vs MRR (y); colour = size, marker = depth.
+
+    An identity.json among the inputs adds the reference point ŷ = x (E_rel 0, MRR 1 by
+    construction) to every panel of its dataset: a model is worth something left of it.
+    """
     df = _read_metrics(metrics_paths)
     df = df[df.clusters == 1]
+    identity = df[df.model == "identity"].set_index("dataset")
+    df = df[df.model != "identity"]
     keys = ["dataset", "model", "size", "depth", "n_x"]
     agg = df.groupby(keys).agg(e_rel=("e_rel", "mean"), e_rel_sd=("e_rel", "std"),
                                mrr=("mrr", "mean"), mrr_sd=("mrr", "std"),
@@ -86,13 +96,19 @@ def fig3_erel_mrr(metrics_paths: list[str | Path], out_stem: str | Path) -> None
                         fmt=style.marker_for(r.depth), color=style.color_for(r["size"]), ms=6,
                         mec="k" if r.n_x < r.depth - 1 else style.color_for(r["size"]),
                         label=f"{r['size']} L={r.depth} n_x={r.n_x}")
+        if dataset in identity.index:
+            ref = identity.loc[dataset]
+            ax.plot(ref.e_rel, ref.mrr, "*", color="k", ms=11, label="identity ŷ = x (reference)")
         ax.set_title(f"{dataset}: {style.MODEL_LABEL[model]}")
-        ax.set_xlabel("E_rel on test queries (lower is better)")
+        ax.set_xlabel("E_rel, log-ratio of squared distances (lower is better)")
         ax.set_ylabel("MRR of y* by distance to ŷ")
-        ax.legend(ncol=1, frameon=False, loc="best")
-    fig.suptitle("Figure 3 — E_rel vs MRR at the end of training (lower right is best); "
-                 "colour = size, marker = depth", fontsize=9)
-    style.save_figure(fig, out_stem, agg.to_dict("records"))
+        ax.legend(ncol=1, frameon=False, loc="best", fontsize=7)
+    fig.suptitle("Figure 3 — E_rel vs MRR at the end of training (upper left is best; the star "
+                 "is ŷ = x); colour = size, marker = depth", fontsize=9)
+    records = agg.to_dict("records") + [
+        {"dataset": ds, "model": "identity", "e_rel": r.e_rel, "mrr": r.mrr}
+        for ds, r in identity.iterrows()]
+    style.save_figure(fig, out_stem, records)
 
 
 def fig8_training(history_paths: list[str | Path], metrics_paths: list[str | Path],
