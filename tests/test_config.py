@@ -72,6 +72,9 @@ BAD = [
     (lambda c: c["datasets"]["quick"]["routing"].update(ks=[1, 11]),
      r"config key 'datasets\.quick\.routing\.ks': k = 11 is larger than c = 10"),
     (lambda c: c["datasets"].update({"Bad-Name": {}}), r"config key 'datasets': 'Bad-Name' does not match '\^\[a-z\]"),
+    (lambda c: c["datasets"]["quick"]["ood"].update(stds=[0.05, 0.1]),
+     r"config key 'datasets\.quick\.ood\.stds': must include 0"),
+    (lambda c: c.update(width_rule="paperish"), r"config key 'width_rule': 'paperish' is not one of"),
 ]
 
 

@@ -292,10 +292,14 @@ def _train(args):
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")
 
 
-def _save_rows(path, rows) -> None:
-    """A result table and, beside it, the versions that produced it."""
-    from .io import save_csv, write_versions_sidecar
+def _save_rows(path, rows, dataset_dir=None) -> None:
+    """A result table and, beside it, the versions that produced it; rows of a dataset carry
+    the split mode its targets were made with (leak_free, or the leaky paper mode)."""
+    from .io import save_csv, split_mode_of, write_versions_sidecar
 
+    if dataset_dir is not None:
+        mode = split_mode_of(dataset_dir)
+        rows = [{**row, "split_mode": mode} for row in rows]
     save_csv(path, rows)
     write_versions_sidecar(path)
 
@@ -358,7 +362,7 @@ def _routing(args):
         rows = routing.classifier_rows(ctx, args.router)
     else:
         rows = routing.baseline_rows(ctx, args.seed)
-    _save_rows(args.out, rows)
+    _save_rows(args.out, rows, args.dataset_dir)
     for r in rows:
         if r["k"] == 1:
             print(f"{r['method']:>14} {r['size']:>3}  k=1 accuracy {r['accuracy']:.3f}  "
@@ -439,7 +443,7 @@ def _ivf(args):
                                 hnsw_budgets=args.ef_search, ks=args.recall_at,
                                 model_path=args.model, device=pick_device(args.device),
                                 faiss_device=resolve_faiss_device(args.faiss_device))
-    _save_rows(args.out, rows)
+    _save_rows(args.out, rows, args.dataset_dir)
 
 
 def _ood_args(p):
@@ -460,7 +464,7 @@ def _ood(args):
                     nprobes=args.nprobe, ks=args.recall_at, seed=args.seed,
                     device=pick_device(args.device),
                     faiss_device=resolve_faiss_device(args.faiss_device))
-    _save_rows(args.out, rows)
+    _save_rows(args.out, rows, args.dataset_dir)
 
 
 # --------------------------------------------------------------------------- timing (Table 1)
@@ -539,7 +543,7 @@ def _pipelines(args):
     rows += ivf_pipeline_rows(args.dataset_dir, args.index_dir, args.ivf_models, args.nprobe,
                               args.k, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
                               device=device)
-    _save_rows(args.out, rows)
+    _save_rows(args.out, rows, args.dataset_dir)
 
 
 # --------------------------------------------------------------------------- figures and tables

@@ -251,6 +251,10 @@ def check(config: dict) -> None:
     if figures["ood"]:
         known(figures["ood"], "figures.ood")
         ood_run(config, figures["ood"])
+    for name, dataset in datasets.items():
+        if 0 not in dataset["ood"]["stds"]:
+            raise ConfigError(f"config key 'datasets.{name}.ood.stds': must include 0, the clean "
+                              f"queries the noisy ones are compared with")
     if figures["training"]:
         known(figures["training"], "figures.training")
     for name in config["table1"]["datasets"]:

@@ -40,6 +40,7 @@ class DatasetTensors:
     layout: ClusterLayout
     splits: dict[str, SplitData]
     name: str = ""  # the dataset's name (its results folder)
+    split_mode: str = "leak_free"  # leak_free, or paper (noisy copies of test questions trained on)
 
     @property
     def n_clusters(self) -> int:
@@ -98,7 +99,8 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
                              f"({len(queries)}, {n_clusters})")
         loaded[split] = SplitData(torch.from_numpy(queries).to(device),
                                   torch.from_numpy(top1).to(device))
-    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded, root.name)
+    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded, root.name,
+                          manifest.get("split_mode", "leak_free"))
 
 
 def predict(model: nn.Module, queries: torch.Tensor, batch: int = 4096

@@ -267,6 +267,13 @@ def release_freed_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+def split_mode_of(dataset_dir: str | os.PathLike) -> str:
+    """The split mode of a dataset's targets (leak_free or paper), from any targets manifest."""
+    for manifest in sorted(Path(dataset_dir).glob("targets/c*/manifest.json")):
+        return load_json(manifest).get("split_mode", "leak_free")
+    return "leak_free"
+
+
 # --------------------------------------------------------------------------- streamed .npy rows
 
 

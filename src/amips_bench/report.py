@@ -1,9 +1,12 @@
 """The reproduction report: every quantitative claim of the paper beside our numbers.
 
 Each claim is data (section, statement, the paper's datasets and value) plus a check that reads
-our result tables. A verdict is "reproduced" or "not reproduced" only on the paper's real
-datasets; on synthetic data it is "holds on synthetic data" / "fails on synthetic data" and is
-never counted as a reproduction; without the needed results it is "not run".
+our result tables. A verdict is "reproduced" or "not reproduced" only on a real dataset the
+claim is about, from a run with the leak-free split. Elsewhere it says what it is: "holds / fails
+on synthetic data", "no paper claim on this dataset" (a real dataset the paper did not use for
+that claim), "holds / fails under the leaky protocol" (a run with the official code's
+post-augmentation split); none of these counts as a reproduction. Without the needed results
+a claim is "not run". Models are chosen on the validation split and judged on the test split.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Results:
     ood: pd.DataFrame
     table1: pd.DataFrame
     kinds: dict[str, str]  # dataset -> synthetic | beir | local
+    split_modes: dict[str, str] = field(default_factory=dict)  # dataset -> leak_free | paper
 
     @classmethod
     def load(cls, *, metrics: list, histories: list, routing: list, ivf: list, ood: list,
@@ -46,13 +50,23 @@ class Results:
         for m_path, h_path in zip(metrics, histories):
             m = load_json(m_path)
             key = f"{m['dataset']}/{Path(m_path).parent.name}"
+            hist[key] = pd.read_csv(h_path)
             rows.append({"dataset": m["dataset"], "model": m["model"], "size": m["size"],
                          "depth": m["depth"], "n_x": m["n_x"], "clusters": m["n_clusters"],
-                         "seed": m["seed"], "e_rel": m["test"]["e_rel"], "mrr": m["test"]["mrr"],
+                         "seed": m["seed"], "e_rel": m["test"]["e_rel"],
+                         "e_rel_half": m["test"].get("e_rel_half", m["test"]["e_rel"] / 2),
+                         "val_e_rel": float(hist[key].e_rel.iloc[-1]), "mrr": m["test"]["mrr"],
+                         "split_mode": m.get("split_mode", "leak_free"),
                          "run": key, "device": m.get("device", "")})
-            hist[key] = pd.read_csv(h_path)
-        return cls(pd.DataFrame(rows), hist, _concat(routing), _concat(ivf), _concat(ood),
-                   pd.read_csv(table1) if table1 else pd.DataFrame(), kinds)
+        frames = [_concat(routing), _concat(ivf), _concat(ood)]
+        modes: dict[str, set] = {}
+        for frame in [pd.DataFrame(rows)] + frames:
+            if len(frame) and "split_mode" in frame:
+                for ds, mode in frame[["dataset", "split_mode"]].drop_duplicates().itertuples(index=False):
+                    modes.setdefault(ds, set()).add(mode)
+        split_modes = {ds: ("paper" if "paper" in m else "leak_free") for ds, m in modes.items()}
+        return cls(pd.DataFrame(rows), hist, *frames,
+                   pd.read_csv(table1) if table1 else pd.DataFrame(), kinds, split_modes)
 
 
 def _concat(paths: list) -> pd.DataFrame:
@@ -220,15 +234,32 @@ def check_size_improves(res: Results, dataset: str) -> Outcome:
     return Outcome("; ".join(parts), holds if parts else None)
 
 
-def check_erel_below_minus_one(res: Results, dataset: str) -> Outcome:
+def _best_on_validation(res: Results, dataset: str) -> tuple[tuple, pd.DataFrame] | None:
+    """The c = 1 model with the lowest validation E_rel (mean over seeds), and its test rows."""
     m = _c1_metrics(res, dataset)
     if not len(m):
+        return None
+    keys = ["model", "size", "depth", "n_x"]
+    best = m.groupby(keys).val_e_rel.mean().idxmin()
+    return best, m.set_index(keys).loc[[best]]
+
+
+def _check_erel_below(res: Results, dataset: str, column: str, convention: str) -> Outcome:
+    chosen = _best_on_validation(res, dataset)
+    if chosen is None:
         return Outcome("", None)
-    by_model = m.groupby(["model", "size", "depth", "n_x"]).e_rel  # mean over seeds
-    best_row = by_model.mean().idxmin()
-    return Outcome(f"best test E_rel {_spread(by_model.get_group(best_row))} "
-                   f"({best_row[0]} {best_row[1]} L={best_row[2]})",
-                   bool(by_model.mean().min() < -1))
+    best, rows = chosen
+    return Outcome(f"{convention}: test E_rel {_spread(rows[column])} of the model best on "
+                   f"validation ({best[0]} {best[1]} L={best[2]})",
+                   bool(rows[column].mean() < -1))
+
+
+def check_erel_below_minus_one_squared(res: Results, dataset: str) -> Outcome:
+    return _check_erel_below(res, dataset, "e_rel", "log-ratio of squared distances")
+
+
+def check_erel_below_minus_one_norms(res: Results, dataset: str) -> Outcome:
+    return _check_erel_below(res, dataset, "e_rel_half", "log-ratio of distances")
 
 
 def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
@@ -257,16 +288,35 @@ def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
                    f"{best_share:.0%} of its operating points", bool(best_share > 0.5))
 
 
+OOD_GAP_FLOOR = -0.05  # mapped may trail natural by at most 5 MRR points at the largest noise
+
+
+def _gap_at_equal_flops(o: pd.DataFrame) -> float:
+    """Mean over mapped operating points of MRR(mapped) − MRR(natural at the same FLOPs)."""
+    nat = o[o["query"] == "natural"].groupby("budget")[["flops_total", "mrr"]].mean().sort_values("flops_total")
+    mapped = o[o["query"] == "mapped"].groupby("budget")[["flops_total", "mrr"]].mean()
+    inside = mapped[(mapped.flops_total >= nat.flops_total.min())
+                    & (mapped.flops_total <= nat.flops_total.max())]
+    if not len(inside) or len(nat) < 2:
+        return float("nan")
+    natural_at = np.interp(np.log(inside.flops_total), np.log(nat.flops_total), nat.mrr)
+    return float(np.mean(inside.mrr.values - natural_at))
+
+
 def check_ood_not_catastrophic(res: Results, dataset: str) -> Outcome:
+    """As Fig. 7 (right): the MRR gap of mapped over natural queries at equal FLOPs, per noise
+    level; the claim holds if at the largest noise mapped trails natural by at most 5 points."""
     o = res.ood
     if not len(o) or not (o.dataset == dataset).any():
         return Outcome("", None)
-    o = o[(o.dataset == dataset) & (o["query"] == "mapped")]
-    top = o[o.budget == o.budget.max()].groupby("std").mrr.mean()
-    clean, worst_std = top.iloc[0], top.index.max()
-    ratio = top.loc[worst_std] / clean if clean > 0 else 0.0
-    return Outcome(f"mapped MRR at the largest budget: std 0 → {clean:.3f}, std {worst_std:g} → "
-                   f"{top.loc[worst_std]:.3f} ({ratio:.0%} kept)", bool(ratio >= 0.5))
+    o = o[o.dataset == dataset]
+    gaps = {std: _gap_at_equal_flops(sub) for std, sub in o.groupby("std")}
+    if 0 not in gaps or any(np.isnan(v) for v in gaps.values()):
+        return Outcome("the sweep needs std 0 and overlapping natural/mapped FLOP ranges", None)
+    worst = max(gaps)
+    return Outcome("MRR gap mapped − natural at equal FLOPs: "
+                   + ", ".join(f"std {k:g} {v:+.3f}" for k, v in sorted(gaps.items())),
+                   bool(gaps[worst] >= OOD_GAP_FLOOR))
 
 
 def check_larger_models_lower_erel_in_training(res: Results, dataset: str) -> Outcome:
@@ -282,16 +332,24 @@ def check_larger_models_lower_erel_in_training(res: Results, dataset: str) -> Ou
 
 
 def check_table1_ratios(res: Results, dataset: str) -> Outcome:
+    """SupportNet's grad/score against the paper's range, with the spread of our own repeats:
+    it holds where every size's interquartile range of per-pair ratios meets the paper's
+    range. KeyNet's ratio is at most 1 by construction (its key is its forward pass) and is
+    reported, not checked."""
     t = res.table1
     if not len(t):
         return Outcome("", None)
-    t = t[t.dataset == dataset]
+    t = t[(t.dataset == dataset) & (t.model == "supportnet")]
     if not len(t):
         return Outcome("", None)
-    s = t[t.model == "supportnet"].grad_over_score
-    k = t[t.model == "keynet"].grad_over_score
-    holds = bool((s > 1.3).all() and k.between(0.9, 1.15).all())
-    return Outcome(f"grad/score SupportNet {s.min():.2f}–{s.max():.2f}, KeyNet {k.min():.2f}–{k.max():.2f}", holds)
+    lo, hi = TABLE1_RATIO_RANGE["supportnet"]
+    q1 = t.get("grad_over_score_q1", t.grad_over_score)
+    q3 = t.get("grad_over_score_q3", t.grad_over_score)
+    meets = (q3 >= lo) & (q1 <= hi)
+    parts = [f"{r.size} {r.grad_over_score:.2f} (IQR {a:.2f}–{b:.2f})"
+             for r, a, b in zip(t.itertuples(), q1, q3)]
+    return Outcome("SupportNet grad/score " + ", ".join(parts) + "; KeyNet ≤ 1 by construction "
+                   "(not checked)", bool(meets.all()))
 
 
 def _datasets_with(frame_of: Callable[[Results], pd.DataFrame]) -> Callable[[Results], list[str]]:
@@ -309,10 +367,9 @@ TIMED = _datasets_with(lambda r: r.table1)
 
 CLAIMS: list[Claim] = [
     Claim("table1-ratio", "A.1, Table 1",
-          "SupportNet needs a backward pass for its key (grad/score ≈ 1.6–1.9); KeyNet's key costs "
-          "the same as its score (≈ 1.0)", ["quora", "nq", "hotpotqa"],
-          f"SupportNet {TABLE1_RATIO_RANGE['supportnet'][0]}–{TABLE1_RATIO_RANGE['supportnet'][1]}, "
-          f"KeyNet {TABLE1_RATIO_RANGE['keynet'][0]}–{TABLE1_RATIO_RANGE['keynet'][1]}",
+          "SupportNet needs a backward pass for its key (grad/score ≈ 1.6–1.9); KeyNet's key is "
+          "its forward pass (≈ 1.0 by construction)", ["quora", "nq", "hotpotqa"],
+          f"SupportNet {TABLE1_RATIO_RANGE['supportnet'][0]}–{TABLE1_RATIO_RANGE['supportnet'][1]}",
           check_table1_ratios, datasets_of=TIMED),
     Claim("routing-beats-centroid", "§4.4, Fig. 2",
           "Both learned routers beat centroid routing by ≥ 10 points at k = 1", ["nq"],
@@ -333,8 +390,14 @@ CLAIMS: list[Claim] = [
           ["quora", "nq"], "small positive difference", check_keynet_ahead, datasets_of=ROUTED),
     Claim("size-improves-tradeoff", "§4.3, Fig. 3", "Model size improves the E_rel–MRR trade-off",
           ["fiqa", "quora"], "larger ρ, lower E_rel", check_size_improves, datasets_of=TRAINED),
-    Claim("erel-below-minus-one", "§4.2–4.3, Fig. 3", "Good models reach E_rel < −1",
-          ["fiqa", "quora"], "E_rel < −1", check_erel_below_minus_one, datasets_of=TRAINED),
+    Claim("erel-below-minus-one-squared", "§4.2–4.3, Fig. 3",
+          "Good models reach E_rel < −1 (E_rel as the log-ratio of squared distances, the "
+          "paper's formula)", ["fiqa", "quora"], "E_rel < −1", check_erel_below_minus_one_squared,
+          datasets_of=TRAINED),
+    Claim("erel-below-minus-one-norms", "§4.2–4.3, Fig. 3",
+          "Good models reach E_rel < −1 (E_rel as the log-ratio of distances, the paper's prose: "
+          "−1 means 0.37× as far)", ["fiqa", "quora"], "E_rel < −1",
+          check_erel_below_minus_one_norms, datasets_of=TRAINED),
     Claim("mapped-beats-natural", "§4.5, A.2, Figs. 4–6",
           "Mapped queries reach higher recall than natural ones at equal FLOPs",
           ["hotpotqa", "quora", "nq"], "mapped above natural", check_mapped_beats_natural, datasets_of=IVF),
@@ -350,11 +413,16 @@ CLAIMS: list[Claim] = [
 # --------------------------------------------------------------------------- verdicts
 
 
-def verdict(holds: bool | None, kind: str) -> str:
+def verdict(holds: bool | None, kind: str, *, claimed: bool = True, leaky: bool = False) -> str:
+    """The words of a verdict; only "reproduced" counts as a reproduction."""
     if holds is None:
         return "not run"
     if kind == "synthetic":
         return "holds on synthetic data" if holds else "fails on synthetic data"
+    if not claimed:
+        return "no paper claim on this dataset"
+    if leaky:
+        return "holds under the leaky protocol" if holds else "fails under the leaky protocol"
     return "reproduced" if holds else "not reproduced"
 
 
@@ -370,13 +438,18 @@ def evaluate_claims(res: Results) -> list[dict[str, Any]]:
                 continue
             checked = True
             kind = res.kinds.get(dataset, "synthetic")
-            rows.append({**about, "dataset": dataset, "data": kind, "ours": outcome.value,
-                         "verdict": verdict(outcome.holds, kind),
-                         "counts_as_reproduction": kind != "synthetic" and outcome.holds is True
-                         and dataset in claim.paper_datasets})
+            claimed = dataset in claim.paper_datasets
+            mode = res.split_modes.get(dataset, "leak_free")
+            said = verdict(outcome.holds, kind, claimed=claimed, leaky=mode == "paper")
+            rows.append({**about, "dataset": dataset, "data": kind, "split_mode": mode,
+                         "ours": outcome.value, "verdict": said,
+                         "counts_as_reproduction": said == "reproduced",
+                         "real_data_check": kind != "synthetic" and claimed
+                         and outcome.holds is not None})
         if not checked:
-            rows.append({**about, "dataset": "", "data": "", "ours": "", "verdict": "not run",
-                         "counts_as_reproduction": False})
+            rows.append({**about, "dataset": "", "data": "", "split_mode": "", "ours": "",
+                         "verdict": "not run", "counts_as_reproduction": False,
+                         "real_data_check": False})
     return rows
 
 
@@ -399,19 +472,23 @@ def provenance(config_hash: str, seeds: list[int], devices: list[str]) -> dict[s
 
 def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list[str]) -> str:
     counted = sum(r["counts_as_reproduction"] for r in claims)
-    real = sum(r["data"] not in ("", "synthetic") for r in claims)
+    real = sum(r["real_data_check"] for r in claims)
     lines = [
         "# Reproduction report: Amortizing MIPS with Learned Support Functions",
         "",
         f"{len(CLAIMS)} claims of the paper, checked on the datasets this run produced. Claims "
-        f"checked on synthetic data are labelled so and never count as reproductions. "
+        f"checked on synthetic data, on real datasets the paper did not use for the claim, or "
+        f"with the leaky post-augmentation split are labelled so and never count as "
+        f"reproductions. Models are selected on validation queries and judged on test queries. "
+        f"E_rel is named by its convention wherever it appears: the log-ratio of squared "
+        f"distances (the paper's formula) or of distances (half of it, the paper's prose). "
         f"Reproduced on the paper's datasets: {counted} of {real} real-data checks.",
         "",
         "## Claims",
         "",
         markdown_table(pd.DataFrame(claims, columns=["section", "statement", "paper_datasets",
-                                                     "paper_value", "dataset", "data", "ours",
-                                                     "verdict"])),
+                                                     "paper_value", "dataset", "data",
+                                                     "split_mode", "ours", "verdict"])),
         "",
         "## Table 1 beside the paper",
         "",

@@ -42,6 +42,7 @@ def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:
             continue
         row = {"dataset": m["dataset"], "model": m["model"], "size": m["size"], "depth": m["depth"],
                "n_x": m["n_x"], "clusters": m["n_clusters"], "seed": m["seed"],
+               "split_mode": m.get("split_mode", "leak_free"),
                "width_rule": m.get("width_rule", "full"), "width": m["width"],
                "budget": m.get("budget"), "parameters": m["parameters"], "steps": m["steps"],
                "e_rel": t["e_rel"], "e_rel_half": t["e_rel_half"],

@@ -137,6 +137,8 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
                     "score_median_s": score.median, "score_iqr_s": score.iqr,
                     "grad_median_s": grad.median, "grad_iqr_s": grad.iqr,
                     "grad_over_score": float(np.median(grad.seconds / score.seconds)),
+                    "grad_over_score_q1": float(np.percentile(grad.seconds / score.seconds, 25)),
+                    "grad_over_score_q3": float(np.percentile(grad.seconds / score.seconds, 75)),
                     "paper_score_s": paper_score, "paper_grad_s": paper_grad,
                     "paper_grad_over_score": (paper_grad / paper_score
                                               if paper_score and paper_grad else None),
