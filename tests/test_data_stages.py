@@ -134,3 +134,44 @@ def test_splits_from_other_queries_are_refused(good, rng):
     _save(root / "emb/queries.npy", unit_rows(rng, 120, 16))  # new queries, old splits
     with pytest.raises(InputError, match="splits were made from a different"):
         write_targets(root / "emb", root / "splits", root / "targets/c1", n_clusters=1, device="cpu")
+
+
+def test_identical_vectors_are_merged_so_a_copy_never_outranks_y_star(tmp_path):
+    """Encoded texts that became the same vector (an uncased encoder) are merged, with a map
+    from every text to its row: afterwards y* is ranked first for ŷ = y* every time, and an
+    IVF search that finds the vector finds y* itself (a hit, not a miss on a copy)."""
+    import torch
+
+    from amips_bench.embeddings import finalize_encoded
+    from amips_bench.io import load_embeddings
+    from amips_bench.ivf import build_ivf, search_ivf
+    from amips_bench.metrics import retrieval_metrics
+    from amips_bench.targets import ClusterLayout, exact_top1
+
+    rng = np.random.default_rng(11)
+    base = unit_rows(rng, 500, 16)
+    copies = rng.choice(500, 60, replace=False)
+    encoded_keys = np.concatenate([base, base[copies]])[rng.permutation(560)]
+    queries = unit_rows(rng, 90, 16)
+    encoded_queries = np.concatenate([queries, queries[:10]])
+    np.save(tmp_path / "k.npy", encoded_keys)
+    np.save(tmp_path / "q.npy", encoded_queries)
+    m = finalize_encoded(tmp_path / "emb", tmp_path / "k.npy", tmp_path / "q.npy", encoder="test",
+                         source={}, counts_before={"keys": 560, "queries": 100})
+    keys = load_embeddings(tmp_path / "emb/keys.npy")
+    key_map = np.load(tmp_path / "emb/key_map.npy")
+    assert m["identical_vectors_merged"] == {"keys": 60, "queries": 10} and len(keys) == 500
+    assert np.array_equal(keys[key_map], encoded_keys)  # every text still finds its vector
+    assert len(np.unique(keys, axis=0)) == 500
+    # rank of y* for predictions that are y* exactly: first, every time
+    _, top1 = exact_top1(keys, keys, device="cpu")
+    assert np.array_equal(top1[:, 0], np.arange(500))
+    ranks = retrieval_metrics(torch.from_numpy(keys[:, None, :]), torch.from_numpy(keys),
+                              torch.from_numpy(top1), torch.from_numpy(keys),
+                              ClusterLayout.from_assignments(None, 500, 1))
+    assert ranks["match_rate"] == ranks["mrr"] == 1.0
+    # an exhaustive IVF search with the vector of a key that had copies returns that key
+    had_copies = np.flatnonzero(np.bincount(key_map) > 1)
+    assert len(had_copies) == 60
+    ids, _, _ = search_ivf(build_ivf(keys, 10), keys[had_copies], 10, 1)
+    assert np.array_equal(ids[:, 0], had_copies)

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .io import InputError, check_unit_rows, save_json, save_npy, sha256_file
+from .io import (InputError, NpyRows, check_unit_rows, npy_row_writer, save_json, save_npy,
+                 sha256_file)
 from .realism import REFERENCE_QUERY_KEY_RATIO, compare_with_reference, realism_stats
 from .synthetic import SyntheticParams, generate
 
@@ -21,6 +22,36 @@ def dedup_rows(array: np.ndarray) -> np.ndarray:
     view = np.ascontiguousarray(array).view(np.dtype((np.void, array.dtype.itemsize * array.shape[1])))
     _, first = np.unique(view.ravel(), return_index=True)
     return np.sort(first)
+
+
+def distinct_rows(path: str | Path, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of every distinct vector, in file order; map from each row to its distinct
+    index) for a float32 [n, d] file, in O(n) memory whatever d is.
+
+    Rows are grouped by a 64-bit hash of their bytes and every merged row is then compared
+    byte for byte with the row it is merged into, so a hash collision can never merge two
+    different vectors (it raises instead).
+    """
+    reader = NpyRows(path, dtype="float32")
+    n, d = reader.shape
+    mult = np.random.default_rng(0x5EED).integers(1, 2 ** 62, size=d, dtype=np.uint64) * 2 + 1
+    hashes = np.empty(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for start in range(0, n, chunk):
+            block = reader.rows(start, start + chunk).view(np.uint32).astype(np.uint64)
+            hashes[start:start + len(block)] = (block * mult).sum(axis=1)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    merged = np.flatnonzero(first[inverse] != np.arange(n))
+    for start in range(0, len(merged), chunk):
+        rows = merged[start:start + chunk]
+        if not np.array_equal(reader.take(rows).view(np.uint32),
+                              reader.take(first[inverse[rows]]).view(np.uint32)):
+            raise InputError(f"{path}: two different vectors share a 64-bit hash; cannot merge")
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order].astype(np.int64), rank[inverse].astype(np.int64)
 
 
 def measure_realism(keys: np.ndarray, queries: np.ndarray, seed: int) -> dict[str, Any]:
@@ -66,25 +97,44 @@ def write_embeddings(out_dir: str | Path, keys: np.ndarray, queries: np.ndarray,
 def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, encoder: str,
                      source: dict[str, Any], counts_before: dict[str, int], seed: int = 0
                      ) -> dict[str, Any]:
-    """Validate encoded files (read as memory maps), copy them into the contract, write the
-    manifest. The work files stay where they are, so a failure later costs no re-encoding."""
-    import shutil
+    """Validate encoded files, merge identical vectors, write the contract and the manifest.
 
-    from .io import atomic_path, load_embeddings
+    Texts were deduplicated as strings before encoding, but all-MiniLM-L6-v2 is uncased, so
+    texts that differ only in case (or in what its tokenizer drops) become the same vector.
+    Those are merged here: keys.npy / queries.npy hold each distinct vector once, and
+    key_map.npy / query_map.npy map every encoded text (a line of key_ids.txt / query_ids.txt)
+    to its row. So a copy of y* can never outrank y*, an index hit on a copy is a hit, and no
+    test question sits in train under another string. The work files stay where they are, so
+    a failure later costs no re-encoding.
+    """
+    from .io import load_embeddings
 
     out = Path(out_dir)
     keys = load_embeddings(key_file, mmap=True)
-    queries = load_embeddings(query_file, mmap=True, d=keys.shape[1])
+    d = keys.shape[1]
+    load_embeddings(query_file, mmap=True, d=d)
+    counts = {}
+    for src, name, map_name in ((key_file, "keys", "key_map.npy"),
+                                (query_file, "queries", "query_map.npy")):
+        keep, row_map = distinct_rows(src)
+        reader = NpyRows(src, dtype="float32", ncols=d)
+        with npy_row_writer(out / f"{name}.npy", len(keep), d, "float32") as append:
+            for start in range(0, len(keep), 65_536):
+                append(reader.take(keep[start:start + 65_536]))
+        save_npy(out / map_name, row_map)
+        counts[name] = (len(row_map), len(keep))
+    keys = load_embeddings(out / "keys.npy", mmap=True)
+    queries = load_embeddings(out / "queries.npy", mmap=True, d=d)
     manifest: dict[str, Any] = {
-        "encoder": encoder, "seed": seed, "d": int(keys.shape[1]), "source": source,
+        "encoder": encoder, "seed": seed, "d": int(d), "source": source,
         "counts_before_dedup": counts_before,
+        "counts_encoded": {name: c[0] for name, c in counts.items()},
         "counts_after_dedup": {"keys": len(keys), "queries": len(queries)},
-        "dedup": "exact strings, before encoding",
+        "identical_vectors_merged": {name: c[0] - c[1] for name, c in counts.items()},
+        "dedup": "exact strings before encoding, then identical vectors (key_map.npy and "
+                 "query_map.npy: encoded text -> row)",
         "realism": measure_realism(keys, queries, seed),
     }
-    for src, name in ((key_file, "keys.npy"), (query_file, "queries.npy")):
-        with atomic_path(out / name) as tmp:
-            shutil.copyfile(src, tmp)
     manifest["sha256"] = {name: sha256_file(out / name) for name in ("keys.npy", "queries.npy")}
     save_json(out / "manifest.json", manifest)
     return manifest
