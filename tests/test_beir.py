@@ -198,3 +198,30 @@ def test_killed_encode_resumes_to_the_uninterrupted_array(tmp_path, encoder):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     assert f"resuming keys.npy at row {done:,}" in out.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "emb" / "keys.npy"), np.asarray(straight))
+
+
+def test_generated_queries_and_text_only_keys_as_the_official_script(tmp_path):
+    """query_source generated + key_text text: queries are the unique generated questions and
+    keys the unique 'text' strings of the generated file, without titles; title_text keeps the
+    corpus passages with their titles."""
+    import json
+
+    from amips_bench.beir_data import load_texts
+
+    info = make_beir_folder(tmp_path / "ds")
+    records = [{"_id": f"d{i % 40}", "title": "Some Title", "text": f"passage text {i % 40}",
+                "query": f"question {i % 70}?"} for i in range(120)]
+    generated = tmp_path / "gen.jsonl"
+    generated.write_text("".join(json.dumps(r) + "\n" for r in records))
+    passages, queries, meta = load_texts(tmp_path / "ds", query_source="generated",
+                                         generated_file=generated, key_text="text")
+    assert sorted(passages.texts) == sorted({f"passage text {i}" for i in range(40)})
+    assert len(queries.texts) == 70 and meta["key_text"] == "text"
+    assert "no title" in meta["passage_rule"]
+    titled, _, _ = load_texts(tmp_path / "ds", query_source="generated", generated_file=generated,
+                              key_text="title_text")
+    assert len(titled.texts) == info["unique_passages"]
+    with pytest.raises(InputError, match="without 'text'"):
+        (tmp_path / "bad.jsonl").write_text(json.dumps({"_id": "x", "query": "q"}) + "\n")
+        load_texts(tmp_path / "ds", query_source="generated", generated_file=tmp_path / "bad.jsonl",
+                   key_text="text")

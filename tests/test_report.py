@@ -179,3 +179,20 @@ def test_ood_verdict_is_the_gap_to_natural_queries_at_equal_flops(tmp_path):
     assert kept["verdict"] == "reproduced" and "std 0 +0.050" in kept["ours"]
     assert "std 0.2 -0.020" in kept["ours"]
     assert claim(-0.10)["verdict"] == "not reproduced"
+
+
+def test_report_names_the_text_choice_and_compares_key_counts_with_the_paper(tmp_path):
+    manifest = tmp_path / "fiqa/embeddings/manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({
+        "source": {"query_source": "generated (fiqa-generated-queries.jsonl.gz)",
+                   "passage_rule": "unique 'text' strings of fiqa-generated-queries.jsonl.gz, no title"},
+        "counts_after_dedup": {"keys": 57_200, "queries": 160_000},
+        "identical_vectors_merged": {"keys": 12, "queries": 3}}))
+    res = Results.load(metrics=[], histories=[], routing=[], ivf=[], ood=[], table1=None,
+                       kinds={"fiqa": "beir"}, manifests=[str(manifest)])
+    write_report(tmp_path / "r", res, config_hash="x", seeds=[0], figures=[])
+    md = (tmp_path / "r/reproduction.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| fiqa"))
+    assert "generated" in row and "no title" in row and "57,200" in row
+    assert "≈ 52,000" in row and "1.10" in row and "keys 12" in row

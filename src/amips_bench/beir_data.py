@@ -30,11 +30,15 @@ KNOWN_ARCHIVES = {"fiqa": (17_948_027, "17918ed23cd04fb15047f73e6c3bd9d9")}
 DEFAULT_GENERATED_URL = "https://huggingface.co/datasets/BeIR/{name}-generated-queries/resolve/main/train.jsonl.gz"
 
 
-def passage_text(doc: dict[str, Any]) -> str:
-    """The one rule for a passage's text: "title. text" (title omitted when empty)."""
+KEY_TEXTS = ("text", "title_text")
+
+
+def passage_text(doc: dict[str, Any], key_text: str = "title_text") -> str:
+    """A passage's text: "title. text" (title omitted when empty), or the text alone, as the
+    official embedding script does (key_text "text")."""
     title = (doc.get("title") or "").strip()
     text = (doc.get("text") or "").strip()
-    if not title:
+    if key_text == "text" or not title:
         return text
     return f"{title}. {text}" if text else title
 
@@ -255,28 +259,49 @@ class TextSet:
 
 
 def load_texts(folder: str | Path, *, query_source: str = "beir",
-               generated_file: Path | None = None) -> tuple[TextSet, TextSet, dict[str, Any]]:
-    """(passages, queries, info) of a BEIR folder, validated, with GenericDataLoader."""
+               generated_file: Path | None = None, key_text: str = "title_text"
+               ) -> tuple[TextSet, TextSet, dict[str, Any]]:
+    """(passages, queries, info) of a BEIR folder, validated, with GenericDataLoader.
+
+    The official embedding script reads BEIR's generated-queries set and keeps its unique
+    `query` strings as queries and its unique `text` strings (no title) as keys: that is
+    query_source "generated" with key_text "text". Otherwise keys are the corpus passages,
+    "title. text" (key_text "title_text") or the text alone.
+    """
     from beir.datasets.data_loader import GenericDataLoader
 
+    if key_text not in KEY_TEXTS:
+        raise InputError(f"beir.key_text: unknown value {key_text!r}; expected one of {KEY_TEXTS}")
     folder = find_beir_root(Path(folder))
     splits = validate_folder(folder)
     loader = GenericDataLoader(data_folder=str(folder))
     corpus = loader.load_corpus()
-    passages = TextSet.dedup([(pid, passage_text(doc)) for pid, doc in corpus.items()])
-    if not passages.texts:
-        raise InputError(f"{folder / 'corpus.jsonl'}: no passage has any text")
-    info: dict[str, Any] = {"folder": str(folder), "qrels_splits": splits,
-                            "passage_rule": "title + '. ' + text (title omitted when empty)"}
+    info: dict[str, Any] = {"folder": str(folder), "qrels_splits": splits, "key_text": key_text}
+    records: list[dict[str, Any]] = []
     if query_source == "generated":
         if generated_file is None:
             raise InputError("beir.query_source: 'generated' needs the generated-queries file")
-        pairs = []
         for number, record in iter_jsonl(generated_file):
             if "query" not in record:
                 raise InputError(f"{generated_file}:{number}: generated-query record without 'query'")
-            pairs.append((str(record.get("_id", number)), str(record["query"]).strip()))
-        queries = TextSet.dedup(pairs)
+            if key_text == "text" and "text" not in record:
+                raise InputError(f"{generated_file}:{number}: generated-query record without "
+                                 f"'text' (key_text: text takes the keys from it)")
+            records.append({**record, "_line": number})
+    if query_source == "generated" and key_text == "text":
+        passages = TextSet.dedup([(str(r.get("_id", r["_line"])), str(r["text"]).strip())
+                                  for r in records])
+        info["passage_rule"] = (f"unique 'text' strings of {generated_file.name}, no title "
+                                f"(as the official embedding script)")
+    else:
+        passages = TextSet.dedup([(pid, passage_text(doc, key_text)) for pid, doc in corpus.items()])
+        info["passage_rule"] = ("corpus text, no title" if key_text == "text" else
+                                "corpus title + '. ' + text (title omitted when empty)")
+    if not passages.texts:
+        raise InputError(f"{folder / 'corpus.jsonl'}: no passage has any text")
+    if query_source == "generated":
+        queries = TextSet.dedup([(str(r.get("_id", r["_line"])), str(r["query"]).strip())
+                                 for r in records])
         info["query_source"] = f"generated ({generated_file.name})"
     else:
         pairs = []

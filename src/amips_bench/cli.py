@@ -138,6 +138,8 @@ def _encode_args(p):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--chunk-size", type=int, default=65_536)
     p.add_argument("--query-source", default="beir", choices=["beir", "generated"])
+    p.add_argument("--key-text", default="title_text", choices=["text", "title_text"],
+                   help="keys as passage text alone (the official script) or 'title. text'")
     p.add_argument("--generated-file", default="", help="NAME-generated-queries.jsonl[.gz]")
     _add_device(p)
     _add_threads(p)
@@ -158,7 +160,8 @@ def _encode(args):
     m = write_beir(args.folder, args.out, fetch_manifest=fetch, model=args.model,
                    batch_size=args.batch_size, chunk_size=args.chunk_size,
                    device=str(pick_device(args.device)), query_source=args.query_source,
-                   generated_file=Path(generated) if generated else None)
+                   generated_file=Path(generated) if generated else None,
+                   key_text=args.key_text)
     print(f"[encode] keys {m['counts_before_dedup']['keys']:,} -> {m['counts_after_dedup']['keys']:,}, "
           f"queries {m['counts_before_dedup']['queries']:,} -> {m['counts_after_dedup']['queries']:,}")
 
@@ -616,6 +619,7 @@ def _report_args(p):
     p.add_argument("--kinds", nargs="*", default=[], metavar="DATASET=KIND",
                    help="data kind of each dataset: synthetic, beir or local")
     p.add_argument("--figures", nargs="*", default=[])
+    p.add_argument("--manifests", nargs="*", default=[], help="results/*/embeddings/manifest.json")
     p.add_argument("--config-hash", default="")
     p.add_argument("--seeds", type=int, nargs="*", default=[0])
 
@@ -626,7 +630,8 @@ def _report(args):
 
     kinds = dict(item.split("=", 1) for item in args.kinds)
     res = Results.load(metrics=args.metrics, histories=args.histories, routing=args.routing,
-                       ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=kinds)
+                       ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=kinds,
+                       manifests=args.manifests)
     claims = write_report(args.out, res, config_hash=args.config_hash, seeds=args.seeds,
                           figures=args.figures)
     for c in claims:

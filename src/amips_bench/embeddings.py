@@ -143,14 +143,14 @@ def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, e
 def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: dict[str, Any],
                model: str, batch_size: int, chunk_size: int, device: str,
                query_source: str = "beir", generated_file: Path | None = None,
-               encoder=None) -> dict[str, Any]:
+               key_text: str = "title_text", encoder=None) -> dict[str, Any]:
     """Load a BEIR folder, encode its unique passages and questions, write the contract."""
     from .beir_data import load_texts
     from .encode import encode_resumable, load_encoder
     from .io import save_text
 
     passages, queries, info = load_texts(beir_folder, query_source=query_source,
-                                         generated_file=generated_file)
+                                         generated_file=generated_file, key_text=key_text)
     out = Path(out_dir)
     work = out / ".encode"
     encoder = encoder or load_encoder(model, device)

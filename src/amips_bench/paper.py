@@ -40,3 +40,7 @@ def table1_seconds(dataset: str, size: str, model: str, kind: str) -> float | No
     if entry is None or size not in entry["rows"]:
         return None
     return entry["rows"][size].get((model, kind))
+
+
+#: keys of each dataset as the paper counts them (§4.1: after the official embedding script).
+PAPER_KEY_COUNTS = {"fiqa": 52_000, "quora": 513_000, "nq": 2_600_000, "hotpotqa": 5_200_000}

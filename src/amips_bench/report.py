@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .io import load_json, package_versions, save_csv, save_text
-from .paper import TABLE1_RATIO_RANGE
+from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
 from .plots.style import SIZE_ORDER, pareto_front
 from .tables import markdown_table
 
@@ -42,10 +42,11 @@ class Results:
     table1: pd.DataFrame
     kinds: dict[str, str]  # dataset -> synthetic | beir | local
     split_modes: dict[str, str] = field(default_factory=dict)  # dataset -> leak_free | paper
+    data: dict[str, dict] = field(default_factory=dict)  # dataset -> embeddings manifest
 
     @classmethod
     def load(cls, *, metrics: list, histories: list, routing: list, ivf: list, ood: list,
-             table1: str | None, kinds: dict[str, str]) -> "Results":
+             table1: str | None, kinds: dict[str, str], manifests: list | None = None) -> "Results":
         rows, hist = [], {}
         for m_path, h_path in zip(metrics, histories):
             m = load_json(m_path)
@@ -65,8 +66,9 @@ class Results:
                 for ds, mode in frame[["dataset", "split_mode"]].drop_duplicates().itertuples(index=False):
                     modes.setdefault(ds, set()).add(mode)
         split_modes = {ds: ("paper" if "paper" in m else "leak_free") for ds, m in modes.items()}
+        data = {Path(p).parent.parent.name: load_json(p) for p in manifests or []}
         return cls(pd.DataFrame(rows), hist, *frames,
-                   pd.read_csv(table1) if table1 else pd.DataFrame(), kinds, split_modes)
+                   pd.read_csv(table1) if table1 else pd.DataFrame(), kinds, split_modes, data)
 
 
 def _concat(paths: list) -> pd.DataFrame:
@@ -490,6 +492,10 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
                                                      "paper_value", "dataset", "data",
                                                      "split_mode", "ours", "verdict"])),
         "",
+        "## Data as the paper made it",
+        "",
+        data_section(res),
+        "",
         "## Table 1 beside the paper",
         "",
     ]
@@ -508,6 +514,28 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
     lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def data_section(res: Results) -> str:
+    """Which texts became keys and queries, and our key counts beside the paper's."""
+    rows = []
+    for dataset, m in sorted(res.data.items()):
+        source = m.get("source", {})
+        after = m.get("counts_after_dedup", {})
+        paper = PAPER_KEY_COUNTS.get(dataset)
+        rows.append({
+            "dataset": dataset, "data": res.kinds.get(dataset, "synthetic"),
+            "queries from": source.get("query_source", "synthetic generator"),
+            "keys from": source.get("passage_rule", "synthetic generator"),
+            "keys (ours)": f"{after.get('keys', 0):,}",
+            "keys (paper)": f"≈ {paper:,}" if paper else "—",
+            "ours / paper": f"{after.get('keys', 0) / paper:.2f}" if paper else "—",
+            "queries (ours)": f"{after.get('queries', 0):,}",
+            "identical vectors merged": ", ".join(
+                f"{k} {v:,}" for k, v in m.get("identical_vectors_merged", {}).items()) or "—"})
+    if not rows:
+        return "No embeddings manifest was given."
+    return markdown_table(pd.DataFrame(rows))
 
 
 def markdown_to_html(markdown: str, title: str) -> str:

@@ -316,6 +316,7 @@ def report_inputs(wildcards):
         "ood": [ood_csv()] if config["figures"]["ood"] else [],
         "table1": [f"{R}/timing/table1.csv"] if config["table1"]["datasets"] else [],
         "figures": figures,
+        "manifests": [f"{R}/{ds}/embeddings/manifest.json" for ds in DATASETS],
     }
 
 

@@ -60,6 +60,7 @@ rule encode:
         out=lambda w, output: str(Path(output.manifest).parent),
         e=lambda w: DATASETS[w.dataset]["encoder"],
         qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
+        kt=lambda w: DATASETS[w.dataset]["beir"]["key_text"],
         device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/encode.log",
@@ -75,7 +76,7 @@ rule encode:
     shell:
         "amips-bench encode --folder {params.folder} --out {params.out} {params.fetch} "
         "--model {params.e[model]} --batch-size {params.e[batch_size]} "
-        "--chunk-size {params.e[chunk_size]} --query-source {params.qs} "
+        "--chunk-size {params.e[chunk_size]} --query-source {params.qs} --key-text {params.kt} "
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 

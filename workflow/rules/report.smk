@@ -26,4 +26,5 @@ rule reproduction_report:
         "amips-bench report --out {params.out} --metrics {input.metrics} "
         "--histories {input.histories} --routing {input.routing} --ivf {input.ivf} "
         "--ood {input.ood} {params.table1} --kinds {params.kinds} --figures {input.figures} "
+        "--manifests {input.manifests} "
         "--config-hash {params.config_hash} --seeds {params.seeds} > {log} 2>&1"
