@@ -21,10 +21,20 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+#: how the Markdown tables name the E_rel columns: every E_rel says its convention
+E_REL_HEADERS = {
+    "e_rel": "E_rel (log sq. dist. ratio)", "e_rel_median": "median E_rel (log sq. dist. ratio)",
+    "e_rel_half": "E_rel (log dist. ratio)", "e_rel_half_median": "median E_rel (log dist. ratio)",
+    "x_is_target": "rows with x = y* (left out of E_rel)",
+}
+
+
 def write_table(df: pd.DataFrame, stem: str | Path, title: str = "") -> None:
+    """CSV with the machine names of the columns, Markdown with E_rel's convention spelled out."""
     stem = Path(stem)
     save_csv(stem.with_suffix(".csv"), df.to_dict("records"), list(df.columns))
-    save_text(stem.with_suffix(".md"), (f"# {title}\n\n" if title else "") + markdown_table(df))
+    shown = df.rename(columns=E_REL_HEADERS)
+    save_text(stem.with_suffix(".md"), (f"# {title}\n\n" if title else "") + markdown_table(shown))
 
 
 def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:

@@ -141,7 +141,7 @@ def fig8_training(history_paths: list[str | Path], metrics_paths: list[str | Pat
     ax.axhline(0.0, color="k", lw=0.6)
     ax.axhline(-1.0, color="k", lw=0.6, ls=":")
     ax.set_xlabel("training step")
-    ax.set_ylabel("validation E_rel (EMA weights)")
+    ax.set_ylabel("validation E_rel, log-ratio of squared distances\n(EMA weights)")
     dataset = next(iter(meta.values())) if meta else ""
     ax.set_title(f"Figure 8 — E_rel during training on {dataset}")
     ax.legend(frameon=False, ncol=2)
