@@ -121,3 +121,33 @@ def test_faiss_device_setting_resolves_and_rejects_bad_values():
     assert resolve_faiss_device("auto") in ("cpu", "gpu")
     with pytest.raises(InputError, match="faiss_device: unknown value 'tpu'"):
         resolve_faiss_device("tpu")
+
+
+def test_ood_recomputes_the_exact_targets_of_the_noisy_queries(tiny_dataset, tmp_path, monkeypatch):
+    """"Correct" under noise means the true MIPS answer of the query actually sent: the target
+    of every noisy query is its own brute-force argmax, not the clean query's."""
+    from amips_bench import robustness
+    from amips_bench.ivf import load_test
+
+    spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="M", depth=3, n_x=1)
+    save_model(tmp_path / "m/model.pt", build_model(spec))
+    (tmp_path / "m/metrics.json").write_text('{"seed": 0}')
+    keys = np.load(tiny_dataset / "embeddings/keys.npy")
+    write_index(build_ivf(keys, 20), tmp_path / "ix/ivf.faiss")
+    seen = []
+
+    def spy(index, kind, queries, target, *args, **kwargs):
+        seen.append((queries.name, queries.vectors, target))
+        return []
+
+    monkeypatch.setattr(robustness, "sweep", spy)
+    robustness.ood_rows(tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt", stds=[0, 0.3],
+                        nprobes=[1], ks=[1], seed=0, device=torch.device("cpu"))
+    clean, clean_top1, _, _ = load_test(tiny_dataset)
+    natural = [(v, t) for name, v, t in seen if name == "natural"]
+    assert len(natural) == 2
+    for (vectors, target), std in zip(natural, (0, 0.3)):
+        assert np.array_equal(target, np.argmax(vectors @ keys.T, axis=1))
+    noisy_vectors, noisy_target = natural[1]
+    assert not np.allclose(noisy_vectors, clean)
+    assert (noisy_target != clean_top1).mean() > 0.2  # the answers really moved

@@ -142,13 +142,23 @@ def test_autograd_key_equals_finite_difference_gradient(c):
         torch.testing.assert_close(keys[:, :, i], fd, rtol=1e-6, atol=1e-8)
 
 
-def test_keynet_outputs_c_keys_and_its_score_is_the_inner_product():
+def test_keynet_keys_are_the_trunk_outputs_in_cluster_order():
+    """Key j of a query is output block j·d..(j+1)·d of the trunk, computed here layer by layer
+    from the weights in float64 (no module code): the view into [c, d] keeps cluster order."""
     torch.manual_seed(3)
-    model = KeyNet(_spec("keynet", n_clusters=4))
-    x = torch.randn(7, 12)
-    keys = model(x)
-    assert keys.shape == (7, 4, 12)
-    torch.testing.assert_close(model.scores(x), (keys * x[:, None, :]).sum(-1))
+    model = KeyNet(_spec("keynet", n_clusters=4, n_x=0)).double()
+    x = torch.randn(7, 12, dtype=torch.float64)
+    t = model.trunk
+
+    def act(v):
+        return 0.1 * v + 0.9 / 20 * torch.log1p(torch.exp(20 * v))
+
+    z = act(x @ t.input_proj.weight.T + t.bias0)
+    for layer in t.hidden:
+        z = act(z @ layer.weight.T + layer.bias)
+    by_hand = (z @ t.out.weight.T + t.out.bias).reshape(7, 4, 12)
+    torch.testing.assert_close(model(x), by_hand)
+    torch.testing.assert_close(model.scores(x), torch.einsum("bcd,bd->bc", by_hand, x))
 
 
 @pytest.mark.parametrize("kw, message", [
