@@ -62,3 +62,23 @@ def test_bad_split_arguments():
         make_splits(100, val_size=10, test_size=10, augment_factor=2, mode="random")
     with pytest.raises(InputError, match="val_size \\+ test_size = 100 leaves no training query"):
         make_splits(100, val_size=60, test_size=40, augment_factor=2)
+
+
+def test_written_leak_free_plan_is_byte_identical_to_make_splits(tmp_path):
+    """The training plan is streamed to disk in chunks (flat memory at any augmentation); the
+    files equal np.save of the in-memory reference, across several chunks."""
+    import io as _io
+
+    from amips_bench.splits import make_splits, write_splits
+
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((150_000, 4)).astype(np.float32)
+    np.save(tmp_path / "q.npy", q / np.linalg.norm(q, axis=1, keepdims=True))
+    write_splits(tmp_path / "q.npy", tmp_path / "s", val_size=500, test_size=700,
+                 augment_factor=3, sigma=0.02, seed=9)
+    plans = make_splits(150_000, val_size=500, test_size=700, augment_factor=3, seed=9)
+    for name, plan in plans.items():
+        for suffix, array in (("", plan.source), ("_copy", plan.copy)):
+            buffer = _io.BytesIO()
+            np.save(buffer, array)
+            assert (tmp_path / f"s/{name}{suffix}.npy").read_bytes() == buffer.getvalue(), name

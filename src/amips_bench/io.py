@@ -339,25 +339,27 @@ class NpyRows:
 
 
 @contextlib.contextmanager
-def npy_row_writer(path: str | os.PathLike, n_rows: int, ncols: int, dtype: str):
-    """Write a [n_rows, ncols] .npy file block by block, appending in row order.
+def npy_row_writer(path: str | os.PathLike, n_rows: int, ncols: int | None, dtype: str):
+    """Write a [n_rows, ncols] (or, with ncols None, a [n_rows]) .npy file block by block,
+    appending in row order.
 
     Yields `append(block)`. The file is byte-identical to np.save of the whole array; it is
     written under a temporary name and renamed only when every row was written.
     """
     dtype = np.dtype(dtype)
     written = 0
+    shape = (n_rows,) if ncols is None else (n_rows, ncols)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                  "shape": (n_rows, ncols)}
+                  "shape": shape}
         np.lib.format.write_array_header_1_0(fh, header)
 
         def append(block: np.ndarray) -> None:
             nonlocal written
             block = np.ascontiguousarray(block, dtype=dtype)
-            if block.ndim != 2 or block.shape[1] != ncols or written + len(block) > n_rows:
+            if block.shape[1:] != shape[1:] or written + len(block) > n_rows:
                 raise InputError(f"{path}: block of shape {block.shape} does not fit "
-                                 f"[{n_rows}, {ncols}] after {written} rows")
+                                 f"{list(shape)} after {written} rows")
             fh.write(block.tobytes())
             written += len(block)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import (InputError, load_embeddings, load_index_array, save_json, save_npy,
-                 sha256_file)
+from .io import (InputError, load_embeddings, load_index_array, npy_row_writer, save_json,
+                 save_npy, sha256_file)
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_MODES = ("leak_free", "paper")
@@ -123,7 +123,12 @@ def check_disjoint(plans: dict[str, SplitPlan], mode: str) -> None:
 def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int, test_size: int,
                  augment_factor: int, sigma: float, mode: str = "leak_free",
                  seed: int = 0) -> dict:
-    """Write splits/{split}.npy (source query per row), {split}_copy.npy and manifest.json."""
+    """Write splits/{split}.npy (source query per row), {split}_copy.npy and manifest.json.
+
+    In leak-free mode the training plan (unique training queries × augment_factor rows) is
+    written in chunks, never held whole, so memory does not grow with the augmentation; the
+    files are byte-identical to saving `make_splits`' arrays (test).
+    """
     queries = load_embeddings(queries_path, mmap=True)
     if sigma < 0:
         raise InputError(f"splits.sigma: must be >= 0, got {sigma}")
@@ -131,13 +136,18 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
     if mode == "leak_free" and val_size + test_size >= n:
         raise InputError(f"splits: val_size + test_size = {val_size + test_size} must be smaller "
                          f"than the {n} queries of {queries_path}")
-    plans = make_splits(n, val_size=val_size, test_size=test_size,
-                        augment_factor=augment_factor, mode=mode, seed=seed)
-    check_disjoint(plans, mode)
     out = Path(out_dir)
-    for name, plan in plans.items():
-        save_npy(out / f"{name}.npy", plan.source)
-        save_npy(out / f"{name}_copy.npy", plan.copy)
+    if mode == "leak_free":
+        rows = _write_leak_free(n, out, val_size=val_size, test_size=test_size,
+                                augment_factor=augment_factor, seed=seed)
+    else:
+        plans = make_splits(n, val_size=val_size, test_size=test_size,
+                            augment_factor=augment_factor, mode=mode, seed=seed)
+        check_disjoint(plans, mode)
+        for name, plan in plans.items():
+            save_npy(out / f"{name}.npy", plan.source)
+            save_npy(out / f"{name}_copy.npy", plan.copy)
+        rows = {k: len(v.source) for k, v in plans.items()}
     manifest = {
         "mode": mode, "leaky": mode == "paper",
         "note": ("paper mode: queries were augmented before splitting, so val/test contain noisy "
@@ -145,11 +155,40 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
                  if mode == "paper" else
                  "leak-free: unique queries split first, only train is augmented"),
         "augment_factor": augment_factor, "sigma": sigma, "seed": seed,
-        "n_source_queries": n, "rows": {k: len(v.source) for k, v in plans.items()},
+        "n_source_queries": n, "rows": rows,
         "queries_sha256": sha256_file(queries_path),
     }
     save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _write_leak_free(n: int, out: Path, *, val_size: int, test_size: int, augment_factor: int,
+                     seed: int, chunk: int = 65_536) -> dict[str, int]:
+    """The leak-free plan of `make_splits`, with the training rows written chunk by chunk."""
+    if augment_factor < 1:
+        raise InputError(f"splits.augment_factor: must be >= 1, got {augment_factor}")
+    if val_size < 1 or test_size < 1:
+        raise InputError(f"splits: val_size and test_size must be >= 1, got {val_size}, {test_size}")
+    perm = np.random.default_rng([seed, 0]).permutation(n).astype(np.int64)
+    val, test, train = np.split(perm, [val_size, val_size + test_size])
+    val, test, train = np.sort(val), np.sort(test), np.sort(train)
+    for a, b, names in ((train, val, "train and val"), (train, test, "train and test"),
+                        (val, test, "val and test")):
+        shared = np.intersect1d(a, b)
+        if len(shared):
+            raise InputError(f"splits: {names} share {len(shared)} queries")
+    for name, rows in (("val", val), ("test", test)):
+        save_npy(out / f"{name}.npy", rows)
+        save_npy(out / f"{name}_copy.npy", np.zeros(len(rows), dtype=np.int64))
+    n_rows = len(train) * augment_factor
+    copies = np.arange(augment_factor, dtype=np.int64)
+    with npy_row_writer(out / "train.npy", n_rows, None, "int64") as add_source, \
+            npy_row_writer(out / "train_copy.npy", n_rows, None, "int64") as add_copy:
+        for start in range(0, len(train), chunk):
+            sources = train[start:start + chunk]
+            add_source(np.repeat(sources, augment_factor))
+            add_copy(np.tile(copies, len(sources)))
+    return {"train": n_rows, "val": len(val), "test": len(test)}
 
 
 def load_plan(splits_dir: str | Path, split: str, n_queries: int) -> SplitPlan:
