@@ -257,6 +257,9 @@ def _train_args(p):
     p.add_argument("--clusters", type=int, default=1)
     p.add_argument("--residual", action="store_true")
     p.add_argument("--convexity", default="penalty", help="penalty (paper) or clip (exact projection)")
+    p.add_argument("--init", default="hoedt", choices=["hoedt", "plain"],
+                   help="SupportNet's non-negative weights: hoedt (log-normal, negative bias) or "
+                        "plain (|default uniform| / sqrt(fan_in))")
     _add_width_rule(p)
     _dataclass_arguments(p, TrainConfig, skip=("weights",))
     _dataclass_arguments(p, LossWeights, prefix="lambda_")
@@ -278,7 +281,8 @@ def _train(args):
     keys = load_embeddings(Path(args.dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
     spec = ModelSpec(model=args.model, d=keys.shape[1], n_keys=keys.shape[0], size=args.size,
                      depth=args.depth, n_x=args.nx, n_clusters=args.clusters,
-                     residual=args.residual, convexity=args.convexity, width_rule=args.width_rule)
+                     residual=args.residual, convexity=args.convexity, width_rule=args.width_rule,
+                     init=args.init)
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_")))
     data = load_dataset(args.dataset_dir, args.clusters, device,

@@ -26,6 +26,7 @@ SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.
 MODELS = ("supportnet", "keynet")
 WIDTH_RULES = ("paper", "full")
 CONVEXITY_MODES = ("penalty", "clip")
+INITS = ("hoedt", "plain")
 
 
 # --------------------------------------------------------------------------- sizing
@@ -98,6 +99,7 @@ class ModelSpec:
     residual: bool = False
     convexity: str = "penalty"
     width_rule: str = "paper"
+    init: str = "hoedt"  # SupportNet's non-negative layers: hoedt (log-normal) or plain
     alpha: float = 0.1
     beta: float = 20.0
     rho: float = field(default=0.0)
@@ -116,6 +118,8 @@ class ModelSpec:
             raise InputError(f"clusters: must be >= 1, got {self.n_clusters}")
         if self.convexity not in CONVEXITY_MODES:
             raise InputError(f"convexity: unknown mode {self.convexity!r}; expected {CONVEXITY_MODES}")
+        if self.init not in INITS:
+            raise InputError(f"init: unknown initialisation {self.init!r}; expected one of {INITS}")
         if self.width_rule not in WIDTH_RULES:
             raise InputError(f"width_rule: unknown rule {self.width_rule!r}; expected one of "
                              f"{WIDTH_RULES}")
@@ -231,10 +235,15 @@ class SupportNet(nn.Module):
         self.spec = spec
         self.trunk = Trunk(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out,
                            residual=spec.residual, alpha=spec.alpha, beta=spec.beta)
-        for layer in self.trunk.hidden:
-            init_convex_(layer.weight, layer.bias, alpha=spec.alpha)
-        init_convex_(self.trunk.out.weight, None, alpha=spec.alpha)
-        nn.init.zeros_(self.trunk.out.bias)
+        if spec.init == "hoedt":
+            for layer in self.trunk.hidden:
+                init_convex_(layer.weight, layer.bias, alpha=spec.alpha)
+            init_convex_(self.trunk.out.weight, None, alpha=spec.alpha)
+            nn.init.zeros_(self.trunk.out.bias)
+        else:  # plain: |PyTorch's default uniform| / √fan_in, biases left zero-mean uniform
+            with torch.no_grad():
+                for w in self.trunk.z_weights():
+                    w.abs_().div_(math.sqrt(w.shape[1]))
 
     def potential(self, u: torch.Tensor) -> torch.Tensor:
         """The un-homogenised ICNN g(u), [B, c]."""
@@ -347,7 +356,7 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dic
         raise InputError(f"{path}: model file not found")
     payload = torch.load(path, map_location=device, weights_only=False)
     # models saved before the width rule was recorded were sized by the full count
-    spec = ModelSpec(**{"width_rule": "full", **payload["spec"]})
+    spec = ModelSpec(**{"width_rule": "full", "init": "hoedt", **payload["spec"]})
     model = build_model(spec).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()
