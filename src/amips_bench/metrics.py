@@ -50,21 +50,30 @@ def ranks_in_cluster(pred: torch.Tensor, top1: torch.Tensor, keys: torch.Tensor,
     position = torch.empty_like(order)
     position[order] = torch.arange(len(order), device=keys.device)
     ranks = torch.ones((n_q, n_clusters), dtype=torch.int64, device=keys.device)
+    rows = torch.arange(n_q, device=keys.device)
     for j in range(n_clusters):
         p = pred[:, j, :]
-        target = top1[:, j]
-        # "closeness" = 2<ŷ, y> − ||y||²: larger is nearer; same ordering as −||ŷ − y||².
-        target_close = 2 * (p * keys[target]).sum(-1) - key_sq[target]
-        target_pos = position[target]
+        target_pos = position[top1[:, j]]
         lo, hi = int(layout.offsets[j]), int(layout.offsets[j + 1])
-        for k0 in range(lo, hi, key_block):
-            k1 = min(k0 + key_block, hi)
+        blocks = [(k0, min(k0 + key_block, hi)) for k0 in range(lo, hi, key_block)]
+
+        def closeness(k0: int, k1: int) -> torch.Tensor:
+            # 2<ŷ, y> − ||y||²: larger is nearer, the same order as −||ŷ − y||²
             ids = order[k0:k1]
-            close = 2 * p @ keys[ids].T - key_sq[ids]
+            return 2 * p @ keys[ids].T - key_sq[ids]
+
+        # the target's closeness is read from the very tile its competitors come from, so the
+        # comparison never depends on two roundings of the same number
+        target_close = torch.empty(n_q, dtype=pred.dtype, device=keys.device)
+        for k0, k1 in blocks:
+            inside = (target_pos >= k0) & (target_pos < k1)
+            if inside.any():
+                tile = closeness(k0, k1)
+                target_close[inside] = tile[rows[inside], target_pos[inside] - k0]
+        for k0, k1 in blocks:
+            close = closeness(k0, k1)
             slot = torch.arange(k0, k1, device=keys.device)
-            # the target itself is excluded by position: the GEMM and the row-wise dot product
-            # above may round its own closeness differently in the last bit
-            ahead = (close > target_close[:, None]) & (slot != target_pos[:, None])
+            ahead = close > target_close[:, None]
             tied = (close == target_close[:, None]) & (slot < target_pos[:, None])
             ranks[:, j] += (ahead | tied).sum(1)
     return ranks
