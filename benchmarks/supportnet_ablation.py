@@ -37,7 +37,14 @@ VARIANTS = [  # name, model, convexity, init, λ_score, LR factor
     ("SupportNet: clip + plain init, λ_score 0", "supportnet", "clip", "plain", 0.0, 1.0),
     ("SupportNet: clip + plain init, LR × 0.3", "supportnet", "clip", "plain", 0.01, 0.3),
     ("SupportNet: clip + plain init, LR × 3", "supportnet", "clip", "plain", 0.01, 3.0),
+    ("SupportNet: clip + plain init, λ_score 1", "supportnet", "clip", "plain", 1.0, 1.0),
+    ("SupportNet: penalty + Hoedt init, λ_score 1", "supportnet", "penalty", "hoedt", 1.0, 1.0),
+    # at the same ρ, eq. 3.3 gives both models one width, so the clustered KeyNet carries a
+    # c·d-output layer the rule does not count; these give SupportNet KeyNet's real count
+    ("SupportNet: penalty + Hoedt init, KeyNet's parameter count", "supportnet", "penalty", "hoedt", 0.01, 1.0),
+    ("SupportNet: clip + plain init, LR × 0.3, KeyNet's parameter count", "supportnet", "clip", "plain", 0.01, 0.3),
 ]
+MATCHED = "KeyNet's parameter count"
 
 
 def build_quick_data(root: Path, config: dict) -> None:
@@ -72,7 +79,7 @@ def main() -> None:
 
     from amips_bench.config import prepare
     from amips_bench.evaluation import load_dataset
-    from amips_bench.models import ModelSpec
+    from amips_bench.models import ModelSpec, parameter_count, solve_width
     from amips_bench.settings import LossWeights, TrainConfig
     from amips_bench.training import Trainer
 
@@ -92,6 +99,12 @@ def main() -> None:
         for seed in args.seeds:
             spec = ModelSpec(model=model, d=384, n_keys=len(data.keys), size="XS", depth=4, n_x=3,
                              n_clusters=10, convexity=convexity, init=init)
+            if MATCHED in name:  # the width whose full count equals the KeyNet's real count
+                keynet = ModelSpec(model="keynet", d=384, n_keys=len(data.keys), size="XS",
+                                   depth=4, n_x=3, n_clusters=10)
+                real = parameter_count(384, keynet.width, 4, 3, keynet.d_out)
+                width = solve_width(real, 384, 4, 3, 10, rule="full")
+                spec = ModelSpec(**{**spec.to_dict(), "width": width})
             cfg = TrainConfig(steps=args.steps or train["steps"], batch_size=train["batch_size"],
                               lr_at_128=train["lr_at_128"] * lr_factor,
                               eval_every=args.steps or train["steps"],
@@ -99,18 +112,20 @@ def main() -> None:
                               weights=LossWeights(score=score_weight))
             t0 = time.perf_counter()
             metrics = Trainer(spec, data, cfg, work / f"v{number}_s{seed}", torch.device("cpu")).run()
+            n_params = metrics["parameters"]
             seconds += time.perf_counter() - t0
             routed.append(metrics["test"]["routing@1"])
             erel.append(metrics["test"]["e_rel"])
-        rows.append((number, name, statistics.mean(routed), statistics.mean(erel), seconds, spec.width))
+        rows.append((number, name, statistics.mean(routed), statistics.mean(erel), seconds,
+                     spec.width, n_params))
         print(f"[{number}] {name}: routing@1 {rows[-1][2]:.3f}, E_rel {rows[-1][3]:+.3f}", flush=True)
     print(f"\n# SupportNet vs KeyNet routing on the quick data (c = 10, XS, depth 4, n_x 3, "
           f"{args.steps or train['steps']} steps, batch {train['batch_size']}, seeds {args.seeds}; "
           f"test split; E_rel = log-ratio of squared distances)")
-    print("| # | variant | width | routing@1 (test) | E_rel (test) | seconds |")
-    print("|---:|---|---:|---:|---:|---:|")
-    for number, name, r, e, s, w in rows:
-        print(f"| {number} | {name} | {w} | {r:.3f} | {e:+.3f} | {s:.0f} |")
+    print("| # | variant | width | parameters | routing@1 (test) | E_rel (test) | seconds |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for number, name, r, e, s, w, n in rows:
+        print(f"| {number} | {name} | {w} | {n:,} | {r:.3f} | {e:+.3f} | {s:.0f} |")
 
 
 if __name__ == "__main__":
