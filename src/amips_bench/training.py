@@ -105,44 +105,6 @@ class StreamedBatches:
         return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
 
 
-_GRAPHS_PRIMED: set[int] = set()
-
-
-def prime_cuda_graphs(device: torch.device) -> None:
-    """Capture one throw-away training step of a tiny model, once per process and GPU.
-
-    With torch 2.11 on an H100 the first CUDA-graph capture of a training step in a process
-    was refused every time, and every later one succeeded; this primer takes that first
-    capture, so the model's own capture is not the first. A refusal here is expected and
-    ignored.
-    """
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index in _GRAPHS_PRIMED:
-        return
-    _GRAPHS_PRIMED.add(index)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Softplus(), torch.nn.Linear(8, 1)).to(device)
-    lr = torch.tensor(1e-3, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=True)
-    x = torch.randn(4, 8, device=device)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        model(x).pow(2).mean().backward()
-        opt.step()
-
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        step()
-    torch.cuda.current_stream(device).wait_stream(side)
-    try:
-        with torch.cuda.graph(torch.cuda.CUDAGraph(), stream=side):
-            step()
-    except RuntimeError:
-        pass
-    torch.cuda.synchronize(device)
-
-
 class Trainer:
     """One model, one dataset: owns the model, its EMA copy, the optimizer and the history."""
 
@@ -300,7 +262,6 @@ class Trainer:
         Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
         steps are the run's steps, as in eager mode.
         """
-        prime_cuda_graphs(self.device)
         gc.collect()  # drop stale autograd graphs (of any model) before capturing
         core = self.params + self.ema_params + [self.train_loss_sum, self.nonfinite]
         saved_core = [t.clone() for t in core]
@@ -308,31 +269,28 @@ class Trainer:
         for group in self.optimizer.param_groups:  # a resumed optimizer may hold a float lr
             group["lr"] = self._lr
         self._static = tuple(t.clone() for t in batch)
-        # The first capture of a process can be refused (seen with torch 2.11: autograd state
-        # that is initialised lazily on the default stream); a second attempt succeeds. After
-        # two refusals the same step runs eagerly.
-        for attempt in range(2):
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self._step_body(*self._static)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step_body(*self._static)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._restore(core, saved_core, saved_state)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
+                self._step_body(*self._static)          # gradient accumulators match it
+        except RuntimeError as err:
+            # Seen with torch 2.11 on an H100: the first trainer of a process to capture is
+            # refused ("legacy stream depend on a capturing blocking stream"), later ones are
+            # not. The same step then runs eagerly, from the state the warm-up started at.
+            torch.cuda.synchronize(self.device)
             self._restore(core, saved_core, saved_state)
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
-                    self._step_body(*self._static)          # gradient accumulators match it
-            except RuntimeError as err:
-                torch.cuda.synchronize(self.device)
-                self._restore(core, saved_core, saved_state)
-                print(f"[train] CUDA graph capture attempt {attempt + 1} refused "
-                      f"({str(err).splitlines()[0]})", flush=True)
-                continue
-            self._graph = graph
+            self.use_graph = False
+            print(f"[train] CUDA graph capture refused ({str(err).splitlines()[0]}); "
+                  f"training continues without it", flush=True)
             return
-        self.use_graph = False
-        print("[train] training continues without a CUDA graph", flush=True)
+        self._graph = graph
 
     def _restore(self, core: list[torch.Tensor], saved_core: list[torch.Tensor],
                  saved_state: list[torch.Tensor]) -> None:
