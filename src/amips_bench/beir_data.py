@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from .io import InputError, atomic_path, md5_file, sha256_file
 
-#: Known archive facts (bytes, md5). FIQA from DESIGN §8; others are recorded by sha256 only.
+#: Known archive facts (bytes, md5). FIQA from docs/architecture.md §2; others are recorded by sha256 only.
 KNOWN_ARCHIVES = {"fiqa": (17_948_027, "17918ed23cd04fb15047f73e6c3bd9d9")}
 DEFAULT_GENERATED_URL = "https://huggingface.co/datasets/BeIR/{name}-generated-queries/resolve/main/train.jsonl.gz"
 

@@ -1,6 +1,6 @@
 """`amips-bench <stage>`: one subcommand per workflow stage; the logic lives in the modules.
 
-Every subcommand reads and writes the results contract (DESIGN §3). Bad input stops with a
+Every subcommand reads and writes the results contract (docs/architecture.md §2). Bad input stops with a
 single line naming the file, key or value at fault and exit status 2.
 """
 

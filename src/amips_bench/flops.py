@@ -1,4 +1,4 @@
-"""FLOP accounting (DESIGN §6). One unit everywhere: 1 FLOP = 2 × multiply-accumulate, per query.
+"""FLOP accounting (docs/architecture.md §5). One unit everywhere: 1 FLOP = 2 × multiply-accumulate, per query.
 
 Model costs are measured on the real modules, not assumed:
 - forward: fvcore's FlopCountAnalysis (which counts multiply-accumulates) × 2;

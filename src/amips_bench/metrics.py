@@ -1,4 +1,4 @@
-"""Evaluation metrics of paper §4.2 (definitions in DESIGN §5).
+"""Evaluation metrics of paper §4.2 (definitions in docs/architecture.md §4).
 
 E_rel = E_x[log(||ŷ − y*||² / ||x − y*||²)], averaged over clusters: the log-ratio of squared
 distances, the paper's formula (`e_rel`). The paper's prose ("E_rel = −1: 0.37× as far") and

@@ -47,7 +47,7 @@ def nx_for_every(depth: int, every: int) -> int:
 
 
 def parameter_count(d: int, width: int, depth: int, n_x: int, d_out: int) -> int:
-    """Full count of DESIGN §4: input projections, hidden, output, biases."""
+    """Full count of docs/architecture.md §3: input projections, hidden, output, biases."""
     return (1 + n_x) * d * width + (depth - 1) * width ** 2 + width * d_out + depth * width + d_out
 
 

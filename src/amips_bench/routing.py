@@ -1,7 +1,7 @@
 """Routing experiment of paper §4.4 (Figure 2): pick the top-k of c clusters, scan them exactly.
 
 Accuracy: the cluster holding the global top key is among the k selected. Cost per query
-(DESIGN §6): the router (model forward, classifier forward, or C·d centroid scoring) plus the
+(docs/architecture.md §5): the router (model forward, classifier forward, or C·d centroid scoring) plus the
 exact scan of the selected clusters, counted with their real sizes.
 """
 

@@ -1,4 +1,4 @@
-"""Timing protocol (DESIGN §7) and Table 1: warm-up, synchronise before every clock read,
+"""Timing protocol (docs/architecture.md §6) and Table 1: warm-up, synchronise before every clock read,
 repeat, report the median and the interquartile range, with the device, dtype, thread count and
 versions beside every number. On a shared machine the grad/score ratios measured in one run are
 the numbers to compare with the paper, not the absolute seconds.
