@@ -102,7 +102,6 @@ def gpu_main(args) -> None:
         a = torch.randn(8192, 8192, device=device)
         a @ a
         peak = max(2 * 8192 ** 3 / timed(lambda: a @ a)[0] for _ in range(5))
-        del a
     rows = []
     for n, m in plan:
         rng = np.random.default_rng(0)

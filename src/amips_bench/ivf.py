@@ -1,7 +1,7 @@
 """Approximate-search integration of paper §4.5 (Figures 4–6): query FAISS with ŷ instead of x.
 
 "natural": the query x itself; "mapped": the predicted key ŷ = F(x) (KeyNet) or ∇f(x)
-(SupportNet, optional). Cost per query (DESIGN §6) = model key prediction (mapped only) +
+(SupportNet, optional). Cost per query (docs/architecture.md §5) = model key prediction (mapped only) +
 coarse quantizer nlist·d + the codes in the probed lists, · d. The scanned codes are counted
 from the index itself (`faiss_backend.ivf_scanned_codes`), which equals FAISS's own
 indexIVF_stats.ndis on the CPU and works on the GPU too, where FAISS keeps no statistics.
@@ -20,7 +20,8 @@ import faiss
 import numpy as np
 import torch
 
-from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, search_copy, set_nprobe
+from .faiss_backend import (GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, search_copy,
+                            set_nprobe)
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json
 from .models import load_model, scores_and_keys
@@ -63,11 +64,13 @@ def read_index(path: str | Path) -> faiss.Index:
 
 
 def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
-               search_index=None) -> tuple[np.ndarray, float, float]:
+               search_index=None, sizes: np.ndarray | None = None
+               ) -> tuple[np.ndarray, float, float]:
     """(ids [N, k], scanned codes per query counted from the index, FAISS's ndis per query).
 
     `index` is the CPU index; `search_index` (default: the same) may be its GPU copy, in which
-    case FAISS's counter is unavailable and returned as NaN.
+    case FAISS's counter is unavailable and returned as NaN. `sizes` (faiss_backend.list_sizes)
+    saves re-reading the list sizes at every budget of a sweep.
     """
     if nprobe > index.nlist:
         raise InputError(f"ivf.nprobe: {nprobe} is larger than nlist = {index.nlist}")
@@ -78,7 +81,7 @@ def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
     _, ids = target.search(vectors, k)
     measured = (faiss.cvar.indexIVF_stats.ndis / len(queries) if target is index
                 else float("nan"))
-    scanned = float(ivf_scanned_codes(index, vectors, nprobe).mean())
+    scanned = float(ivf_scanned_codes(index, vectors, nprobe, sizes).mean())
     return ids, scanned, measured
 
 
@@ -174,12 +177,13 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
     kmax = max(ks)
     on_gpu = kind == "ivf" and faiss_device == "gpu"
     gpu_index = search_copy(index, "gpu") if on_gpu else None
+    sizes = list_sizes(index) if kind == "ivf" else None
     rows = []
     for budget in budgets:
         if kind == "ivf":
             where = "gpu" if on_gpu and budget <= GPU_MAX_NPROBE and kmax <= GPU_MAX_NPROBE else "cpu"
             ids, ndis, measured = search_ivf(index, queries.vectors, budget, kmax,
-                                             gpu_index if where == "gpu" else None)
+                                             gpu_index if where == "gpu" else None, sizes)
             flops_search = ivf_flops(index.nlist, ndis, d)
         else:
             where = "cpu"

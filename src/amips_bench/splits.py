@@ -1,4 +1,4 @@
-"""Train/val/test splits of the queries and train-only Gaussian augmentation (DESIGN §3).
+"""Train/val/test splits of the queries and train-only Gaussian augmentation (docs/architecture.md §2).
 
 A split is stored as indices into `embeddings/queries.npy` (the *source* query of every row)
 plus, for augmented rows, a copy number: copy 0 is the clean query, copy k >= 1 a noisy copy
@@ -40,34 +40,43 @@ def make_splits(n_queries: int, *, val_size: int, test_size: int, augment_factor
     """Assign queries to train/val/test; see the module docstring for the two modes."""
     if mode not in SPLIT_MODES:
         raise InputError(f"splits.mode: unknown split mode {mode!r}; expected one of {SPLIT_MODES}")
-    if augment_factor < 1:
-        raise InputError(f"splits.augment_factor: must be >= 1, got {augment_factor}")
-    if val_size < 1 or test_size < 1:
-        raise InputError(f"splits: val_size and test_size must be >= 1, got {val_size}, {test_size}")
-    rng = np.random.default_rng([seed, 0])
+    _check_sizes(augment_factor, val_size, test_size)
     if mode == "leak_free":
-        if val_size + test_size >= n_queries:
-            raise InputError(f"splits: val_size + test_size = {val_size + test_size} leaves no "
-                             f"training query out of {n_queries} unique queries")
-        perm = rng.permutation(n_queries).astype(np.int64)
-        val, test, train = np.split(perm, [val_size, val_size + test_size])
-        train = np.sort(train)
+        val, test, train = _leak_free_partition(n_queries, val_size, test_size, seed)
         return {
             "train": SplitPlan(np.repeat(train, augment_factor),
                                np.tile(np.arange(augment_factor, dtype=np.int64), len(train))),
-            "val": SplitPlan(np.sort(val), np.zeros(val_size, dtype=np.int64)),
-            "test": SplitPlan(np.sort(test), np.zeros(test_size, dtype=np.int64)),
+            "val": SplitPlan(val, np.zeros(val_size, dtype=np.int64)),
+            "test": SplitPlan(test, np.zeros(test_size, dtype=np.int64)),
         }
     pool = n_queries * augment_factor
     if val_size + test_size >= pool:
         raise InputError(f"splits: val_size + test_size = {val_size + test_size} leaves no "
                          f"training query out of {pool} augmented queries")
-    perm = rng.permutation(pool).astype(np.int64)
+    perm = np.random.default_rng([seed, 0]).permutation(pool).astype(np.int64)
     val, test, train = np.split(perm, [val_size, val_size + test_size])
     out = {}
     for name, rows in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test))):
         out[name] = SplitPlan(rows // augment_factor, rows % augment_factor)
     return out
+
+
+def _check_sizes(augment_factor: int, val_size: int, test_size: int) -> None:
+    if augment_factor < 1:
+        raise InputError(f"splits.augment_factor: must be >= 1, got {augment_factor}")
+    if val_size < 1 or test_size < 1:
+        raise InputError(f"splits: val_size and test_size must be >= 1, got {val_size}, {test_size}")
+
+
+def _leak_free_partition(n_queries: int, val_size: int, test_size: int, seed: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (val, test, train) unique query indices of the leak-free split."""
+    if val_size + test_size >= n_queries:
+        raise InputError(f"splits: val_size + test_size = {val_size + test_size} leaves no "
+                         f"training query out of {n_queries} unique queries")
+    perm = np.random.default_rng([seed, 0]).permutation(n_queries).astype(np.int64)
+    val, test, train = np.split(perm, [val_size, val_size + test_size])
+    return np.sort(val), np.sort(test), np.sort(train)
 
 
 def materialized_blocks(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int,
@@ -165,13 +174,8 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
 def _write_leak_free(n: int, out: Path, *, val_size: int, test_size: int, augment_factor: int,
                      seed: int, chunk: int = 65_536) -> dict[str, int]:
     """The leak-free plan of `make_splits`, with the training rows written chunk by chunk."""
-    if augment_factor < 1:
-        raise InputError(f"splits.augment_factor: must be >= 1, got {augment_factor}")
-    if val_size < 1 or test_size < 1:
-        raise InputError(f"splits: val_size and test_size must be >= 1, got {val_size}, {test_size}")
-    perm = np.random.default_rng([seed, 0]).permutation(n).astype(np.int64)
-    val, test, train = np.split(perm, [val_size, val_size + test_size])
-    val, test, train = np.sort(val), np.sort(test), np.sort(train)
+    _check_sizes(augment_factor, val_size, test_size)
+    val, test, train = _leak_free_partition(n, val_size, test_size, seed)
     for a, b, names in ((train, val, "train and val"), (train, test, "train and test"),
                         (val, test, "val and test")):
         shared = np.intersect1d(a, b)
