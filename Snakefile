@@ -4,6 +4,8 @@
 #   snakemake --cores all figures                                # quick synthetic profile
 #   snakemake --cores all figures --configfile config/paper.yaml # the paper's four datasets
 #
+# Targets go before --configfile, which takes several files and would read a target as one.
+#
 # Thin by design: configuration, validation and includes. Logic lives in src/amips_bench.
 
 from snakemake.utils import min_version
@@ -19,10 +21,10 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    run=r"(supportnet|keynet)_[A-Z]+_L\d+_nx\d+_c\d+(_res)?(_clip)?_s\d+",
+    run=RUN_WILDCARD,
     clusters=r"\d+",
     seed=r"\d+",
-    size="XS|S|M|L|XL|XXL",
+    size=either(SIZES),
     depth=r"\d+",
 
 
@@ -37,10 +39,10 @@ include: "workflow/rules/report.smk"
 
 
 rule figures:
-    # the default target (see the file `figures` for why that matters)
+    default_target: True
+    # the default target: every figure, into figures/
     input:
         figure_outputs(),
-    default_target: True
 
 
 rule all:

@@ -63,7 +63,7 @@ EOF
     table1)
       for precision in tf32 fp32 bf16; do
         python3 -m amips_bench.cli timing --datasets quora=513000 nq=2600000 hotpotqa=5200000 \
-          --sizes S M L --batch 4096 --repeats 100 --warmup 10 --precision "$precision" \
+          --sizes S M L --depth 4 --nx 3 --batch 4096 --repeats 100 --warmup 10 --precision "$precision" \
           --device cuda --out "$OUT/table1_${GPU}_$precision"
       done
       ;;

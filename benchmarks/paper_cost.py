@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--tflops", type=float, default=100.0,
                         help="assumed sustained rate when no throughput table is given")
     args = parser.parse_args()
-    config = prepare(yaml.safe_load(Path(args.config).read_text()), ROOT / "config" / "schema.yaml")
+    config = prepare(yaml.safe_load(Path(args.config).read_text()))
     rates = load_rates(Path(args.throughput)) if args.throughput else []
     hours, models = defaultdict(float), defaultdict(int)
     kinds: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -77,7 +77,8 @@ def main() -> None:
         stages = {
             "split": [py, "-m", "amips_bench.cli", "split", "--queries", str(root / "embeddings/queries.npy"),
                       "--out", str(root / "splits"), "--val-size", "1000", "--test-size", "1000",
-                      "--augment-factor", str(factor)],
+                      "--augment-factor", str(factor), "--sigma", "0.02", "--mode", "leak_free",
+                      "--seed", "0"],
             "targets": [py, "-m", "amips_bench.cli", "targets", "--embeddings", str(root / "embeddings"),
                         "--splits", str(root / "splits"), "--clusters", "1",
                         "--out", str(root / "targets/c1"), "--device", "cpu", "--threads", "2"],

@@ -83,8 +83,7 @@ def main() -> None:
     from amips_bench.settings import LossWeights, TrainConfig
     from amips_bench.training import Trainer
 
-    config = prepare(yaml.safe_load((ROOT / "config/config.yaml").read_text()),
-                     ROOT / "config/schema.yaml")
+    config = prepare(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     train = dict(config["datasets"]["quick"]["train"])
     work = Path(args.workdir or tempfile.mkdtemp(prefix="amips-ablation-"))
     root = work / "quick"

@@ -37,8 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from amips_bench.evaluation import DatasetTensors, SplitData
 from amips_bench.models import ModelSpec
 from amips_bench.settings import TrainConfig
-from amips_bench.targets import ClusterLayout
-from amips_bench.targets import full_fp32_matmul
+from amips_bench.targets import ClusterLayout, full_fp32_matmul
 from amips_bench.training import Trainer, precision_context
 
 MATMUL_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}

@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 import pytest
+from beir_fixture import LoopbackServer, evil_zip, make_beir_folder, zip_folder
 
 from amips_bench.beir_data import fetch_dataset, load_texts, passage_text, safe_extract
 from amips_bench.embeddings import write_beir
 from amips_bench.encode import encode_resumable
 from amips_bench.io import InputError, md5_file
-from beir_fixture import LoopbackServer, evil_zip, make_beir_folder, zip_folder
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,8 @@ def test_killed_encode_resumes_to_the_uninterrupted_array(tmp_path, encoder):
     straight = encode_resumable(passages.texts, tmp_path / "straight" / "keys.npy", batch_size=16,
                                 chunk_size=40, encoder=encoder, progress=False)
     cmd = [sys.executable, "-m", "amips_bench.cli", "encode", "--folder", str(folder), "--out",
-           str(tmp_path / "emb"), "--batch-size", "16", "--chunk-size", "40", "--device", "cpu"]
+           str(tmp_path / "emb"), "--batch-size", "16", "--chunk-size", "40", "--model", "auto", "--query-source", "beir",
+           "--key-text", "title_text", "--device", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     record = tmp_path / "emb" / ".encode" / "keys.progress.json"

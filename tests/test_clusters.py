@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from amips_bench.clusters import Clustering, balanced_kmeans, select_most_balanced
 from amips_bench.io import InputError
-from conftest import unit_rows
 
 
 def _clustering(sizes, inertia, seed=0):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amips_bench.config import ConfigError, expand_grid, parse_run, prepare
+from amips_bench.config import SCHEMA_PATH, ConfigError, expand_grid, parse_run, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "config" / "schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def _quick():
@@ -93,7 +93,7 @@ def test_snakemake_stops_before_any_job_with_one_line(tmp_path):
                           "--directory", str(tmp_path), "--configfile", str(path)],
                          capture_output=True, text=True)
     assert out.returncode != 0
-    lines = [l for l in (out.stdout + out.stderr).splitlines() if "config error" in l]
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if "config error" in line]
     assert lines == ["amips-bench config error: config key 'datasets.quick.splits.val_sise': "
                      "unknown key (allowed here: augment_factor, mode, seed, sigma, test_size, val_size)"]
     assert "rule " not in out.stdout  # nothing was scheduled
@@ -103,7 +103,7 @@ def test_defaults_are_filled_and_runs_round_trip():
     config = prepare({"datasets": {"d": {"grid": [{"model": ["keynet"], "size": ["S"]}]}}}, SCHEMA)
     ds = config["datasets"]["d"]
     assert ds["splits"]["sigma"] == 0.02 and ds["train"]["batch_size"] == 4096
-    assert config["seeds"] == [0] and config["figures_dir"] == "results/figures"
+    assert config["seeds"] == [0] and config["figures_dir"] == "figures"
     (run,) = expand_grid(ds, config["seeds"])
     assert run.name == "keynet_S_L4_nx3_c1_s0" and parse_run(run.name) == run
     assert parse_run("supportnet_XS_L8_nx2_c10_res_clip_s3").convexity == "clip"
@@ -128,3 +128,68 @@ def test_snakemake_config_override_of_seeds_plans_every_seed(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     planned = out.stdout + out.stderr
     assert "_s0/" in planned and "_s1/" in planned
+
+
+def test_settings_dataclasses_take_the_schema_defaults():
+    """One source for defaults: TrainConfig, LossWeights and SyntheticParams equal the defaults
+    the schema fills into an empty dataset block."""
+    from amips_bench.settings import LossWeights, TrainConfig
+    from amips_bench.synthetic import SyntheticParams
+
+    ds = prepare({"datasets": {"d": {}}}, SCHEMA)["datasets"]["d"]
+    cfg, weights = TrainConfig(), LossWeights()
+    for key, value in ds["train"].items():
+        if key.startswith("lambda_"):
+            assert getattr(weights, key.removeprefix("lambda_")) == value, key
+        else:
+            assert getattr(cfg, key) == value, key
+    synthetic = SyntheticParams()
+    for key, value in ds["synthetic"].items():
+        assert getattr(synthetic, key) == value, key
+
+
+def test_a_hand_run_train_parses_to_the_schema_defaults():
+    from amips_bench.cli import build_parser
+    from amips_bench.settings import TrainConfig
+
+    args = build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model",
+                                      "keynet", "--size", "S", "--depth", "4", "--nx", "3"])
+    train = prepare({"datasets": {"d": {}}}, SCHEMA)["datasets"]["d"]["train"]
+    for key, value in train.items():
+        assert getattr(args, key) == value, key
+    assert TrainConfig(**{k: v for k, v in train.items() if not k.startswith("lambda_")})
+    flipped = build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model",
+                                         "keynet", "--size", "S", "--depth", "4", "--nx", "3",
+                                         "--no-cuda-graph"])
+    assert flipped.cuda_graph is False
+    with pytest.raises(SystemExit):  # "flase" is an error, not False
+        build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model", "keynet",
+                                   "--size", "S", "--depth", "4", "--nx", "3", "--cuda-graph", "flase"])
+
+
+def test_one_grammar_of_run_names():
+    """The Snakefile's wildcard is RUN_PATTERN without group names; the schema's size names are
+    the size table's; every grid run's name parses back to itself."""
+    import re
+
+    from amips_bench.config import RUN_PATTERN, RUN_WILDCARD, SIZES, nx_for
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["$defs"]["size_name"]["enum"] == list(SIZES)
+    assert "(?P<" not in RUN_WILDCARD
+    assert "run=RUN_WILDCARD" in (ROOT / "Snakefile").read_text()
+    for name in ("keynet_S_L4_nx3_c1_s0", "supportnet_XXL_L16_nx4_c10_res_clip_s12"):
+        assert re.fullmatch(RUN_WILDCARD, name) and re.fullmatch(RUN_PATTERN, name)
+        assert parse_run(name).name == name
+    assert not re.fullmatch(RUN_WILDCARD, "keynet_Q_L4_nx3_c1_s0")
+    assert nx_for(16, 4) == 4 and nx_for(8, 1) == 7 and nx_for(4, 0) == 0
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_shipped_config_dry_runs_the_all_target(name, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "all",
+                          "--configfile", str(ROOT / "config" / name)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert "reproduction_report" in out.stdout + out.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from amips_bench.cli import main
 from amips_bench.clusters import write_clusters
@@ -15,7 +16,6 @@ from amips_bench.io import InputError
 from amips_bench.splits import write_splits
 from amips_bench.synthetic import SyntheticParams
 from amips_bench.targets import write_targets
-from conftest import unit_rows
 
 
 def _run_pipeline(root: Path) -> None:
@@ -121,11 +121,12 @@ def test_split_sizes_larger_than_the_query_set(good):
 def test_cli_reports_one_line_and_exit_status_2(good, capsys):
     root, _, queries = good
     status = main(["split", "--queries", str(queries), "--out", str(root / "s3"), "--val-size", "5",
-                   "--test-size", "5", "--mode", "random"])
+                   "--test-size", "5", "--augment-factor", "3", "--sigma", "-0.1", "--mode",
+                   "leak_free", "--seed", "0"])
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert err.count("\n") == 0
-    assert "splits.mode: unknown split mode 'random'" in err
+    assert "splits.sigma: must be >= 0, got -0.1" in err
     assert not (root / "s3").exists()
 
 

@@ -69,3 +69,23 @@ def test_identity_reference_is_computed_and_drawn(tiny_dataset, tmp_path):
     assert star.mrr == 1.0 and abs(star.e_rel) < 1e-6 and len(drawn) == 2
     table = final_metrics_table([tmp_path / "identity.json"])
     assert table.iloc[0].model.startswith("identity") and table.iloc[0].mrr == 1.0
+
+
+def _visible_tick_labels(ax) -> list[str]:
+    lo, hi = ax.get_xlim()
+    ticks = ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+    return [t.label1.get_text() for t in ticks
+            if t.label1.get_visible() and t.label1.get_text() and lo <= t.get_loc() <= hi]
+
+
+def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():
+    from amips_bench.plots import style
+
+    fig, (narrow, wide) = style.plt.subplots(1, 2)
+    for ax, (lo, hi) in ((narrow, (2e6, 5e6)), (wide, (1e3, 1e9))):
+        style.flops_axis(ax)
+        ax.plot([lo, hi], [0.1, 0.9])
+    fig.canvas.draw()
+    assert len(_visible_tick_labels(narrow)) >= 2  # no power of ten inside: minor labels
+    assert len(_visible_tick_labels(wide)) <= 8    # six decades: powers of ten only, uncrowded
+    style.plt.close(fig)

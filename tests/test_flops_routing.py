@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from amips_bench.evaluation import load_dataset, true_clusters
-from amips_bench.flops import (analytic_forward_macs, analytic_key_flops, forward_flops, key_flops,
-                               router_flops)
+from amips_bench.flops import analytic_forward_macs, analytic_key_flops, forward_flops, key_flops, router_flops
 from amips_bench.io import InputError, load_json
 from amips_bench.models import ModelSpec, build_model, save_model
 from amips_bench.routing import baseline_rows, load_context, model_rows

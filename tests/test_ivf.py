@@ -5,15 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import unit_rows
 
 from amips_bench.faiss_backend import ivf_scanned_codes, list_sizes, resolve_faiss_device
 from amips_bench.io import InputError
-from amips_bench.ivf import (build_hnsw, build_ivf, evaluate_indexes, mapped_queries,
-                             recall_and_mrr, search_hnsw, search_ivf, sweep, natural_queries,
-                             write_index)
+from amips_bench.ivf import (
+    build_hnsw,
+    build_ivf,
+    evaluate_indexes,
+    mapped_queries,
+    natural_queries,
+    recall_and_mrr,
+    search_hnsw,
+    search_ivf,
+    sweep,
+    write_index,
+)
 from amips_bench.models import ModelSpec, build_model, save_model
 from amips_bench.robustness import perturb
-from conftest import unit_rows
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from amips_bench.metrics import (global_top_cluster, retrieval_metrics, routing_accuracy)
-from amips_bench.targets import ClusterLayout, exact_top1
 from conftest import unit_rows
+
+from amips_bench.metrics import global_top_cluster, retrieval_metrics, routing_accuracy
+from amips_bench.targets import ClusterLayout, exact_top1
 
 
 def brute_force(pred, queries, top1, keys, assignments):

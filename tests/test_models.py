@@ -7,9 +7,17 @@ import itertools
 import pytest
 import torch
 
+from amips_bench.config import SIZES, nx_for
 from amips_bench.io import InputError
-from amips_bench.models import (SIZES, KeyNet, ModelSpec, SupportNet, build_model,
-                                injection_layers, nx_for_every, parameter_count, scores_and_keys)
+from amips_bench.models import (
+    KeyNet,
+    ModelSpec,
+    SupportNet,
+    build_model,
+    injection_layers,
+    parameter_count,
+    scores_and_keys,
+)
 
 PAPER_KEYS = {"fiqa": 57_638, "quora": 522_931, "nq": 2_681_468, "hotpotqa": 5_233_329}
 
@@ -26,8 +34,7 @@ def test_paper_width_rule_is_eq_3_3_on_every_grid_point_of_the_paper_config():
     from amips_bench.config import dataset_n_keys, expand_grid, prepare
 
     root = Path(__file__).resolve().parents[1]
-    config = prepare(yaml.safe_load((root / "config/paper.yaml").read_text()),
-                     root / "config/schema.yaml")
+    config = prepare(yaml.safe_load((root / "config/paper.yaml").read_text()))
     assert config["width_rule"] == "paper"
     checked = 0
     for ds in config["datasets"].values():
@@ -60,7 +67,7 @@ def test_parameter_count_matches_the_budget_across_the_paper_grid(model):
     for n, size, depth, every, c in itertools.product(PAPER_KEYS.values(), SIZES, (4, 8, 16),
                                                        (0, 1, 4), (1, 10)):
         spec = ModelSpec(model=model, d=384, n_keys=n, size=size, depth=depth,
-                         n_x=nx_for_every(depth, every), n_clusters=c, width_rule="full")
+                         n_x=nx_for(depth, every), n_clusters=c, width_rule="full")
         h = spec.width
         assert h % 8 == 0
 
@@ -86,7 +93,7 @@ def test_injection_layers_are_evenly_spaced():
     assert injection_layers(8, 2) == [4, 7]
     assert injection_layers(16, 4) == [4, 8, 12, 15]
     assert injection_layers(4, 0) == []
-    assert nx_for_every(16, 4) == 4 and nx_for_every(8, 1) == 7 and nx_for_every(4, 4) == 1
+    assert nx_for(16, 4) == 4 and nx_for(8, 1) == 7 and nx_for(4, 4) == 1
 
 
 def _spec(model="supportnet", **kw):

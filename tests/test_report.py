@@ -227,3 +227,24 @@ def test_routing_is_judged_on_the_model_chosen_on_validation_and_against_the_bes
     assert claim["verdict"] == "reproduced"  # +0.15 over the IP rule
     assert claim["verdict vs best centroid rule"] == "not reproduced"  # +0.03 over L2
     assert "centroid_l2 0.620" in claim["ours"]
+
+
+def test_figure_links_resolve_relative_to_the_report(tmp_path):
+    figure = tmp_path / "figures" / "fig1_toy.png"
+    figure.parent.mkdir()
+    figure.write_bytes(b"png")
+    res = Results.load(metrics=[], histories=[], routing=[], ivf=[], ood=[], table1=None, kinds={})
+    out = tmp_path / "results" / "report"
+    write_report(out, res, config_hash="x", seeds=[0], figures=[str(figure)])
+    markdown = (out / "reproduction.md").read_text()
+    assert "- [fig1_toy.png](../../figures/fig1_toy.png)" in markdown
+    assert (out / "../../figures/fig1_toy.png").resolve() == figure.resolve()
+    assert 'href="../../figures/fig1_toy.png"' in (out / "reproduction.html").read_text()
+
+
+def test_the_report_draws_nothing():
+    import subprocess
+    import sys
+
+    code = "import sys, amips_bench.report; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from amips_bench.io import InputError
 from amips_bench.splits import check_disjoint, make_splits, materialize
-from conftest import unit_rows
 
 
 def test_leak_free_splits_are_disjoint_and_only_train_is_augmented():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import unit_rows
 
 from amips_bench.targets import exact_top1
-from conftest import unit_rows
 
 
 def brute_force_top1(queries, keys, assignments, n_clusters):

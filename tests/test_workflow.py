@@ -31,7 +31,7 @@ def finished(tmp_path_factory):
 
 
 def test_every_figure_is_a_valid_image_with_its_numbers(finished):
-    figures = finished / "results" / "figures"
+    figures = finished / "figures"
     stems = ["fig1_toy", "fig2_routing", "fig3_erel_mrr", "fig4_ivf_tiny", "fig7_ood", "fig8_training"]
     for stem in stems:
         image = mpimg.imread(figures / f"{stem}.png")

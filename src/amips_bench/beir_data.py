@@ -19,9 +19,10 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .io import InputError, atomic_path, md5_file, sha256_file
 
@@ -187,6 +188,21 @@ def fetch_generated(name: str, raw_dir: str | Path, *, url: str = "", mirror: st
     return dest
 
 
+def fetch(name: str, raw_dir: str | Path, *, base_url: str, mirror: str = "", md5: str = "",
+          size: int = 0, query_source: str = "beir", generated_url: str = "") -> dict[str, Any]:
+    """The fetch stage: the verified BEIR folder (and the generated queries when asked for),
+    with their provenance written to raw_dir/manifest.json."""
+    from .io import save_json
+
+    origin = fetch_dataset(name, raw_dir, base_url=base_url, mirror=mirror, md5=md5, size=size)
+    origin["name"] = name
+    if query_source == "generated":
+        path = fetch_generated(name, raw_dir, url=generated_url, mirror=mirror)
+        origin["generated_queries"] = {"file": path.name, "sha256": sha256_file(path)}
+    save_json(Path(raw_dir) / "manifest.json", origin)
+    return origin
+
+
 # --------------------------------------------------------------------------- validation and loading
 
 
@@ -250,7 +266,7 @@ class TextSet:
     before_dedup: int = 0
 
     @classmethod
-    def dedup(cls, pairs: list[tuple[str, str]]) -> "TextSet":
+    def dedup(cls, pairs: list[tuple[str, str]]) -> TextSet:
         seen: dict[str, str] = {}
         for ident, text in pairs:
             if text and text not in seen:

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import SIZES
 from .evaluation import load_dataset, true_clusters
 from .io import InputError, atomic_path, device_name, package_versions, save_json
-from .models import SIZES, Trunk, solve_width
+from .models import Trunk, solve_width
 
 
 @dataclass

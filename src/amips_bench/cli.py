@@ -1,7 +1,10 @@
 """`amips-bench <stage>`: one subcommand per workflow stage; the logic lives in the modules.
 
-Every subcommand reads and writes the results contract (docs/architecture.md §2). Bad input stops with a
-single line naming the file, key or value at fault and exit status 2.
+Every subcommand reads and writes the results contract (docs/architecture.md §2). Bad input stops
+with a single line naming the file, key or value at fault and exit status 2. Flags the workflow
+always passes are required; the train stage's options default to the schema's values
+(`data/schema.yaml`), so a hand-run stage and the workflow start from the same settings.
+`--threads` and `--device` are applied once, in `main()`, before a handler runs.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any], None]]] = {}
 
@@ -23,19 +27,6 @@ def command(name: str, help_text: str):
             return run
         return register
     return wrap
-
-
-def _threads(args) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
-        try:
-            import faiss
-
-            faiss.omp_set_num_threads(args.threads)
-        except ImportError:  # pragma: no cover - faiss is a hard dependency
-            pass
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -58,18 +49,19 @@ def _add_faiss_device(p: argparse.ArgumentParser) -> None:
 
 
 def _dataclass_arguments(p: argparse.ArgumentParser, cls, prefix: str = "",
-                         skip: tuple[str, ...] = ()) -> None:
-    """One --flag per dataclass field, typed from its default."""
+                         skip: tuple[str, ...] = (), required: bool = False) -> None:
+    """One --flag per dataclass field, typed from its default (booleans as --x / --no-x)."""
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         flag = "--" + (prefix + f.name).replace("_", "-")
         if isinstance(default, bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default,
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                            help=f"(default {default})")
         elif isinstance(default, (int, float, str)):
-            p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+            p.add_argument(flag, type=type(default), default=None if required else default,
+                           required=required, help=None if required else f"(default {default})")
 
 
 def _dataclass_values(args, cls, prefix: str = "", skip: tuple[str, ...] = ()) -> dict:
@@ -88,7 +80,9 @@ def _synthetic_args(p):
     from .synthetic import SyntheticParams
 
     p.add_argument("--out", required=True, help="embeddings folder to write (keys.npy, queries.npy, manifest.json)")
-    _dataclass_arguments(p, SyntheticParams)
+    _dataclass_arguments(p, SyntheticParams, skip=("n_keys", "n_queries", "d", "seed"))
+    for name in ("n-keys", "n-queries", "d", "seed"):
+        p.add_argument(f"--{name}", type=int, required=True)
     _add_threads(p)
 
 
@@ -97,7 +91,6 @@ def _synthetic(args):
     from .embeddings import write_synthetic
     from .synthetic import SyntheticParams
 
-    _threads(args)
     manifest = write_synthetic(args.out, SyntheticParams(**_dataclass_values(args, SyntheticParams)))
     for name, row in manifest["realism"]["vs_real_minilm"].items():
         flag = "ok" if row["within_tolerance"] else "OUTSIDE ±30%"
@@ -107,26 +100,21 @@ def _synthetic(args):
 def _beir_fetch_args(p):
     p.add_argument("--name", required=True, help="BEIR dataset name (archive NAME.zip)")
     p.add_argument("--raw-dir", required=True, help="results/{dataset}/raw")
-    p.add_argument("--base-url", default="https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/")
+    p.add_argument("--base-url", required=True, help="base URL of the BEIR archives")
     p.add_argument("--mirror", default="", help="folder of pre-downloaded NAME.zip or NAME/ folders")
     p.add_argument("--md5", default="", help="expected md5 (default: known value, if any)")
-    p.add_argument("--size-bytes", type=int, default=0, help="expected archive size (default: known value)")
-    p.add_argument("--query-source", default="beir", choices=["beir", "generated"])
+    p.add_argument("--size-bytes", type=int, required=True, help="expected archive size (0: known value)")
+    p.add_argument("--query-source", required=True, choices=["beir", "generated"])
     p.add_argument("--generated-url", default="", help="URL of NAME-generated-queries.jsonl.gz")
 
 
 @command("beir-fetch", "download (or take from a mirror), verify and unpack a BEIR dataset")(_beir_fetch_args)
 def _beir_fetch(args):
-    from .beir_data import fetch_dataset, fetch_generated
-    from .io import save_json, sha256_file
+    from .beir_data import fetch
 
-    origin = fetch_dataset(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
-                           md5=args.md5, size=args.size_bytes)
-    origin["name"] = args.name
-    if args.query_source == "generated":
-        path = fetch_generated(args.name, args.raw_dir, url=args.generated_url, mirror=args.mirror)
-        origin["generated_queries"] = {"file": path.name, "sha256": sha256_file(path)}
-    save_json(Path(args.raw_dir) / "manifest.json", origin)
+    origin = fetch(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
+                   md5=args.md5, size=args.size_bytes, query_source=args.query_source,
+                   generated_url=args.generated_url)
     print(f"[beir-fetch] {args.name}: {origin['source']}")
 
 
@@ -134,11 +122,11 @@ def _encode_args(p):
     p.add_argument("--folder", required=True, help="a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--out", required=True, help="embeddings folder to write")
     p.add_argument("--fetch-manifest", default="", help="raw/manifest.json of the fetch stage")
-    p.add_argument("--model", default="auto", help="hub name, local path, or auto (offline all-MiniLM-L6-v2)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--chunk-size", type=int, default=65_536)
-    p.add_argument("--query-source", default="beir", choices=["beir", "generated"])
-    p.add_argument("--key-text", default="title_text", choices=["text", "title_text"],
+    p.add_argument("--model", required=True, help="hub name, local path, or auto (offline all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--chunk-size", type=int, required=True)
+    p.add_argument("--query-source", required=True, choices=["beir", "generated"])
+    p.add_argument("--key-text", required=True, choices=["text", "title_text"],
                    help="keys as passage text alone (the official script) or 'title. text'")
     p.add_argument("--generated-file", default="", help="NAME-generated-queries.jsonl[.gz]")
     _add_device(p)
@@ -147,21 +135,12 @@ def _encode_args(p):
 
 @command("encode", "encode a BEIR folder with all-MiniLM-L6-v2 (deduplicated, resumable)")(_encode_args)
 def _encode(args):
-    from .embeddings import write_beir
-    from .io import load_json
-    from .targets import pick_device
+    from .embeddings import encode_folder
 
-    _threads(args)
-    fetch = load_json(args.fetch_manifest) if args.fetch_manifest else {"source": "local folder",
-                                                                          "path": args.folder}
-    generated = args.generated_file
-    if args.query_source == "generated" and not generated and "generated_queries" in fetch:
-        generated = str(Path(args.fetch_manifest).parent / fetch["generated_queries"]["file"])
-    m = write_beir(args.folder, args.out, fetch_manifest=fetch, model=args.model,
-                   batch_size=args.batch_size, chunk_size=args.chunk_size,
-                   device=str(pick_device(args.device)), query_source=args.query_source,
-                   generated_file=Path(generated) if generated else None,
-                   key_text=args.key_text)
+    m = encode_folder(args.folder, args.out, fetch_manifest=args.fetch_manifest,
+                      generated_file=args.generated_file, query_source=args.query_source,
+                      model=args.model, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                      device=str(args.device), key_text=args.key_text)
     print(f"[encode] keys {m['counts_before_dedup']['keys']:,} -> {m['counts_after_dedup']['keys']:,}, "
           f"queries {m['counts_before_dedup']['queries']:,} -> {m['counts_after_dedup']['queries']:,}")
 
@@ -171,11 +150,12 @@ def _split_args(p):
     p.add_argument("--out", required=True, help="splits folder to write")
     p.add_argument("--val-size", type=int, required=True)
     p.add_argument("--test-size", type=int, required=True)
-    p.add_argument("--augment-factor", type=int, default=5,
+    p.add_argument("--augment-factor", type=int, required=True,
                    help="rows per training query (the clean one + factor-1 noisy copies)")
-    p.add_argument("--sigma", type=float, default=0.02, help="std of the Gaussian augmentation noise")
-    p.add_argument("--mode", default="leak_free", help="leak_free (default) or paper (leaky, for comparison)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sigma", type=float, required=True, help="std of the Gaussian augmentation noise")
+    p.add_argument("--mode", required=True, choices=["leak_free", "paper"],
+                   help="leak_free, or paper (the official code's leaky split, for comparison)")
+    p.add_argument("--seed", type=int, required=True)
 
 
 @command("split", "split unique queries into train/val/test before augmentation")(_split_args)
@@ -190,10 +170,10 @@ def _cluster_args(p):
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
     p.add_argument("--out", required=True, help="clusters/c{C} folder to write")
     p.add_argument("--clusters", type=int, required=True)
-    p.add_argument("--restarts", type=int, default=10)
-    p.add_argument("--niter", type=int, default=25)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-points-per-centroid", type=int, default=65_536)
+    p.add_argument("--restarts", type=int, required=True)
+    p.add_argument("--niter", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--max-points-per-centroid", type=int, required=True)
     _add_threads(p)
 
 
@@ -201,7 +181,6 @@ def _cluster_args(p):
 def _cluster(args):
     from .clusters import write_clusters
 
-    _threads(args)
     m = write_clusters(args.keys, args.out, args.clusters, restarts=args.restarts,
                        niter=args.niter, seed=args.seed,
                        max_points_per_centroid=args.max_points_per_centroid)
@@ -223,7 +202,6 @@ def _targets_args(p):
 def _targets(args):
     from .targets import write_targets
 
-    _threads(args)
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
                   faiss_device=args.faiss_device)
@@ -236,10 +214,9 @@ def _identity_args(p):
 
 @command("identity", "test metrics of the identity map ŷ = x: the reference of Figure 3")(_identity_args)
 def _identity(args):
-    from .evaluation import identity_metrics
-    from .io import save_json
+    from .evaluation import write_identity_metrics
 
-    save_json(args.out, identity_metrics(args.dataset_dir))
+    write_identity_metrics(args.dataset_dir, args.out)
 
 
 # --------------------------------------------------------------------------- training
@@ -250,13 +227,14 @@ def _train_args(p):
 
     p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
     p.add_argument("--out", required=True, help="model folder to write (model.pt, history.csv, metrics.json)")
-    p.add_argument("--model", required=True, help="supportnet or keynet")
+    p.add_argument("--model", required=True, choices=["supportnet", "keynet"])
     p.add_argument("--size", required=True, help="XS, S, M, L, XL or XXL (fraction of n·d parameters)")
     p.add_argument("--depth", type=int, required=True)
     p.add_argument("--nx", type=int, required=True, help="number of later layers that re-inject x")
     p.add_argument("--clusters", type=int, default=1)
     p.add_argument("--residual", action="store_true")
-    p.add_argument("--convexity", default="penalty", help="penalty (paper) or clip (exact projection)")
+    p.add_argument("--convexity", default="penalty", choices=["penalty", "clip"],
+                   help="penalty (paper) or clip (exact projection)")
     p.add_argument("--init", default="hoedt", choices=["hoedt", "plain"],
                    help="SupportNet's non-negative weights: hoedt (log-normal, negative bias) or "
                         "plain (|default uniform| / sqrt(fan_in))")
@@ -267,48 +245,26 @@ def _train_args(p):
     _add_threads(p)
 
 
+def _show_progress(spec, row) -> None:
+    print(f"[{spec.name}] step {row['step']:>6}  e_rel {row['e_rel']:+.3f}  "
+          f"mrr {row['mrr']:.3f}  match {row['match_rate']:.3f}  "
+          f"val_loss {row['val_loss']:.4f}  {row['elapsed_s']:.1f}s", flush=True)
+
+
 @command("train", "train one SupportNet or KeyNet (resumes from its checkpoint)")(_train_args)
 def _train(args):
-    from .evaluation import load_dataset
-    from .io import load_embeddings
-    from .models import ModelSpec
     from .settings import LossWeights, TrainConfig
-    from .targets import pick_device
-    from .training import Trainer
+    from .training import train_run
 
-    _threads(args)
-    device = pick_device(args.device)
-    keys = load_embeddings(Path(args.dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
-    spec = ModelSpec(model=args.model, d=keys.shape[1], n_keys=keys.shape[0], size=args.size,
-                     depth=args.depth, n_x=args.nx, n_clusters=args.clusters,
-                     residual=args.residual, convexity=args.convexity, width_rule=args.width_rule,
-                     init=args.init)
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_")))
-    data = load_dataset(args.dataset_dir, args.clusters, device,
-                        stream_train_over_bytes=cfg.resident_max_gb * 1e9)
-
-    def show(row):
-        print(f"[{spec.name}] step {row['step']:>6}  e_rel {row['e_rel']:+.3f}  "
-              f"mrr {row['mrr']:.3f}  match {row['match_rate']:.3f}  "
-              f"val_loss {row['val_loss']:.4f}  {row['elapsed_s']:.1f}s", flush=True)
-
-    metrics = Trainer(spec, data, cfg, args.out, device).run(progress=show)
+    metrics = train_run(args.dataset_dir, args.out, cfg, args.device, progress=_show_progress,
+                        model=args.model, size=args.size, depth=args.depth, n_x=args.nx,
+                        n_clusters=args.clusters, residual=args.residual,
+                        convexity=args.convexity, width_rule=args.width_rule, init=args.init)
     test = metrics["test"]
-    print(f"[{spec.name}] test e_rel {test['e_rel']:+.3f}  mrr {test['mrr']:.3f}  "
+    print(f"[{Path(args.out).name}] test e_rel {test['e_rel']:+.3f}  mrr {test['mrr']:.3f}  "
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")
-
-
-def _save_rows(path, rows, dataset_dir=None) -> None:
-    """A result table and, beside it, the versions that produced it; rows of a dataset carry
-    the split mode its targets were made with (leak_free, or the leaky paper mode)."""
-    from .io import save_csv, split_mode_of, write_versions_sidecar
-
-    if dataset_dir is not None:
-        mode = split_mode_of(dataset_dir)
-        rows = [{**row, "split_mode": mode} for row in rows]
-    save_csv(path, rows)
-    write_versions_sidecar(path)
 
 
 # --------------------------------------------------------------------------- routing (Figure 2)
@@ -319,11 +275,11 @@ def _train_router_args(p):
     p.add_argument("--out", required=True, help="router folder to write (model.pt, metrics.json)")
     p.add_argument("--clusters", type=int, required=True)
     p.add_argument("--size", required=True)
-    p.add_argument("--depth", type=int, default=2)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=0.002)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--depth", type=int, required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
     _add_device(p)
     _add_threads(p)
 
@@ -331,12 +287,10 @@ def _train_router_args(p):
 @command("train-router", "train the learned classifier router baseline (cross-entropy MLP)")(_train_router_args)
 def _train_router(args):
     from .classifier import train_router
-    from .targets import pick_device
 
-    _threads(args)
     m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, size=args.size,
                      depth=args.depth, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     seed=args.seed, device=pick_device(args.device))
+                     seed=args.seed, device=args.device)
     print(f"[{m['name']}] {m['parameters']:,} parameters, test top-1 accuracy "
           f"{m['top1_accuracy']['test']:.3f}")
 
@@ -344,7 +298,7 @@ def _train_router(args):
 def _routing_args(p):
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--clusters", type=int, required=True)
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--ks", type=int, nargs="+", required=True)
     p.add_argument("--out", required=True, help="routing/*.csv to write")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="models/*/model.pt of a clustered SupportNet or KeyNet")
@@ -357,19 +311,12 @@ def _routing_args(p):
 
 @command("routing", "routing accuracy vs FLOPs of one router (Figure 2)")(_routing_args)
 def _routing(args):
-    from . import routing
-    from .targets import pick_device
+    from .io import save_result_rows
+    from .routing import routing_rows
 
-    _threads(args)
-    ctx = routing.load_context(args.dataset_dir, args.clusters, tuple(args.ks),
-                               pick_device(args.device))
-    if args.model:
-        rows = routing.model_rows(ctx, args.model)
-    elif args.router:
-        rows = routing.classifier_rows(ctx, args.router)
-    else:
-        rows = routing.baseline_rows(ctx, args.seed)
-    _save_rows(args.out, rows, args.dataset_dir)
+    rows = routing_rows(args.dataset_dir, args.clusters, tuple(args.ks), args.device,
+                        model=args.model, router=args.router, seed=args.seed)
+    save_result_rows(args.out, rows, args.dataset_dir)
     for r in rows:
         if r["k"] == 1:
             print(f"{r['method']:>14} {r['size']:>3}  k=1 accuracy {r['accuracy']:.3f}  "
@@ -382,10 +329,11 @@ def _routing(args):
 def _index_args(p):
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
     p.add_argument("--out", required=True, help="folder for ivf.faiss, hnsw.faiss, manifest.json")
-    p.add_argument("--nlist", type=int, default=0, help="IVF lists (0 = round(sqrt(n)))")
-    p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--hnsw-ef-construction", type=int, default=80)
-    p.add_argument("--no-hnsw", action="store_true", help="build the IVF index only")
+    p.add_argument("--nlist", type=int, required=True, help="IVF lists (0 = round(sqrt(n)))")
+    p.add_argument("--hnsw-m", type=int, required=True)
+    p.add_argument("--hnsw-ef-construction", type=int, required=True)
+    p.add_argument("--hnsw", action=argparse.BooleanOptionalAction, default=True,
+                   help="build the HNSW index too (--no-hnsw: IVF only)")
     p.add_argument("--seed", type=int, default=0)
     _add_faiss_device(p)
     _add_threads(p)
@@ -393,40 +341,18 @@ def _index_args(p):
 
 @command("index", "build the FAISS IVF (and HNSW) indexes of the keys")(_index_args)
 def _index(args):
-    import time
+    from .ivf import write_indexes
 
-    import faiss
-
-    from . import ivf
-    from .faiss_backend import resolve_faiss_device
-    from .io import load_embeddings, save_json
-
-    _threads(args)
-    keys = load_embeddings(args.keys)
-    nlist = args.nlist or ivf.default_nlist(len(keys))
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    ivf.write_index(ivf.build_ivf(keys, nlist, args.seed), out / "ivf.faiss")
-    manifest = {"n_keys": len(keys), "d": keys.shape[1], "nlist": nlist, "metric": "inner product",
-                "ivf_build_seconds": round(time.perf_counter() - t0, 3),
-                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
-                "faiss_device_setting": args.faiss_device,
-                "ivf_search_device": resolve_faiss_device(args.faiss_device),
-                "hnsw_search_device": "cpu (FAISS has no GPU HNSW)"}
-    if not args.no_hnsw:
-        t0 = time.perf_counter()
-        ivf.write_index(ivf.build_hnsw(keys, args.hnsw_m, args.hnsw_ef_construction),
-                        out / "hnsw.faiss")
-        manifest.update({"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.hnsw_ef_construction,
-                         "hnsw_build_seconds": round(time.perf_counter() - t0, 3)})
-    save_json(out / "manifest.json", manifest)
+    write_indexes(args.keys, args.out, nlist=args.nlist, hnsw_m=args.hnsw_m,
+                  hnsw_ef_construction=args.hnsw_ef_construction, hnsw=args.hnsw, seed=args.seed,
+                  faiss_device=args.faiss_device)
 
 
 def _ivf_common(p):
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--index-dir", required=True, help="folder with ivf.faiss (and hnsw.faiss)")
     p.add_argument("--nprobe", type=int, nargs="+", required=True)
-    p.add_argument("--recall-at", type=int, nargs="*", default=[1, 10, 100])
+    p.add_argument("--recall-at", type=int, nargs="+", required=True)
     p.add_argument("--out", required=True, help="CSV to write")
     _add_device(p)
     _add_faiss_device(p)
@@ -435,43 +361,38 @@ def _ivf_common(p):
 
 def _ivf_args(p):
     _ivf_common(p)
-    p.add_argument("--ef-search", type=int, nargs="*", default=[], help="HNSW efSearch sweep (empty: no HNSW)")
+    p.add_argument("--ef-search", type=int, nargs="*", required=True,
+                   help="HNSW efSearch sweep (none given: no HNSW)")
     p.add_argument("--model", default=None, help="models/*/model.pt for mapped queries (omit: natural)")
 
 
 @command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
 def _ivf(args):
-    from . import ivf
-    from .faiss_backend import resolve_faiss_device
-    from .targets import pick_device
+    from .io import save_result_rows
+    from .ivf import evaluate_indexes
 
-    _threads(args)
-    rows = ivf.evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
-                                hnsw_budgets=args.ef_search, ks=args.recall_at,
-                                model_path=args.model, device=pick_device(args.device),
-                                faiss_device=resolve_faiss_device(args.faiss_device))
-    _save_rows(args.out, rows, args.dataset_dir)
+    rows = evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
+                            hnsw_budgets=args.ef_search, ks=args.recall_at, model_path=args.model,
+                            device=args.device, faiss_device=args.faiss_device)
+    save_result_rows(args.out, rows, args.dataset_dir)
 
 
 def _ood_args(p):
     _ivf_common(p)
     p.add_argument("--model", required=True, help="models/*/model.pt of the c = 1 model under test")
-    p.add_argument("--stds", type=float, nargs="+", default=[0, 0.02, 0.05, 0.1, 0.2])
+    p.add_argument("--stds", type=float, nargs="+", required=True)
     p.add_argument("--seed", type=int, default=0, help="noise seed")
 
 
 @command("ood", "natural vs mapped IVF search under growing query noise (Figure 7)")(_ood_args)
 def _ood(args):
-    from .faiss_backend import resolve_faiss_device
+    from .io import save_result_rows
     from .robustness import ood_rows
-    from .targets import pick_device
 
-    _threads(args)
     rows = ood_rows(args.dataset_dir, args.index_dir, args.model, stds=args.stds,
-                    nprobes=args.nprobe, ks=args.recall_at, seed=args.seed,
-                    device=pick_device(args.device),
-                    faiss_device=resolve_faiss_device(args.faiss_device))
-    _save_rows(args.out, rows, args.dataset_dir)
+                    nprobes=args.nprobe, ks=args.recall_at, seed=args.seed, device=args.device,
+                    faiss_device=args.faiss_device)
+    save_result_rows(args.out, rows, args.dataset_dir)
 
 
 # --------------------------------------------------------------------------- timing (Table 1)
@@ -480,12 +401,12 @@ def _ood(args):
 def _timing_args(p):
     p.add_argument("--datasets", nargs="+", required=True, metavar="NAME=N_KEYS",
                    help="datasets and their key counts, e.g. quora=513000")
-    p.add_argument("--sizes", nargs="+", default=["S", "M", "L"])
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--nx", type=int, default=3)
-    p.add_argument("--batch", type=int, default=4096)
-    p.add_argument("--repeats", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--sizes", nargs="+", required=True)
+    p.add_argument("--depth", type=int, required=True)
+    p.add_argument("--nx", type=int, required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
                    help="matmul precision on a GPU: fp32 (IEEE), tf32 or bf16 autocast")
     _add_width_rule(p)
@@ -496,40 +417,25 @@ def _timing_args(p):
 
 @command("timing", "Table 1: seconds per batch for score and gradient, beside the paper")(_timing_args)
 def _timing(args):
-    from .io import InputError, save_text
-    from .targets import pick_device
-    from .timing import table1_markdown, table1_rows
+    from .timing import write_table1
 
-    _threads(args)
-    datasets = {}
-    for item in args.datasets:
-        name, _, n = item.partition("=")
-        if not n.isdigit():
-            raise InputError(f"--datasets: {item!r} is not NAME=N_KEYS")
-        datasets[name] = int(n)
-    rows = table1_rows(datasets, sizes=args.sizes, depth=args.depth, n_x=args.nx,
+    print(write_table1(args.out, args.datasets, sizes=args.sizes, depth=args.depth, n_x=args.nx,
                        batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                       device=pick_device(args.device), precision=args.precision,
-                       width_rule=args.width_rule)
-    stem = Path(args.out)
-    _save_rows(stem.with_suffix(".csv"), rows)
-    markdown = table1_markdown(rows)
-    save_text(stem.with_suffix(".md"), markdown)
-    print(markdown)
+                       device=args.device, precision=args.precision, width_rule=args.width_rule))
 
 
 def _pipelines_args(p):
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--index-dir", required=True)
-    p.add_argument("--clusters", type=int, default=0, help="c of the routing models (0: no routing)")
-    p.add_argument("--routing-models", nargs="*", default=[])
-    p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    p.add_argument("--ivf-models", nargs="*", default=[])
-    p.add_argument("--nprobe", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--k", type=int, default=10, help="results returned by the IVF search")
-    p.add_argument("--batch", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--clusters", type=int, required=True, help="c of the routing models (0: no routing)")
+    p.add_argument("--routing-models", nargs="*", required=True)
+    p.add_argument("--ks", type=int, nargs="+", required=True)
+    p.add_argument("--ivf-models", nargs="*", required=True)
+    p.add_argument("--nprobe", type=int, nargs="+", required=True)
+    p.add_argument("--k", type=int, required=True, help="results returned by the IVF search")
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--warmup", type=int, required=True)
     p.add_argument("--out", required=True)
     _add_device(p)
     _add_threads(p)
@@ -537,20 +443,15 @@ def _pipelines_args(p):
 
 @command("pipelines", "seconds per batch of the full search pipelines (router + scan, KeyNet + IVF)")(_pipelines_args)
 def _pipelines(args):
-    from .targets import pick_device
-    from .timing import ivf_pipeline_rows, routing_pipeline_rows
+    from .io import save_result_rows
+    from .timing import pipeline_rows
 
-    _threads(args)
-    device = pick_device(args.device)
-    rows = []
-    if args.clusters > 1:
-        rows += routing_pipeline_rows(args.dataset_dir, args.routing_models, args.ks,
-                                      n_clusters=args.clusters, batch=args.batch,
-                                      repeats=args.repeats, warmup=args.warmup, device=device)
-    rows += ivf_pipeline_rows(args.dataset_dir, args.index_dir, args.ivf_models, args.nprobe,
-                              args.k, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
-                              device=device)
-    _save_rows(args.out, rows, args.dataset_dir)
+    rows = pipeline_rows(args.dataset_dir, args.index_dir, n_clusters=args.clusters,
+                         routing_models=args.routing_models, ks=args.ks,
+                         ivf_models=args.ivf_models, nprobes=args.nprobe, k=args.k,
+                         batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                         device=args.device)
+    save_result_rows(args.out, rows, args.dataset_dir)
 
 
 # --------------------------------------------------------------------------- figures and tables
@@ -571,27 +472,10 @@ def _figure_args(p):
 
 @command("figure", "draw one figure of the paper from result files")(_figure_args)
 def _figure(args):
-    from .plots import training_figures as tf
+    from .plots import draw
 
-    _threads(args)
-    if args.name == "toy":
-        tf.fig1_toy(args.out, seed=args.seed)
-    elif args.name == "routing":
-        from .plots.routing_figure import fig2_routing
-
-        fig2_routing(args.csv, args.out)
-    elif args.name == "ivf":
-        from .plots.ivf_figures import fig_ivf
-
-        fig_ivf(args.csv, args.out, args.number)
-    elif args.name == "ood":
-        from .plots.ivf_figures import fig7_ood
-
-        fig7_ood(args.csv, args.out)
-    elif args.name == "erel_mrr":
-        tf.fig3_erel_mrr(args.metrics, args.out)
-    elif args.name == "training":
-        tf.fig8_training(args.history, args.metrics, args.out)
+    draw(args.name, args.out, metrics=args.metrics, histories=args.history, csvs=args.csv,
+         number=args.number, seed=args.seed)
 
 
 def _table_args(p):
@@ -602,14 +486,9 @@ def _table_args(p):
 
 @command("table", "summary tables (CSV + Markdown)")(_table_args)
 def _table(args):
-    from . import tables
+    from .tables import write_named_table
 
-    if args.name == "final_metrics":
-        tables.write_table(tables.final_metrics_table(args.inputs), args.out,
-                           "Test metrics of every trained model")
-    else:
-        tables.write_table(tables.realism_table(args.inputs), args.out,
-                           "Realism of the embeddings vs real all-MiniLM-L6-v2 statistics")
+    write_named_table(args.name, args.inputs, args.out)
 
 
 def _report_args(p):
@@ -630,14 +509,13 @@ def _report_args(p):
 
 @command("report", "the paper's claims beside our results (reproduction.md / .html)")(_report_args)
 def _report(args):
-    from .report import Results, write_report
+    from .report import write_report_from_files
 
-    kinds = dict(item.split("=", 1) for item in args.kinds)
-    res = Results.load(metrics=args.metrics, histories=args.histories, routing=args.routing,
-                       ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=kinds,
-                       manifests=args.manifests)
-    claims = write_report(args.out, res, config_hash=args.config_hash, seeds=args.seeds,
-                          figures=args.figures)
+    claims = write_report_from_files(
+        args.out, metrics=args.metrics, histories=args.histories, routing=args.routing,
+        ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=args.kinds,
+        manifests=args.manifests, figures=args.figures, config_hash=args.config_hash,
+        seeds=args.seeds)
     for c in claims:
         print(f"{c['claim']:<26} {c['dataset'] or '-':<10} {c['verdict']}")
 
@@ -656,12 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _apply_execution_settings(args) -> None:
+    """Threads and device, once for every stage: torch/FAISS threads and the torch device
+    ('auto' -> cuda or cpu). FAISS settings are resolved by the stage, which records them."""
+    if getattr(args, "threads", None):
+        from .devices import apply_threads
+
+        apply_threads(args.threads)
+    if hasattr(args, "device"):
+        from .devices import pick_device
+
+        args.device = pick_device(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .io import InputError
 
     try:
+        _apply_execution_settings(args)
         COMMANDS[args.command][2](args)
     except InputError as exc:
         print(f"amips-bench {args.command}: error: {exc}", file=sys.stderr)

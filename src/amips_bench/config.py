@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,12 @@ class ConfigError(InputError):
 # --------------------------------------------------------------------------- schema
 
 
-def load_schema(path: str | Path) -> dict:
+#: the one schema of the workflow configuration: every key, its type and its default. It ships
+#: with the package so that the CLI's defaults (`settings.py`) come from the same file.
+SCHEMA_PATH = Path(__file__).parent / "data" / "schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)
 
@@ -41,6 +48,21 @@ def _resolve(schema: dict, root: dict) -> dict:
         merged = {k: v for k, v in schema.items() if k != "$ref"}
         schema = {**node, **merged}
     return schema
+
+
+@functools.cache
+def schema_defaults(*path: str) -> dict[str, Any]:
+    """Defaults of one block of the schema, e.g. ("train",) or ("dataset", "synthetic").
+
+    The settings dataclasses and the CLI take their defaults from here, so a hand-run stage
+    and the workflow start from the same values.
+    """
+    schema = load_schema()
+    node = _resolve(schema["$defs"][path[0]], schema)
+    for part in path[1:]:
+        node = _resolve(node["properties"][part], schema)
+    return {key: copy.deepcopy(_resolve(sub, schema)["default"])
+            for key, sub in node["properties"].items() if "default" in _resolve(sub, schema)}
 
 
 def _key_path(path) -> str:
@@ -156,14 +178,20 @@ class Run:
                 f"{extra}_s{self.seed}")
 
 
-RUN_PATTERN = (r"(?P<model>supportnet|keynet)_(?P<size>XS|S|M|L|XL|XXL)_L(?P<depth>\d+)"
+#: size name -> ρ, the parameter budget as a fraction of n·d (in the order of the figures)
+SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
+SIZE_ORDER: list[str] = list(SIZES)
+MODELS = ("supportnet", "keynet")
+
+#: the one grammar of run names (the inverse of Run.name); the Snakefile's wildcard constraint
+#: is RUN_WILDCARD, the same expression without group names
+RUN_PATTERN = (rf"(?P<model>{'|'.join(MODELS)})_(?P<size>{'|'.join(SIZES)})_L(?P<depth>\d+)"
                r"_nx(?P<n_x>\d+)_c(?P<clusters>\d+)(?P<residual>_res)?(?P<clip>_clip)?_s(?P<seed>\d+)")
+RUN_WILDCARD = re.sub(r"\(\?P<\w+>", "(", RUN_PATTERN)
 
 
 def parse_run(name: str) -> Run:
     """Inverse of Run.name (so any run folder, in the grid or not, can be built)."""
-    import re
-
     match = re.fullmatch(RUN_PATTERN, name)
     if not match:
         raise ConfigError(f"model folder {name!r} does not match {RUN_PATTERN}")
@@ -173,6 +201,9 @@ def parse_run(name: str) -> Run:
 
 
 def nx_for(depth: int, every: int) -> int:
+    """n_x for 're-inject every k-th layer' (k = 1: every later layer; k = 0: never)."""
+    if every < 0:
+        raise InputError(f"reinject_every: must be >= 0, got {every}")
     return 0 if every == 0 else math.ceil((depth - 1) / every)
 
 
@@ -274,7 +305,7 @@ def ood_run(config: dict, dataset: str) -> Run:
     return wanted
 
 
-def prepare(config: dict, schema_path: str | Path) -> dict:
+def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate, fill defaults and run the cross-key checks; returns the completed config."""
     schema = load_schema(schema_path)
     config = coerce_command_line_strings(config, schema)

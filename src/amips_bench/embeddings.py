@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import (InputError, NpyRows, check_unit_rows, npy_row_writer, save_json, save_npy,
-                 sha256_file)
+from .io import InputError, NpyRows, check_unit_rows, npy_row_writer, save_json, save_npy, sha256_file
 from .realism import REFERENCE_QUERY_KEY_RATIO, compare_with_reference, realism_stats
 from .synthetic import SyntheticParams, generate
 
@@ -166,6 +165,22 @@ def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: 
                             source={**fetch_manifest, **info},
                             counts_before={"keys": passages.before_dedup,
                                            "queries": queries.before_dedup})
+
+
+def encode_folder(folder: str | Path, out_dir: str | Path, *, fetch_manifest: str | Path | None,
+                  generated_file: str | Path | None, query_source: str, **encode) -> dict[str, Any]:
+    """The encode stage: provenance from the fetch manifest (or "local folder"), the generated
+    queries the fetch stage downloaded unless a file is named, then `write_beir`."""
+    from .io import load_json
+
+    if fetch_manifest:
+        fetch = load_json(fetch_manifest)
+    else:
+        fetch = {"source": "local folder", "path": str(folder)}
+    if query_source == "generated" and not generated_file and "generated_queries" in fetch:
+        generated_file = Path(fetch_manifest).parent / fetch["generated_queries"]["file"]
+    return write_beir(folder, out_dir, fetch_manifest=fetch, query_source=query_source,
+                      generated_file=Path(generated_file) if generated_file else None, **encode)
 
 
 def write_synthetic(out_dir: str | Path, params: SyntheticParams) -> dict[str, Any]:

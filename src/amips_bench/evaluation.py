@@ -9,12 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import (InputError, NpyRows, check_unit_rows, load_embeddings, load_index_array,
-                 load_json)
+from .io import InputError, NpyRows, check_unit_rows, load_embeddings, load_index_array, load_json
 from .losses import prediction_losses
-from .settings import LossWeights
 from .metrics import global_top_cluster, retrieval_metrics, routing_accuracy
 from .models import model_scores, scores_and_keys
+from .settings import LossWeights
 from .targets import ClusterLayout
 
 
@@ -160,3 +159,12 @@ def identity_metrics(dataset_dir: str | Path) -> dict:
                             data.layout)
     return {"dataset": root.name, "model": "identity", "reference": "ŷ = x",
             "n_test": len(test.queries), "test": out}
+
+
+def write_identity_metrics(dataset_dir: str | Path, out: str | Path) -> dict:
+    """The identity stage: `identity_metrics` saved as JSON (targets/c1/identity.json)."""
+    from .io import save_json
+
+    metrics = identity_metrics(dataset_dir)
+    save_json(out, metrics)
+    return metrics

@@ -14,11 +14,11 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -366,3 +366,14 @@ def npy_row_writer(path: str | os.PathLike, n_rows: int, ncols: int | None, dtyp
         yield append
         if written != n_rows:
             raise InputError(f"{path}: {written} of {n_rows} rows written")
+
+
+def save_result_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
+                     dataset_dir: str | os.PathLike | None = None) -> None:
+    """A result table and, beside it, the versions that produced it; rows of a dataset carry
+    the split mode its targets were made with (leak_free, or the leaky paper mode)."""
+    if dataset_dir is not None:
+        mode = split_mode_of(dataset_dir)
+        rows = [{**row, "split_mode": mode} for row in rows]
+    save_csv(path, rows)
+    write_versions_sidecar(path)

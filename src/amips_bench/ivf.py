@@ -20,8 +20,7 @@ import faiss
 import numpy as np
 import torch
 
-from .faiss_backend import (GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, search_copy,
-                            set_nprobe)
+from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json
 from .models import load_model, scores_and_keys
@@ -55,6 +54,35 @@ def build_hnsw(keys: np.ndarray, m: int, ef_construction: int) -> faiss.IndexHNS
 def write_index(index: faiss.Index, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         faiss.write_index(index, str(tmp))
+
+
+def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, hnsw_m: int,
+                  hnsw_ef_construction: int, hnsw: bool = True, seed: int = 0,
+                  faiss_device: str = "auto") -> dict:
+    """The index stage: ivf.faiss (and hnsw.faiss) of the keys, with a manifest of how they
+    were built and where their searches run. nlist 0 means round(sqrt(n))."""
+    import time
+
+    from .io import save_json
+
+    keys = load_embeddings(keys_path)
+    nlist = nlist or default_nlist(len(keys))
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    write_index(build_ivf(keys, nlist, seed), out / "ivf.faiss")
+    manifest = {"n_keys": len(keys), "d": keys.shape[1], "nlist": nlist, "metric": "inner product",
+                "ivf_build_seconds": round(time.perf_counter() - t0, 3),
+                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
+                "faiss_device_setting": faiss_device,
+                "ivf_search_device": resolve_faiss_device(faiss_device),
+                "hnsw_search_device": "cpu (FAISS has no GPU HNSW)"}
+    if hnsw:
+        t0 = time.perf_counter()
+        write_index(build_hnsw(keys, hnsw_m, hnsw_ef_construction), out / "hnsw.faiss")
+        manifest.update({"hnsw_m": hnsw_m, "hnsw_ef_construction": hnsw_ef_construction,
+                         "hnsw_build_seconds": round(time.perf_counter() - t0, 3)})
+    save_json(out / "manifest.json", manifest)
+    return manifest
 
 
 def read_index(path: str | Path) -> faiss.Index:
@@ -138,7 +166,7 @@ class KeyMapper:
     device: torch.device
 
     @classmethod
-    def load(cls, model_path: str | Path, n_keys: int, device: torch.device) -> "KeyMapper":
+    def load(cls, model_path: str | Path, n_keys: int, device: torch.device) -> KeyMapper:
         model, _ = load_model(model_path, device)
         spec = model.spec
         if spec.n_clusters != 1:
@@ -215,8 +243,9 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                      device: torch.device, faiss_device: str = "cpu") -> list[dict[str, Any]]:
     """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset.
 
-    `faiss_device` is a resolved 'cpu' or 'gpu' (see faiss_backend.resolve_faiss_device).
+    `faiss_device` is a setting (auto, cpu, gpu), resolved here.
     """
+    faiss_device = resolve_faiss_device(faiss_device)
     queries, target, n_keys, d = load_test(dataset_dir)
     ivf = read_index(Path(index_dir) / "ivf.faiss")
     if ivf.ntotal != n_keys:

@@ -20,10 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import MODELS, SIZES
 from .io import InputError
 
-SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
-MODELS = ("supportnet", "keynet")
 WIDTH_RULES = ("paper", "full")
 CONVEXITY_MODES = ("penalty", "clip")
 INITS = ("hoedt", "plain")
@@ -37,13 +36,6 @@ def injection_layers(depth: int, n_x: int) -> list[int]:
     if n_x == 0:
         return []
     return sorted({math.ceil(j * (depth - 1) / n_x) for j in range(1, n_x + 1)})
-
-
-def nx_for_every(depth: int, every: int) -> int:
-    """n_x for 're-inject every k-th layer' (k = 1: every later layer; k = 0: never)."""
-    if every < 0:
-        raise InputError(f"reinject_every: must be >= 0, got {every}")
-    return 0 if every == 0 else math.ceil((depth - 1) / every)
 
 
 def parameter_count(d: int, width: int, depth: int, n_x: int, d_out: int) -> int:

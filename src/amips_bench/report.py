@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .io import load_json, package_versions, save_csv, save_text
+from .io import InputError, load_json, package_versions, save_csv, save_text
 from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
-from .plots.style import SIZE_ORDER, pareto_front
+from .results import pareto_front, read_histories, read_metrics, read_tables, size_rank
 from .tables import markdown_table
-
 
 # --------------------------------------------------------------------------- inputs
 
@@ -46,36 +47,27 @@ class Results:
 
     @classmethod
     def load(cls, *, metrics: list, histories: list, routing: list, ivf: list, ood: list,
-             table1: str | None, kinds: dict[str, str], manifests: list | None = None) -> "Results":
-        rows, hist = [], {}
-        for m_path, h_path in zip(metrics, histories):
-            m = load_json(m_path)
-            key = f"{m['dataset']}/{Path(m_path).parent.name}"
-            hist[key] = pd.read_csv(h_path)
-            rows.append({"dataset": m["dataset"], "model": m["model"], "size": m["size"],
-                         "depth": m["depth"], "n_x": m["n_x"], "clusters": m["n_clusters"],
-                         "seed": m["seed"], "e_rel": m["test"]["e_rel"],
-                         "e_rel_half": m["test"].get("e_rel_half", m["test"]["e_rel"] / 2),
-                         "val_e_rel": float(hist[key].e_rel.iloc[-1]), "mrr": m["test"]["mrr"],
-                         **{f"val_routing@{k}": float(hist[key][f"routing@{k}"].iloc[-1])
-                            for k in range(1, 6) if f"routing@{k}" in hist[key]},
-                         "split_mode": m.get("split_mode", "leak_free"),
-                         "run": key, "device": m.get("device", "")})
-        frames = [_concat(routing), _concat(ivf), _concat(ood)]
+             table1: str | None, kinds: dict[str, str], manifests: list | None = None) -> Results:
+        hist = read_histories(metrics, histories)
+        frame = read_metrics(metrics)
+        if len(frame):
+            frame["val_e_rel"] = [float(hist[key].e_rel.iloc[-1]) for key in frame.run]
+            for k in range(1, 6):
+                column = f"routing@{k}"
+                if any(column in h for h in hist.values()):
+                    frame[f"val_{column}"] = [float(hist[key][column].iloc[-1])
+                                              if column in hist[key] else np.nan
+                                              for key in frame.run]
+        frames = [read_tables(routing), read_tables(ivf), read_tables(ood)]
         modes: dict[str, set] = {}
-        for frame in [pd.DataFrame(rows)] + frames:
-            if len(frame) and "split_mode" in frame:
-                for ds, mode in frame[["dataset", "split_mode"]].drop_duplicates().itertuples(index=False):
+        for part in [frame] + frames:
+            if len(part) and "split_mode" in part:
+                for ds, mode in part[["dataset", "split_mode"]].drop_duplicates().itertuples(index=False):
                     modes.setdefault(ds, set()).add(mode)
         split_modes = {ds: ("paper" if "paper" in m else "leak_free") for ds, m in modes.items()}
         data = {Path(p).parent.parent.name: load_json(p) for p in manifests or []}
-        return cls(pd.DataFrame(rows), hist, *frames,
-                   pd.read_csv(table1) if table1 else pd.DataFrame(), kinds, split_modes, data)
-
-
-def _concat(paths: list) -> pd.DataFrame:
-    frames = [pd.read_csv(p, keep_default_na=False, na_values=["nan", "NaN"]) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return cls(frame, hist, *frames, read_tables([table1] if table1 else []), kinds,
+                   split_modes, data)
 
 
 # --------------------------------------------------------------------------- claims
@@ -255,10 +247,6 @@ def _c1_metrics(res: Results, dataset: str, model: str | None = None) -> pd.Data
     return m[m.model == model] if model else m
 
 
-def _size_rank(sizes: pd.Series) -> pd.Series:
-    return sizes.map(SIZE_ORDER.index)
-
-
 def check_size_improves(res: Results, dataset: str) -> Outcome:
     m = _c1_metrics(res, dataset)
     if not len(m) or m["size"].nunique() < 2:
@@ -267,7 +255,7 @@ def check_size_improves(res: Results, dataset: str) -> Outcome:
     for model, sub in m.groupby("model"):
         if sub["size"].nunique() < 2:
             continue
-        rho = pd.Series(_size_rank(sub["size"]).values).corr(pd.Series(sub.e_rel.values), method="spearman")
+        rho = pd.Series(size_rank(sub["size"]).values).corr(pd.Series(sub.e_rel.values), method="spearman")
         parts.append(f"{model}: Spearman(size, E_rel) {rho:+.2f} (same under either convention)")
         holds &= bool(rho < 0)
     return Outcome("; ".join(parts), holds if parts else None)
@@ -320,7 +308,7 @@ def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
         natural_at = np.interp(np.log(inside.flops_total), np.log(nat.flops_total), nat[recall])
         share = float(np.mean(inside[recall].values > natural_at))
         if share > best_share:
-            best_share, best_model = share, f"{key[0]} {key[1]} L={key[2]}"
+            best_share, best_model = share, f"{key[0]} {key[1]} L={int(key[2])}"
     if best_share < 0:
         return Outcome("mapped and natural FLOP ranges do not overlap", False)
     return Outcome(f"{recall}: best model {best_model} beats natural at equal FLOPs on "
@@ -364,7 +352,7 @@ def check_larger_models_lower_erel_in_training(res: Results, dataset: str) -> Ou
         return Outcome("", None)
     final = {row.run: res.histories[row.run].e_rel.iloc[-1] for row in m.itertuples()}
     m = m.assign(final=m.run.map(final))
-    per_size = m.groupby("size").final.mean().sort_index(key=lambda s: s.map(SIZE_ORDER.index))
+    per_size = m.groupby("size").final.mean().sort_index(key=size_rank)
     rho = pd.Series(range(len(per_size))).corr(pd.Series(per_size.values), method="spearman")
     return Outcome("final validation E_rel (log-ratio of squared distances) by size: " + ", ".join(f"{s} {v:.3f}" for s, v in per_size.items()),
                    bool(rho < 0))
@@ -583,55 +571,39 @@ def data_section(res: Results) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-def markdown_to_html(markdown: str, title: str) -> str:
-    """Just enough Markdown (headings, tables, lists, code blocks) for the report page."""
-    out, in_table, in_code = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                              "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-                              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-                              "padding:3px 6px}</style></head><body>"], False, False
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-:"):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("- ["):
-            label, target = line[3:].split("](")
-            out.append(f"<li><a href='{html.escape(target.rstrip(')'))}'>{html.escape(label)}</a></li>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    out.append("</body></html>")
-    return "\n".join(out)
+def markdown_to_html(text: str, title: str) -> str:
+    """The report page: the Markdown rendered by the `markdown` package (tables, code blocks)."""
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    return (f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+            "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+            f"padding:3px 6px}}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
                  seeds: list[int], figures: list[str]) -> list[dict[str, Any]]:
+    """reproduction.md, reproduction.html and claims.csv in out_dir; figure links are relative
+    to out_dir, so the report opens with its figures wherever the results folder is moved."""
     claims = evaluate_claims(res)
     devices = list(res.metrics.device) if len(res.metrics) else []
     prov = provenance(config_hash, seeds, devices)
-    markdown = render(claims, res, prov, figures)
     out = Path(out_dir)
+    links = [os.path.relpath(Path(f).resolve(), out.resolve()) for f in figures]
+    markdown = render(claims, res, prov, links)
     save_text(out / "reproduction.md", markdown)
     save_text(out / "reproduction.html", markdown_to_html(markdown, "amips-bench reproduction report"))
     save_csv(out / "claims.csv", claims)
     return claims
+
+
+def write_report_from_files(out_dir: str | Path, *, kinds: list[str], figures: list[str],
+                            config_hash: str, seeds: list[int], **inputs) -> list[dict[str, Any]]:
+    """The report stage: result files in (`inputs`: metrics, histories, routing, ivf, ood,
+    table1, manifests), report out. `kinds` are DATASET=KIND items."""
+    bad = [item for item in kinds if "=" not in item]
+    if bad:
+        raise InputError(f"--kinds: {bad[0]!r} is not DATASET=KIND")
+    res = Results.load(kinds=dict(item.split("=", 1) for item in kinds), **inputs)
+    return write_report(out_dir, res, config_hash=config_hash, seeds=seeds, figures=figures)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .faiss_backend import resolve_faiss_device
 from .io import InputError, device_name, load_embeddings
 from .ivf import KeyMapper, load_test, natural_queries, read_index, sweep
 from .targets import exact_top1
@@ -33,6 +34,8 @@ def perturb(queries: np.ndarray, std: float, seed: int) -> np.ndarray:
 def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | Path, *,
              stds: list[float], nprobes: list[int], ks: list[int], seed: int,
              device: torch.device, faiss_device: str = "cpu") -> list[dict[str, Any]]:
+    """IVF rows of natural and mapped test queries at each noise level (faiss_device: a setting)."""
+    faiss_device = resolve_faiss_device(faiss_device)
     queries, _, n_keys, d = load_test(dataset_dir)
     keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy")
     index = read_index(Path(index_dir) / "ivf.faiss")

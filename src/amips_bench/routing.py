@@ -143,3 +143,16 @@ def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[s
             "n_x": 0, "seed": metrics["seed"],
             "parameters": sum(p.numel() for p in router.parameters())}
     return rows_from_scores(ctx, scores, fvcore_flops(router.cpu(), spec.d), meta)
+
+
+def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
+                 device: torch.device, *, model: str | None = None, router: str | None = None,
+                 seed: int = 0) -> list[dict[str, Any]]:
+    """The routing stage: the rows of one clustered model, one classifier router, or (neither
+    given) the centroid baselines and the oracle."""
+    ctx = load_context(dataset_dir, n_clusters, ks, device)
+    if model:
+        return model_rows(ctx, model)
+    if router:
+        return classifier_rows(ctx, router)
+    return baseline_rows(ctx, seed)

@@ -5,37 +5,41 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from .config import schema_defaults
 from .io import InputError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
+#: the schema's `train` block is the one source of every default below (docs in the schema)
+_TRAIN = schema_defaults("train")
+
 
 @dataclass(frozen=True)
 class LossWeights:
-    score: float = 0.01
-    grad: float = 1.0
-    key: float = 1.0
-    consist: float = 0.01
-    convex: float = 1.0  # weight of Σ||ReLU(−W^z)||² for SupportNet in penalty mode
+    score: float = _TRAIN["lambda_score"]
+    grad: float = _TRAIN["lambda_grad"]
+    key: float = _TRAIN["lambda_key"]
+    consist: float = _TRAIN["lambda_consist"]
+    convex: float = _TRAIN["lambda_convex"]  # Σ||ReLU(−W^z)||², SupportNet in penalty mode
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 256
-    lr_at_128: float = 1e-4  # peak learning rate at batch 128; scaled by sqrt(batch/128)
-    end_lr_fraction: float = 0.125  # final LR as a fraction of the peak (official: 5.66e-5/4.53e-4)
-    warmup_fraction: float = 0.025
-    ema_at_128: float = 0.999  # EMA decay at batch 128; scaled as decay**(batch/128)
-    grad_clip: float = 1.0
+    steps: int = _TRAIN["steps"]
+    batch_size: int = _TRAIN["batch_size"]
+    lr_at_128: float = _TRAIN["lr_at_128"]  # peak learning rate at batch 128, × sqrt(batch/128)
+    end_lr_fraction: float = _TRAIN["end_lr_fraction"]  # official: 5.66e-5 / 4.53e-4
+    warmup_fraction: float = _TRAIN["warmup_fraction"]
+    ema_at_128: float = _TRAIN["ema_at_128"]  # EMA decay at batch 128, scaled as decay**(batch/128)
+    grad_clip: float = _TRAIN["grad_clip"]
     weights: LossWeights = field(default_factory=LossWeights)
-    eval_every: int = 100
-    checkpoint_every: int = 500
-    eval_batch: int = 4096
-    seed: int = 0
-    precision: str = "fp32"
-    cuda_graph: bool = True  # capture the training step as a CUDA graph (GPU only)
-    resident_max_gb: float = 8.0  # a larger training split is read from disk batch by batch
+    eval_every: int = _TRAIN["eval_every"]
+    checkpoint_every: int = _TRAIN["checkpoint_every"]
+    eval_batch: int = 4096  # rows per evaluation forward pass (memory only, not in the schema)
+    seed: int = 0  # the run's seed (part of its name)
+    precision: str = _TRAIN["precision"]
+    cuda_graph: bool = _TRAIN["cuda_graph"]
+    resident_max_gb: float = _TRAIN["resident_max_gb"]
 
     #: settings that change how a step runs, not what it computes (not part of a run's identity)
     EXECUTION_ONLY = ("cuda_graph", "resident_max_gb")

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import (InputError, load_embeddings, load_index_array, npy_row_writer, save_json,
-                 save_npy, sha256_file)
+from .io import InputError, load_embeddings, load_index_array, npy_row_writer, save_json, save_npy, sha256_file
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_MODES = ("leak_free", "paper")

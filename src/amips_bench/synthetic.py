@@ -23,15 +23,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .config import schema_defaults
 from .io import InputError
+
+_SCHEMA = schema_defaults("dataset", "synthetic")  # size and seed: the schema's defaults
 
 
 @dataclass(frozen=True)
 class SyntheticParams:
-    n_keys: int = 20_000
-    n_queries: int = 8_200  # queries/keys = 0.41, the ratio of the real reference corpus
-    d: int = 384
-    seed: int = 0
+    n_keys: int = _SCHEMA["n_keys"]
+    n_queries: int = _SCHEMA["n_queries"]  # queries/keys = 0.41, the ratio of the real corpus
+    d: int = _SCHEMA["d"]
+    seed: int = _SCHEMA["seed"]
     spectrum_alpha: float = 0.6  # key covariance eigenvalues ∝ i^-alpha
     mean_weight: float = 0.2  # common direction shared by all keys (embedding anisotropy)
     n_domains: int = 12  # broad subject areas of Zipf size: what makes k-means cells uneven

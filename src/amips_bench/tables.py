@@ -7,18 +7,20 @@ from pathlib import Path
 import pandas as pd
 
 from .io import load_json, save_csv, save_text
+from .results import IDENTITY, TEST_COLUMNS, read_metrics
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
-    def fmt(v):
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub-style Markdown table (pandas' to_markdown). Floats are written with `floatfmt`;
+    text stays as written (no re-parsing of "1.10" into 1.1); a pipe inside a cell would split
+    it, so it becomes "/"."""
+    def cell(v):
         if isinstance(v, float):
-            return floatfmt.format(v)
-        return str(v).replace("|", "/")  # a pipe would split the cell
+            return format(v, floatfmt)
+        return str(v).replace("|", "/")
 
-    header = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
+    return df.apply(lambda col: col.map(cell)).to_markdown(
+        index=False, tablefmt="github", disable_numparse=True) + "\n"
 
 
 #: how the Markdown tables name the E_rel columns: every E_rel says its convention
@@ -37,37 +39,21 @@ def write_table(df: pd.DataFrame, stem: str | Path, title: str = "") -> None:
     save_text(stem.with_suffix(".md"), (f"# {title}\n\n" if title else "") + markdown_table(shown))
 
 
+#: columns of the final-metrics table, in order (routing@k follow when a model has them)
+FINAL_METRICS_COLUMNS = ["dataset", "model", "size", "depth", "n_x", "clusters", "seed",
+                         "split_mode", "width_rule", "width", "budget", "parameters", "steps",
+                         *TEST_COLUMNS, "negative_wz_fraction", "train_seconds", "device"]
+
+
 def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    rows = []
-    for path in metrics_paths:
-        m = load_json(path)
-        t = m["test"]
-        if m.get("model") == "identity":
-            rows.append({"dataset": m["dataset"], "model": "identity (ŷ = x, reference)",
-                         "size": "", "depth": float("nan"), "n_x": float("nan"), "clusters": 1,
-                         "seed": float("nan"), "parameters": 0, **{k: t[k] for k in (
-                             "e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median",
-                             "x_is_target", "match_rate", "recall@1", "recall@10", "recall@100",
-                             "mrr")}})
-            continue
-        row = {"dataset": m["dataset"], "model": m["model"], "size": m["size"], "depth": m["depth"],
-               "n_x": m["n_x"], "clusters": m["n_clusters"], "seed": m["seed"],
-               "split_mode": m.get("split_mode", "leak_free"),
-               "width_rule": m.get("width_rule", "full"), "width": m["width"],
-               "budget": m.get("budget"), "parameters": m["parameters"], "steps": m["steps"],
-               "e_rel": t["e_rel"], "e_rel_half": t["e_rel_half"],
-               "e_rel_median": t.get("e_rel_median"), "e_rel_half_median": t.get("e_rel_half_median"),
-               "x_is_target": t.get("x_is_target"), "match_rate": t["match_rate"],
-               "recall@1": t["recall@1"], "recall@10": t["recall@10"],
-               "recall@100": t["recall@100"], "mrr": t["mrr"],
-               "negative_wz_fraction": m.get("negative_wz_fraction", float("nan")),
-               "train_seconds": m["train_seconds"], "device": m["device"]}
-        for k in range(1, 6):
-            if f"routing@{k}" in t:
-                row[f"routing@{k}"] = t[f"routing@{k}"]
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(["dataset", "clusters", "model", "size", "depth", "n_x",
-                                           "seed"]).reset_index(drop=True)
+    """Test metrics of every model, and of the identity reference ŷ = x of each dataset."""
+    df = read_metrics(metrics_paths)
+    routing = sorted((c for c in df.columns if c.startswith("routing@")),
+                     key=lambda c: int(c.split("@")[1]))
+    df = df.reindex(columns=FINAL_METRICS_COLUMNS + routing)
+    df["model"] = df["model"].replace(IDENTITY, "identity (ŷ = x, reference)")
+    return df.sort_values(["dataset", "clusters", "model", "size", "depth", "n_x",
+                           "seed"]).reset_index(drop=True)
 
 
 def realism_table(manifest_paths: list[str | Path]) -> pd.DataFrame:
@@ -82,3 +68,12 @@ def realism_table(manifest_paths: list[str | Path]) -> pd.DataFrame:
                          "relative_deviation": r["relative_deviation"],
                          "within_30pct": r["within_tolerance"], "note": r.get("why", "")})
     return pd.DataFrame(rows)
+
+
+def write_named_table(name: str, inputs: list[str | Path], out_stem: str | Path) -> None:
+    """The table stage: final_metrics (from metrics.json files) or realism (from manifests)."""
+    if name == "final_metrics":
+        write_table(final_metrics_table(inputs), out_stem, "Test metrics of every trained model")
+    else:
+        write_table(realism_table(inputs), out_stem,
+                    "Realism of the embeddings vs real all-MiniLM-L6-v2 statistics")

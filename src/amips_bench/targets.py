@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import (InputError, load_embeddings, load_index_array, load_json, npy_row_writer,
-                 save_json, sha256_file)
+from .devices import pick_device
+from .io import InputError, load_embeddings, load_index_array, load_json, npy_row_writer, save_json, sha256_file
 from .splits import NOISE_BLOCK, SplitPlan, load_plan, materialized_blocks
 
 
@@ -37,7 +37,7 @@ class ClusterLayout:
 
     @classmethod
     def from_assignments(cls, assignments: np.ndarray | None, n_keys: int,
-                         n_clusters: int) -> "ClusterLayout":
+                         n_clusters: int) -> ClusterLayout:
         if assignments is None or n_clusters == 1:
             if n_clusters != 1:
                 raise InputError(f"clusters: {n_clusters} clusters need an assignments array")
@@ -60,13 +60,6 @@ class ClusterLayout:
 
     def sizes(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """`cuda` when available unless told otherwise; the choice is recorded by every stage."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @contextlib.contextmanager

@@ -7,13 +7,15 @@ the numbers to compare with the paper, not the absolute seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .io import device_name, package_versions
+from .io import InputError, device_name, package_versions
 from .models import KeyNet, ModelSpec, build_model, model_scores, scores_and_keys
 from .paper import TABLE1_RATIO_RANGE, table1_seconds
 
@@ -184,6 +186,30 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_key_counts(items: list[str]) -> dict[str, int]:
+    """`NAME=N_KEYS` items (as the timing stage takes them) as a dict."""
+    counts = {}
+    for item in items:
+        name, _, n = item.partition("=")
+        if not name or not n.isdigit():
+            raise InputError(f"--datasets: {item!r} is not NAME=N_KEYS")
+        counts[name] = int(n)
+    return counts
+
+
+def write_table1(out_stem: str | Path, datasets: list[str], **timing) -> str:
+    """The timing stage: Table 1's rows as STEM.csv (with versions) and STEM.md; returns the
+    Markdown."""
+    from .io import save_result_rows, save_text
+
+    rows = table1_rows(parse_key_counts(datasets), **timing)
+    stem = Path(out_stem)
+    save_result_rows(stem.with_suffix(".csv"), rows)
+    markdown = table1_markdown(rows)
+    save_text(stem.with_suffix(".md"), markdown)
+    return markdown
+
+
 # --------------------------------------------------------------------------- search pipelines
 
 
@@ -291,4 +317,17 @@ def ivf_pipeline_rows(dataset_dir, index_dir, model_paths: list, nprobes: list[i
                          "repeats": repeats, "device": device_name(device),
                          "threads": torch.get_num_threads(),
                          "faiss_threads": faiss.omp_get_max_threads()})
+    return rows
+
+
+def pipeline_rows(dataset_dir, index_dir, *, n_clusters: int, routing_models: list, ks: list[int],
+                  ivf_models: list, nprobes: list[int], k: int, batch: int, repeats: int,
+                  warmup: int, device: torch.device) -> list[dict[str, Any]]:
+    """The pipelines stage: routed search (when c > 1) and IVF search, natural and mapped."""
+    rows = []
+    if n_clusters > 1:
+        rows += routing_pipeline_rows(dataset_dir, routing_models, ks, n_clusters=n_clusters,
+                                      batch=batch, repeats=repeats, warmup=warmup, device=device)
+    rows += ivf_pipeline_rows(dataset_dir, index_dir, ivf_models, nprobes, k, batch=batch,
+                              repeats=repeats, warmup=warmup, device=device)
     return rows

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from .losses import compute_loss
-from .settings import LossWeights
 from .models import ModelSpec, SupportNet
+from .settings import LossWeights
 
 TOY_KEYS = np.array([[0.9, 0.25], [0.1, 0.95], [-0.8, 0.45], [-0.45, -0.75], [0.55, -0.65]],
                     dtype=np.float32)

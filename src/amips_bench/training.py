@@ -16,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .evaluation import DatasetTensors, StreamedSplit, evaluate_model
-from .io import (InputError, device_name, package_versions, release_freed_memory, save_csv,
-                 save_json)
+from .evaluation import DatasetTensors, StreamedSplit, evaluate_model, load_dataset
+from .io import InputError, device_name, package_versions, release_freed_memory, save_csv, save_json
 from .losses import compute_loss
 from .models import ModelSpec, SupportNet, build_model, save_model
 from .settings import TrainConfig
@@ -81,7 +81,7 @@ class StreamedBatches:
     pinned (GPU) and copied without blocking the host; the same rows, in the same order, as
     indexing the resident split with the same sampler."""
 
-    def __init__(self, split: "StreamedSplit", sampler: EpochSampler, device: torch.device) -> None:
+    def __init__(self, split: StreamedSplit, sampler: EpochSampler, device: torch.device) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.split, self.sampler, self.device = split, sampler, device
@@ -384,3 +384,18 @@ class Trainer:
         save_json(self.out_dir / "metrics.json", metrics)
         self.checkpoint_path.unlink(missing_ok=True)
         return metrics
+
+
+def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, device: torch.device,
+              progress: Callable[[ModelSpec, dict], None] | None = None,
+              **spec: Any) -> dict[str, Any]:
+    """The train stage: a ModelSpec sized for this dataset's keys (`spec`: model, size, depth,
+    n_x, n_clusters, ...), its data (streamed if larger than cfg.resident_max_gb), one run."""
+    from .io import load_embeddings
+
+    keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
+    model_spec = ModelSpec(d=keys.shape[1], n_keys=keys.shape[0], **spec)
+    data = load_dataset(dataset_dir, model_spec.n_clusters, device,
+                        stream_train_over_bytes=cfg.resident_max_gb * 1e9)
+    show = (lambda row: progress(model_spec, row)) if progress else None
+    return Trainer(model_spec, data, cfg, out_dir, device).run(progress=show)

@@ -5,10 +5,13 @@
 import copy
 import hashlib
 import json
-import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from amips_bench.config import (
+    RUN_WILDCARD,
+    SIZES,
     ConfigError,
     dataset_n_keys,
     expand_grid,
@@ -17,20 +20,21 @@ from amips_bench.config import (
     parse_run,
     prepare,
 )
+from amips_bench.plots import module_files
 
 # A config file given on the command line replaces the default quick profile instead of being
 # deep-merged into it (Snakemake's default), which would leak the synthetic dataset into every
-# other run. The empty stub `figures` (see that file) changes nothing.
-_cli_configs = [f for f in workflow.overwrite_configfiles if Path(f).name != "figures"]
-if _cli_configs:
+# other run. `workflow.config_settings.overwrite_config` (the command line's configfiles and
+# --config, merged) is Snakemake-internal: pyproject.toml pins snakemake to >=8,<10, the
+# versions this was checked with.
+if workflow.overwrite_configfiles:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 try:
-    config.update(prepare(config, Path(workflow.basedir) / "config" / "schema.yaml"))
+    config.update(prepare(config))
 except ConfigError as exc:
-    sys.stderr.write(f"amips-bench config error: {exc}\n")
-    sys.exit(1)
+    raise WorkflowError(f"amips-bench config error: {exc}") from None
 
 # Every shell command calls `amips-bench <stage>`; this bash function runs the CLI of this
 # checkout, so that jobs work alike with the package installed, inside the pinned conda
@@ -82,6 +86,25 @@ def words(values):
     return " ".join(map(str, values))
 
 
+# The code that draws a figure, table or report is an input of its rule: editing it re-renders
+# that output and nothing upstream. Training and the other stages are deliberately left out
+# (their code changes rarely and re-running them is expensive): force them with
+# `snakemake --forcerun train` (or any rule name) when their code changed.
+PACKAGE = Path(workflow.basedir) / "src" / "amips_bench"
+
+
+def figure_code(name):
+    return module_files(name, PACKAGE)
+
+
+def table_code():
+    return [str(PACKAGE / "tables.py"), str(PACKAGE / "results.py")]
+
+
+def report_code():
+    return [str(PACKAGE / "report.py"), str(PACKAGE / "paper.py")] + table_code()
+
+
 # ---------------------------------------------------------------- resources
 
 
@@ -108,10 +131,16 @@ def train_minutes(dataset):
 # ---------------------------------------------------------------- CLI arguments
 
 
+def cli_flag(key, value):
+    """One option of the CLI: --key value, or --key / --no-key for a boolean."""
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
 def train_cli(dataset):
-    return " ".join(
-        f"--{key.replace('_', '-')} {value}" for key, value in DATASETS[dataset]["train"].items()
-    )
+    return " ".join(cli_flag(k, v) for k, v in DATASETS[dataset]["train"].items())
 
 
 def run_cli(run_name):
@@ -144,8 +173,11 @@ def beir_folder(dataset):
 
 def beir_fetch_flags(dataset):
     b = DATASETS[dataset]["beir"]
-    flags = [f"--base-url {b['base_url']}", f"--size-bytes {b['size_bytes']}",
-             f"--query-source {b['query_source']}"]
+    flags = [
+        f"--base-url {b['base_url']}",
+        f"--size-bytes {b['size_bytes']}",
+        f"--query-source {b['query_source']}",
+    ]
     if b["mirror"]:
         flags.append(f"--mirror {b['mirror']}")
     if b["md5"]:
@@ -234,9 +266,7 @@ def fig8_files(kind):
 
 
 def metrics_files(dataset, **conditions):
-    return [
-        f"{model_dir(dataset, r.name)}/metrics.json" for r in runs_where(dataset, **conditions)
-    ]
+    return [f"{model_dir(dataset, r.name)}/metrics.json" for r in runs_where(dataset, **conditions)]
 
 
 def all_metrics():
@@ -245,7 +275,9 @@ def all_metrics():
 
 def identity_files(datasets):
     """The identity map's reference metrics of each dataset with c = 1 models."""
-    return [f"{R}/{ds}/targets/c1/identity.json" for ds in datasets if metrics_files(ds, clusters=1)]
+    return [
+        f"{R}/{ds}/targets/c1/identity.json" for ds in datasets if metrics_files(ds, clusters=1)
+    ]
 
 
 def pipeline_inputs(wildcards):
@@ -317,6 +349,7 @@ def report_inputs(wildcards):
         "table1": [f"{R}/timing/table1.csv"] if config["table1"]["datasets"] else [],
         "figures": figures,
         "manifests": [f"{R}/{ds}/embeddings/manifest.json" for ds in DATASETS],
+        "code": report_code(),
     }
 
 
@@ -326,4 +359,3 @@ def report_kinds():
 
 def config_hash():
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-

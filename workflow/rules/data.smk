@@ -6,19 +6,19 @@ rule synthetic:
         key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
         queries=f"{R}/{{dataset}}/embeddings/queries.npy",
         manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
-    wildcard_constraints:
-        dataset=either(SYNTHETIC),
-    params:
-        s=lambda w: DATASETS[w.dataset]["synthetic"],
-        out=lambda w, output: str(Path(output.manifest).parent),
     log:
         f"{R}/logs/{{dataset}}/synthetic.log",
+    wildcard_constraints:
+        dataset=either(SYNTHETIC),
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 8),
         runtime=lambda w: max(5, int(embedding_mb(w.dataset) / 50)),
-    conda:
-        ENV
+    params:
+        s=lambda w: DATASETS[w.dataset]["synthetic"],
+        out=lambda w, output: str(Path(output.manifest).parent),
     shell:
         "amips-bench synthetic --out {params.out} --n-keys {params.s[n_keys]} "
         "--n-queries {params.s[n_queries]} --d {params.s[d]} --seed {params.s[seed]} "
@@ -28,19 +28,19 @@ rule synthetic:
 rule beir_fetch:
     output:
         manifest=f"{R}/{{dataset}}/raw/manifest.json",
+    log:
+        f"{R}/logs/{{dataset}}/beir_fetch.log",
     wildcard_constraints:
         dataset=either(BEIR),
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=lambda w: max(30, int(embedding_mb(w.dataset) / 20)),
     params:
         name=lambda w: beir_name(w.dataset),
         raw=lambda w, output: str(Path(output.manifest).parent),
         flags=lambda w: beir_fetch_flags(w.dataset),
-    log:
-        f"{R}/logs/{{dataset}}/beir_fetch.log",
-    resources:
-        mem_mb=4000,
-        runtime=lambda w: max(30, int(embedding_mb(w.dataset) / 20)),
-    conda:
-        ENV
     shell:
         "amips-bench beir-fetch --name {params.name} --raw-dir {params.raw} {params.flags} > {log} 2>&1"
 
@@ -52,8 +52,19 @@ rule encode:
         key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
         queries=f"{R}/{{dataset}}/embeddings/queries.npy",
         manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
+    log:
+        f"{R}/logs/{{dataset}}/encode.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/encode.tsv"
     wildcard_constraints:
         dataset=either(TEXT),
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 6, base=8000),
+        runtime=lambda w: max(30, int(n_keys(w.dataset) / 300 / 60 * 2)),
+        gpu=config["gpu_per_job"],
     params:
         folder=lambda w: beir_folder(w.dataset),
         fetch=lambda w: encode_fetch_flag(w.dataset),
@@ -62,17 +73,6 @@ rule encode:
         qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
         kt=lambda w: DATASETS[w.dataset]["beir"]["key_text"],
         device=DEVICE,
-    log:
-        f"{R}/logs/{{dataset}}/encode.log",
-    benchmark:
-        f"{R}/benchmarks/{{dataset}}/encode.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 6, base=8000),
-        runtime=lambda w: max(30, int(n_keys(w.dataset) / 300 / 60 * 2)),
-        gpu=config["gpu_per_job"],
-    conda:
-        ENV
     shell:
         "amips-bench encode --folder {params.folder} --out {params.out} {params.fetch} "
         "--model {params.e[model]} --batch-size {params.e[batch_size]} "
@@ -84,18 +84,26 @@ rule split:
     input:
         queries=f"{R}/{{dataset}}/embeddings/queries.npy",
     output:
-        multiext(f"{R}/{{dataset}}/splits/", "train.npy", "val.npy", "test.npy",
-                 "train_copy.npy", "val_copy.npy", "test_copy.npy", "manifest.json"),
-    params:
-        s=lambda w: DATASETS[w.dataset]["splits"],
-        out=lambda w, output: str(Path(output[0]).parent),
+        multiext(
+            f"{R}/{{dataset}}/splits/",
+            "train.npy",
+            "val.npy",
+            "test.npy",
+            "train_copy.npy",
+            "val_copy.npy",
+            "test_copy.npy",
+            "manifest.json",
+        ),
     log:
         f"{R}/logs/{{dataset}}/split.log",
+    conda:
+        ENV
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 1),
         runtime=10,
-    conda:
-        ENV
+    params:
+        s=lambda w: DATASETS[w.dataset]["splits"],
+        out=lambda w, output: str(Path(output[0]).parent),
     shell:
         "amips-bench split --queries {input.queries} --out {params.out} "
         "--val-size {params.s[val_size]} --test-size {params.s[test_size]} "
@@ -110,19 +118,19 @@ rule cluster:
         centroids=f"{R}/{{dataset}}/clusters/c{{clusters}}/centroids.npy",
         assignments=f"{R}/{{dataset}}/clusters/c{{clusters}}/assignments.npy",
         manifest=f"{R}/{{dataset}}/clusters/c{{clusters}}/manifest.json",
-    params:
-        c=lambda w: DATASETS[w.dataset]["clustering"],
-        out=lambda w, output: str(Path(output.manifest).parent),
     log:
         f"{R}/logs/{{dataset}}/cluster_c{{clusters}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/cluster_c{{clusters}}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 3),
         runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 20)),
-    conda:
-        ENV
+    params:
+        c=lambda w: DATASETS[w.dataset]["clustering"],
+        out=lambda w, output: str(Path(output.manifest).parent),
     shell:
         "amips-bench cluster --keys {input.key_file} --out {params.out} "
         "--clusters {wildcards.clusters} --restarts {params.c[restarts]} --niter {params.c[niter]} "

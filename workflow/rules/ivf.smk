@@ -8,20 +8,20 @@ rule index:
         ivf=f"{R}/{{dataset}}/index/ivf.faiss",
         hnsw=f"{R}/{{dataset}}/index/hnsw.faiss",
         manifest=f"{R}/{{dataset}}/index/manifest.json",
-    params:
-        v=lambda w: DATASETS[w.dataset]["ivf"],
-        out=lambda w, output: str(Path(output.manifest).parent),
-        faiss_device=FAISS_DEVICE,
     log:
         f"{R}/logs/{{dataset}}/index.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/index.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 4),
         runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 5)),
-    conda:
-        ENV
+    params:
+        v=lambda w: DATASETS[w.dataset]["ivf"],
+        out=lambda w, output: str(Path(output.manifest).parent),
+        faiss_device=FAISS_DEVICE,
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.v[nlist]} "
         "--hnsw-m {params.v[hnsw_m]} --hnsw-ef-construction {params.v[hnsw_ef_construction]} "
@@ -34,6 +34,16 @@ rule ivf_natural:
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
     output:
         f"{R}/{{dataset}}/ivf/natural.csv",
+    log:
+        f"{R}/logs/{{dataset}}/ivf/natural.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/ivf/natural.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        runtime=30,
     params:
         flags=lambda w: ivf_flags(w.dataset),
         ef=lambda w: words(DATASETS[w.dataset]["ivf"]["hnsw_ef_search"]),
@@ -41,16 +51,6 @@ rule ivf_natural:
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
-    log:
-        f"{R}/logs/{{dataset}}/ivf/natural.log",
-    benchmark:
-        f"{R}/benchmarks/{{dataset}}/ivf/natural.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
-        runtime=30,
-    conda:
-        ENV
     shell:
         "amips-bench ivf --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
         "{params.flags} --ef-search {params.ef} --out {output} --device {params.device} --faiss-device {params.faiss_device} "
@@ -64,6 +64,16 @@ rule ivf_mapped:
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
     output:
         f"{R}/{{dataset}}/ivf/{{run}}.csv",
+    log:
+        f"{R}/logs/{{dataset}}/ivf/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/ivf/{{run}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        runtime=30,
     params:
         flags=lambda w: ivf_flags(w.dataset),
         ef=lambda w: words(DATASETS[w.dataset]["ivf"]["hnsw_ef_search"]),
@@ -71,16 +81,6 @@ rule ivf_mapped:
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
-    log:
-        f"{R}/logs/{{dataset}}/ivf/{{run}}.log",
-    benchmark:
-        f"{R}/benchmarks/{{dataset}}/ivf/{{run}}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
-        runtime=30,
-    conda:
-        ENV
     shell:
         "amips-bench ivf --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
         "{params.flags} --ef-search {params.ef} --model {input.model} --out {output} "
@@ -94,6 +94,16 @@ rule ood:
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
     output:
         f"{R}/{{dataset}}/ood/{{run}}.csv",
+    log:
+        f"{R}/logs/{{dataset}}/ood/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/ood/{{run}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        runtime=60,
     params:
         flags=lambda w: ivf_flags(w.dataset),
         stds=lambda w: words(DATASETS[w.dataset]["ood"]["stds"]),
@@ -101,16 +111,6 @@ rule ood:
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
-    log:
-        f"{R}/logs/{{dataset}}/ood/{{run}}.log",
-    benchmark:
-        f"{R}/benchmarks/{{dataset}}/ood/{{run}}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
-        runtime=60,
-    conda:
-        ENV
     shell:
         "amips-bench ood --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
         "{params.flags} --stds {params.stds} --model {input.model} --out {output} "

@@ -6,22 +6,25 @@ rule reproduction_report:
         unpack(report_inputs),
     output:
         md=f"{R}/report/reproduction.md",
-        html=report(f"{R}/report/reproduction.html", caption="../report/reproduction.rst",
-                    category="Reproduction"),
+        html=report(
+            f"{R}/report/reproduction.html",
+            caption="../report/reproduction.rst",
+            category="Reproduction",
+        ),
         claims=f"{R}/report/claims.csv",
+    log:
+        f"{R}/logs/report.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
     params:
         out=lambda w, output: str(Path(output.md).parent),
         kinds=report_kinds(),
         config_hash=config_hash(),
         seeds=words(config["seeds"]),
         table1=lambda w, input: f"--table1 {input.table1}" if input.table1 else "",
-    log:
-        f"{R}/logs/report.log",
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    conda:
-        ENV
     shell:
         "amips-bench report --out {params.out} --metrics {input.metrics} "
         "--histories {input.histories} --routing {input.routing} --ivf {input.ivf} "

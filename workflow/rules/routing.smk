@@ -7,22 +7,22 @@ rule train_router:
     output:
         model=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/model.pt",
         metrics=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/metrics.json",
-    params:
-        r=lambda w: DATASETS[w.dataset]["routing"],
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
-        out=lambda w, output: str(Path(output.model).parent),
-        device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/train/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/train/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.tsv"
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 3, base=4000),
         runtime=lambda w: train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
-    conda:
-        ENV
+    params:
+        r=lambda w: DATASETS[w.dataset]["routing"],
+        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
+        out=lambda w, output: str(Path(output.model).parent),
+        device=DEVICE,
     shell:
         "amips-bench train-router --dataset-dir {params.dataset_dir} --out {params.out} "
         "--clusters {wildcards.clusters} --size {wildcards.size} --depth {wildcards.depth} "
@@ -37,19 +37,19 @@ rule routing_model:
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
     output:
         f"{R}/{{dataset}}/routing/{{run}}.csv",
+    log:
+        f"{R}/logs/{{dataset}}/routing/{{run}}.log",
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 2),
+        runtime=30,
     params:
         ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
         clusters=lambda w: parse_run(w.run).clusters,
         dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
         device=DEVICE,
-    log:
-        f"{R}/logs/{{dataset}}/routing/{{run}}.log",
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 2),
-        runtime=30,
-    conda:
-        ENV
     shell:
         "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {params.clusters} "
         "--ks {params.ks} --model {input.model} --out {output} --device {params.device} "
@@ -62,18 +62,18 @@ rule routing_router:
         model=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/model.pt",
     output:
         f"{R}/{{dataset}}/routing/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.csv",
-    params:
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
-        device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/routing/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 2),
         runtime=30,
-    conda:
-        ENV
+    params:
+        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
+        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
+        device=DEVICE,
     shell:
         "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {wildcards.clusters} "
         "--ks {params.ks} --router {input.model} --out {output} --device {params.device} "
@@ -85,18 +85,18 @@ rule routing_baselines:
         unpack(lambda w: routing_inputs(w.dataset, w.clusters)),
     output:
         f"{R}/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.csv",
-    params:
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
-        device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.log",
+    conda:
+        ENV
     threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 2),
         runtime=30,
-    conda:
-        ENV
+    params:
+        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
+        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
+        device=DEVICE,
     shell:
         "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {wildcards.clusters} "
         "--ks {params.ks} --baselines --seed {wildcards.seed} --out {output} "

@@ -6,6 +6,15 @@ rule table1:
     output:
         csv=f"{R}/timing/table1.csv",
         md=report(f"{R}/timing/table1.md", caption="../report/table1.rst", category="Tables"),
+    log:
+        f"{R}/logs/timing/table1.log",
+    conda:
+        ENV
+    threads: max(2, config["threads"])
+    resources:
+        mem_mb=max([8000] + [mem_mb(ds, 8) for ds in config["table1"]["datasets"]]),
+        runtime=120,
+        gpu=config["gpu_per_job"],
     params:
         datasets=" ".join(f"{ds}={n_keys(ds)}" for ds in config["table1"]["datasets"]),
         t=config["table1"],
@@ -13,15 +22,6 @@ rule table1:
         stem=lambda w, output: stem(output.csv),
         width_rule=config["width_rule"],
         device=DEVICE,
-    log:
-        f"{R}/logs/timing/table1.log",
-    threads: max(2, config["threads"])
-    resources:
-        mem_mb=max([8000] + [mem_mb(ds, 8) for ds in config["table1"]["datasets"]]),
-        runtime=120,
-        gpu=config["gpu_per_job"],
-    conda:
-        ENV
     shell:
         "amips-bench timing --datasets {params.datasets} --sizes {params.t[sizes]} "
         "--depth {params.t[depth]} --nx {params.n_x} --batch {params.t[batch]} "
@@ -34,24 +34,26 @@ rule pipelines:
         unpack(pipeline_inputs),
     output:
         f"{R}/{{dataset}}/timing/pipelines.csv",
-    params:
-        clusters=lambda w: (clustered(w.dataset) or [0])[0],
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
-        nprobe=lambda w: words(config["pipelines"]["nprobe"] or DATASETS[w.dataset]["ivf"]["nprobe"]),
-        k=lambda w: max(DATASETS[w.dataset]["ivf"]["recall_at"]),
-        p=config["pipelines"],
-        dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
-        index_dir=lambda w, input: str(Path(input.index).parent),
-        device=DEVICE,
     log:
         f"{R}/logs/{{dataset}}/timing/pipelines.log",
+    conda:
+        ENV
     threads: max(2, config["threads"])
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 4),
         runtime=60,
         gpu=config["gpu_per_job"],
-    conda:
-        ENV
+    params:
+        clusters=lambda w: (clustered(w.dataset) or [0])[0],
+        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
+        nprobe=lambda w: words(
+            config["pipelines"]["nprobe"] or DATASETS[w.dataset]["ivf"]["nprobe"]
+        ),
+        k=lambda w: max(DATASETS[w.dataset]["ivf"]["recall_at"]),
+        p=config["pipelines"],
+        dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
+        index_dir=lambda w, input: str(Path(input.index).parent),
+        device=DEVICE,
     shell:
         "amips-bench pipelines --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
         "--clusters {params.clusters} --routing-models {input.routing_models} --ks {params.ks} "

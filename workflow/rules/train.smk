@@ -9,23 +9,23 @@ rule train:
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
         history=f"{R}/{{dataset}}/models/{{run}}/history.csv",
         metrics=f"{R}/{{dataset}}/models/{{run}}/metrics.json",
+    log:
+        f"{R}/logs/{{dataset}}/train/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/train/{{run}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 4, base=4000),
+        runtime=lambda w: train_minutes(w.dataset),
+        gpu=config["gpu_per_job"],
     params:
         run=lambda w: run_cli(w.run),
         train=lambda w: train_cli(w.dataset),
         dataset_dir=lambda w, input: str(Path(input.key_file).parent.parent),
         out=lambda w, output: str(Path(output.model).parent),
         device=DEVICE,
-    log:
-        f"{R}/logs/{{dataset}}/train/{{run}}.log",
-    benchmark:
-        f"{R}/benchmarks/{{dataset}}/train/{{run}}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 4, base=4000),
-        runtime=lambda w: train_minutes(w.dataset),
-        gpu=config["gpu_per_job"],
-    conda:
-        ENV
     shell:
         "amips-bench train --dataset-dir {params.dataset_dir} --out {params.out} {params.run} "
         "{params.train} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -1,1 +1,53 @@
-"""Figures of the paper, all drawn with one style (plots.style)."""
+"""Figures of the paper, all drawn with one style (plots.style); `draw` is the figure stage.
+
+The modules that draw each figure are listed in FIGURE_MODULES, which the workflow's figure rules
+take as inputs: editing one re-renders its figures and nothing upstream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: figure name (the `amips-bench figure NAME` argument) -> the plot module that draws it
+FIGURE_MODULES = {"toy": "training_figures", "routing": "routing_figure",
+                  "erel_mrr": "training_figures", "ivf": "ivf_figures", "ood": "ivf_figures",
+                  "training": "training_figures"}
+
+
+def module_files(name: str, package: str | Path = Path(__file__).parent.parent) -> list[str]:
+    """The source files figure `name` depends on, under the package folder `package`: its plot
+    module, the style, the results reader and this dispatcher."""
+    plots = Path(package) / "plots"
+    return [str(plots / f"{FIGURE_MODULES[name]}.py"), str(plots / "style.py"),
+            str(plots / "__init__.py"), str(Path(package) / "results.py")]
+
+
+def draw(name: str, out_stem: str | Path, *, metrics: list, histories: list, csvs: list,
+         number: int = 4, seed: int = 0) -> None:
+    """Draw figure `name` from result files into STEM.pdf, STEM.png and STEM.csv."""
+    if name == "toy":
+        from .training_figures import fig1_toy
+
+        fig1_toy(out_stem, seed=seed)
+    elif name == "routing":
+        from .routing_figure import fig2_routing
+
+        fig2_routing(csvs, out_stem)
+    elif name == "erel_mrr":
+        from .training_figures import fig3_erel_mrr
+
+        fig3_erel_mrr(metrics, out_stem)
+    elif name == "ivf":
+        from .ivf_figures import fig_ivf
+
+        fig_ivf(csvs, out_stem, number)
+    elif name == "ood":
+        from .ivf_figures import fig7_ood
+
+        fig7_ood(csvs, out_stem)
+    elif name == "training":
+        from .training_figures import fig8_training
+
+        fig8_training(histories, metrics, out_stem)
+    else:
+        raise ValueError(f"unknown figure {name!r}")

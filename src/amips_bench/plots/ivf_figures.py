@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..results import read_tables
 from . import style
 from .style import plt
 
@@ -14,8 +15,7 @@ KEYS = ["dataset", "index", "query", "model", "size", "depth", "n_x", "budget"]
 
 
 def _load(paths: list[str | Path]) -> pd.DataFrame:
-    df = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=["nan", "NaN"]) for p in paths],
-                   ignore_index=True)
+    df = read_tables(paths)
     for col in ("depth", "n_x"):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
     df["size"] = df["size"].astype(str)

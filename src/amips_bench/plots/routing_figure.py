@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import SIZE_ORDER
+from ..results import pareto_front, read_tables
 from . import style
 from .style import plt
 
@@ -19,7 +21,7 @@ GROUP = ["dataset", "method", "model", "size", "depth", "n_x", "k"]
 
 
 def _aggregate(paths: list[str | Path]) -> pd.DataFrame:
-    df = pd.concat([pd.read_csv(p, keep_default_na=False) for p in paths], ignore_index=True)
+    df = read_tables(paths)
     for col in ("depth", "n_x"):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
     return (df.groupby(GROUP).agg(accuracy=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
@@ -52,7 +54,7 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
         ax.set_title(f"{dataset}: SupportNet / KeyNet vs centroid routing")
 
         ax = row[1]
-        front = style.pareto_front(list(zip(learned.flops_total, learned.accuracy)))
+        front = pareto_front(list(zip(learned.flops_total, learned.accuracy)))
         if front:
             xs, ys = zip(*front)
             ax.step(xs, ys, where="post", color="#d62728", lw=1.8, label="Pareto front of SupportNet/KeyNet")
@@ -62,7 +64,7 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
                    ls=":", label=label)
         for size, sub in d[d.method == "classifier"].groupby("size"):
             _curve(ax, sub, color=style.BASELINE_COLORS["classifier"], marker="D", ms=4,
-                   alpha=0.5 + 0.1 * style.SIZE_ORDER.index(size), label=f"classifier router {size}")
+                   alpha=0.5 + 0.1 * SIZE_ORDER.index(size), label=f"classifier router {size}")
         oracle = d[d.method == "oracle"]
         ax.scatter(oracle.flops_total, oracle.accuracy, marker="*", s=120,
                    color=style.BASELINE_COLORS["oracle"], zorder=4, label="oracle (scan only)")

@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..config import SIZE_ORDER  # noqa: E402
 from ..io import atomic_path, save_csv  # noqa: E402
 
-SIZE_ORDER = ["XS", "S", "M", "L", "XL", "XXL"]
 SIZE_COLORS = dict(zip(SIZE_ORDER, ["#9ecae1", "#6baed6", "#3182bd", "#08519c", "#e6550d", "#a63603"]))
 DEPTH_MARKERS = {4: "o", 8: "s", 16: "^"}
 MODEL_LABEL = {"supportnet": "SupportNet", "keynet": "KeyNet"}
@@ -28,11 +28,17 @@ plt.rcParams.update({
 
 
 def flops_axis(ax, label_size: float | None = None) -> None:
-    """Log-scaled FLOP x axis with the unit convention written on it and no crowded minor labels."""
-    from matplotlib.ticker import NullFormatter
+    """Log-scaled FLOP x axis with the unit convention written on it.
+
+    Minor ticks are labelled only when the axis spans under a decade (then it has no major tick
+    to label; all of them under 0.4 decades, a subset under 1), so wide axes stay uncrowded and
+    narrow ones still read.
+    """
+    from matplotlib.ticker import LogFormatterSciNotation
 
     ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False,
+                                                         minor_thresholds=(1, 0.4)))
     ax.set_xlabel(FLOP_AXIS, fontsize=label_size)
 
 
@@ -67,13 +73,3 @@ def save_figure(fig, stem: str | Path, data_rows: list[dict] | None = None) -> l
         written.append(stem.with_suffix(".csv"))
     plt.close(fig)
     return written
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Lower-cost / higher-value frontier of (cost, value) points, sorted by cost."""
-    front, best = [], -float("inf")
-    for cost, value in sorted(points, key=lambda p: (p[0], -p[1])):
-        if value > best:
-            front.append((cost, value))
-            best = value
-    return front

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import load_json
+from ..config import SIZE_ORDER
+from ..results import read_histories, read_metrics
 from . import style
 from .style import plt
 
@@ -23,7 +24,8 @@ def fig1_toy(out_stem: str | Path, steps: int = 3000, seed: int = 0) -> None:
     model = train_toy_supportnet(steps=steps, seed=seed)
     learned, learned_key = learned_support(model, grid)
     levels = np.linspace(exact.min(), exact.max(), 13)
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.4))
+    # constrained layout keeps the colour bar and its labels clear of the key-map panel
+    fig, axes = plt.subplots(1, 3, figsize=(11.0, 3.6), layout="constrained")
     cmap = plt.get_cmap("tab10")
     for ax, values, title in ((axes[0], exact, "exact support function σ_Y(x)"),
                               (axes[1], learned, "SupportNet f(x) (learned)")):
@@ -31,7 +33,7 @@ def fig1_toy(out_stem: str | Path, steps: int = 3000, seed: int = 0) -> None:
         ax.contour(xs, xs, exact.reshape(n, n), levels=levels, colors="white", linewidths=0.5,
                    linestyles="dotted")
         ax.set_title(title)
-        fig.colorbar(cs, ax=ax, shrink=0.8)
+    fig.colorbar(cs, ax=axes[:2], shrink=0.85, label="σ_Y(x), f(x) (same levels)")
     axes[2].imshow(exact_key.reshape(n, n), origin="lower", extent=(-lim, lim, -lim, lim),
                    cmap="tab10", vmin=0, vmax=9, alpha=0.35, interpolation="nearest")
     agree = (learned_key == exact_key).mean()
@@ -57,29 +59,13 @@ def fig1_toy(out_stem: str | Path, steps: int = 3000, seed: int = 0) -> None:
     style.save_figure(fig, out_stem, rows)
 
 
-def _read_metrics(paths: list[str | Path]) -> pd.DataFrame:
-    rows = []
-    for path in paths:
-        m = load_json(path)
-        test = m["test"]
-        if m.get("model") == "identity":
-            rows.append({"dataset": m["dataset"], "model": "identity", "e_rel": test["e_rel"],
-                         "mrr": test["mrr"], "match_rate": test["match_rate"], "clusters": 1})
-            continue
-        rows.append({"dataset": m["dataset"], "model": m["model"], "size": m["size"],
-                     "depth": m["depth"], "n_x": m["n_x"], "clusters": m["n_clusters"],
-                     "seed": m["seed"], "e_rel": test["e_rel"], "mrr": test["mrr"],
-                     "match_rate": test["match_rate"], "parameters": m["parameters"]})
-    return pd.DataFrame(rows)
-
-
 def fig3_erel_mrr(metrics_paths: list[str | Path], out_stem: str | Path) -> None:
     """One panel per (dataset, model): test E_rel (x) vs MRR (y); colour = size, marker = depth.
 
     An identity.json among the inputs adds the reference point ŷ = x (E_rel 0, MRR 1 by
     construction) to every panel of its dataset: a model is worth something left of it.
     """
-    df = _read_metrics(metrics_paths)
+    df = read_metrics(metrics_paths)
     df = df[df.clusters == 1]
     identity = df[df.model == "identity"].set_index("dataset")
     df = df[df.model != "identity"]
@@ -115,13 +101,11 @@ def fig8_training(history_paths: list[str | Path], metrics_paths: list[str | Pat
                   out_stem: str | Path) -> None:
     """Validation E_rel over training steps, one curve per (size, depth); mean ± spread over seeds."""
     curves: dict[tuple, list[pd.DataFrame]] = defaultdict(list)
-    meta = {}
-    for hist, met in zip(history_paths, metrics_paths):
-        m = load_json(met)
-        key = (m["model"], m["size"], m["depth"], m["n_x"])
-        curves[key].append(pd.read_csv(hist)[["step", "e_rel"]])
-        meta[key] = m["dataset"]
-    order = sorted(curves, key=lambda k: (style.SIZE_ORDER.index(k[1]), k[2], k[3]))
+    histories = read_histories(metrics_paths, history_paths)
+    runs = read_metrics(metrics_paths)
+    for r in runs.itertuples():
+        curves[(r.model, r.size, r.depth, r.n_x)].append(histories[r.run][["step", "e_rel"]])
+    order = sorted(curves, key=lambda k: (SIZE_ORDER.index(k[1]), k[2], k[3]))
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     rows = []
     for key in order:
@@ -142,7 +126,7 @@ def fig8_training(history_paths: list[str | Path], metrics_paths: list[str | Pat
     ax.axhline(-1.0, color="k", lw=0.6, ls=":")
     ax.set_xlabel("training step")
     ax.set_ylabel("validation E_rel, log-ratio of squared distances\n(EMA weights)")
-    dataset = next(iter(meta.values())) if meta else ""
+    dataset = runs.dataset.iloc[0] if len(runs) else ""
     ax.set_title(f"Figure 8 — E_rel during training on {dataset}")
     ax.legend(frameon=False, ncol=2)
     style.save_figure(fig, out_stem, rows)

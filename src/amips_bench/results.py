@@ -1,0 +1,110 @@
+"""The results contract read into frames: the one reader behind tables, report and figures.
+
+Every consumer reads metrics.json, history.csv and the result CSVs through these functions, so
+a column means the same thing everywhere and missing values follow one rule: a column whose
+filled cells are all numbers is numeric (an empty cell is NaN, and so is a column with no
+filled cell); any other column is text (an empty cell is ""); a column of True/False is
+boolean. No matplotlib here: the report uses
+this module without drawing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import SIZE_ORDER
+from .io import load_json
+
+#: the test metrics of a metrics.json, in the order of the tables
+TEST_COLUMNS = ["e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median", "x_is_target",
+                "match_rate", "recall@1", "recall@10", "recall@100", "mrr"]
+IDENTITY = "identity"
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    filled = column[column != ""]
+    if len(filled) and filled.isin(["True", "False"]).all():
+        return column.map({"True": True, "False": False, "": np.nan})
+    if pd.to_numeric(filled, errors="coerce").notna().all():  # an empty column too: NaN
+        return pd.to_numeric(column.replace("", np.nan))
+    return column
+
+
+def read_tables(paths: list[str | Path]) -> pd.DataFrame:
+    """Result CSVs (routing, IVF, OOD, Table 1, pipelines) stacked into one frame, typed by the
+    rule of this module after stacking (a column empty in one file is typed by the others)."""
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths]
+    if not frames:
+        return pd.DataFrame()
+    stacked = pd.concat(frames, ignore_index=True).fillna("")
+    for col in stacked.columns:
+        stacked[col] = _typed(stacked[col].replace({"nan": "", "NaN": ""}))
+    return stacked
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """One model's validation history (history.csv)."""
+    return read_tables([path])
+
+
+def run_key(metrics_path: str | Path, dataset: str) -> str:
+    """dataset/run-folder: the key of a model in every frame of this module."""
+    return f"{dataset}/{Path(metrics_path).parent.name}"
+
+
+def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
+    """One row per metrics.json: the run's settings, its test metrics and provenance (keys an
+    older file lacks are NaN; the dataset, the model's settings and `test` are required).
+
+    An identity.json (the reference ŷ = x) becomes a row with model "identity", no size or
+    depth, zero parameters and clusters 1.
+    """
+    rows = []
+    for path in paths:
+        m = load_json(path)
+        test = m["test"]
+        if m.get("model") == IDENTITY:
+            rows.append({"dataset": m["dataset"], "model": IDENTITY, "size": "",
+                         "depth": np.nan, "n_x": np.nan, "clusters": 1, "seed": np.nan,
+                         "parameters": 0, **{k: test.get(k) for k in TEST_COLUMNS},
+                         "run": run_key(path, m["dataset"])})
+            continue
+        rows.append({
+            "dataset": m["dataset"], "model": m["model"], "size": m["size"], "depth": m["depth"],
+            "n_x": m["n_x"], "clusters": m["n_clusters"], "seed": m["seed"],
+            "split_mode": m.get("split_mode", "leak_free"), "width_rule": m.get("width_rule", "full"),
+            "width": m.get("width", np.nan), "budget": m.get("budget"),
+            "parameters": m.get("parameters", np.nan), "steps": m.get("steps", np.nan),
+            **{k: test.get(k, test["e_rel"] / 2 if k == "e_rel_half" else None)
+               for k in TEST_COLUMNS},
+            "negative_wz_fraction": m.get("negative_wz_fraction", np.nan),
+            "train_seconds": m.get("train_seconds", np.nan), "device": m.get("device", ""),
+            **{f"routing@{k}": test[f"routing@{k}"] for k in range(1, 6) if f"routing@{k}" in test},
+            "run": run_key(path, m["dataset"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def read_histories(metrics_paths: list[str | Path],
+                   history_paths: list[str | Path]) -> dict[str, pd.DataFrame]:
+    """run key -> history of every model (the two lists in the same order)."""
+    return {run_key(m, load_json(m)["dataset"]): read_history(h)
+            for m, h in zip(metrics_paths, history_paths)}
+
+
+def size_rank(sizes: pd.Series) -> pd.Series:
+    """Position of each size name in the order XS < S < M < L < XL < XXL."""
+    return sizes.map(SIZE_ORDER.index)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Lower-cost / higher-value frontier of (cost, value) points, sorted by cost."""
+    front, best = [], -float("inf")
+    for cost, value in sorted(points, key=lambda p: (p[0], -p[1])):
+        if value > best:
+            front.append((cost, value))
+            best = value
+    return front
