@@ -116,20 +116,21 @@ def load_json(path: str | os.PathLike) -> Any:
 # --------------------------------------------------------------------------- checksums
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str, chunk: int = 1 << 20) -> str:
+    """Hex digest of a file read in chunks (archives and embeddings are larger than memory)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    return file_digest(path, "sha256")
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    return file_digest(path, "md5")
 
 
 # --------------------------------------------------------------------------- validated arrays

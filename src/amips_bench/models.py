@@ -212,6 +212,14 @@ def init_convex_(weight: torch.Tensor, bias: torch.Tensor | None, *, corr: float
 # --------------------------------------------------------------------------- models
 
 
+def trunk_for(spec: ModelSpec, model: str) -> Trunk:
+    """The shared MLP trunk of a `model` (supportnet or keynet) spec; an error for the other."""
+    if spec.model != model:
+        raise InputError(f"{model} built from a {spec.model} spec")
+    return Trunk(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out,
+                 residual=spec.residual, alpha=spec.alpha, beta=spec.beta)
+
+
 class SupportNet(nn.Module):
     """f(x) ≈ σ_{Y_j}(x) for c clusters: an ICNN g inside the homogeniser H[g](x) = ||x|| g(x/||x||).
 
@@ -222,11 +230,8 @@ class SupportNet(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        if spec.model != "supportnet":
-            raise InputError(f"SupportNet built from a {spec.model} spec")
         self.spec = spec
-        self.trunk = Trunk(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out,
-                           residual=spec.residual, alpha=spec.alpha, beta=spec.beta)
+        self.trunk = trunk_for(spec, "supportnet")
         if spec.init == "hoedt":
             for layer in self.trunk.hidden:
                 init_convex_(layer.weight, layer.bias, alpha=spec.alpha)
@@ -272,11 +277,8 @@ class KeyNet(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        if spec.model != "keynet":
-            raise InputError(f"KeyNet built from a {spec.model} spec")
         self.spec = spec
-        self.trunk = Trunk(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out,
-                           residual=spec.residual, alpha=spec.alpha, beta=spec.beta)
+        self.trunk = trunk_for(spec, "keynet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted keys [B, c, d]."""

@@ -86,6 +86,11 @@ def words(values):
     return " ".join(map(str, values))
 
 
+def paths(*named):
+    """Named inputs as one space-separated string (a named input of one file is a string)."""
+    return " ".join(v if isinstance(v, str) else words(v) for v in named)
+
+
 # The code that draws a figure, table or report is an input of its rule: editing it re-renders
 # that output and nothing upstream. Training and the other stages are deliberately left out
 # (their code changes rarely and re-running them is expensive): force them with
@@ -299,6 +304,16 @@ def pipeline_inputs(wildcards):
 
 
 # ---------------------------------------------------------------- targets of the workflow
+
+
+def figure_output(name, caption):
+    """The outputs of a figure rule: STEM.pdf, STEM.png (in the Snakemake report with its
+    caption) and STEM.csv, the plotted numbers."""
+    return {
+        "pdf": f"{F}/{name}.pdf",
+        "png": report(f"{F}/{name}.png", caption=f"../report/{caption}", category="Figures"),
+        "csv": f"{F}/{name}.csv",
+    }
 
 
 def figure_files(name):

@@ -45,19 +45,22 @@ rule ivf_natural:
         mem_mb=lambda w: mem_mb(w.dataset, 3),
         runtime=30,
     params:
+        stage="ivf",
         flags=lambda w: ivf_flags(w.dataset),
-        ef=lambda w: words(DATASETS[w.dataset]["ivf"]["hnsw_ef_search"]),
+        sweep=lambda w: f"--ef-search {words(DATASETS[w.dataset]['ivf']['hnsw_ef_search'])}",
+        model="",
         dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
         index_dir=lambda w, input: str(Path(input.index).parent),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
     shell:
-        "amips-bench ivf --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
-        "{params.flags} --ef-search {params.ef} --out {output} --device {params.device} --faiss-device {params.faiss_device} "
+        "amips-bench {params.stage} --dataset-dir {params.dataset_dir} "
+        "--index-dir {params.index_dir} {params.flags} {params.sweep} {params.model} "
+        "--out {output} --device {params.device} --faiss-device {params.faiss_device} "
         "--threads {threads} > {log} 2>&1"
 
 
-rule ivf_mapped:
+use rule ivf_natural as ivf_mapped with:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
@@ -68,50 +71,20 @@ rule ivf_mapped:
         f"{R}/logs/{{dataset}}/ivf/{{run}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/ivf/{{run}}.tsv"
-    conda:
-        ENV
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
-        runtime=30,
     params:
-        flags=lambda w: ivf_flags(w.dataset),
-        ef=lambda w: words(DATASETS[w.dataset]["ivf"]["hnsw_ef_search"]),
-        dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
-        index_dir=lambda w, input: str(Path(input.index).parent),
-        device=DEVICE,
-        faiss_device=FAISS_DEVICE,
-    shell:
-        "amips-bench ivf --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
-        "{params.flags} --ef-search {params.ef} --model {input.model} --out {output} "
-        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+        model=lambda w, input: f"--model {input.model}",
 
 
-rule ood:
-    input:
-        index=f"{R}/{{dataset}}/index/manifest.json",
-        targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
-        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
+use rule ivf_mapped as ood with:
     output:
         f"{R}/{{dataset}}/ood/{{run}}.csv",
     log:
         f"{R}/logs/{{dataset}}/ood/{{run}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/ood/{{run}}.tsv"
-    conda:
-        ENV
-    threads: config["threads"]
     resources:
         mem_mb=lambda w: mem_mb(w.dataset, 3),
         runtime=60,
     params:
-        flags=lambda w: ivf_flags(w.dataset),
-        stds=lambda w: words(DATASETS[w.dataset]["ood"]["stds"]),
-        dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
-        index_dir=lambda w, input: str(Path(input.index).parent),
-        device=DEVICE,
-        faiss_device=FAISS_DEVICE,
-    shell:
-        "amips-bench ood --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "
-        "{params.flags} --stds {params.stds} --model {input.model} --out {output} "
-        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+        stage="ood",
+        sweep=lambda w: f"--stds {words(DATASETS[w.dataset]['ood']['stds'])}",

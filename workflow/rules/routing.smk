@@ -48,15 +48,16 @@ rule routing_model:
     params:
         ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
         clusters=lambda w: parse_run(w.run).clusters,
+        router=lambda w, input: f"--model {input.model}",
         dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
         device=DEVICE,
     shell:
         "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {params.clusters} "
-        "--ks {params.ks} --model {input.model} --out {output} --device {params.device} "
+        "--ks {params.ks} {params.router} --out {output} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
 
 
-rule routing_router:
+use rule routing_model as routing_router with:
     input:
         unpack(lambda w: routing_inputs(w.dataset, w.clusters)),
         model=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/model.pt",
@@ -64,40 +65,18 @@ rule routing_router:
         f"{R}/{{dataset}}/routing/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.csv",
     log:
         f"{R}/logs/{{dataset}}/routing/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.log",
-    conda:
-        ENV
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 2),
-        runtime=30,
     params:
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
-        device=DEVICE,
-    shell:
-        "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {wildcards.clusters} "
-        "--ks {params.ks} --router {input.model} --out {output} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
+        clusters=lambda w: w.clusters,
+        router=lambda w, input: f"--router {input.model}",
 
 
-rule routing_baselines:
+use rule routing_model as routing_baselines with:
     input:
         unpack(lambda w: routing_inputs(w.dataset, w.clusters)),
     output:
         f"{R}/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.csv",
     log:
         f"{R}/logs/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.log",
-    conda:
-        ENV
-    threads: config["threads"]
-    resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 2),
-        runtime=30,
     params:
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
-        device=DEVICE,
-    shell:
-        "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {wildcards.clusters} "
-        "--ks {params.ks} --baselines --seed {wildcards.seed} --out {output} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        clusters=lambda w: w.clusters,
+        router=lambda w: f"--baselines --seed {w.seed}",
