@@ -49,7 +49,7 @@ def _add_faiss_device(p: argparse.ArgumentParser) -> None:
 
 
 def _dataclass_arguments(p: argparse.ArgumentParser, cls, prefix: str = "",
-                         skip: tuple[str, ...] = (), required: bool = False) -> None:
+                         skip: tuple[str, ...] = ()) -> None:
     """One --flag per dataclass field, typed from its default (booleans as --x / --no-x)."""
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -60,8 +60,7 @@ def _dataclass_arguments(p: argparse.ArgumentParser, cls, prefix: str = "",
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
                            help=f"(default {default})")
         elif isinstance(default, (int, float, str)):
-            p.add_argument(flag, type=type(default), default=None if required else default,
-                           required=required, help=None if required else f"(default {default})")
+            p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
 
 
 def _dataclass_values(args, cls, prefix: str = "", skip: tuple[str, ...] = ()) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .io import InputError
+from .results import at_flops
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,9 @@ def curves(table: pd.DataFrame, keys: list[str], y: str, x: str | None = None,
     missing = [c for c in keys + [y] + ([x] if x else []) if c not in table.columns]
     if missing:
         raise InputError(f"compare: the table has no column {missing[0]!r}")
-    table = table.copy()
     x_col = x or "__point"
-    if x is None:
-        table[x_col] = 0.0
+    if x is None:  # a table of points: one x for all
+        table = table.assign(**{x_col: 0.0})
     per_x = table.groupby(keys + [x_col], dropna=False)[y]
     stats = per_x.agg(mean="mean", sd="std", n="count").reset_index()
     if seed is None:
@@ -72,16 +72,21 @@ def _at(curve: Curve, xs: np.ndarray, log_x: bool) -> tuple[np.ndarray, np.ndarr
     """Mean and spread of a curve at xs (inside its range), interpolated linearly in x or log x."""
     if len(curve.x) == 1:
         return np.full(len(xs), curve.mean[0]), np.full(len(xs), curve.sd[0])
-    grid, at = (np.log(curve.x), np.log(xs)) if log_x else (curve.x, xs)
-    return np.interp(at, grid, curve.mean), np.interp(at, grid, curve.sd)
+    if log_x:
+        return at_flops(xs, curve.x, curve.mean), at_flops(xs, curve.x, curve.sd)
+    return np.interp(xs, curve.x, curve.mean), np.interp(xs, curve.x, curve.sd)
+
+
+def _not_compared(verdict: str) -> dict[str, Any]:
+    return {"verdict": verdict, "x_from": np.nan, "x_to": np.nan, "points": 0,
+            "max_abs_delta": np.nan, "mean_delta": np.nan, "tolerance": ""}
 
 
 def compare_curve(base: Curve, other: Curve, *, log_x: bool, tol: Tolerance) -> dict[str, Any]:
     """Δ = other − base at equal x over the common range, and the verdict."""
     lo, hi = max(base.x.min(), other.x.min()), min(base.x.max(), other.x.max())
     if lo > hi:
-        return {"verdict": "no common x range", "x_from": np.nan, "x_to": np.nan, "points": 0,
-                "max_abs_delta": np.nan, "mean_delta": np.nan, "tolerance": ""}
+        return _not_compared("no common x range")
     xs = np.union1d(base.x, other.x)
     xs = xs[(xs >= lo) & (xs <= hi)]
     mean_b, sd_b = _at(base, xs, log_x)
@@ -117,9 +122,7 @@ def compare_tables(runs: dict[str, pd.DataFrame], baseline: str, *, keys: list[s
         for key in sorted(set(base) | set(other), key=str):
             row = {"run": name, "baseline": baseline, **dict(zip(keys, key)), "metric": y}
             if key not in other or key not in base:
-                row.update({"verdict": f"only in run {baseline if key in base else name}",
-                            "x_from": np.nan, "x_to": np.nan, "points": 0,
-                            "max_abs_delta": np.nan, "mean_delta": np.nan, "tolerance": ""})
+                row.update(_not_compared(f"only in run {baseline if key in base else name}"))
             else:
                 row.update(compare_curve(base[key], other[key], log_x=log_x, tol=tol))
             rows.append(row)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .io import InputError, load_json, package_versions, save_csv, save_text
 from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
-from .results import pareto_front, read_histories, read_metrics, read_tables, size_rank
+from .results import at_flops, pareto_front, read_histories, read_metrics, read_tables, size_rank
 from .tables import markdown_table
 
 # --------------------------------------------------------------------------- inputs
@@ -48,8 +48,8 @@ class Results:
     @classmethod
     def load(cls, *, metrics: list, histories: list, routing: list, ivf: list, ood: list,
              table1: str | None, kinds: dict[str, str], manifests: list | None = None) -> Results:
-        hist = read_histories(metrics, histories)
         frame = read_metrics(metrics)
+        hist = read_histories(frame, histories)
         if len(frame):
             frame["val_e_rel"] = [float(hist[key].e_rel.iloc[-1]) for key in frame.run]
             for k in range(1, 6):
@@ -200,7 +200,7 @@ def _low_cost_and_scale(r: pd.DataFrame, agg: pd.DataFrame, rule: str) -> tuple[
     the same cost) is at least as accurate; at the largest k a learned model is ahead."""
     base = r[r.method == rule].groupby("k")[["flops_total", "accuracy"]].mean().sort_values("flops_total")
     cheapest = agg.sort_values("flops_total").iloc[0]
-    base_there = float(np.interp(np.log(cheapest.flops_total), np.log(base.flops_total), base.accuracy))
+    base_there = float(at_flops(cheapest.flops_total, base.flops_total, base.accuracy))
     kmax = int(r.k.max())
     base_max = base.loc[kmax, "accuracy"]
     best_max = agg[agg.k == kmax].accuracy.max()
@@ -305,7 +305,7 @@ def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
         inside = sub[(sub.flops_total >= nat.flops_total.min()) & (sub.flops_total <= nat.flops_total.max())]
         if not len(inside):
             continue
-        natural_at = np.interp(np.log(inside.flops_total), np.log(nat.flops_total), nat[recall])
+        natural_at = at_flops(inside.flops_total, nat.flops_total, nat[recall])
         share = float(np.mean(inside[recall].values > natural_at))
         if share > best_share:
             best_share, best_model = share, f"{key[0]} {key[1]} L={int(key[2])}"
@@ -326,7 +326,7 @@ def _gap_at_equal_flops(o: pd.DataFrame) -> float:
                     & (mapped.flops_total <= nat.flops_total.max())]
     if not len(inside) or len(nat) < 2:
         return float("nan")
-    natural_at = np.interp(np.log(inside.flops_total), np.log(nat.flops_total), nat.mrr)
+    natural_at = at_flops(inside.flops_total, nat.flops_total, nat.mrr)
     return float(np.mean(inside.mrr.values - natural_at))
 
 

@@ -45,11 +45,6 @@ def read_tables(paths: list[str | Path]) -> pd.DataFrame:
     return stacked
 
 
-def read_history(path: str | Path) -> pd.DataFrame:
-    """One model's validation history (history.csv)."""
-    return read_tables([path])
-
-
 def run_key(metrics_path: str | Path, dataset: str) -> str:
     """dataset/run-folder: the key of a model in every frame of this module."""
     return f"{dataset}/{Path(metrics_path).parent.name}"
@@ -88,11 +83,17 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def read_histories(metrics_paths: list[str | Path],
-                   history_paths: list[str | Path]) -> dict[str, pd.DataFrame]:
-    """run key -> history of every model (the two lists in the same order)."""
-    return {run_key(m, load_json(m)["dataset"]): read_history(h)
-            for m, h in zip(metrics_paths, history_paths)}
+def read_histories(metrics: pd.DataFrame, history_paths: list[str | Path]) -> dict[str, pd.DataFrame]:
+    """run key -> validation history of every model; `metrics` is `read_metrics` of the
+    metrics.json files in the order of `history_paths`."""
+    keys = metrics["run"] if len(metrics) else []
+    return {key: read_tables([path]) for key, path in zip(keys, history_paths)}
+
+
+def at_flops(flops, curve_flops, curve_values) -> np.ndarray:
+    """A curve's values at other FLOP counts (inside its range), interpolated linearly in
+    log-FLOPs, as the curves are drawn on the log FLOP axes."""
+    return np.interp(np.log(flops), np.log(curve_flops), curve_values)
 
 
 def size_rank(sizes: pd.Series) -> pd.Series:

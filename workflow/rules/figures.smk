@@ -5,7 +5,7 @@
 
 rule fig1_toy:
     input:
-        code=figure_code("toy") + [str(PACKAGE / "toy.py")],
+        code=figure_code("toy"),
     output:
         **figure_output("fig1_toy", "fig1.rst"),
     log:

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: figure name (the `amips-bench figure NAME` argument) -> the plot module that draws it
-FIGURE_MODULES = {"toy": "training_figures", "routing": "routing_figure",
-                  "erel_mrr": "training_figures", "ivf": "ivf_figures", "ood": "ivf_figures",
-                  "training": "training_figures"}
+#: figure name (the `amips-bench figure NAME` argument) -> the package files that draw it
+FIGURE_MODULES = {"toy": ["plots/training_figures.py", "toy.py"],
+                  "routing": ["plots/routing_figure.py"], "erel_mrr": ["plots/training_figures.py"],
+                  "ivf": ["plots/ivf_figures.py"], "ood": ["plots/ivf_figures.py"],
+                  "training": ["plots/training_figures.py"]}
 
 
 def module_files(name: str, package: str | Path = Path(__file__).parent.parent) -> list[str]:
-    """The source files figure `name` depends on, under the package folder `package`: its plot
-    module, the style, the results reader and this dispatcher."""
-    plots = Path(package) / "plots"
-    return [str(plots / f"{FIGURE_MODULES[name]}.py"), str(plots / "style.py"),
-            str(plots / "__init__.py"), str(Path(package) / "results.py")]
+    """The source files figure `name` depends on, under the package folder `package`: the
+    files that draw it, the style, the results reader and this dispatcher."""
+    shared = ["plots/style.py", "plots/__init__.py", "results.py"]
+    return [str(Path(package) / f) for f in FIGURE_MODULES[name] + shared]
 
 
 def draw(name: str, out_stem: str | Path, *, metrics: list, histories: list, csvs: list,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from ..results import read_tables
+from ..results import at_flops, read_tables
 from . import style
 from .style import plt
 
@@ -80,7 +79,7 @@ def _gap_at_equal_flops(nat: pd.DataFrame, mapped: pd.DataFrame) -> pd.DataFrame
     nat, mapped = nat.sort_values("flops_total"), mapped.sort_values("flops_total")
     lo, hi = mapped.flops_total.min(), mapped.flops_total.max()
     inside = nat[(nat.flops_total >= lo) & (nat.flops_total <= hi)]
-    interp = np.interp(np.log(inside.flops_total), np.log(mapped.flops_total), mapped.mrr)
+    interp = at_flops(inside.flops_total, mapped.flops_total, mapped.mrr)
     return pd.DataFrame({"flops_total": inside.flops_total.values,
                          "gap": inside.mrr.values - interp})
 

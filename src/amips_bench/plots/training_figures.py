@@ -101,8 +101,8 @@ def fig8_training(history_paths: list[str | Path], metrics_paths: list[str | Pat
                   out_stem: str | Path) -> None:
     """Validation E_rel over training steps, one curve per (size, depth); mean ± spread over seeds."""
     curves: dict[tuple, list[pd.DataFrame]] = defaultdict(list)
-    histories = read_histories(metrics_paths, history_paths)
     runs = read_metrics(metrics_paths)
+    histories = read_histories(runs, history_paths)
     for r in runs.itertuples():
         curves[(r.model, r.size, r.depth, r.n_x)].append(histories[r.run][["step", "e_rel"]])
     order = sorted(curves, key=lambda k: (SIZE_ORDER.index(k[1]), k[2], k[3]))
