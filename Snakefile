@@ -3,6 +3,7 @@
 #
 #   snakemake --cores all figures                                # quick synthetic profile
 #   snakemake --cores all figures --configfile config/paper.yaml # the paper's four datasets
+#   snakemake --cores all compare                                # ... and compared with a reference
 #
 # Targets go before --configfile, which takes several files and would read a target as one.
 #
@@ -36,6 +37,7 @@ include: "workflow/rules/ivf.smk"
 include: "workflow/rules/timing.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/compare.smk"
 
 
 rule figures:
@@ -50,6 +52,13 @@ rule all:
         figure_outputs(),
         table_outputs(),
         rules.reproduction_report.output,
+
+
+rule compare:
+    # every output of `all`, then this run compared with the reference (config key compare)
+    input:
+        rules.all.input,
+        rules.compare_runs.output,
 
 
 rule report:

@@ -519,6 +519,75 @@ def _report(args):
         print(f"{c['claim']:<26} {c['dataset'] or '-':<10} {c['verdict']}")
 
 
+# --------------------------------------------------------------------------- comparing runs
+
+
+def _compare_args(p):
+    p.add_argument("--run", nargs="+", required=True, metavar="NAME=FOLDER",
+                   help="the compared runs: a name and the results tree the run wrote")
+    p.add_argument("--baseline", required=True, help="the NAME every other run is compared with")
+    p.add_argument("--out", required=True, help="folder of summary.md, summary.html, differences.csv")
+    p.add_argument("--figures", required=True, help="folder of the overlaid figures")
+    p.add_argument("--seed-factor", type=float, default=2.0, help="|Δ| ≤ FACTOR·σ_seed + FLOOR")
+    p.add_argument("--floor", type=float, default=0.005, help="absolute slack under the seed term")
+    p.add_argument("--absolute", type=float, default=0.02,
+                   help="|Δ| ≤ ABSOLUTE where neither run has two seeds")
+    p.add_argument("--fail-on-difference", action="store_true",
+                   help="exit with status 1 when a curve differs (a regression gate)")
+
+
+@command("compare", "compare runs figure by figure with a baseline, within seed noise")(_compare_args)
+def _compare(args):
+    from .compare import Tolerance
+    from .comparison import compare_runs, verdict_counts, write_comparison
+    from .io import InputError
+
+    runs = {}
+    for item in args.run:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise InputError(f"--run: {item!r} is not NAME=FOLDER")
+        if name in runs:
+            raise InputError(f"--run: the name {name!r} is given twice")
+        runs[name] = folder
+    result = compare_runs(runs, args.baseline, Tolerance(args.seed_factor, args.floor, args.absolute))
+    summary = write_comparison(result, args.out, args.figures)
+    counts = verdict_counts(result.rows)
+    print(counts.to_string(index=False))
+    print(f"summary: {summary}")
+    if args.fail_on_difference and counts["differs"].sum():
+        differ = result.rows[result.rows.verdict.str.startswith("differs")]
+        for r in differ.itertuples():
+            print(f"differs: {r.figure} · run {r.run} · {r.curve} · {r.metric}: {r.verdict}, "
+                  f"{r.tolerance}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _freeze_reference_args(p):
+    p.add_argument("--results", required=True, help="the results tree to freeze")
+    p.add_argument("--out", required=True, help="the reference folder (replaced when complete)")
+    p.add_argument("--command", default="", help="the command that made the results, recorded")
+    p.add_argument("--config-json", default=None, help="the run's config as JSON text, recorded")
+
+
+@command("freeze-reference", "keep a run's tidy result files as a reference for compare")(
+    _freeze_reference_args)
+def _freeze_reference(args):
+    from .io import InputError
+    from .run_trees import freeze_reference
+
+    config = None
+    if args.config_json:
+        import json
+
+        try:
+            config = json.loads(args.config_json)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--config-json: not JSON ({exc})") from None
+    files = freeze_reference(args.results, args.out, command=args.command, config=config)
+    print(f"{len(files)} files from {args.results} kept in {args.out}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

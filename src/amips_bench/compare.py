@@ -21,50 +21,72 @@ import pandas as pd
 from .io import InputError
 from .results import at_flops
 
+#: where a curve's spread comes from, as the verdicts state it
+SPREAD_NAMES = {"seeds": "σ_seed", "repeats": "σ_repeats"}
+
 
 @dataclass(frozen=True)
 class Tolerance:
     """How far two curves may be apart and still agree."""
 
-    seed_factor: float = 2.0  # |Δ| ≤ seed_factor·σ_seed + floor where seeds exist
-    floor: float = 0.005  # absolute slack under the seed term (BLAS builds, thread counts)
-    absolute: float = 0.02  # |Δ| ≤ absolute where no run has two seeds
+    seed_factor: float = 2.0  # |Δ| ≤ seed_factor·σ + floor where a spread was measured
+    floor: float = 0.005  # absolute slack under the spread term (BLAS builds, thread counts)
+    absolute: float = 0.02  # |Δ| ≤ absolute where neither run measured a spread
 
-    def describe(self, seeded: bool) -> str:
-        if seeded:
-            return f"|Δ| ≤ {self.seed_factor:g}·σ_seed + {self.floor:g}"
+    def describe(self, spread: str | None) -> str:
+        if spread:
+            return f"|Δ| ≤ {self.seed_factor:g}·{SPREAD_NAMES[spread]} + {self.floor:g}"
         return f"|Δ| ≤ {self.absolute:g} (absolute; fewer than 2 seeds)"
 
 
 @dataclass
 class Curve:
-    """Mean and seed spread of one curve at each of its x values (sorted)."""
+    """Mean and spread of one curve at each of its x values (sorted by x)."""
 
     x: np.ndarray
     mean: np.ndarray
-    sd: np.ndarray  # 0 where fewer than two seeds
+    sd: np.ndarray  # 0 where nothing was measured
     seeds: int  # the smallest number of seeds behind any point
+    spread: str | None = None  # "seeds" (≥ 2 seeds), "repeats" (a timed spread) or None
 
 
 def curves(table: pd.DataFrame, keys: list[str], y: str, x: str | None = None,
-           seed: str | None = None) -> dict[tuple, Curve]:
-    """The curves of a tidy table: rows grouped by `keys`, averaged over seeds at each x."""
-    missing = [c for c in keys + [y] + ([x] if x else []) if c not in table.columns]
+           seed: str | None = None, along: str | None = None,
+           spread: str | None = None) -> dict[tuple, Curve]:
+    """The curves of a tidy table: rows grouped by `keys`, averaged over seeds.
+
+    A curve's points are the values of `along` (k, nprobe, efSearch), or of `x` itself when
+    `along` is None; with `along`, x is the seeds' mean cost at that point (FLOPs differ a
+    little from seed to seed). Without `x` a table is compared point for point. `spread` names
+    a column holding a measured standard deviation per row (timing repeats), used instead of
+    the seeds' spread.
+    """
+    needed = keys + [y] + [c for c in (x, along, spread) if c]
+    missing = [c for c in needed if c not in table.columns]
     if missing:
         raise InputError(f"compare: the table has no column {missing[0]!r}")
-    x_col = x or "__point"
-    if x is None:  # a table of points: one x for all
-        table = table.assign(**{x_col: 0.0})
-    per_x = table.groupby(keys + [x_col], dropna=False)[y]
-    stats = per_x.agg(mean="mean", sd="std", n="count").reset_index()
+    table = table[table[y].notna()]
+    point = along or x or "__point"
+    if point == "__point":
+        table = table.assign(__point=0.0)
+    if x is not None:
+        table = table[table[x].notna()]
+    per_point = table.groupby(keys + [point], dropna=False)
+    stats = per_point[y].agg(mean="mean", sd="std", n="count")
+    stats["x"] = per_point[x].mean() if x else stats.index.get_level_values(point)
+    if spread:
+        stats["sd"] = per_point[spread].mean()
+    stats = stats.reset_index()
     if seed is None:
         stats["n"] = 1
     out = {}
     for key, sub in stats.groupby(keys, dropna=False, sort=True):
-        sub = sub.sort_values(x_col)
+        sub = sub.sort_values("x")
         key = key if isinstance(key, tuple) else (key,)
-        out[key] = Curve(sub[x_col].to_numpy(float), sub["mean"].to_numpy(float),
-                         sub["sd"].fillna(0.0).to_numpy(float), int(sub["n"].min()))
+        seeds = int(sub["n"].min())
+        source = "repeats" if spread else ("seeds" if seeds >= 2 else None)
+        out[key] = Curve(sub["x"].to_numpy(float), sub["mean"].to_numpy(float),
+                         sub["sd"].fillna(0.0).to_numpy(float), seeds, source)
     return out
 
 
@@ -92,10 +114,9 @@ def compare_curve(base: Curve, other: Curve, *, log_x: bool, tol: Tolerance) -> 
     mean_b, sd_b = _at(base, xs, log_x)
     mean_o, sd_o = _at(other, xs, log_x)
     delta = mean_o - mean_b
-    seeded = max(base.seeds, other.seeds) >= 2
-    if seeded:
-        sigma = np.maximum(sd_b, sd_o)
-        allowed = tol.seed_factor * sigma + tol.floor
+    spread = base.spread or other.spread
+    if spread:
+        allowed = tol.seed_factor * np.maximum(sd_b, sd_o) + tol.floor
     else:
         allowed = np.full(len(xs), tol.absolute)
     worst = int(np.argmax(np.abs(delta)))
@@ -103,17 +124,22 @@ def compare_curve(base: Curve, other: Curve, *, log_x: bool, tol: Tolerance) -> 
     return {"verdict": "agrees" if agrees else f"differs (Δ = {delta[worst]:+.4g})",
             "x_from": float(lo), "x_to": float(hi), "points": len(xs),
             "max_abs_delta": float(np.abs(delta).max()), "mean_delta": float(delta.mean()),
-            "tolerance": tol.describe(seeded)}
+            "tolerance": tol.describe(spread)}
 
 
-def compare_tables(runs: dict[str, pd.DataFrame], baseline: str, *, keys: list[str], y: str,
-                   x: str | None = None, seed: str | None = None, log_x: bool = False,
-                   tol: Tolerance = Tolerance()) -> pd.DataFrame:
-    """One row per (run, curve): every run against `baseline`, curves matched by `keys`."""
+def check_baseline(baseline: str, runs) -> None:
     if baseline not in runs:
         raise InputError(f"compare.baseline: {baseline!r} is not among the runs "
                          f"({', '.join(runs)})")
-    found = {name: curves(table, keys, y, x, seed) for name, table in runs.items()}
+
+
+def compare_tables(runs: dict[str, pd.DataFrame], baseline: str, *, keys: list[str], y: str,
+                   x: str | None = None, seed: str | None = None, along: str | None = None,
+                   spread: str | None = None, log_x: bool = False,
+                   tol: Tolerance = Tolerance()) -> pd.DataFrame:
+    """One row per (run, curve): every run against `baseline`, curves matched by `keys`."""
+    check_baseline(baseline, runs)
+    found = {name: curves(table, keys, y, x, seed, along, spread) for name, table in runs.items()}
     rows = []
     for name in runs:
         if name == baseline:

@@ -230,6 +230,10 @@ def check(config: dict) -> None:
     """Cross-key checks the schema cannot express."""
     datasets = config["datasets"]
     figures = config["figures"]
+    compare = config["compare"]
+    if compare["baseline"] not in compare["runs"]:
+        raise ConfigError(f"config key 'compare.baseline': {compare['baseline']!r} is not among "
+                          f"the runs ({', '.join(compare['runs'])})")
 
     def known(name: str, key: str) -> None:
         if name not in datasets:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import InputError, load_json, package_versions, save_csv, save_text
+from .io import InputError, load_json, package_versions, save_csv, save_json, save_text
 from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
 from .results import at_flops, pareto_front, read_histories, read_metrics, read_tables, size_rank
 from .tables import markdown_table
@@ -584,7 +584,7 @@ def markdown_to_html(text: str, title: str) -> str:
 
 def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
                  seeds: list[int], figures: list[str]) -> list[dict[str, Any]]:
-    """reproduction.md, reproduction.html and claims.csv in out_dir; figure links are relative
+    """reproduction.md, reproduction.html, claims.csv and provenance.json in out_dir; figure links are relative
     to out_dir, so the report opens with its figures wherever the results folder is moved."""
     claims = evaluate_claims(res)
     devices = list(res.metrics.device) if len(res.metrics) else []
@@ -595,6 +595,7 @@ def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
     save_text(out / "reproduction.md", markdown)
     save_text(out / "reproduction.html", markdown_to_html(markdown, "amips-bench reproduction report"))
     save_csv(out / "claims.csv", claims)
+    save_json(out / "provenance.json", prov)  # read by `amips-bench compare`
     return claims
 
 

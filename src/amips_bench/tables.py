@@ -12,12 +12,12 @@ from .results import IDENTITY, TEST_COLUMNS, read_metrics
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A GitHub-style Markdown table (pandas' to_markdown). Floats are written with `floatfmt`;
-    text stays as written (no re-parsing of "1.10" into 1.1); a pipe inside a cell would split
-    it, so it becomes "/"."""
+    text stays as written (no re-parsing of "1.10" into 1.1); a pipe inside a cell is escaped
+    ("\\|", as GitHub and the `markdown` package read it), so "|Δ|" stays one cell."""
     def cell(v):
         if isinstance(v, float):
             return format(v, floatfmt)
-        return str(v).replace("|", "/")
+        return str(v).replace("|", "\\|")
 
     return df.apply(lambda col: col.map(cell)).to_markdown(
         index=False, tablefmt="github", disable_numparse=True) + "\n"

@@ -5,6 +5,7 @@
 import copy
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -374,3 +375,37 @@ def report_kinds():
 
 def config_hash():
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def compare_runs_flag():
+    return " ".join(f"{name}={folder}" for name, folder in config["compare"]["runs"].items())
+
+
+def compare_inputs(wildcards):
+    """A compared run written by this workflow (its folder is `results`) is computed first;
+    other runs are read as they are, their provenance.json an input where they have one, so a
+    regenerated reference is compared again."""
+    inputs = {"code": [str(PACKAGE / f) for f in COMPARE_CODE]}
+    for folder in config["compare"]["runs"].values():
+        if Path(folder) == Path(R):
+            data = report_inputs(wildcards)
+            for key in ("metrics", "histories", "routing", "ivf", "ood", "table1", "manifests"):
+                inputs[f"this_{key}"] = data[key]
+            inputs["this_identity"] = identity_files(DATASETS)
+        elif (Path(folder) / "provenance.json").is_file():
+            inputs.setdefault("provenance", []).append(str(Path(folder) / "provenance.json"))
+    return inputs
+
+
+def reference_folder():
+    return config["compare"]["runs"][config["compare"]["baseline"]]
+
+
+COMPARE_CODE = [
+    "compare.py",
+    "comparison.py",
+    "run_trees.py",
+    "results.py",
+    "plots/compare_figures.py",
+    "plots/style.py",
+]

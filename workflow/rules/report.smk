@@ -12,6 +12,7 @@ rule reproduction_report:
             category="Reproduction",
         ),
         claims=f"{R}/report/claims.csv",
+        provenance=f"{R}/report/provenance.json",
     log:
         f"{R}/logs/report.log",
     conda:

@@ -1,0 +1,182 @@
+"""The compare stage on whole results trees: the committed 3-seed tiny reference, copies of it
+changed on purpose, and folders that are not what they claim to be (issue 12)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amips_bench.cli import main
+from amips_bench.compare import Tolerance
+from amips_bench.comparison import compare_runs, write_comparison
+from amips_bench.io import InputError
+from amips_bench.run_trees import FIGURES
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "fixtures" / "reference_tiny"
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def copy(tmp_path) -> Path:
+    target = tmp_path / "mine"
+    shutil.copytree(REFERENCE, target)
+    return target
+
+
+def _edit_csvs(folder: Path, pattern: str, edit) -> None:
+    for path in folder.glob(pattern):
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path)
+            edit(frame).to_csv(path, index=False)
+
+
+def test_a_run_compared_with_itself_agrees_everywhere_and_nothing_is_written_into_it(copy, tmp_path):
+    before = _digest(REFERENCE), _digest(copy)
+    result = compare_runs({"reference": REFERENCE, "mine": copy}, "reference")
+    rows = result.rows
+    assert set(rows.figure) == {f.name for f in FIGURES}
+    assert (rows.verdict == "agrees").all(), rows[rows.verdict != "agrees"].head()
+    assert (rows.max_abs_delta == 0).all() and (rows.mean_delta == 0).all()
+    assert not result.problems
+    write_comparison(result, tmp_path / "out", tmp_path / "figures")
+    overlays = {p.stem for p in (tmp_path / "figures").glob("*.png")}
+    assert overlays == {"fig2_routing", "fig3_erel_mrr", "fig4_6_ivf_tiny", "fig7_ood",
+                        "fig8_training", "table1"}
+    assert (_digest(REFERENCE), _digest(copy)) == before  # compared runs are read only
+
+
+def test_one_curve_shifted_beyond_its_tolerance_is_exactly_the_curve_that_differs(copy):
+    def shift(frame):
+        frame.loc[frame.method == "centroid_l2", "accuracy"] += 0.2
+        return frame
+
+    _edit_csvs(copy, "tiny/routing/baselines_*.csv", shift)
+    rows = compare_runs({"reference": REFERENCE, "mine": copy}, "reference").rows
+    differ = rows[rows.verdict.str.startswith("differs")]
+    assert differ[["figure", "method", "metric"]].values.tolist() == [["fig2_routing", "centroid_l2",
+                                                                       "accuracy"]]
+    assert differ.verdict.iloc[0] == "differs (Δ = +0.2)"
+    assert np.isclose(differ.max_abs_delta.iloc[0], 0.2) and np.isclose(differ.mean_delta.iloc[0], 0.2)
+
+
+def _seed_threshold(curve: pd.DataFrame, tol: Tolerance) -> float:
+    """min over k of 2·σ_seed + floor, σ the sample standard deviation over seeds (by hand)."""
+    per_k = curve.groupby("k").accuracy.apply(lambda a: np.std(a.to_numpy(), ddof=1))
+    return float((tol.seed_factor * per_k + tol.floor).min())
+
+
+def test_tolerances_come_from_the_seed_spread_of_the_three_seed_reference(copy):
+    tol = Tolerance()
+    paths = sorted((REFERENCE / "tiny" / "routing").glob("keynet_S_L3_nx2_c4_s*.csv"))
+    assert len(paths) == 3  # three seeds behind this curve
+    threshold = _seed_threshold(pd.concat(pd.read_csv(p) for p in paths), tol)
+    assert threshold > tol.floor  # the seeds do spread
+
+    def verdict_after_shift(delta: float) -> str:
+        target = copy / "shifted"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(REFERENCE, target)
+        _edit_csvs(target, "tiny/routing/keynet_S_L3_nx2_c4_s*.csv",
+                   lambda f: f.assign(accuracy=f.accuracy + delta))
+        rows = compare_runs({"reference": REFERENCE, "mine": target}, "reference", tol).rows
+        row = rows[(rows.figure == "fig2_routing") & (rows.method == "keynet") & (rows["size"] == "S")
+                   & (rows.n_x == "2")]
+        assert len(row) == 1
+        assert row.tolerance.iloc[0] == "|Δ| ≤ 2·σ_seed + 0.005"
+        return row.verdict.iloc[0]
+
+    assert verdict_after_shift(0.9 * threshold) == "agrees"
+    assert verdict_after_shift(1.1 * threshold).startswith("differs")
+
+
+def test_the_summary_names_runs_tolerances_and_provenance(copy, tmp_path):
+    result = compare_runs({"reference": REFERENCE, "mine": copy}, "reference")
+    write_comparison(result, tmp_path / "out", tmp_path / "figures")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| fig8_training" in summary and "\\|Δ\\| ≤ 2·σ_seed + 0.005" in summary
+    assert "\\|Δ\\| ≤ 2·σ_repeats + 0.005" in summary  # Table 1: the spread of the timed pairs
+    assert "0, 1, 2" in summary and "cpu:" in summary and "torch 2." in summary
+    commit = pd.read_json(REFERENCE / "provenance.json", typ="series")["git_commit"]
+    assert commit in summary and len(commit) == 40
+    html = (tmp_path / "out" / "summary.html").read_text()
+    assert "<table>" in html and "|Δ| ≤ 2·σ_seed + 0.005" in html
+    table1 = pd.read_csv(tmp_path / "figures" / "table1.csv")
+    assert {"reference", "mine", "paper"} <= set(table1.run)  # the paper's range, labelled
+    fig3 = pd.read_csv(tmp_path / "figures" / "fig3_erel_mrr.csv")
+    assert "paper" in set(fig3.run)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_a_folder_that_is_not_a_results_tree_is_one_line_and_the_rest_is_compared(copy, tmp_path):
+    stray = tmp_path / "stray"
+    (stray / "notes").mkdir(parents=True)
+    result = compare_runs({"reference": REFERENCE, "mine": copy, "stray": stray}, "reference")
+    assert result.problems == [f"compare.runs.stray: {stray} is not a results tree of amips-bench "
+                               f"(no dataset folder with routing/, ivf/, ood/ or models/, no "
+                               f"timing/table1.csv) — left out of the comparison"]
+    assert set(result.rows.run) == {"mine"} and (result.rows.verdict == "agrees").all()
+
+
+def test_a_run_missing_a_figures_files_lists_its_curves_as_in_one_run_only(copy):
+    shutil.rmtree(copy / "tiny" / "ood")
+    result = compare_runs({"reference": REFERENCE, "mine": copy}, "reference")
+    assert result.problems == [f"run mine ({copy}) has no data for fig7_ood (expected "
+                               f"{{dataset}}/ood/*.csv); its curves are listed as in one run only"]
+    ood = result.rows[result.rows.figure == "fig7_ood"]
+    assert len(ood) > 0 and (ood.verdict == "only in run reference").all()
+    assert (result.rows[result.rows.figure != "fig7_ood"].verdict == "agrees").all()
+
+
+def test_runs_of_different_data_are_one_line_each(copy):
+    manifest = copy / "tiny" / "embeddings" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"keys": 3000', '"keys": 2999'))
+    result = compare_runs({"reference": REFERENCE, "mine": copy}, "reference")
+    assert result.problems == ["dataset tiny is not the same data: keys 3000 in reference, "
+                               "2999 in mine"]
+    (copy / "tiny").rename(copy / "other")
+    result = compare_runs({"reference": REFERENCE, "mine": copy}, "reference")
+    assert result.problems[0] == "datasets differ: only in reference: ['tiny']; only in mine: ['other']"
+
+
+def test_runs_of_different_grids_are_one_line_and_compared_where_both_have_values(copy):
+    _edit_csvs(copy, "tiny/ivf/*.csv", lambda f: f[f.budget != 32])  # efSearch 32 dropped
+    result = compare_runs({"reference": REFERENCE, "mine": copy}, "reference")
+    assert result.problems == ["fig4_6_ivf, dataset tiny: the budget grids differ (reference: "
+                               "1, 4, 8, 16, 32; mine: 1, 4, 8, 16); compared where both have values"]
+    ivf = result.rows[result.rows.figure == "fig4_6_ivf"]
+    assert (ivf.verdict == "agrees").all()
+
+
+def test_a_baseline_not_among_the_runs_is_one_line(copy, tmp_path, capsys):
+    with pytest.raises(InputError, match=r"^compare.baseline: 'paper' is not among the runs "
+                                         r"\(reference, mine\)$"):
+        compare_runs({"reference": REFERENCE, "mine": copy}, "paper")
+    status = main(["compare", "--run", f"reference={REFERENCE}", f"mine={copy}", "--baseline",
+                   "paper", "--out", str(tmp_path / "out"), "--figures", str(tmp_path / "f")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and err == ["amips-bench compare: error: compare.baseline: 'paper' is not "
+                                   "among the runs (reference, mine)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_gate_exits_1_and_names_the_curve_that_differs(copy, tmp_path, capsys):
+    _edit_csvs(copy, "tiny/ood/*.csv", lambda f: f.assign(mrr=f.mrr - 0.3))
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", "--run", f"reference={REFERENCE}", f"mine={copy}", "--baseline",
+              "reference", "--out", str(tmp_path / "out"), "--figures", str(tmp_path / "f"),
+              "--fail-on-difference"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "differs: fig7_ood · run mine · dataset=tiny · std=0.1 · query=natural · mrr:" in err

@@ -1,0 +1,51 @@
+# Comparing runs: every figure's curves against the baseline run's, at equal cost, within seed
+# noise; and freezing this run's tidy results as the reference of later comparisons.
+
+
+rule compare_runs:
+    input:
+        unpack(compare_inputs),
+    output:
+        md=f"{R}/compare/summary.md",
+        html=report(
+            f"{R}/compare/summary.html",
+            caption="../report/compare.rst",
+            category="Comparison",
+        ),
+        csv=f"{R}/compare/differences.csv",
+    log:
+        f"{R}/logs/compare.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        runs=compare_runs_flag(),
+        c=config["compare"],
+        out=lambda w, output: str(Path(output.md).parent),
+        figures=f"{F}/compare",
+    shell:
+        "amips-bench compare --run {params.runs} --baseline {params.c[baseline]} "
+        "--out {params.out} --figures {params.figures} --seed-factor {params.c[seed_factor]} "
+        "--floor {params.c[floor]} --absolute {params.c[absolute]} > {log} 2>&1"
+
+
+rule freeze_reference:
+    input:
+        figure_outputs(),
+        table_outputs(),
+        rules.reproduction_report.output,
+    output:
+        f"{reference_folder()}/provenance.json",
+    log:
+        f"{R}/logs/freeze_reference.log",
+    conda:
+        ENV
+    params:
+        out=reference_folder(),
+        command=" ".join(["snakemake"] + sys.argv[1:]),
+        config=json.dumps(config, default=str),
+    shell:
+        "amips-bench freeze-reference --results {R} --out {params.out} "
+        "--command {params.command:q} --config-json {params.config:q} > {log} 2>&1"
