@@ -96,3 +96,19 @@ def test_point_tables_compare_value_for_value_and_a_bad_baseline_is_one_line():
     assert list(out.verdict) == ["agrees", "differs (Δ = +0.1)"]
     with pytest.raises(InputError, match=r"^compare.baseline: 'paper' is not among the runs \(reference, mine\)$"):
         compare_tables({"reference": a, "mine": b}, "paper", keys=KEYS, y="mrr")
+
+
+def test_a_swept_setting_averages_the_seeds_cost_and_measures_their_spread():
+    """With `along` (k), each point is one k: x is the seeds' mean FLOPs (they differ a little
+    from seed to seed), the value their mean and the spread their sample standard deviation."""
+    from amips_bench.compare import curves
+
+    table = pd.DataFrame({"method": ["m"] * 6, "seed": [0, 0, 1, 1, 2, 2], "k": [1, 2] * 3,
+                          "flops_total": [100.0, 200.0, 110.0, 190.0, 90.0, 210.0],
+                          "accuracy": [0.5, 0.7, 0.6, 0.8, 0.7, 0.9]})
+    (curve,) = curves(table, ["method"], "accuracy", x="flops_total", seed="seed", along="k").values()
+    assert np.allclose(curve.x, [100.0, 200.0]) and np.allclose(curve.mean, [0.6, 0.8])
+    assert np.allclose(curve.sd, [0.1, 0.1]) and curve.seeds == 3 and curve.spread == "seeds"
+    (single,) = curves(table[table.seed == 0], ["method"], "accuracy", x="flops_total",
+                       seed="seed", along="k").values()
+    assert single.spread is None and np.allclose(single.sd, 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
+REFERENCE = ROOT / "tests" / "fixtures" / "reference_tiny"
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +27,30 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    run = snakemake(workdir, "--cores", "2", "all")
+def run_and_compare(workdir: Path, target: str, *config: str) -> Path:
+    """The tiny workflow up to `target` in workdir, compared with the committed 3-seed
+    reference (tiny.yaml names it `reference`, a folder of the working directory)."""
+    shutil.copytree(REFERENCE, workdir / "reference")
+    run = snakemake(workdir, "--cores", "2", target, *(["--config", *config] if config else []))
     assert run.returncode == 0, run.stderr[-3000:]
     return workdir
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    return run_and_compare(tmp_path_factory.mktemp("workflow"), "compare")
+
+
+def assert_reproduces_the_reference(workdir: Path) -> None:
+    """The regression gate: every curve of the run agrees with the reference within its
+    tolerance; a failure names each curve that moved."""
+    rows = pd.read_csv(workdir / "results" / "compare" / "differences.csv", keep_default_na=False)
+    assert len(rows) > 100 and set(rows.run) == {"mine"}
+    moved = rows[rows.verdict != "agrees"]
+    assert moved.empty, "curves beyond their tolerance:\n" + "\n".join(
+        f"{r.figure} · {r.curve} · {r.metric}: {r.verdict} ({r.tolerance})" for r in moved.itertuples())
+    seeded = rows[~rows.figure.isin(["table1"])]
+    assert seeded.tolerance.str.contains("σ_seed").all()  # the reference has three seeds
 
 
 def test_every_figure_is_a_valid_image_with_its_numbers(finished):
@@ -68,6 +88,20 @@ def test_every_table_parses(finished):
     ood = pd.read_csv(next((results / "tiny" / "ood").glob("*.csv")))
     assert set(ood["std"]) == {0.0, 0.1}
     assert len(pd.read_csv(results / "tiny" / "timing" / "pipelines.csv")) > 0
+
+
+def test_the_tiny_run_reproduces_the_committed_reference(finished):
+    assert_reproduces_the_reference(finished)
+    summary = (finished / "results" / "compare" / "summary.md").read_text()
+    assert "reference (baseline)" in summary and "| paper" in summary
+    overlays = {p.name for p in (finished / "figures" / "compare").glob("*.png")}
+    assert overlays == {"fig2_routing.png", "fig3_erel_mrr.png", "fig4_6_ivf_tiny.png",
+                        "fig7_ood.png", "fig8_training.png", "table1.png"}
+
+
+def test_two_threads_reproduce_the_committed_reference_too(tmp_path):
+    """Thread counts change the order of floating-point sums; the tolerance absorbs that."""
+    assert_reproduces_the_reference(run_and_compare(tmp_path, "compare_runs", "threads=2"))
 
 
 def test_a_second_run_does_nothing(finished):

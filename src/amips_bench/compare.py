@@ -6,7 +6,8 @@ the value plotted. Runs are compared with a baseline run curve by curve, at equa
 are interpolated (in log-space for FLOP axes) on the union of their x values inside the range
 both cover; a table without `x` is compared point for point. A curve's tolerance comes from the
 spread of its seeds where either run has two or more (|Δ| ≤ factor·σ_seed + floor at every
-compared x), else from a stated absolute tolerance; every row says which one it used. A curve
+compared x), or from a measured spread of repeats (Table 1's timed pairs), else from a stated
+absolute tolerance; every row says which one it used. A curve
 present in only one run is a row of its own ("only in run X"), never dropped.
 """
 
