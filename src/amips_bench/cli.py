@@ -566,7 +566,7 @@ def _compare(args):
 def _freeze_reference_args(p):
     p.add_argument("--results", required=True, help="the results tree to freeze")
     p.add_argument("--out", required=True, help="the reference folder (replaced when complete)")
-    p.add_argument("--command", default="", help="the command that made the results, recorded")
+    p.add_argument("--made-by", default="", help="the command that made the results, recorded")
     p.add_argument("--config-json", default=None, help="the run's config as JSON text, recorded")
 
 
@@ -584,7 +584,7 @@ def _freeze_reference(args):
             config = json.loads(args.config_json)
         except json.JSONDecodeError as exc:
             raise InputError(f"--config-json: not JSON ({exc})") from None
-    files = freeze_reference(args.results, args.out, command=args.command, config=config)
+    files = freeze_reference(args.results, args.out, command=args.made_by, config=config)
     print(f"{len(files)} files from {args.results} kept in {args.out}")
 
 

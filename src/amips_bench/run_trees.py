@@ -198,7 +198,7 @@ def _recorded_provenance(root: Path, frames: dict[str, pd.DataFrame]) -> dict[st
     devices = set(prov.get("devices", []))
     for frame in frames.values():
         if "device" in frame:
-            devices |= {str(d) for d in frame["device"] if d}
+            devices |= {d for d in frame["device"] if isinstance(d, str) and d}
     sidecars = sorted(root.glob("*/*/*.versions.json")) + sorted(root.glob("timing/*.versions.json"))
     versions = dict(prov.get("versions", {}))
     if not versions and sidecars:

@@ -48,4 +48,4 @@ rule freeze_reference:
         config=json.dumps(config, default=str),
     shell:
         "amips-bench freeze-reference --results {R} --out {params.out} "
-        "--command {params.command:q} --config-json {params.config:q} > {log} 2>&1"
+        "--made-by {params.command:q} --config-json {params.config:q} > {log} 2>&1"
