@@ -113,7 +113,7 @@ def _draw_curves(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
     metrics = [m for m in fig.metrics if any(m in r.frames[fig.name] for r in runs)]
     if len(metrics) == 1:  # one row of panels
         figure, grid = plt.subplots(1, len(panels), squeeze=False,
-                                    figsize=(4.4 * len(panels), 3.6))
+                                    figsize=(max(7.0, 4.4 * len(panels)), 3.6))
         axes = grid.T
     else:
         figure, axes = plt.subplots(len(panels), len(metrics), squeeze=False,
@@ -160,7 +160,8 @@ def _draw_curves(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
 def _draw_points(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
     """Figure 3 (E_rel vs MRR per model) and Table 1 (ratio per size): one point per run."""
     panels = _panels(fig, runs)
-    figure, axes = plt.subplots(1, len(panels), squeeze=False, figsize=(4.4 * len(panels), 3.6))
+    figure, axes = plt.subplots(1, len(panels), squeeze=False,
+                                figsize=(max(7.0, 4.4 * len(panels)), 3.8))
     rows = []
     for ax, panel in zip(axes[0], panels):
         where = dict(zip(fig.panels, panel))
@@ -210,7 +211,7 @@ def _draw_points(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
                             color=PAPER_COLOR, ls="none", label="paper: Table 1")
             ax.set_xticks(range(len(style.SIZE_ORDER)), style.SIZE_ORDER)
             ax.set_xlabel("model size")
-            ax.set_ylabel("gradient / score time (median of pairs, ±σ from IQR)")
+            ax.set_ylabel("gradient / score time\n(median of pairs, ±σ from the IQR)")
         else:
             ax.plot(0.0, 1.0, "*", color="k", ms=10, label="identity ŷ = x (reference)")
             ax.axvline(-1.0, color=PAPER_COLOR, lw=0.8, ls=(0, (2, 2)),
