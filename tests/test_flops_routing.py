@@ -98,3 +98,31 @@ def test_routing_bad_inputs(tiny_dataset, tmp_path):
     assert load_json(copy / "targets/c4/manifest.json")["assignments_sha256"]
     with pytest.raises(InputError, match="targets were computed for other cluster assignments"):
         load_context(copy, 4, (1,), cpu)
+
+
+def test_equal_cost_centroid_routing_counts_2md_and_matches_brute_force(tiny_dataset):
+    """m fine centroids, each owned by the coarse cluster holding most of its keys, recomputed
+    here by brute force (nearest fine centroid by distance, majority vote, best fine centroid
+    by inner product); the router costs 2·m·d FLOPs."""
+    from amips_bench.routing import fine_centroids
+
+    m = 40
+    ctx = load_context(tiny_dataset, 4, (1, 2), torch.device("cpu"))
+    rows = {(r["method"], r["k"]): r for r in baseline_rows(ctx, seed=3, fine=(m,))}
+    assert rows[(f"centroid_fine_m{m}", 1)]["flops_router"] == 2 * m * 32
+    centroids, owner = fine_centroids(ctx.keys, ctx.assignments, 4, m, seed=3)
+    keys = np.load(tiny_dataset / "embeddings/keys.npy").astype(np.float64)
+    assignments = np.load(tiny_dataset / "clusters/c4/assignments.npy")
+    nearest = np.argmin(((keys[:, None, :] - centroids[None].astype(np.float64)) ** 2).sum(-1), axis=1)
+    for f in range(m):
+        votes = np.bincount(assignments[nearest == f], minlength=4)
+        assert owner[f] == np.argmax(votes), f
+    queries = np.load(tiny_dataset / "targets/c1/test_queries.npy").astype(np.float64)
+    top1 = np.load(tiny_dataset / "targets/c1/test_top1.npy")[:, 0]
+    first = owner[np.argmax(queries @ centroids.T.astype(np.float64), axis=1)]
+    expected = np.mean(first == assignments[top1])
+    assert rows[(f"centroid_fine_m{m}", 1)]["accuracy"] == pytest.approx(expected)
+    assert rows[(f"centroid_fine_m{m}", 2)]["accuracy"] >= rows[(f"centroid_fine_m{m}", 1)]["accuracy"]
+    with pytest.raises(InputError, match=r"^routing.fine_centroids: m = 4 must lie between the 4 "
+                                         r"clusters and the 3000 keys$"):
+        fine_centroids(ctx.keys, ctx.assignments, 4, 4, seed=0)

@@ -303,7 +303,9 @@ def _routing_args(p):
     what.add_argument("--model", help="models/*/model.pt of a clustered SupportNet or KeyNet")
     what.add_argument("--router", help="models/router_*/model.pt of a classifier router")
     what.add_argument("--baselines", action="store_true", help="centroid IP / L2 / cosine and the oracle")
-    p.add_argument("--seed", type=int, default=0, help="seed recorded for the baselines")
+    p.add_argument("--seed", type=int, default=0, help="seed of the baselines (fine k-means)")
+    p.add_argument("--fine-centroids", type=int, nargs="*", default=[], metavar="M",
+                   help="with --baselines: centroid routing at equal cost with M fine centroids")
     _add_device(p)
     _add_threads(p)
 
@@ -314,7 +316,8 @@ def _routing(args):
     from .routing import routing_rows
 
     rows = routing_rows(args.dataset_dir, args.clusters, tuple(args.ks), args.device,
-                        model=args.model, router=args.router, seed=args.seed)
+                        model=args.model, router=args.router, seed=args.seed,
+                        fine=tuple(args.fine_centroids))
     save_result_rows(args.out, rows, args.dataset_dir)
     for r in rows:
         if r["k"] == 1:

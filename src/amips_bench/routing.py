@@ -3,6 +3,11 @@
 Accuracy: the cluster holding the global top key is among the k selected. Cost per query
 (docs/architecture.md §5): the router (model forward, classifier forward, or C·d centroid scoring) plus the
 exact scan of the selected clusters, counted with their real sizes.
+
+Equal-cost centroid routing gives the non-learned rule a budget like a learned router's: m fine
+k-means centroids of the keys, each owned by the coarse cluster holding most of its keys; a
+query ranks the coarse clusters by their best fine centroid (largest inner product, as the
+paper's rule), at 2·m·d FLOPs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .metrics import routing_accuracy
 from .models import load_model
 
 CENTROID_RULES = ("centroid_ip", "centroid_l2", "centroid_cos")
+FINE_RULE = "centroid_fine_m"  # + m: centroid routing at equal cost
 
 
 @dataclass
@@ -34,6 +40,8 @@ class RoutingContext:
     true_cluster: np.ndarray  # [N]
     ks: tuple[int, ...]
     device: torch.device
+    keys: np.ndarray | None = None  # [n, d] (for the fine-centroid rule)
+    assignments: np.ndarray | None = None  # [n] coarse cluster of every key
 
 
 def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
@@ -58,7 +66,8 @@ def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
     return RoutingContext(root.name, n_clusters, data.keys.shape[1],
                           np.bincount(assignments, minlength=n_clusters), centroids,
                           data.splits["test"].queries,
-                          true_clusters(data.splits["test"], data.keys), tuple(ks), device)
+                          true_clusters(data.splits["test"], data.keys), tuple(ks), device,
+                          data.keys.cpu().numpy(), assignments)
 
 
 def rows_from_scores(ctx: RoutingContext, scores: np.ndarray, flops_router: float,
@@ -92,13 +101,46 @@ def centroid_scores(ctx: RoutingContext, rule: str) -> np.ndarray:
     raise InputError(f"routing: unknown centroid rule {rule!r}; expected one of {CENTROID_RULES}")
 
 
-def baseline_rows(ctx: RoutingContext, seed: int) -> list[dict[str, Any]]:
-    """Centroid routing by inner product (paper), L2 (k-means cell) and cosine; the oracle."""
+def fine_centroids(keys: np.ndarray, assignments: np.ndarray, n_clusters: int, m: int, *,
+                   seed: int, niter: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """m k-means centroids of the keys and the owner of each: the coarse cluster holding most
+    of its keys (ties and empty cells: the lowest cluster index)."""
+    from .clusters import kmeans_once
+
+    if not n_clusters < m < len(keys):
+        raise InputError(f"routing.fine_centroids: m = {m} must lie between the {n_clusters} "
+                         f"clusters and the {len(keys)} keys")
+    fine = kmeans_once(keys, m, seed=seed, niter=niter, max_points_per_centroid=256)
+    counts = np.zeros((m, n_clusters), dtype=np.int64)
+    np.add.at(counts, (fine.assignments, assignments), 1)
+    return fine.centroids, counts.argmax(axis=1)
+
+
+def fine_centroid_scores(queries: np.ndarray, centroids: np.ndarray, owner: np.ndarray,
+                         n_clusters: int) -> np.ndarray:
+    """Score of each coarse cluster: the largest inner product with one of its fine centroids
+    (−inf for a cluster that owns none: ranked last)."""
+    ip = np.asarray(queries, dtype=np.float64) @ np.asarray(centroids, dtype=np.float64).T
+    scores = np.full((len(ip), n_clusters), -np.inf)
+    for j in np.unique(owner):
+        scores[:, j] = ip[:, owner == j].max(axis=1)
+    return scores
+
+
+def baseline_rows(ctx: RoutingContext, seed: int, fine: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    """Centroid routing by inner product (paper), L2 (k-means cell) and cosine; centroid
+    routing at equal cost with m fine centroids per entry of `fine`; the oracle."""
     rows = []
     base = {"model": "", "size": "", "depth": "", "n_x": "", "seed": seed, "parameters": 0}
     for rule in CENTROID_RULES:
         rows += rows_from_scores(ctx, centroid_scores(ctx, rule),
                                  centroid_flops(ctx.n_clusters, ctx.d), {**base, "method": rule})
+    queries = ctx.queries.cpu().numpy()
+    for m in fine:
+        centroids, owner = fine_centroids(ctx.keys, ctx.assignments, ctx.n_clusters, m, seed=seed)
+        rows += rows_from_scores(ctx, fine_centroid_scores(queries, centroids, owner, ctx.n_clusters),
+                                 centroid_flops(m, ctx.d),
+                                 {**base, "method": f"{FINE_RULE}{m}", "parameters": m * ctx.d})
     # oracle: the true cluster is known for free; only its scan is paid (k = 1)
     scan = float(scan_flops(ctx.sizes[ctx.true_cluster], ctx.d).mean())
     rows.append({**base, "method": "oracle", "dataset": ctx.dataset, "clusters": ctx.n_clusters,
@@ -147,7 +189,7 @@ def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[s
 
 def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
                  device: torch.device, *, model: str | None = None, router: str | None = None,
-                 seed: int = 0) -> list[dict[str, Any]]:
+                 seed: int = 0, fine: tuple[int, ...] = ()) -> list[dict[str, Any]]:
     """The routing stage: the rows of one clustered model, one classifier router, or (neither
     given) the centroid baselines and the oracle."""
     ctx = load_context(dataset_dir, n_clusters, ks, device)
@@ -155,4 +197,4 @@ def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
         return model_rows(ctx, model)
     if router:
         return classifier_rows(ctx, router)
-    return baseline_rows(ctx, seed)
+    return baseline_rows(ctx, seed, fine)

@@ -377,6 +377,16 @@ def config_hash():
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def fine_centroids(dataset, clusters):
+    """The equal-cost centroid rules of a dataset's c-cluster routing: m between c and the
+    number of keys (the CLI checks against the real count)."""
+    return [
+        m
+        for m in DATASETS[dataset]["routing"]["fine_centroids"]
+        if int(clusters) < m < n_keys(dataset)
+    ]
+
+
 def compare_runs_flag():
     return " ".join(f"{name}={folder}" for name, folder in config["compare"]["runs"].items())
 

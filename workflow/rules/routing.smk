@@ -79,4 +79,5 @@ use rule routing_model as routing_baselines with:
         f"{R}/logs/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.log",
     params:
         clusters=lambda w: w.clusters,
-        router=lambda w: f"--baselines --seed {w.seed}",
+        router=lambda w: f"--baselines --seed {w.seed} --fine-centroids "
+        + words(fine_centroids(w.dataset, w.clusters)),

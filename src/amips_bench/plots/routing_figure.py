@@ -2,7 +2,8 @@
 
 Per dataset two panels: (a) SupportNet and KeyNet against centroid routing by inner product
 (the paper's figure; outlined markers = sparse re-injection n_x < L − 1), (b) every baseline —
-centroid IP / L2 / cosine, the learned classifier router, the oracle — against the Pareto
+centroid IP / L2 / cosine, centroid routing at equal cost (m fine centroids), the learned
+classifier router, the oracle — against the Pareto
 frontier of the learned support-function models.
 """
 
@@ -14,10 +15,12 @@ import pandas as pd
 
 from ..config import SIZE_ORDER
 from ..results import pareto_front, read_tables
+from ..routing import FINE_RULE
 from . import style
 from .style import plt
 
 GROUP = ["dataset", "method", "model", "size", "depth", "n_x", "k"]
+FINE_COLORS = ["#17becf", "#bcbd22", "#8c564b"]
 
 
 def _aggregate(paths: list[str | Path]) -> pd.DataFrame:
@@ -62,6 +65,11 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
                               ("centroid_cos", "centroid (cosine)")):
             _curve(ax, d[d.method == method], color=style.BASELINE_COLORS[method], marker="x",
                    ls=":", label=label)
+        fine = sorted((m for m in d.method.unique() if m.startswith(FINE_RULE)),
+                      key=lambda m: int(m[len(FINE_RULE):]))
+        for i, method in enumerate(fine):  # centroid routing at equal cost
+            _curve(ax, d[d.method == method], color=FINE_COLORS[i % len(FINE_COLORS)], marker="+",
+                   ms=7, ls="-.", label=f"fine centroids, m = {method[len(FINE_RULE):]} (2·m·d)")
         for size, sub in d[d.method == "classifier"].groupby("size"):
             _curve(ax, sub, color=style.BASELINE_COLORS["classifier"], marker="D", ms=4,
                    alpha=0.5 + 0.1 * SIZE_ORDER.index(size), label=f"classifier router {size}")
