@@ -79,7 +79,8 @@ def test_every_table_parses(finished):
     assert "grad/score" in (results / "timing" / "table1.md").read_text()
     routing = pd.concat(pd.read_csv(p) for p in (results / "tiny" / "routing").glob("*.csv"))
     assert set(routing.method) == {"supportnet", "keynet", "centroid_ip", "centroid_l2",
-                                   "centroid_cos", "oracle", "classifier"}
+                                   "centroid_cos", "centroid_fine_m100", "centroid_fine_m1000",
+                                   "oracle", "classifier"}
     assert set(routing.split_mode) == {"leak_free"}
     for _, curve in routing.groupby(["method", "size", "depth", "n_x", "seed"], dropna=False):
         accuracy = curve.sort_values("k").accuracy.values  # more clusters scanned, never worse
@@ -103,6 +104,16 @@ def test_the_tiny_run_reproduces_the_committed_reference(finished):
 def test_two_threads_reproduce_the_committed_reference_too(tmp_path):
     """Thread counts change the order of floating-point sums; the tolerance absorbs that."""
     assert_reproduces_the_reference(run_and_compare(tmp_path, "compare_runs", "threads=2"))
+
+
+def test_comparing_never_rebuilds_the_reference(tmp_path):
+    """The compared reference is read, never planned: `compare` runs the workflow and the
+    comparison, not freeze_reference (which would overwrite the reference with this run)."""
+    shutil.copytree(REFERENCE, tmp_path / "reference")
+    run = snakemake(tmp_path, "-n", "compare")
+    assert run.returncode == 0, run.stderr[-2000:]
+    planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
+    assert "compare_runs" in planned and "freeze_reference" not in planned, planned
 
 
 def test_a_second_run_does_nothing(finished):

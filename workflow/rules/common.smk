@@ -392,9 +392,9 @@ def compare_runs_flag():
 
 
 def compare_inputs(wildcards):
-    """A compared run written by this workflow (its folder is `results`) is computed first;
-    other runs are read as they are, their provenance.json an input where they have one, so a
-    regenerated reference is compared again."""
+    """A compared run written by this workflow (its folder is `results`) is computed first.
+    Other runs are read as they are and are not inputs: a reference is never rebuilt by a
+    comparison (after changing one, force it: --forcerun compare_runs)."""
     inputs = {"code": [str(PACKAGE / f) for f in COMPARE_CODE]}
     for folder in config["compare"]["runs"].values():
         if Path(folder) == Path(R):
@@ -402,8 +402,6 @@ def compare_inputs(wildcards):
             for key in ("metrics", "histories", "routing", "ivf", "ood", "table1", "manifests"):
                 inputs[f"this_{key}"] = data[key]
             inputs["this_identity"] = identity_files(DATASETS)
-        elif (Path(folder) / "provenance.json").is_file():
-            inputs.setdefault("provenance", []).append(str(Path(folder) / "provenance.json"))
     return inputs
 
 

@@ -33,9 +33,10 @@ rule compare_runs:
 
 rule freeze_reference:
     input:
-        figure_outputs(),
-        table_outputs(),
-        rules.reproduction_report.output,
+        figures=figure_outputs(),
+        tables=table_outputs(),
+        report=rules.reproduction_report.output,
+        report_md=rules.reproduction_report.output.md,
     output:
         f"{reference_folder()}/provenance.json",
     log:
@@ -43,9 +44,10 @@ rule freeze_reference:
     conda:
         ENV
     params:
-        out=reference_folder(),
+        results=lambda w, input: str(Path(input.report_md).parent.parent),
+        out=lambda w, output: str(Path(output[0]).parent),
         command=" ".join(["snakemake"] + sys.argv[1:]),
         config=json.dumps(config, default=str),
     shell:
-        "amips-bench freeze-reference --results {R} --out {params.out} "
+        "amips-bench freeze-reference --results {params.results} --out {params.out} "
         "--made-by {params.command:q} --config-json {params.config:q} > {log} 2>&1"
