@@ -112,3 +112,14 @@ def test_a_swept_setting_averages_the_seeds_cost_and_measures_their_spread():
     (single,) = curves(table[table.seed == 0], ["method"], "accuracy", x="flops_total",
                        seed="seed", along="k").values()
     assert single.spread is None and np.allclose(single.sd, 0.0)
+
+
+def test_equal_costs_averaged_over_seeds_still_meet():
+    """A single point whose cost is the same in every seed is compared even when the mean of
+    the seeds' costs differs from it in the last bit (0.1 + 0.1 + 0.1 ≠ 3 × 0.1)."""
+    x = 0.1 * 1e6
+    base = pd.DataFrame({"dataset": "d", "method": "oracle", "size": "", "seed": [0, 1, 2],
+                         "flops_total": [x, x, x + 1e-10], "accuracy": 1.0})
+    mine = base.iloc[:1].assign(flops_total=x)
+    (row,) = _compare({"reference": base, "mine": mine}).to_dict("records")
+    assert row["verdict"] == "agrees" and row["points"] == 1

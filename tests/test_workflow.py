@@ -42,12 +42,16 @@ def finished(tmp_path_factory):
 
 
 def assert_reproduces_the_reference(workdir: Path) -> None:
-    """The regression gate: every curve of the reference is in the run and agrees within its
-    tolerance; a failure names each curve that moved or was lost. (A curve new in the run, say
-    a new baseline, is no regression; regenerate the reference to compare it too.)"""
+    """The regression gate: every result curve of the reference is in the run and agrees within
+    its tolerance; a failure names each curve that moved or was lost. (A curve new in the run,
+    say a new baseline, is no regression; regenerate the reference to compare it too.) Table 1
+    is a measurement of the machine, two timed repeats of a tiny batch here, not a result of
+    the code: it is compared in the summary but does not gate."""
     rows = pd.read_csv(workdir / "results" / "compare" / "differences.csv", keep_default_na=False)
     assert len(rows) > 100 and set(rows.run) == {"mine"}
-    moved = rows[~rows.verdict.isin(["agrees", "only in run mine"])]
+    results = rows[rows.figure != "table1"]
+    assert set(rows.figure) - set(results.figure) == {"table1"}
+    moved = results[~results.verdict.isin(["agrees", "only in run mine"])]
     assert moved.empty, "curves beyond their tolerance:\n" + "\n".join(
         f"{r.figure} · {r.curve} · {r.metric}: {r.verdict} ({r.tolerance})" for r in moved.itertuples())
     learned = rows[rows.model.isin(["supportnet", "keynet"]) & (rows.figure != "table1")]

@@ -75,6 +75,8 @@ def curves(table: pd.DataFrame, keys: list[str], y: str, x: str | None = None,
     per_point = table.groupby(keys + [point], dropna=False)
     stats = per_point[y].agg(mean="mean", sd="std", n="count")
     stats["x"] = per_point[x].mean() if x else stats.index.get_level_values(point)
+    # a mean of equal costs can differ from the cost in the last bit: 12 significant digits
+    stats["x"] = [float(f"{v:.12g}") for v in stats["x"]]
     if spread:
         stats["sd"] = per_point[spread].mean()
     stats = stats.reset_index()
