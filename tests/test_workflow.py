@@ -54,8 +54,10 @@ def assert_reproduces_the_reference(workdir: Path) -> None:
     moved = results[~results.verdict.isin(["agrees", "only in run mine"])]
     assert moved.empty, "curves beyond their tolerance:\n" + "\n".join(
         f"{r.figure} · {r.curve} · {r.metric}: {r.verdict} ({r.tolerance})" for r in moved.itertuples())
-    learned = rows[rows.model.isin(["supportnet", "keynet"]) & (rows.figure != "table1")]
-    assert len(learned) and learned.tolerance.str.contains("σ_seed").all()  # three seeds
+    # the reference trains every model with three seeds (the OOD study uses seed 0 only)
+    seeded = rows[rows.model.isin(["supportnet", "keynet"])
+                  & ~rows.figure.isin(["table1", "fig7_ood"])]
+    assert len(seeded) and seeded.tolerance.str.contains("σ_seed").all()
 
 
 def test_every_figure_is_a_valid_image_with_its_numbers(finished):
