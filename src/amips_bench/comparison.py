@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .compare import Tolerance, check_baseline, compare_tables
-from .io import InputError, save_csv, save_text
+from .io import InputError, relative_link, save_csv, save_text
 from .run_trees import FIGURES, RunTree, load_tree
 from .tables import markdown_table
 
@@ -199,14 +199,12 @@ def render_summary(c: Comparison, overlays: list[str]) -> str:
 
 def write_comparison(c: Comparison, out_dir: str | Path, figures_dir: str | Path) -> Path:
     """summary.md, summary.html and differences.csv in out_dir; the overlays in figures_dir."""
-    import os
-
     from .plots.compare_figures import draw_overlays
     from .report import markdown_to_html
 
     out = Path(out_dir)
     overlays = draw_overlays(c.runs, figures_dir)
-    links = [os.path.relpath(Path(o).resolve().with_suffix(".png"), out.resolve()) for o in overlays]
+    links = [relative_link(Path(o).with_suffix(".png"), out) for o in overlays]
     if len(c.rows):
         save_csv(out / "differences.csv", c.rows.to_dict("records"))
     else:

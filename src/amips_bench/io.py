@@ -214,6 +214,28 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def git_state() -> dict[str, Any]:
+    """The commit of this checkout and whether it has uncommitted changes ("unknown" outside git),
+    recorded next to every number so a result names the code that made it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    return {"git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": git("status", "--porcelain") not in ("", "unknown")}
+
+
+def relative_link(target: str | Path, folder: str | Path) -> str:
+    """The path of `target` as seen from `folder`, so a written page keeps its links when the
+    results tree is moved."""
+    return os.path.relpath(Path(target).resolve(), Path(folder).resolve())
+
+
 def device_name(device: Any) -> str:
     """Human-readable name of a torch device: the GPU model, or the CPU model and thread count."""
     import torch

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .io import InputError, load_json, package_versions, save_csv, save_json, save_text
+from .io import InputError, git_state, load_json, package_versions, relative_link, save_csv, save_json, save_text
 from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
 from .results import at_flops, pareto_front, read_histories, read_metrics, read_tables, size_rank
 from .tables import markdown_table
@@ -489,15 +487,7 @@ def evaluate_claims(res: Results) -> list[dict[str, Any]]:
 
 
 def provenance(config_hash: str, seeds: list[int], devices: list[str]) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                                  cwd=Path(__file__).resolve().parent).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
-
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")
-                                                                        not in ("", "unknown")),
+    return {**git_state(),
             "config_sha256": config_hash, "seeds": seeds, "devices": sorted(set(devices)),
             "versions": package_versions()}
 
@@ -588,7 +578,7 @@ def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
     devices = list(res.metrics.device) if len(res.metrics) else []
     prov = provenance(config_hash, seeds, devices)
     out = Path(out_dir)
-    links = [os.path.relpath(Path(f).resolve(), out.resolve()) for f in figures]
+    links = [relative_link(f, out) for f in figures]
     markdown = render(claims, res, prov, links)
     save_text(out / "reproduction.md", markdown)
     save_text(out / "reproduction.html", markdown_to_html(markdown, "amips-bench reproduction report"))

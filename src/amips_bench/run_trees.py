@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RUN_PATTERN
-from .io import InputError, load_json, package_versions, save_json
+from .io import InputError, git_state, load_json, package_versions, save_json
 from .results import TEST_COLUMNS, read_histories, read_metrics, read_tables
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
@@ -148,7 +147,8 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
     if metrics_files:
         metrics = read_metrics(metrics_files)
         frames["final_metrics"] = metrics
-        c1 = read_metrics(metrics_files + identities)
+        c1 = pd.concat([metrics, read_metrics(identities)], ignore_index=True) if identities \
+            else metrics
         frames["fig3_erel_mrr"] = c1[c1.clusters == 1]
         c1_runs = metrics[metrics.clusters == 1]
         history_paths = [Path(f).parent / "history.csv" for f, c in zip(metrics_files, metrics.clusters)
@@ -226,14 +226,6 @@ def load_tree(name: str, path: str | Path) -> RunTree:
                    _recorded_provenance(root, frames))
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def freeze_reference(results: str | Path, out: str | Path, *, command: str,
                      config: dict[str, Any] | None = None) -> list[Path]:
     """Copy the tidy files of a results tree (CSVs and JSONs, no models, indexes or embeddings)
@@ -249,13 +241,11 @@ def freeze_reference(results: str | Path, out: str | Path, *, command: str,
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, target)
     recorded = tree.provenance  # the commit that computed the run, where its report recorded it
-    computed_here = recorded["git_commit"] == "not recorded"
+    commit = git_state() if recorded["git_commit"] == "not recorded" else recorded
     save_json(staging / PROVENANCE, {
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
         "source": str(src),
-        "git_commit": _git("rev-parse", "HEAD") if computed_here else recorded["git_commit"],
-        "git_dirty": (_git("status", "--porcelain") not in ("", "unknown") if computed_here
-                      else recorded["git_dirty"]),
+        "git_commit": commit["git_commit"], "git_dirty": commit["git_dirty"],
         "seeds": tree.seeds, "devices": tree.provenance["devices"],
         "versions": package_versions(), "datasets": tree.datasets,
         "config": json.loads(json.dumps(config or {}, default=str))})
