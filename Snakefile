@@ -25,7 +25,7 @@ wildcard_constraints:
     run=RUN_WILDCARD,
     clusters=r"\d+",
     seed=r"\d+",
-    size=either(SIZES),
+    size=either(list(SIZES) + [LINEAR_ROUTER]),
     depth=r"\d+",
 
 

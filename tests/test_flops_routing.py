@@ -126,3 +126,60 @@ def test_equal_cost_centroid_routing_counts_2md_and_matches_brute_force(tiny_dat
     with pytest.raises(InputError, match=r"^routing.fine_centroids: m = 4 must lie between the 4 "
                                          r"clusters and the 3000 keys$"):
         fine_centroids(ctx.keys, ctx.assignments, 4, 4, seed=0)
+
+
+def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path):
+    """The linear router W·q (W ∈ R^{c×d}) costs c·d multiply-accumulates (2·c·d FLOPs, as
+    centroid routing); its k = 1 accuracy equals argmax(W·q) against the top key's cluster,
+    recomputed here from the saved weights and the brute-force top keys."""
+    from amips_bench.classifier import train_router
+    from amips_bench.routing import classifier_rows
+    from amips_bench.settings import TrainConfig
+
+    cfg = TrainConfig(steps=60, batch_size=256, lr_at_128=0.01, eval_every=60,
+                      checkpoint_every=60, seed=1)
+    train_router(tiny_dataset, tmp_path / "lin", n_clusters=4, size="linear", depth=1, cfg=cfg,
+                 device=torch.device("cpu"))
+    ctx = load_context(tiny_dataset, 4, (1, 2), torch.device("cpu"))
+    rows = {r["k"]: r for r in classifier_rows(ctx, tmp_path / "lin" / "model.pt")}
+    assert rows[1]["method"] == "linear_router" and rows[1]["parameters"] == 4 * 32
+    assert rows[1]["flops_router"] == 2 * 4 * 32
+    w = torch.load(tmp_path / "lin" / "model.pt", weights_only=False)["state_dict"]["trunk.weight"]
+    queries = np.load(tiny_dataset / "targets/c1/test_queries.npy").astype(np.float64)
+    keys = np.load(tiny_dataset / "embeddings/keys.npy").astype(np.float64)
+    assignments = np.load(tiny_dataset / "clusters/c4/assignments.npy")
+    truth = assignments[np.argmax(queries @ keys.T, axis=1)]
+    first = np.argmax(queries @ w.numpy().astype(np.float64).T, axis=1)
+    assert rows[1]["accuracy"] == pytest.approx(np.mean(first == truth))
+    assert rows[1]["accuracy"] > 0.5  # learned something (4 clusters: chance is about 0.25)
+    with pytest.raises(InputError, match=r"^depth: the linear router has depth 1, got 2$"):
+        train_router(tiny_dataset, tmp_path / "bad", n_clusters=4, size="linear", depth=2,
+                     cfg=cfg, device=torch.device("cpu"))
+
+
+def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_dataset, tmp_path):
+    """One Adam step moves each weight by about the learning rate, which must be
+    lr_at_128·sqrt(batch/128) (warmup of one step); the saved weights are the EMA, whose
+    first update (decay min(decay, 1/10)) gives 0.1·w0 + 0.9·w1 — w1 read from a run whose
+    EMA decay is 0."""
+    from amips_bench.classifier import ClassifierRouter, RouterSpec, train_router
+    from amips_bench.settings import TrainConfig
+
+    def saved(name, ema):
+        cfg = TrainConfig(steps=1, batch_size=512, lr_at_128=0.001, ema_at_128=ema,
+                          eval_every=1, checkpoint_every=1, seed=5)
+        m = train_router(tiny_dataset, tmp_path / name, n_clusters=4, size="XS", depth=2,
+                         cfg=cfg, device=torch.device("cpu"))
+        payload = torch.load(tmp_path / name / "model.pt", weights_only=False)
+        return m, payload["spec"], payload["state_dict"]
+
+    m, spec, w1 = saved("no_ema", 0.0)
+    _, _, ema = saved("ema", 0.999)
+    assert m["recipe"]["peak_lr"] == pytest.approx(0.001 * 2.0)  # sqrt(512 / 128) = 2
+    torch.manual_seed(5)
+    w0 = ClassifierRouter(RouterSpec(**spec)).state_dict()
+    for name in w0:
+        step = (w1[name] - w0[name]).abs()
+        moved = step[step > 0]
+        assert moved.median().item() == pytest.approx(0.002, rel=0.05), name
+        torch.testing.assert_close(ema[name], 0.1 * w0[name] + 0.9 * w1[name], rtol=0, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import unit_rows
@@ -160,3 +161,54 @@ def test_ood_recomputes_the_exact_targets_of_the_noisy_queries(tiny_dataset, tmp
     noisy_vectors, noisy_target = natural[1]
     assert not np.allclose(noisy_vectors, clean)
     assert (noisy_target != clean_top1).mean() > 0.2  # the answers really moved
+
+
+def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny_dataset, tmp_path):
+    """The index stage builds the paper's IVF (k-means, √n) and the variants (spherical
+    centroids, 4·√n); every IVF row's FLOPs are 2·(nlist + ndis)·d with FAISS's own ndis, and
+    recall@1 at nprobe 1 equals a brute-force recomputation: the top key is found exactly when
+    its list (the key's best centroid by inner product) is the query's best centroid. HNSW
+    rows carry efConstruction; every row carries measured seconds per query."""
+    import faiss
+
+    from amips_bench.io import load_json
+    from amips_bench.ivf import write_indexes
+
+    out = tmp_path / "index"
+    write_indexes(tiny_dataset / "embeddings/keys.npy", out, nlist=0, hnsw_m=16,
+                  hnsw_ef_construction=123, quantizers=("kmeans", "spherical"),
+                  nlist_multiples=(1, 4), faiss_device="cpu")
+    manifest = load_json(out / "manifest.json")
+    assert manifest["hnsw_ef_construction"] == 123
+    assert [(v["file"], v["quantizer"], v["nlist"]) for v in manifest["ivf_variants"]] == [
+        ("ivf.faiss", "kmeans", 55), ("ivf_kmeans_nlist220.faiss", "kmeans", 220),
+        ("ivf_spherical_nlist55.faiss", "spherical", 55),
+        ("ivf_spherical_nlist220.faiss", "spherical", 220)]
+    keys = np.load(tiny_dataset / "embeddings/keys.npy").astype(np.float64)
+    queries = np.load(tiny_dataset / "targets/c1/test_queries.npy").astype(np.float64)
+    top1 = np.load(tiny_dataset / "targets/c1/test_top1.npy")[:, 0]
+    rows = pd.DataFrame(evaluate_indexes(tiny_dataset, out, ivf_budgets=[1, 4, 55], hnsw_budgets=[16],
+                                         ks=[1, 10], model_path=None, device=torch.device("cpu"),
+                                         faiss_device="cpu"))
+    for v in manifest["ivf_variants"]:
+        index = faiss.read_index(str(out / v["file"]))
+        centroids = index.quantizer.reconstruct_n(0, index.nlist).astype(np.float64)
+        norms = np.linalg.norm(centroids, axis=1)
+        if v["quantizer"] == "spherical":
+            np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+        else:
+            assert norms.max() < 0.99  # means of unit keys: inside the sphere
+        sub = rows[(rows["index"] == "ivf") & (rows.quantizer == v["quantizer"])
+                   & (rows.nlist == v["nlist"])].set_index("budget")
+        assert list(sub.index) == [1, 4, 55] and sub.paper_setup.eq(v["file"] == "ivf.faiss").all()
+        np.testing.assert_array_equal(sub.ndis_per_query, sub.ndis_faiss)
+        np.testing.assert_allclose(sub.flops_search, 2 * (v["nlist"] + sub.ndis_faiss) * 32)
+        key_list = np.argmax(keys @ centroids.T, axis=1)
+        expected = np.mean(key_list[top1] == np.argmax(queries @ centroids.T, axis=1))
+        assert sub.loc[1, "recall@1"] == pytest.approx(expected)
+    hnsw = rows[rows["index"] == "hnsw"]
+    assert len(hnsw) == 1 and hnsw.hnsw_ef_construction.iloc[0] == 123
+    assert (rows.seconds_per_query > 0).all() and np.isfinite(rows.seconds_per_query).all()
+    with pytest.raises(InputError, match=r"^ivf.quantizers: unknown quantizer 'pq'"):
+        write_indexes(tiny_dataset / "embeddings/keys.npy", tmp_path / "bad", nlist=0, hnsw_m=16,
+                      hnsw_ef_construction=40, quantizers=("pq",))

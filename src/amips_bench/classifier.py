@@ -1,14 +1,23 @@
-"""Learned classifier router: an MLP trained with cross-entropy to predict the cluster that holds
-the exact top key (the learning-to-route baseline of Vecchiato et al., SIGIR 2024).
+"""Learned routers trained with cross-entropy to predict the cluster that holds the exact top key.
 
-It answers the reviewer's question "is a support function needed, or does any learned router
-do?": same parameter budgets ρ·n·d as SupportNet/KeyNet, same activation, same training
-queries, evaluated with the same FLOP accounting in the routing experiment.
+Two baselines answer the reviewer's question "is a support function needed, or does any learned
+router do?":
+
+- the classifier router: an MLP with the parameter budgets ρ·n·d of SupportNet/KeyNet and the
+  same activation;
+- the linear router of Vecchiato et al. ("A Learning-to-Rank Formulation of Clustering-Based
+  Approximate Nearest Neighbor Search", SIGIR 2024): scores W·q with W ∈ R^{c×d}, c·d
+  multiply-accumulates, as much as centroid routing (size name `linear`, depth 1).
+
+Both train on the same augmented training queries and targets as the models, with the models'
+recipe (peak LR scaled by sqrt(batch/128), warmup and cosine decay, gradient clipping, an EMA
+copy with decay scaled as decay^(batch/128) that is the model evaluated), and are counted with
+the same FLOP accounting in the routing experiment.
 """
 
 from __future__ import annotations
 
-import math
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,10 +26,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import LINEAR_ROUTER as LINEAR
 from .config import SIZES
 from .evaluation import load_dataset, true_clusters
 from .io import InputError, atomic_path, device_name, package_versions, save_json
 from .models import Trunk, solve_width
+from .settings import TrainConfig
 
 
 @dataclass
@@ -33,11 +44,17 @@ class RouterSpec:
     width: int = 0
 
     def __post_init__(self) -> None:
-        if self.size not in SIZES:
-            raise InputError(f"size: unknown size {self.size!r}; expected one of {list(SIZES)}")
+        if self.size not in SIZES and self.size != LINEAR:
+            raise InputError(f"size: unknown size {self.size!r}; expected {LINEAR!r} or one of "
+                             f"{list(SIZES)}")
         if self.n_clusters < 2:
-            raise InputError(f"clusters: a classifier router needs c >= 2 clusters, got {self.n_clusters}")
-        if self.width == 0:
+            raise InputError(f"clusters: a learned router needs c >= 2 clusters, got {self.n_clusters}")
+        if self.size == LINEAR:
+            if self.depth != 1:
+                raise InputError(f"depth: the linear router has depth 1, got {self.depth}")
+        elif self.depth < 2:
+            raise InputError(f"depth: a classifier router MLP needs depth >= 2, got {self.depth}")
+        elif self.width == 0:
             self.width = solve_width(SIZES[self.size] * self.n_keys * self.d, self.d, self.depth,
                                      0, self.n_clusters, rule="full")
 
@@ -47,58 +64,68 @@ class RouterSpec:
 
 
 class ClassifierRouter(nn.Module):
-    """Plain MLP (no re-injection) with one logit per cluster."""
+    """Plain MLP (no re-injection) with one logit per cluster, or the linear map W·q."""
 
     def __init__(self, spec: RouterSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.trunk = Trunk(spec.d, spec.width, spec.depth, 0, spec.n_clusters)
+        self.trunk = (nn.Linear(spec.d, spec.n_clusters, bias=False) if spec.size == LINEAR
+                      else Trunk(spec.d, spec.width, spec.depth, 0, spec.n_clusters))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
 
 def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: int, size: str,
-                 depth: int, steps: int, batch_size: int, lr: float, seed: int,
-                 device: torch.device) -> dict:
-    """Train on the (augmented) training queries; write model.pt and metrics.json."""
+                 depth: int, cfg: TrainConfig, device: torch.device) -> dict:
+    """Train on the (augmented) training queries with the models' recipe (cfg: steps, batch,
+    LR at batch 128, warmup, cosine floor, clipping, EMA); write the EMA weights to model.pt
+    and metrics.json."""
     data = load_dataset(dataset_dir, n_clusters, device)
-    torch.manual_seed(seed)
+    torch.manual_seed(cfg.seed)
     spec = RouterSpec(d=data.keys.shape[1], n_keys=len(data.keys), n_clusters=n_clusters,
                       size=size, depth=depth)
     model = ClassifierRouter(spec).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
     labels = {s: torch.from_numpy(true_clusters(data.splits[s], data.keys)).to(device)
               for s in ("train", "val", "test")}
     train_x = data.splits["train"].queries
-    if batch_size > len(train_x):
-        raise InputError(f"routing.classifier_batch_size: {batch_size} is larger than the "
+    if cfg.batch_size > len(train_x):
+        raise InputError(f"routing.classifier_batch_size: {cfg.batch_size} is larger than the "
                          f"{len(train_x)} training queries")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    warmup = max(1, steps // 40)
-    gen = torch.Generator().manual_seed(seed)
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.peak_lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    for step in range(steps):
-        scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(
-            math.pi * (step - warmup) / max(1, steps - warmup)))
+    for step in range(cfg.steps):
         for group in optimizer.param_groups:
-            group["lr"] = lr * scale
-        idx = torch.randint(len(train_x), (batch_size,), generator=gen).to(device)
+            group["lr"] = cfg.lr_at(step)
+        idx = torch.randint(len(train_x), (cfg.batch_size,), generator=gen).to(device)
         loss = F.cross_entropy(model(train_x[idx]), labels["train"][idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), params):
+                e.lerp_(p, 1.0 - cfg.ema_decay_at(step))
     seconds = time.perf_counter() - t0
-    model.eval()
+    ema.eval()
     with torch.no_grad():
-        accuracy = {s: float((model(data.splits[s].queries).argmax(1) == labels[s]).float().mean())
+        accuracy = {s: float((ema(data.splits[s].queries).argmax(1) == labels[s]).float().mean())
                     for s in ("val", "test")}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.pt") as tmp:
-        torch.save({"spec": asdict(spec), "state_dict": model.state_dict()}, tmp)
+        torch.save({"spec": asdict(spec), "state_dict": ema.state_dict()}, tmp)
     metrics = {"dataset": data.name, "name": spec.name, "size": size, "depth": depth,
-               "width": spec.width, "n_clusters": n_clusters, "seed": seed,
-               "parameters": sum(p.numel() for p in model.parameters()), "steps": steps,
+               "width": spec.width, "n_clusters": n_clusters, "seed": cfg.seed,
+               "parameters": sum(p.numel() for p in model.parameters()), "steps": cfg.steps,
+               "recipe": {"batch_size": cfg.batch_size, "lr_at_128": cfg.lr_at_128,
+                          "peak_lr": cfg.peak_lr, "warmup_fraction": cfg.warmup_fraction,
+                          "end_lr_fraction": cfg.end_lr_fraction, "ema_decay": cfg.ema_decay,
+                          "grad_clip": cfg.grad_clip},
                "train_seconds": round(seconds, 3), "top1_accuracy": accuracy,
                "device": device_name(device), "versions": package_versions()}
     save_json(out / "metrics.json", metrics)

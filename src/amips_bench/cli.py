@@ -269,27 +269,40 @@ def _train(args):
 # --------------------------------------------------------------------------- routing (Figure 2)
 
 
+#: the training recipe a learned router shares with the models (`train` block of its dataset)
+ROUTER_RECIPE = ("steps", "batch_size", "lr_at_128", "end_lr_fraction", "warmup_fraction",
+                 "ema_at_128", "grad_clip", "seed")
+
+
+def _not_router_recipe() -> tuple[str, ...]:
+    from .settings import TrainConfig
+
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ROUTER_RECIPE)
+
+
 def _train_router_args(p):
+    from .settings import TrainConfig
+
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--out", required=True, help="router folder to write (model.pt, metrics.json)")
     p.add_argument("--clusters", type=int, required=True)
-    p.add_argument("--size", required=True)
+    p.add_argument("--size", required=True,
+                   help="linear (W ∈ R^{c×d}, depth 1) or a size XS…XXL of the classifier MLP")
     p.add_argument("--depth", type=int, required=True)
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--lr", type=float, required=True)
-    p.add_argument("--seed", type=int, required=True)
+    _dataclass_arguments(p, TrainConfig, skip=_not_router_recipe())
     _add_device(p)
     _add_threads(p)
 
 
-@command("train-router", "train the learned classifier router baseline (cross-entropy MLP)")(_train_router_args)
+@command("train-router", "train a learned router baseline (cross-entropy: classifier MLP or "
+                         "linear W·q)")(_train_router_args)
 def _train_router(args):
     from .classifier import train_router
+    from .settings import TrainConfig
 
+    cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=_not_router_recipe()))
     m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, size=args.size,
-                     depth=args.depth, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     seed=args.seed, device=args.device)
+                     depth=args.depth, cfg=cfg, device=args.device)
     print(f"[{m['name']}] {m['parameters']:,} parameters, test top-1 accuracy "
           f"{m['top1_accuracy']['test']:.3f}")
 
@@ -301,7 +314,7 @@ def _routing_args(p):
     p.add_argument("--out", required=True, help="routing/*.csv to write")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="models/*/model.pt of a clustered SupportNet or KeyNet")
-    what.add_argument("--router", help="models/router_*/model.pt of a classifier router")
+    what.add_argument("--router", help="models/router_*/model.pt of a classifier or linear router")
     what.add_argument("--baselines", action="store_true", help="centroid IP / L2 / cosine and the oracle")
     p.add_argument("--seed", type=int, default=0, help="seed of the baselines (fine k-means)")
     p.add_argument("--fine-centroids", type=int, nargs="*", default=[], metavar="M",
@@ -330,8 +343,15 @@ def _routing(args):
 
 def _index_args(p):
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
-    p.add_argument("--out", required=True, help="folder for ivf.faiss, hnsw.faiss, manifest.json")
-    p.add_argument("--nlist", type=int, required=True, help="IVF lists (0 = round(sqrt(n)))")
+    p.add_argument("--out", required=True,
+                   help="folder for ivf.faiss, its variants, hnsw.faiss, manifest.json")
+    p.add_argument("--nlist", type=int, required=True,
+                   help="IVF lists of the paper's setup ivf.faiss (0 = round(sqrt(n)))")
+    p.add_argument("--quantizers", nargs="+", default=["kmeans"],
+                   help="coarse quantizers of the IVF variants: kmeans (unnormalised centroids, "
+                        "the paper's) and/or spherical (normalised)")
+    p.add_argument("--nlist-multiples", type=float, nargs="+", default=[1.0],
+                   help="nlist of the IVF variants, as multiples of --nlist")
     p.add_argument("--hnsw-m", type=int, required=True)
     p.add_argument("--hnsw-ef-construction", type=int, required=True)
     p.add_argument("--hnsw", action=argparse.BooleanOptionalAction, default=True,
@@ -347,12 +367,14 @@ def _index(args):
 
     write_indexes(args.keys, args.out, nlist=args.nlist, hnsw_m=args.hnsw_m,
                   hnsw_ef_construction=args.hnsw_ef_construction, hnsw=args.hnsw, seed=args.seed,
-                  faiss_device=args.faiss_device)
+                  faiss_device=args.faiss_device, quantizers=tuple(args.quantizers),
+                  nlist_multiples=tuple(args.nlist_multiples))
 
 
 def _ivf_common(p):
     p.add_argument("--dataset-dir", required=True)
-    p.add_argument("--index-dir", required=True, help="folder with ivf.faiss (and hnsw.faiss)")
+    p.add_argument("--index-dir", required=True,
+                   help="folder of the index stage (manifest.json, ivf*.faiss, hnsw.faiss)")
     p.add_argument("--nprobe", type=int, nargs="+", required=True)
     p.add_argument("--recall-at", type=int, nargs="+", required=True)
     p.add_argument("--out", required=True, help="CSV to write")

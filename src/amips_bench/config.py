@@ -182,6 +182,8 @@ class Run:
 SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
 SIZE_ORDER: list[str] = list(SIZES)
 MODELS = ("supportnet", "keynet")
+#: the size name of the linear router baseline W ∈ R^{c×d} (depth 1) beside the classifier sizes
+LINEAR_ROUTER = "linear"
 
 #: the one grammar of run names (the inverse of Run.name); the Snakefile's wildcard constraint
 #: is RUN_WILDCARD, the same expression without group names
@@ -264,10 +266,11 @@ def check(config: dict) -> None:
                                   f"than c = {min(clustered)} clusters")
         n_keys = dataset_n_keys(ds)
         nlist = ds["ivf"]["nlist"] or round(math.sqrt(n_keys))
+        smallest = min([nlist] + [max(1, round(m * nlist)) for m in ds["ivf"]["nlist_multiples"]])
         for p in ds["ivf"]["nprobe"]:
-            if p > nlist:
+            if p > smallest:
                 raise ConfigError(f"config key 'datasets.{name}.ivf.nprobe': nprobe {p} is larger "
-                                  f"than nlist {nlist}")
+                                  f"than nlist {smallest}")
 
     for name in figures["routing"]:
         known(name, "figures.routing")

@@ -7,11 +7,18 @@ from the index itself (`faiss_backend.ivf_scanned_codes`), which equals FAISS's 
 indexIVF_stats.ndis on the CPU and works on the GPU too, where FAISS keeps no statistics.
 The same comparison on an HNSW graph (efSearch sweep, hnsw_stats.ndis · d) is an extension
 the paper does not have.
+
+A fair index: besides the paper's setup (`ivf.faiss`: inner-product quantizer on unnormalised
+k-means centroids, nlist = √n), IVF variants with spherical (normalised) centroids and other
+nlist (multiples of the first, {√n, 4·√n} by default) are built and swept, each its own
+natural/mapped pair. Every row carries the wall-clock seconds per query of its search (median
+of timed repeats after a warm-up, at the job's thread count) next to the counted cost.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,19 +32,43 @@ from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json
 from .models import load_model, scores_and_keys
 
+#: coarse quantizers: unnormalised k-means centroids (the paper's) or spherical k-means
+QUANTIZERS = ("kmeans", "spherical")
+PAPER_IVF = "ivf.faiss"  # the paper's setup; the OOD study and the pipeline timings use it
+
 
 def default_nlist(n_keys: int) -> int:
     return max(1, round(math.sqrt(n_keys)))
 
 
-def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0) -> faiss.IndexIVFFlat:
-    """IndexIVFFlat with inner product, coarse centroids trained on the keys themselves."""
+def ivf_variants(nlist: int, quantizers: list[str], multiples: list[float]) -> list[dict[str, Any]]:
+    """The IVF indexes of a dataset: the paper's setup (k-means, `nlist`) first, then every
+    (quantizer, round(multiple·nlist)) pair that differs from it, each with its file name."""
+    bad = [q for q in quantizers if q not in QUANTIZERS]
+    if bad:
+        raise InputError(f"ivf.quantizers: unknown quantizer {bad[0]!r}; expected one of {QUANTIZERS}")
+    variants = [{"file": PAPER_IVF, "quantizer": "kmeans", "nlist": nlist, "paper_setup": True}]
+    for q in quantizers:
+        for m in multiples:
+            n = max(1, round(m * nlist))
+            if (q, n) != ("kmeans", nlist) and not any(
+                    (v["quantizer"], v["nlist"]) == (q, n) for v in variants):
+                variants.append({"file": f"ivf_{q}_nlist{n}.faiss", "quantizer": q, "nlist": n,
+                                 "paper_setup": False})
+    return variants
+
+
+def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0, *,
+              quantizer: str = "kmeans") -> faiss.IndexIVFFlat:
+    """IndexIVFFlat with inner product, coarse centroids trained on the keys themselves
+    (spherical: normalised after every k-means iteration)."""
     if nlist > len(keys):
         raise InputError(f"ivf.nlist: {nlist} lists for only {len(keys)} keys")
     d = keys.shape[1]
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    coarse = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(coarse, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
+    index.cp.spherical = quantizer == "spherical"
     index.cp.max_points_per_centroid = 256
     index.train(np.ascontiguousarray(keys, dtype=np.float32))
     index.add(np.ascontiguousarray(keys, dtype=np.float32))
@@ -58,20 +89,26 @@ def write_index(index: faiss.Index, path: str | Path) -> None:
 
 def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, hnsw_m: int,
                   hnsw_ef_construction: int, hnsw: bool = True, seed: int = 0,
-                  faiss_device: str = "auto") -> dict:
-    """The index stage: ivf.faiss (and hnsw.faiss) of the keys, with a manifest of how they
-    were built and where their searches run. nlist 0 means round(sqrt(n))."""
-    import time
-
+                  faiss_device: str = "auto", quantizers: tuple[str, ...] = ("kmeans",),
+                  nlist_multiples: tuple[float, ...] = (1,)) -> dict:
+    """The index stage: ivf.faiss, its variants (quantizer × nlist) and hnsw.faiss of the keys,
+    with a manifest of how they were built and where their searches run. nlist 0 means
+    round(sqrt(n)); the manifest is written last."""
     from .io import save_json
 
     keys = load_embeddings(keys_path)
     nlist = nlist or default_nlist(len(keys))
+    variants = ivf_variants(nlist, list(quantizers), list(nlist_multiples))
+    too_many = [v["nlist"] for v in variants if v["nlist"] > len(keys)]
+    if too_many:
+        raise InputError(f"ivf.nlist_multiples: {too_many[0]} lists for only {len(keys)} keys")
     out = Path(out_dir)
-    t0 = time.perf_counter()
-    write_index(build_ivf(keys, nlist, seed), out / "ivf.faiss")
+    for v in variants:
+        t0 = time.perf_counter()
+        write_index(build_ivf(keys, v["nlist"], seed, quantizer=v["quantizer"]), out / v["file"])
+        v["build_seconds"] = round(time.perf_counter() - t0, 3)
     manifest = {"n_keys": len(keys), "d": keys.shape[1], "nlist": nlist, "metric": "inner product",
-                "ivf_build_seconds": round(time.perf_counter() - t0, 3),
+                "ivf_build_seconds": variants[0]["build_seconds"], "ivf_variants": variants,
                 "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
                 "faiss_device_setting": faiss_device,
                 "ivf_search_device": resolve_faiss_device(faiss_device),
@@ -83,6 +120,19 @@ def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, hns
                          "hnsw_build_seconds": round(time.perf_counter() - t0, 3)})
     save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def index_manifest(index_dir: str | Path) -> dict[str, Any]:
+    """The index stage's manifest ({} for a folder holding only index files)."""
+    path = Path(index_dir) / "manifest.json"
+    return load_json(path) if path.is_file() else {}
+
+
+def index_variants(index_dir: str | Path) -> list[dict[str, Any]]:
+    """The IVF indexes the index stage built (its manifest's list; only the paper's setup for a
+    folder made before the variants existed)."""
+    return index_manifest(index_dir).get("ivf_variants") or [
+        {"file": PAPER_IVF, "quantizer": "kmeans", "paper_setup": True}]
 
 
 def read_index(path: str | Path) -> faiss.Index:
@@ -125,6 +175,19 @@ def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: 
     faiss.cvar.hnsw_stats.reset()
     _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     return ids, faiss.cvar.hnsw_stats.ndis / len(queries)
+
+
+def seconds_per_query(index: faiss.Index, queries: np.ndarray, k: int, repeats: int = 3) -> float:
+    """Wall-clock seconds per query of one batched search with the index's current budget:
+    the median of `repeats` timed runs after one warm-up run."""
+    vectors = np.ascontiguousarray(queries, dtype=np.float32)
+    index.search(vectors, k)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        index.search(vectors, k)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) / len(vectors)
 
 
 def recall_and_mrr(ids: np.ndarray, target: np.ndarray, ks: list[int]) -> dict[str, float]:
@@ -194,8 +257,10 @@ def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
 
 def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
           budgets: list[int], ks: list[int], d: int, n_keys: int,
-          faiss_device: str = "cpu") -> list[dict[str, Any]]:
-    """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW).
+          faiss_device: str = "cpu", setup: dict[str, Any] | None = None,
+          timed: bool = True) -> list[dict[str, Any]]:
+    """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW), with the index's `setup`
+    (quantizer, paper_setup) and, when `timed`, wall-clock seconds per query.
 
     IVF searches run on `faiss_device` (a GPU copy of the index for 'gpu'; budgets above FAISS's
     GPU limit fall back to the CPU); HNSW always runs on the CPU. Each row names where it ran.
@@ -210,15 +275,18 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
     for budget in budgets:
         if kind == "ivf":
             where = "gpu" if on_gpu and budget <= GPU_MAX_NPROBE and kmax <= GPU_MAX_NPROBE else "cpu"
+            searched = gpu_index if where == "gpu" else index
             ids, ndis, measured = search_ivf(index, queries.vectors, budget, kmax,
                                              gpu_index if where == "gpu" else None, sizes)
             flops_search = ivf_flops(index.nlist, ndis, d)
         else:
-            where = "cpu"
+            where, searched = "cpu", index
             ids, ndis = search_hnsw(index, queries.vectors, budget, kmax)
             measured = ndis
             flops_search = 2.0 * ndis * d
-        row = {"index": kind, "query": queries.name, **queries.meta, "budget": budget,
+        seconds = seconds_per_query(searched, queries.vectors, kmax) if timed else float("nan")
+        row = {"index": kind, **(setup or {}), "query": queries.name, **queries.meta,
+               "budget": budget, "seconds_per_query": seconds,
                "ndis_per_query": ndis, "ndis_faiss": measured, "flops_model": queries.flops_model,
                "flops_search": flops_search, "flops_total": queries.flops_model + flops_search,
                "n_queries": len(target), "n_keys": n_keys,
@@ -247,18 +315,27 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
     """
     faiss_device = resolve_faiss_device(faiss_device)
     queries, target, n_keys, d = load_test(dataset_dir)
-    ivf = read_index(Path(index_dir) / "ivf.faiss")
-    if ivf.ntotal != n_keys:
-        raise InputError(f"{index_dir}/ivf.faiss holds {ivf.ntotal} keys, the dataset has {n_keys}")
-    bad = [p for p in ivf_budgets if p > ivf.nlist]
-    if bad:
-        raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist}")
     qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
                                                                             n_keys, device)
-    rows = sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device)
+    rows = []
+    for variant in index_variants(index_dir):
+        ivf = read_index(Path(index_dir) / variant["file"])
+        if ivf.ntotal != n_keys:
+            raise InputError(f"{index_dir}/{variant['file']} holds {ivf.ntotal} keys, the dataset "
+                             f"has {n_keys}")
+        bad = [p for p in ivf_budgets if p > ivf.nlist]
+        if bad:
+            raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist} "
+                             f"({index_dir}/{variant['file']})")
+        setup = {"quantizer": variant["quantizer"], "paper_setup": variant["paper_setup"]}
+        rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss")
-        rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys)
+        manifest = index_manifest(index_dir)
+        setup = {"quantizer": "", "paper_setup": False,
+                 "hnsw_ef_construction": manifest.get("hnsw_ef_construction", ""),
+                 "hnsw_m": manifest.get("hnsw_m", "")}
+        rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys, setup=setup)
     for row in rows:
         row["dataset"] = Path(dataset_dir).name
         row["device"] = device_name(device)

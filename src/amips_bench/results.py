@@ -109,3 +109,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
             front.append((cost, value))
             best = value
     return front
+
+
+def with_quantizer(ivf: pd.DataFrame) -> pd.DataFrame:
+    """IVF/HNSW rows with their `quantizer` filled: rows written before the quantizer option
+    came from the paper's k-means IVF (HNSW rows have none)."""
+    ivf = ivf.copy()
+    before = ivf["index"].map({"ivf": "kmeans"}).fillna("")
+    ivf["quantizer"] = ivf["quantizer"].fillna(before) if "quantizer" in ivf else before
+    return ivf

@@ -1,8 +1,9 @@
 """Routing experiment of paper §4.4 (Figure 2): pick the top-k of c clusters, scan them exactly.
 
 Accuracy: the cluster holding the global top key is among the k selected. Cost per query
-(docs/architecture.md §5): the router (model forward, classifier forward, or C·d centroid scoring) plus the
-exact scan of the selected clusters, counted with their real sizes.
+(docs/architecture.md §5): the router (model forward, classifier or linear-router forward, or
+C·d centroid scoring) plus the exact scan of the selected clusters, counted with their real
+sizes.
 
 Equal-cost centroid routing gives the non-learned rule a budget like a learned router's: m fine
 k-means centroids of the keys, each owned by the coarse cluster holding most of its keys; a
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import LINEAR_ROUTER
 from .evaluation import load_dataset, predict_scores, true_clusters
 from .flops import centroid_flops, fvcore_flops, router_flops, scan_flops
 from .io import InputError, device_name, load_array, load_index_array, load_json, sha256_file
@@ -27,6 +29,7 @@ from .models import load_model
 
 CENTROID_RULES = ("centroid_ip", "centroid_l2", "centroid_cos")
 FINE_RULE = "centroid_fine_m"  # + m: centroid routing at equal cost
+LINEAR_METHOD = "linear_router"  # W·q, W ∈ R^{c×d} (Vecchiato et al., SIGIR 2024)
 
 
 @dataclass
@@ -181,7 +184,8 @@ def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[s
     with torch.no_grad():
         scores = router(ctx.queries).cpu().numpy()
     metrics = load_json(Path(router_path).parent / "metrics.json")
-    meta = {"method": "classifier", "model": "classifier", "size": spec.size, "depth": spec.depth,
+    method = LINEAR_METHOD if spec.size == LINEAR_ROUTER else "classifier"
+    meta = {"method": method, "model": method, "size": spec.size, "depth": spec.depth,
             "n_x": 0, "seed": metrics["seed"],
             "parameters": sum(p.numel() for p in router.parameters())}
     return rows_from_scores(ctx, scores, fvcore_flops(router.cpu(), spec.d), meta)
@@ -190,7 +194,7 @@ def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[s
 def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
                  device: torch.device, *, model: str | None = None, router: str | None = None,
                  seed: int = 0, fine: tuple[int, ...] = ()) -> list[dict[str, Any]]:
-    """The routing stage: the rows of one clustered model, one classifier router, or (neither
+    """The routing stage: the rows of one clustered model, one learned router, or (neither
     given) the centroid baselines and the oracle."""
     ctx = load_context(dataset_dir, n_clusters, ks, device)
     if model:

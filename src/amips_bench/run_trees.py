@@ -22,7 +22,7 @@ import pandas as pd
 
 from .config import RUN_PATTERN
 from .io import InputError, git_state, load_json, package_versions, save_json
-from .results import TEST_COLUMNS, read_histories, read_metrics, read_tables
+from .results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_quantizer
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
 
@@ -52,7 +52,7 @@ FIGURES = [
                "{dataset}/models/*_c1_*/metrics.json", ["dataset"] + MODEL_KEYS, ["e_rel", "mrr"],
                panels=["dataset", "model"]),
     FigureData("fig4_6_ivf", "Figures 4–6 — natural vs mapped queries on IVF and HNSW",
-               "{dataset}/ivf/*.csv", ["dataset", "index", "query"] + MODEL_KEYS,
+               "{dataset}/ivf/*.csv", ["dataset", "index", "quantizer", "nlist", "query"] + MODEL_KEYS,
                ["recall@1", "recall@10", "recall@100", "mrr"], x="flops_total", along="budget",
                log_x=True, panels=["dataset", "index"]),
     FigureData("fig7_ood", "Figure 7 — MRR vs FLOPs under query noise", "{dataset}/ood/*.csv",
@@ -161,7 +161,7 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
                 frames["fig8_training"] = pd.concat(rows, ignore_index=True)
     ivf = tables("ivf")
     if len(ivf):
-        frames["fig4_6_ivf"] = ivf
+        frames["fig4_6_ivf"] = with_quantizer(ivf)
     ood = tables("ood")
     if len(ood):
         frames["fig7_ood"] = ood

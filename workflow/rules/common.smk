@@ -11,6 +11,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from amips_bench.config import (
+    LINEAR_ROUTER,
     RUN_WILDCARD,
     SIZES,
     ConfigError,
@@ -149,6 +150,27 @@ def train_cli(dataset):
     return " ".join(cli_flag(k, v) for k, v in DATASETS[dataset]["train"].items())
 
 
+def router_cli(dataset, size):
+    """A learned router's recipe: its own steps, batch and LR at batch 128; warmup, cosine
+    floor, clipping and EMA as the models of the dataset (its train block)."""
+    r, t = DATASETS[dataset]["routing"], DATASETS[dataset]["train"]
+    linear = size == LINEAR_ROUTER
+    recipe = {
+        "steps": r["classifier_steps"],
+        "batch_size": r["classifier_batch_size"],
+        "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
+        **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "grad_clip")},
+    }
+    return " ".join(cli_flag(k, v) for k, v in recipe.items())
+
+
+def learned_routers(dataset):
+    """(size, depth) of every learned router baseline: the classifier MLPs and the linear map."""
+    rcfg = DATASETS[dataset]["routing"]
+    routers = [(size, rcfg["classifier_depth"]) for size in rcfg["classifier_sizes"]]
+    return routers + ([(LINEAR_ROUTER, 1)] if rcfg["linear_router"] else [])
+
+
 def run_cli(run_name):
     r = parse_run(run_name)
     flags = (
@@ -234,15 +256,14 @@ def routing_inputs(dataset, clusters):
 
 def routing_csvs(dataset):
     """Every routing table of a dataset: one per clustered model, router and baseline set."""
-    rcfg = DATASETS[dataset]["routing"]
     out = []
     for c in clustered(dataset):
         out += [f"{R}/{dataset}/routing/{r.name}.csv" for r in runs_where(dataset, clusters=c)]
         for seed in config["seeds"]:
             out.append(f"{R}/{dataset}/routing/baselines_c{c}_s{seed}.csv")
             out += [
-                f"{R}/{dataset}/routing/router_{size}_L{rcfg['classifier_depth']}_c{c}_s{seed}.csv"
-                for size in rcfg["classifier_sizes"]
+                f"{R}/{dataset}/routing/router_{size}_L{depth}_c{c}_s{seed}.csv"
+                for size, depth in learned_routers(dataset)
             ]
     return out
 

@@ -21,11 +21,13 @@ rule index:
     params:
         v=lambda w: DATASETS[w.dataset]["ivf"],
         out=lambda w, output: str(Path(output.manifest).parent),
+        quantizers=lambda w: words(DATASETS[w.dataset]["ivf"]["quantizers"]),
+        multiples=lambda w: words(DATASETS[w.dataset]["ivf"]["nlist_multiples"]),
         faiss_device=FAISS_DEVICE,
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.v[nlist]} "
         "--hnsw-m {params.v[hnsw_m]} --hnsw-ef-construction {params.v[hnsw_ef_construction]} "
-        "--faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+        "--quantizers {params.quantizers} --nlist-multiples {params.multiples} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
 
 
 rule ivf_natural:

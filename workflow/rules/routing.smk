@@ -1,4 +1,5 @@
-# Routing experiment (Figure 2): clustered models, classifier routers, centroid baselines.
+# Routing experiment (Figure 2): clustered models, learned routers (classifier MLP, linear),
+# centroid baselines.
 
 
 rule train_router:
@@ -19,15 +20,14 @@ rule train_router:
         runtime=lambda w: train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
     params:
-        r=lambda w: DATASETS[w.dataset]["routing"],
+        recipe=lambda w: router_cli(w.dataset, w.size),
         dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
         out=lambda w, output: str(Path(output.model).parent),
         device=DEVICE,
     shell:
         "amips-bench train-router --dataset-dir {params.dataset_dir} --out {params.out} "
         "--clusters {wildcards.clusters} --size {wildcards.size} --depth {wildcards.depth} "
-        "--steps {params.r[classifier_steps]} --batch-size {params.r[classifier_batch_size]} "
-        "--lr {params.r[classifier_lr]} --seed {wildcards.seed} --device {params.device} "
+        "{params.recipe} --seed {wildcards.seed} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
 
 

@@ -6,20 +6,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import at_flops, read_tables
+from ..results import at_flops, read_tables, with_quantizer
 from . import style
 from .style import plt
 
-KEYS = ["dataset", "index", "query", "model", "size", "depth", "n_x", "budget"]
+KEYS = ["dataset", "index", "quantizer", "nlist", "query", "model", "size", "depth", "n_x", "budget"]
 
 
 def _load(paths: list[str | Path]) -> pd.DataFrame:
-    df = read_tables(paths)
-    for col in ("depth", "n_x"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
-    df["size"] = df["size"].astype(str)
-    df["model"] = df["model"].astype(str)
+    df = with_quantizer(read_tables(paths))
+    for col in ("depth", "n_x", "nlist"):
+        values = df[col] if col in df else pd.Series(0, index=df.index)
+        df[col] = pd.to_numeric(values, errors="coerce").fillna(0).astype(int)
+    for col in ("size", "model", "quantizer"):
+        df[col] = df[col].fillna("").astype(str)
     return df
+
+
+def _setups(agg: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """(index, quantizer, nlist) of every panel row: the IVF setups (k-means first, then by
+    nlist), then HNSW."""
+    setups = agg[["index", "quantizer", "nlist"]].drop_duplicates().itertuples(index=False)
+    return sorted(((i, q, int(n)) for i, q, n in setups),
+                  key=lambda s: (s[0] != "ivf", s[1] != "kmeans", s[1], s[2]))
+
+
+def _setup_title(index: str, quantizer: str, nlist: int, ef_construction: str) -> str:
+    if index == "ivf":
+        centroids = "k-means centroids" if quantizer == "kmeans" else "spherical centroids"
+        return f"IVF, {centroids}, nlist = {nlist:,} (nprobe sweep)"
+    return f"HNSW, efConstruction = {ef_construction} (efSearch sweep)"
 
 
 def _recall_columns(df: pd.DataFrame) -> list[str]:
@@ -39,11 +55,14 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
     agg["seeds"] = grouped.size().values
     dataset = agg.dataset.iloc[0]
     n_keys = int(df.n_keys.iloc[0])
-    indexes = [i for i in ("ivf", "hnsw") if (agg["index"] == i).any()]
-    fig, axes = plt.subplots(len(indexes), len(metrics), figsize=(3.3 * len(metrics), 3.1 * len(indexes)),
+    setups = _setups(agg)
+    hnsw = df[df["index"] == "hnsw"]
+    ef_construction = (", ".join(str(int(v)) for v in sorted(hnsw.hnsw_ef_construction.dropna().unique()))
+                       if "hnsw_ef_construction" in df else "") or "not recorded"
+    fig, axes = plt.subplots(len(setups), len(metrics), figsize=(3.3 * len(metrics), 3.1 * len(setups)),
                              squeeze=False)
-    for row, index in zip(axes, indexes):
-        sub = agg[agg["index"] == index]
+    for row, setup in zip(axes, setups):
+        sub = agg[(agg["index"] == setup[0]) & (agg["quantizer"] == setup[1]) & (agg["nlist"] == setup[2])]
         for ax, metric in zip(row, metrics):
             nat = sub[sub["query"] == "natural"].sort_values("flops_total")
             ax.plot(nat.flops_total, nat[metric], color="k", ls="--", marker="x", ms=4,
@@ -65,8 +84,7 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
             else:
                 k = int(metric.split("@")[1])
                 ax.set_ylabel(f"Recall@{k} ({100 * k / n_keys:.3g} % of n)")
-            budget = "nprobe" if index == "ivf" else "efSearch"
-            ax.set_title(f"{index.upper()} ({budget} sweep)")
+            ax.set_title(_setup_title(*setup, ef_construction), fontsize=8)
         row[0].legend(frameon=False, fontsize=6)
     fig.suptitle(f"Figure {number} — {dataset} (n = {n_keys:,}): querying the index with KeyNet's "
                  f"predicted key ŷ vs the query x; mapped cost includes the model", fontsize=9)

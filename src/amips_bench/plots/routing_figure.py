@@ -3,7 +3,7 @@
 Per dataset two panels: (a) SupportNet and KeyNet against centroid routing by inner product
 (the paper's figure; outlined markers = sparse re-injection n_x < L − 1), (b) every baseline —
 centroid IP / L2 / cosine, centroid routing at equal cost (m fine centroids), the learned
-classifier router, the oracle — against the Pareto
+classifier router, the linear router W·q, the oracle — against the Pareto
 frontier of the learned support-function models.
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config import SIZE_ORDER
 from ..results import pareto_front, read_tables
-from ..routing import FINE_RULE
+from ..routing import FINE_RULE, LINEAR_METHOD
 from . import style
 from .style import plt
 
@@ -73,6 +73,8 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
         for size, sub in d[d.method == "classifier"].groupby("size"):
             _curve(ax, sub, color=style.BASELINE_COLORS["classifier"], marker="D", ms=4,
                    alpha=0.5 + 0.1 * SIZE_ORDER.index(size), label=f"classifier router {size}")
+        _curve(ax, d[d.method == LINEAR_METHOD], color=style.BASELINE_COLORS[LINEAR_METHOD],
+               marker="s", ms=4, ls="--", label="linear router W·q (2·c·d)")
         oracle = d[d.method == "oracle"]
         ax.scatter(oracle.flops_total, oracle.accuracy, marker="*", s=120,
                    color=style.BASELINE_COLORS["oracle"], zorder=4, label="oracle (scan only)")

@@ -17,7 +17,8 @@ DEPTH_MARKERS = {4: "o", 8: "s", 16: "^"}
 MODEL_LABEL = {"supportnet": "SupportNet", "keynet": "KeyNet"}
 MODEL_LINESTYLE = {"supportnet": "--", "keynet": "-"}
 BASELINE_COLORS = {"centroid_ip": "#444444", "centroid_l2": "#888888", "centroid_cos": "#bbbbbb",
-                   "oracle": "#2ca02c", "classifier": "#9467bd", "natural": "#444444"}
+                   "oracle": "#2ca02c", "classifier": "#9467bd", "natural": "#444444",
+                   "linear_router": "#e377c2"}
 FLOP_AXIS = "FLOPs per query (1 FLOP = 2 × multiply-accumulate, log scale)"
 
 plt.rcParams.update({
