@@ -19,7 +19,7 @@ def _quick():
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "fiqa.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "fiqa.yaml", "paper.yaml", "leakage.yaml"])
 def test_shipped_configs_are_valid(name):
     config = prepare(yaml.safe_load((ROOT / "config" / name).read_text()), SCHEMA)
     for dataset in config["datasets"].values():
@@ -76,6 +76,31 @@ BAD = [
      r"config key 'datasets\.quick\.ood\.stds': must include 0"),
     (lambda c: c.update(width_rule="paperish"), r"config key 'width_rule': 'paperish' is not one of"),
 ]
+
+
+def _leakage(fn):
+    config = yaml.safe_load((ROOT / "config" / "leakage.yaml").read_text())
+    fn(config)
+    return config
+
+
+LEAKAGE_BAD = [
+    (lambda c: c["datasets"]["quick_paper"].update(synthetic={**c["datasets"]["quick_paper"]["synthetic"],
+                                                              "seed": 1}),
+     r"^config key 'figures\.leakage\.0': datasets 'quick_leak_free' and 'quick_paper' differ in "
+     r"synthetic, not only in splits\.mode$"),
+    (lambda c: c["figures"]["leakage"][0].update(paper="quick_leak_free"),
+     r"^config key 'figures\.leakage\.0\.paper': dataset 'quick_leak_free' is split 'leak_free', "
+     r"not 'paper'$"),
+    (lambda c: c["figures"]["leakage"][0].update(leak_free="quick"),
+     r"^config key 'figures\.leakage\.0\.leak_free': unknown dataset 'quick'"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", LEAKAGE_BAD)
+def test_a_leakage_pair_must_differ_only_in_the_split_mode(mutate, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare(_leakage(mutate), SCHEMA)
 
 
 @pytest.mark.parametrize("mutate, message", BAD)

@@ -482,15 +482,17 @@ def _pipelines(args):
 
 
 def _figure_args(p):
-    p.add_argument("name", choices=["toy", "routing", "erel_mrr", "ivf", "ood", "training"],
+    p.add_argument("name", choices=["toy", "routing", "erel_mrr", "ivf", "ood", "training", "leakage"],
                    help="toy (Figure 1), routing (Figure 2), erel_mrr (Figure 3), ivf (Figures 4-6), "
-                        "ood (Figure 7), training (Figure 8)")
+                        "ood (Figure 7), training (Figure 8), leakage (Figure 9)")
     p.add_argument("--number", type=int, default=4, help="figure number of an ivf figure (4, 5 or 6)")
     p.add_argument("--out", required=True, help="output stem: writes STEM.pdf, STEM.png, STEM.csv")
     p.add_argument("--metrics", nargs="*", default=[], help="models/*/metrics.json")
     p.add_argument("--history", nargs="*", default=[], help="models/*/history.csv (same order as --metrics)")
     p.add_argument("--csv", nargs="*", default=[], help="result tables (routing/*.csv, ...)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pairs", nargs="*", default=[], metavar="LEAK_FREE:PAPER",
+                   help="leakage figure: datasets that differ only in their split mode")
     _add_threads(p)
 
 
@@ -499,7 +501,7 @@ def _figure(args):
     from .plots import draw
 
     draw(args.name, args.out, metrics=args.metrics, histories=args.history, csvs=args.csv,
-         number=args.number, seed=args.seed)
+         number=args.number, seed=args.seed, pairs=args.pairs)
 
 
 def _table_args(p):
@@ -529,6 +531,8 @@ def _report_args(p):
     p.add_argument("--manifests", nargs="*", default=[], help="results/*/embeddings/manifest.json")
     p.add_argument("--config-hash", default="")
     p.add_argument("--seeds", type=int, nargs="*", default=[0])
+    p.add_argument("--leakage", nargs="*", default=[], metavar="LEAK_FREE:PAPER",
+                   help="dataset pairs of the leakage study (a report section per pair)")
 
 
 @command("report", "the paper's claims beside our results (reproduction.md / .html)")(_report_args)
@@ -539,7 +543,7 @@ def _report(args):
         args.out, metrics=args.metrics, histories=args.histories, routing=args.routing,
         ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=args.kinds,
         manifests=args.manifests, figures=args.figures, config_hash=args.config_hash,
-        seeds=args.seeds)
+        seeds=args.seeds, leakage=args.leakage)
     for c in claims:
         print(f"{c['claim']:<26} {c['dataset'] or '-':<10} {c['verdict']}")
 

@@ -297,6 +297,27 @@ def check(config: dict) -> None:
         known(figures["training"], "figures.training")
     for name in config["table1"]["datasets"]:
         known(name, "table1.datasets")
+    for i, pair in enumerate(figures["leakage"]):
+        check_leakage_pair(datasets, pair, f"figures.leakage.{i}", known)
+
+
+def check_leakage_pair(datasets: dict, pair: dict, key: str, known) -> None:
+    """The two datasets of a leakage pair: split leak-free and as the paper, and otherwise the
+    same data and grid (so a difference can only come from the split)."""
+    for mode in ("leak_free", "paper"):
+        known(pair[mode], f"{key}.{mode}")
+        actual = datasets[pair[mode]]["splits"]["mode"]
+        if actual != mode:
+            raise ConfigError(f"config key '{key}.{mode}': dataset {pair[mode]!r} is split "
+                              f"{actual!r}, not {mode!r}")
+    a, b = (copy.deepcopy(datasets[pair[m]]) for m in ("leak_free", "paper"))
+    for block in (a, b):
+        block["splits"].pop("mode")
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if differ:
+        raise ConfigError(f"config key '{key}': datasets {pair['leak_free']!r} and "
+                          f"{pair['paper']!r} differ in {', '.join(differ)}, not only in "
+                          f"splits.mode")
 
 
 def ood_run(config: dict, dataset: str) -> Run:

@@ -328,6 +328,19 @@ def pipeline_inputs(wildcards):
 # ---------------------------------------------------------------- targets of the workflow
 
 
+def leakage_pairs():
+    """The leakage study's dataset pairs as the CLI takes them (LEAK_FREE:PAPER ...)."""
+    return " ".join(f"{p['leak_free']}:{p['paper']}" for p in config["figures"]["leakage"])
+
+
+def leakage_files(files_of, **conditions):
+    """files_of(dataset, ...) for both datasets of every leakage pair."""
+    pairs = config["figures"]["leakage"]
+    return [
+        f for p in pairs for ds in (p["leak_free"], p["paper"]) for f in files_of(ds, **conditions)
+    ]
+
+
 def figure_output(name, caption):
     """The outputs of a figure rule: STEM.pdf, STEM.png (in the Snakemake report with its
     caption) and STEM.csv, the plotted numbers."""
@@ -357,6 +370,8 @@ def figure_outputs():
         out += figure_files("fig7_ood")
     if figs["training"]:
         out += figure_files("fig8_training")
+    if figs["leakage"]:
+        out += figure_files("fig9_leakage")
     if config["table1"]["datasets"]:
         out += [f"{R}/timing/table1.csv", f"{R}/timing/table1.md"]
     return out

@@ -94,6 +94,21 @@ use rule fig1_toy as fig8_training with:
         args=lambda w, input: f"--history {paths(input.history)} --metrics {paths(input.metrics)}",
 
 
+use rule fig1_toy as fig9_leakage with:
+    input:
+        metrics=leakage_files(metrics_files, clusters=1),
+        csv=leakage_files(ivf_csvs),
+        code=figure_code("leakage"),
+    output:
+        **figure_output("fig9_leakage", "fig9.rst"),
+    log:
+        f"{R}/logs/figures/fig9_leakage.log",
+    params:
+        figure="leakage",
+        args=lambda w, input: f"--pairs {leakage_pairs()} --metrics {paths(input.metrics)} "
+        f"--csv {paths(input.csv)}",
+
+
 rule final_metrics_table:
     input:
         data=all_metrics() + identity_files(DATASETS),

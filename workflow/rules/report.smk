@@ -26,9 +26,10 @@ rule reproduction_report:
         config_hash=config_hash(),
         seeds=words(config["seeds"]),
         table1=lambda w, input: f"--table1 {input.table1}" if input.table1 else "",
+        leakage=lambda w: f"--leakage {leakage_pairs()}" if leakage_pairs() else "",
     shell:
         "amips-bench report --out {params.out} --metrics {input.metrics} "
         "--histories {input.histories} --routing {input.routing} --ivf {input.ivf} "
         "--ood {input.ood} {params.table1} --kinds {params.kinds} --figures {input.figures} "
         "--manifests {input.manifests} "
-        "--config-hash {params.config_hash} --seeds {params.seeds} > {log} 2>&1"
+        "--config-hash {params.config_hash} --seeds {params.seeds} {params.leakage} > {log} 2>&1"

@@ -12,7 +12,8 @@ from pathlib import Path
 FIGURE_MODULES = {"toy": ["plots/training_figures.py", "toy.py"],
                   "routing": ["plots/routing_figure.py"], "erel_mrr": ["plots/training_figures.py"],
                   "ivf": ["plots/ivf_figures.py"], "ood": ["plots/ivf_figures.py"],
-                  "training": ["plots/training_figures.py"]}
+                  "training": ["plots/training_figures.py"],
+                  "leakage": ["plots/leakage_figure.py", "leakage.py"]}
 
 
 def module_files(name: str, package: str | Path = Path(__file__).parent.parent) -> list[str]:
@@ -23,7 +24,7 @@ def module_files(name: str, package: str | Path = Path(__file__).parent.parent) 
 
 
 def draw(name: str, out_stem: str | Path, *, metrics: list, histories: list, csvs: list,
-         number: int = 4, seed: int = 0) -> None:
+         number: int = 4, seed: int = 0, pairs: list[str] | None = None) -> None:
     """Draw figure `name` from result files into STEM.pdf, STEM.png and STEM.csv."""
     if name == "toy":
         from .training_figures import fig1_toy
@@ -49,5 +50,9 @@ def draw(name: str, out_stem: str | Path, *, metrics: list, histories: list, csv
         from .training_figures import fig8_training
 
         fig8_training(histories, metrics, out_stem)
+    elif name == "leakage":
+        from .leakage_figure import fig9_leakage
+
+        fig9_leakage(metrics, csvs, pairs or [], out_stem)
     else:
         raise ValueError(f"unknown figure {name!r}")

@@ -1,0 +1,139 @@
+"""The leakage study (Figure 9): do the paper's gains depend on test questions leaking into
+training?
+
+The official code augments every question and then splits, so noisy copies of test questions
+are trained on (`paper` split mode); this suite splits first (`leak_free`). A study pairs two
+datasets that are the same data, grid and seeds but for the split mode, and asks per mode:
+test E_rel and MRR of every c = 1 model, and whether querying the paper's IVF index with the
+mapped key ŷ beats the natural query x at equal FLOPs.
+
+The IVF gain of a model and seed is the mean, over its mapped operating points inside the
+natural curve's FLOP range, of recall(mapped) − recall(natural at the same FLOPs, interpolated
+in log-FLOPs), at the largest Recall@k; `share` is the fraction of those points above natural.
+Mapped beats natural under a mode when the best model's mean gain over seeds is positive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .io import InputError
+from .results import at_flops, with_quantizer
+
+MODEL_KEYS = ["model", "size", "depth", "n_x"]
+
+
+@dataclass(frozen=True)
+class LeakagePair:
+    leak_free: str  # dataset split leak-free
+    paper: str  # the same data, split as the official code does
+
+    @classmethod
+    def parse(cls, text: str) -> LeakagePair:
+        """LEAK_FREE:PAPER, as the CLI takes it."""
+        parts = text.split(":")
+        if len(parts) != 2 or not all(parts):
+            raise InputError(f"--pairs: {text!r} is not LEAK_FREE_DATASET:PAPER_DATASET")
+        return cls(*parts)
+
+    def modes(self) -> dict[str, str]:
+        return {"leak_free": self.leak_free, "paper": self.paper}
+
+
+def largest_recall(ivf: pd.DataFrame) -> str:
+    columns = [c for c in ivf.columns if c.startswith("recall@")]
+    if not columns:
+        raise InputError("leakage: the IVF tables have no recall@k column")
+    return max(columns, key=lambda c: int(c.split("@")[1]))
+
+
+def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's IVF setup (k-means quantizer, ivf.faiss)."""
+    ivf = with_quantizer(ivf[ivf["index"] == "ivf"])
+    if "paper_setup" in ivf:
+        return ivf[ivf["paper_setup"].fillna(True).astype(bool)]
+    return ivf
+
+
+def ivf_gain(mapped: pd.DataFrame, natural: pd.DataFrame, recall: str) -> tuple[float, float]:
+    """(mean gain, share of points above natural) of one mapped curve at equal FLOPs; NaN
+    when no mapped point lies inside the natural FLOP range."""
+    nat = natural.groupby("budget")[["flops_total", recall]].mean().sort_values("flops_total")
+    inside = mapped[(mapped.flops_total >= nat.flops_total.min())
+                    & (mapped.flops_total <= nat.flops_total.max())]
+    if not len(inside) or len(nat) < 2:
+        return float("nan"), float("nan")
+    natural_at = at_flops(inside.flops_total, nat.flops_total, nat[recall])
+    diff = inside[recall].to_numpy() - np.asarray(natural_at)
+    return float(diff.mean()), float(np.mean(diff > 0))
+
+
+def per_seed(metrics: pd.DataFrame, ivf: pd.DataFrame, pairs: list[LeakagePair]) -> pd.DataFrame:
+    """One row per pair, mode, c = 1 model and seed: test E_rel, MRR, IVF gain and share."""
+    rows = []
+    recall = largest_recall(ivf) if len(ivf) else ""
+    for pair in pairs:
+        for mode, dataset in pair.modes().items():
+            m = metrics[(metrics.dataset == dataset) & (metrics.clusters == 1)
+                        & (metrics.model != "identity")]
+            if not len(m):
+                raise InputError(f"leakage: no c = 1 model of dataset {dataset!r} ({mode})")
+            v = paper_ivf(ivf[ivf.dataset == dataset]) if len(ivf) else ivf
+            natural = v[v["query"] == "natural"] if len(v) else v
+            for r in m.itertuples(index=False):
+                gain = share = float("nan")
+                if len(natural):
+                    mapped = v[(v["query"] == "mapped") & (v.model == r.model)
+                               & (v["size"].astype(str) == str(r.size))
+                               & (pd.to_numeric(v.depth) == r.depth)
+                               & (pd.to_numeric(v.n_x) == r.n_x)
+                               & (pd.to_numeric(v.seed) == r.seed)]
+                    if len(mapped):
+                        gain, share = ivf_gain(mapped, natural, recall)
+                rows.append({"pair": f"{pair.leak_free} / {pair.paper}", "mode": mode,
+                             "dataset": dataset, "model": r.model, "size": r.size,
+                             "depth": int(r.depth), "n_x": int(r.n_x), "seed": int(r.seed),
+                             "e_rel": r.e_rel, "mrr": r.mrr, "recall": recall,
+                             "ivf_gain": gain, "ivf_share": share})
+    return pd.DataFrame(rows)
+
+
+def summary(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of every model under every mode."""
+    keys = ["pair", "mode", "dataset"] + MODEL_KEYS + ["recall"]
+    grouped = seeds.groupby(keys, sort=False)
+    out = grouped[["e_rel", "mrr", "ivf_gain", "ivf_share"]].mean()
+    spread = grouped[["e_rel", "mrr", "ivf_gain", "ivf_share"]].std()
+    for col in spread:
+        out[f"{col}_sd"] = spread[col]
+    out["seeds"] = grouped.size()
+    return out.reset_index()
+
+
+def verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and mode: the model with the largest mean IVF gain, and whether mapped beats
+    natural (gain > 0) under that mode."""
+    rows = []
+    for (pair, mode), sub in table.groupby(["pair", "mode"], sort=False):
+        ranked = sub.dropna(subset=["ivf_gain"]).sort_values("ivf_gain", ascending=False)
+        if not len(ranked):
+            rows.append({"pair": pair, "mode": mode, "dataset": sub.dataset.iloc[0],
+                         "best model": "—", "mapped beats natural": "not measured"})
+            continue
+        best = ranked.iloc[0]
+        rows.append({"pair": pair, "mode": mode, "dataset": best.dataset,
+                     "best model": f"{best.model} {best['size']} L={best.depth}",
+                     "test E_rel": _pm(best.e_rel, best.e_rel_sd),
+                     "test MRR": _pm(best.mrr, best.mrr_sd),
+                     f"{best.recall} gain at equal FLOPs": _pm(best.ivf_gain, best.ivf_gain_sd),
+                     "points above natural": _pm(best.ivf_share, best.ivf_share_sd),
+                     "seeds": int(best.seeds),
+                     "mapped beats natural": "yes" if best.ivf_gain > 0 else "no"})
+    return pd.DataFrame(rows)
+
+
+def _pm(mean: float, sd: float) -> str:
+    return f"{mean:+.3f}" if pd.isna(sd) else f"{mean:+.3f} ± {sd:.3f}"

@@ -1,0 +1,101 @@
+"""The leakage study (issue 13): gains at equal FLOPs against a hand computation, the verdict
+per split mode, Figure 9 and the report section."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amips_bench.io import InputError
+from amips_bench.leakage import LeakagePair, ivf_gain, per_seed, summary, verdicts
+from amips_bench.report import Results, write_report
+
+FLOPS = [1e5, 2e5, 4e5, 8e5]
+NATURAL = [0.2, 0.4, 0.6, 0.8]
+
+
+def _ivf_rows(dataset, gain_by_seed):
+    """Natural recall rises linearly in log-FLOPs; a KeyNet S's mapped points sit between the
+    natural ones (at √2 steps, where natural is halfway: +0.1) with recall = natural there +
+    the gain of its seed."""
+    rows = [{"dataset": dataset, "index": "ivf", "query": "natural", "model": "", "size": "",
+             "depth": "", "n_x": "", "seed": "", "budget": b, "flops_total": f, "recall@10": r,
+             "quantizer": "kmeans", "paper_setup": True}
+            for b, (f, r) in enumerate(zip(FLOPS, NATURAL))]
+    for seed, gain in gain_by_seed.items():
+        for b in range(3):
+            f = FLOPS[b] * np.sqrt(2)
+            rows.append({"dataset": dataset, "index": "ivf", "query": "mapped", "model": "keynet",
+                         "size": "S", "depth": 4, "n_x": 3, "seed": seed, "budget": b,
+                         "flops_total": f, "recall@10": NATURAL[b] + 0.1 + gain,
+                         "quantizer": "kmeans", "paper_setup": True})
+    return rows
+
+
+def _metrics(tmp_path, dataset, mode):
+    paths = []
+    for seed, e_rel in ((0, -0.5), (1, -0.7)):
+        run = tmp_path / dataset / f"keynet_S_L4_nx3_c1_s{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({
+            "dataset": dataset, "model": "keynet", "size": "S", "depth": 4, "n_x": 3,
+            "n_clusters": 1, "seed": seed, "split_mode": mode,
+            "test": {"e_rel": e_rel, "mrr": 0.5 + seed / 10}}))
+        pd.DataFrame({"step": [0, 400], "e_rel": [0.5, e_rel]}).to_csv(run / "history.csv", index=False)
+        paths.append(run / "metrics.json")
+    return paths
+
+
+def test_ivf_gain_at_equal_flops_equals_the_hand_computation():
+    rows = pd.DataFrame(_ivf_rows("d", {0: 0.1}))
+    natural, mapped = rows[rows["query"] == "natural"], rows[rows["query"] == "mapped"]
+    gain, share = ivf_gain(mapped, natural, "recall@10")
+    assert gain == pytest.approx(0.1) and share == 1.0
+    gain, share = ivf_gain(mapped.assign(**{"recall@10": mapped["recall@10"] - 0.15}), natural,
+                           "recall@10")
+    assert gain == pytest.approx(-0.05) and share == 0.0
+    outside = mapped.assign(flops_total=1e7)
+    assert np.isnan(ivf_gain(outside, natural, "recall@10")[0])
+
+
+def test_the_verdict_per_split_mode_follows_the_gain_with_its_seed_spread(tmp_path):
+    """Mapped wins only under the leaky split: +0.10 ± 0.02 vs −0.05 ± 0.02 over two seeds."""
+    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper")
+    ivf = _ivf_rows("lf", {0: -0.04, 1: -0.06}) + _ivf_rows("pp", {0: 0.09, 1: 0.11})
+    path = tmp_path / "ivf.csv"
+    pd.DataFrame(ivf).to_csv(path, index=False)
+    res = Results.load(metrics=[str(p) for p in metrics],
+                       histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
+                       ivf=[str(path)], ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
+    table = summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")]))
+    by_mode = table.set_index("mode")
+    assert by_mode.loc["leak_free", "ivf_gain"] == pytest.approx(-0.05)
+    assert by_mode.loc["paper", "ivf_gain"] == pytest.approx(0.10)
+    assert by_mode.loc["paper", "ivf_gain_sd"] == pytest.approx(np.std([0.09, 0.11], ddof=1))
+    assert by_mode.loc["paper", "e_rel"] == pytest.approx(-0.6) and by_mode.loc["paper", "seeds"] == 2
+    said = verdicts(table).set_index("mode")["mapped beats natural"]
+    assert said.to_dict() == {"leak_free": "no", "paper": "yes"}
+    write_report(tmp_path / "report", res, config_hash="x", seeds=[0, 1], figures=[],
+                 leakage=["lf:pp"])
+    md = (tmp_path / "report" / "reproduction.md").read_text()
+    assert ("**lf / pp**: mapped beats natural under the leak-free split: no; under the paper's "
+            "split: yes.") in md
+    assert "+0.100 ± 0.014" in md
+
+    from amips_bench.plots.leakage_figure import fig9_leakage
+
+    fig9_leakage([str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9")
+    plotted = pd.read_csv(tmp_path / "fig9.csv")
+    assert set(plotted["mode"]) == {"leak_free", "paper"}
+    assert (tmp_path / "fig9.png").stat().st_size > 0 and (tmp_path / "fig9.pdf").is_file()
+
+
+def test_bad_leakage_input_is_one_line():
+    with pytest.raises(InputError, match=r"^--pairs: 'lf' is not LEAK_FREE_DATASET:PAPER_DATASET$"):
+        LeakagePair.parse("lf")
+    with pytest.raises(InputError, match=r"^leakage: no c = 1 model of dataset 'nope' \(leak_free\)$"):
+        per_seed(pd.DataFrame({"dataset": ["x"], "clusters": [1], "model": ["keynet"]}),
+                 pd.DataFrame(), [LeakagePair("nope", "x")])
