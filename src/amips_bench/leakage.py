@@ -127,13 +127,14 @@ def verdicts(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"pair": pair, "mode": mode, "dataset": best.dataset,
                      "best model": f"{best.model} {best['size']} L={best.depth}",
                      "test E_rel": _pm(best.e_rel, best.e_rel_sd),
-                     "test MRR": _pm(best.mrr, best.mrr_sd),
+                     "test MRR": _pm(best.mrr, best.mrr_sd, signed=False),
                      f"{best.recall} gain at equal FLOPs": _pm(best.ivf_gain, best.ivf_gain_sd),
-                     "points above natural": _pm(best.ivf_share, best.ivf_share_sd),
+                     "points above natural": _pm(best.ivf_share, best.ivf_share_sd, signed=False),
                      "seeds": int(best.seeds),
                      "mapped beats natural": "yes" if best.ivf_gain > 0 else "no"})
     return pd.DataFrame(rows)
 
 
-def _pm(mean: float, sd: float) -> str:
-    return f"{mean:+.3f}" if pd.isna(sd) else f"{mean:+.3f} ± {sd:.3f}"
+def _pm(mean: float, sd: float, signed: bool = True) -> str:
+    value = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    return value if pd.isna(sd) else f"{value} ± {sd:.3f}"

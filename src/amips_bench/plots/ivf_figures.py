@@ -88,7 +88,7 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
         row[0].legend(frameon=False, fontsize=6)
     fig.suptitle(f"Figure {number} — {dataset} (n = {n_keys:,}): querying the index with KeyNet's "
                  f"predicted key ŷ vs the query x; mapped cost includes the model", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title
     style.save_figure(fig, out_stem, agg.to_dict("records"))
 
 

@@ -51,7 +51,7 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
         _bars(row[1], t, "mrr", "test MRR")
         row[1].set_title("MRR of the exact top key", fontsize=9)
         recall = t.recall.iloc[0] if len(t) else "recall"
-        _bars(row[2], t, "ivf_gain", f"{recall}: mapped − natural at equal FLOPs")
+        _bars(row[2], t, "ivf_gain", f"{recall} gain (mapped − natural)")
         row[2].axhline(0, color="k", lw=0.8, ls="--")
         row[2].set_title("IVF gain of mapped ŷ (> 0: mapped beats natural)", fontsize=9)
         ax = row[3]
