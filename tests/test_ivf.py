@@ -176,14 +176,22 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
 
     out = tmp_path / "index"
     write_indexes(tiny_dataset / "embeddings/keys.npy", out, nlist=0, hnsw_m=16,
-                  hnsw_ef_construction=123, quantizers=("kmeans", "spherical"),
+                  hnsw_ef_construction=123, quantizers=("spherical", "kmeans"),
                   nlist_multiples=(1, 4), faiss_device="cpu")
     manifest = load_json(out / "manifest.json")
     assert manifest["hnsw_ef_construction"] == 123
     assert [(v["file"], v["quantizer"], v["nlist"]) for v in manifest["ivf_variants"]] == [
-        ("ivf.faiss", "kmeans", 55), ("ivf_kmeans_nlist220.faiss", "kmeans", 220),
-        ("ivf_spherical_nlist55.faiss", "spherical", 55),
-        ("ivf_spherical_nlist220.faiss", "spherical", 220)]
+        ("ivf.faiss", "spherical", 55), ("ivf_spherical_nlist220.faiss", "spherical", 220),
+        ("ivf_kmeans_nlist55.faiss", "kmeans", 55), ("ivf_kmeans_nlist220.faiss", "kmeans", 220)]
+    # the paper's index is FAISS's inner-product IVF exactly as its defaults train it
+    default = faiss.IndexIVFFlat(faiss.IndexFlatIP(32), 32, 55, faiss.METRIC_INNER_PRODUCT)
+    assert default.cp.spherical
+    default.cp.seed, default.cp.max_points_per_centroid = 0, 256
+    keys32 = np.load(tiny_dataset / "embeddings/keys.npy")
+    default.train(keys32)
+    paper = faiss.read_index(str(out / "ivf.faiss"))  # held: its quantizer lives inside it
+    np.testing.assert_array_equal(paper.quantizer.reconstruct_n(0, 55),
+                                  default.quantizer.reconstruct_n(0, 55))
     keys = np.load(tiny_dataset / "embeddings/keys.npy").astype(np.float64)
     queries = np.load(tiny_dataset / "targets/c1/test_queries.npy").astype(np.float64)
     top1 = np.load(tiny_dataset / "targets/c1/test_top1.npy")[:, 0]

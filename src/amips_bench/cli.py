@@ -347,9 +347,10 @@ def _index_args(p):
                    help="folder for ivf.faiss, its variants, hnsw.faiss, manifest.json")
     p.add_argument("--nlist", type=int, required=True,
                    help="IVF lists of the paper's setup ivf.faiss (0 = round(sqrt(n)))")
-    p.add_argument("--quantizers", nargs="+", default=["kmeans"],
-                   help="coarse quantizers of the IVF variants: kmeans (unnormalised centroids, "
-                        "the paper's) and/or spherical (normalised)")
+    p.add_argument("--quantizers", nargs="+", default=["spherical"],
+                   help="coarse quantizers of the IVF variants: spherical (normalised centroids, "
+                        "FAISS's default for inner product, the paper's) and/or kmeans "
+                        "(unnormalised)")
     p.add_argument("--nlist-multiples", type=float, nargs="+", default=[1.0],
                    help="nlist of the IVF variants, as multiples of --nlist")
     p.add_argument("--hnsw-m", type=int, required=True)

@@ -8,10 +8,11 @@ indexIVF_stats.ndis on the CPU and works on the GPU too, where FAISS keeps no st
 The same comparison on an HNSW graph (efSearch sweep, hnsw_stats.ndis · d) is an extension
 the paper does not have.
 
-A fair index: besides the paper's setup (`ivf.faiss`: inner-product quantizer on unnormalised
-k-means centroids, nlist = √n), IVF variants with spherical (normalised) centroids and other
-nlist (multiples of the first, {√n, 4·√n} by default) are built and swept, each its own
-natural/mapped pair. Every row carries the wall-clock seconds per query of its search (median
+A fair index: besides the paper's setup (`ivf.faiss`: FAISS's IndexIVFFlat with inner product
+as its defaults train it — FAISS sets `cp.spherical` for an inner-product IVF, so its k-means
+centroids are normalised after every iteration — and nlist = √n), IVF variants with plain
+(unnormalised) k-means centroids and other nlist (multiples of the first, {√n, 4·√n} by
+default) are built and swept, each its own natural/mapped pair. Every row carries the wall-clock seconds per query of its search (median
 of timed repeats after a warm-up, at the job's thread count) next to the counted cost.
 """
 
@@ -32,8 +33,10 @@ from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json
 from .models import load_model, scores_and_keys
 
-#: coarse quantizers: unnormalised k-means centroids (the paper's) or spherical k-means
-QUANTIZERS = ("kmeans", "spherical")
+#: coarse quantizers: spherical k-means (FAISS's default for an inner-product IVF, the paper's
+#: setup) or plain k-means with unnormalised centroids
+QUANTIZERS = ("spherical", "kmeans")
+PAPER_QUANTIZER = "spherical"
 PAPER_IVF = "ivf.faiss"  # the paper's setup; the OOD study and the pipeline timings use it
 
 
@@ -42,16 +45,16 @@ def default_nlist(n_keys: int) -> int:
 
 
 def ivf_variants(nlist: int, quantizers: list[str], multiples: list[float]) -> list[dict[str, Any]]:
-    """The IVF indexes of a dataset: the paper's setup (k-means, `nlist`) first, then every
-    (quantizer, round(multiple·nlist)) pair that differs from it, each with its file name."""
+    """The IVF indexes of a dataset: the paper's setup (spherical k-means, `nlist`) first, then
+    every (quantizer, round(multiple·nlist)) pair that differs from it, each with its file name."""
     bad = [q for q in quantizers if q not in QUANTIZERS]
     if bad:
         raise InputError(f"ivf.quantizers: unknown quantizer {bad[0]!r}; expected one of {QUANTIZERS}")
-    variants = [{"file": PAPER_IVF, "quantizer": "kmeans", "nlist": nlist, "paper_setup": True}]
+    variants = [{"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "nlist": nlist, "paper_setup": True}]
     for q in quantizers:
         for m in multiples:
             n = max(1, round(m * nlist))
-            if (q, n) != ("kmeans", nlist) and not any(
+            if (q, n) != (PAPER_QUANTIZER, nlist) and not any(
                     (v["quantizer"], v["nlist"]) == (q, n) for v in variants):
                 variants.append({"file": f"ivf_{q}_nlist{n}.faiss", "quantizer": q, "nlist": n,
                                  "paper_setup": False})
@@ -59,9 +62,9 @@ def ivf_variants(nlist: int, quantizers: list[str], multiples: list[float]) -> l
 
 
 def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0, *,
-              quantizer: str = "kmeans") -> faiss.IndexIVFFlat:
+              quantizer: str = PAPER_QUANTIZER) -> faiss.IndexIVFFlat:
     """IndexIVFFlat with inner product, coarse centroids trained on the keys themselves
-    (spherical: normalised after every k-means iteration)."""
+    (spherical, FAISS's default here: normalised after every k-means iteration; kmeans: not)."""
     if nlist > len(keys):
         raise InputError(f"ivf.nlist: {nlist} lists for only {len(keys)} keys")
     d = keys.shape[1]
@@ -89,7 +92,7 @@ def write_index(index: faiss.Index, path: str | Path) -> None:
 
 def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, hnsw_m: int,
                   hnsw_ef_construction: int, hnsw: bool = True, seed: int = 0,
-                  faiss_device: str = "auto", quantizers: tuple[str, ...] = ("kmeans",),
+                  faiss_device: str = "auto", quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
                   nlist_multiples: tuple[float, ...] = (1,)) -> dict:
     """The index stage: ivf.faiss, its variants (quantizer × nlist) and hnsw.faiss of the keys,
     with a manifest of how they were built and where their searches run. nlist 0 means
@@ -132,7 +135,7 @@ def index_variants(index_dir: str | Path) -> list[dict[str, Any]]:
     """The IVF indexes the index stage built (its manifest's list; only the paper's setup for a
     folder made before the variants existed)."""
     return index_manifest(index_dir).get("ivf_variants") or [
-        {"file": PAPER_IVF, "quantizer": "kmeans", "paper_setup": True}]
+        {"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "paper_setup": True}]
 
 
 def read_index(path: str | Path) -> faiss.Index:

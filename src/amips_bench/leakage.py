@@ -51,7 +51,7 @@ def largest_recall(ivf: pd.DataFrame) -> str:
 
 
 def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the paper's IVF setup (k-means quantizer, ivf.faiss)."""
+    """The rows of the paper's IVF setup (ivf.faiss)."""
     ivf = with_quantizer(ivf[ivf["index"] == "ivf"])
     if "paper_setup" in ivf:
         return ivf[ivf["paper_setup"].fillna(True).astype(bool)]

@@ -322,7 +322,7 @@ def mapped_vs_natural(v: pd.DataFrame, recall: str) -> tuple[float, str]:
 
 
 def _ivf_setups(v: pd.DataFrame) -> dict[tuple[str, int], pd.DataFrame]:
-    """IVF rows per (quantizer, nlist); the paper's setup (k-means, √n: ivf.faiss) first."""
+    """IVF rows per (quantizer, nlist); the paper's setup (ivf.faiss) first."""
     v = with_quantizer(v)
     paper = v["paper_setup"].fillna(True).astype(bool) if "paper_setup" in v else True
     nlist = pd.to_numeric(v["nlist"], errors="coerce").fillna(0) if "nlist" in v else 0
@@ -333,7 +333,7 @@ def _ivf_setups(v: pd.DataFrame) -> dict[tuple[str, int], pd.DataFrame]:
 
 def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
     """Judged on the paper's IVF setup; the second verdict asks the same of every IVF setup
-    (spherical centroids, other nlist), so a gain that needs a weak index does not count."""
+    (plain k-means centroids, other nlist), so a gain that needs a weak index does not count."""
     v = res.ivf
     if not len(v):
         return Outcome("", None)

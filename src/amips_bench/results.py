@@ -113,8 +113,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def with_quantizer(ivf: pd.DataFrame) -> pd.DataFrame:
     """IVF/HNSW rows with their `quantizer` filled: rows written before the quantizer option
-    came from the paper's k-means IVF (HNSW rows have none)."""
+    came from the paper's IVF, spherical k-means as FAISS trains it (HNSW rows have none)."""
     ivf = ivf.copy()
-    before = ivf["index"].map({"ivf": "kmeans"}).fillna("")
+    before = ivf["index"].map({"ivf": "spherical"}).fillna("")
     ivf["quantizer"] = ivf["quantizer"].fillna(before) if "quantizer" in ivf else before
     return ivf
