@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from amips_bench.io import InputError
-from amips_bench.leakage import LeakagePair, ivf_gain, per_seed, summary, verdicts
+from amips_bench.leakage import LeakagePair, per_seed, summary, verdicts
 from amips_bench.report import Results, write_report
+from amips_bench.results import gain_at_equal_flops as ivf_gain
 
 FLOPS = [1e5, 2e5, 4e5, 8e5]
 NATURAL = [0.2, 0.4, 0.6, 0.8]

@@ -54,8 +54,7 @@ def ivf_variants(nlist: int, quantizers: list[str], multiples: list[float]) -> l
     for q in quantizers:
         for m in multiples:
             n = max(1, round(m * nlist))
-            if (q, n) != (PAPER_QUANTIZER, nlist) and not any(
-                    (v["quantizer"], v["nlist"]) == (q, n) for v in variants):
+            if not any((v["quantizer"], v["nlist"]) == (q, n) for v in variants):
                 variants.append({"file": f"ivf_{q}_nlist{n}.faiss", "quantizer": q, "nlist": n,
                                  "paper_setup": False})
     return variants
@@ -131,10 +130,10 @@ def index_manifest(index_dir: str | Path) -> dict[str, Any]:
     return load_json(path) if path.is_file() else {}
 
 
-def index_variants(index_dir: str | Path) -> list[dict[str, Any]]:
+def index_variants(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """The IVF indexes the index stage built (its manifest's list; only the paper's setup for a
     folder made before the variants existed)."""
-    return index_manifest(index_dir).get("ivf_variants") or [
+    return manifest.get("ivf_variants") or [
         {"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "paper_setup": True}]
 
 
@@ -320,8 +319,9 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
     queries, target, n_keys, d = load_test(dataset_dir)
     qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
                                                                             n_keys, device)
+    manifest = index_manifest(index_dir)
     rows = []
-    for variant in index_variants(index_dir):
+    for variant in index_variants(manifest):
         ivf = read_index(Path(index_dir) / variant["file"])
         if ivf.ntotal != n_keys:
             raise InputError(f"{index_dir}/{variant['file']} holds {ivf.ntotal} keys, the dataset "
@@ -334,7 +334,6 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
         rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss")
-        manifest = index_manifest(index_dir)
         setup = {"quantizer": "", "paper_setup": False,
                  "hnsw_ef_construction": manifest.get("hnsw_ef_construction", ""),
                  "hnsw_m": manifest.get("hnsw_m", "")}

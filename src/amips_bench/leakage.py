@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from .io import InputError
-from .results import at_flops, with_quantizer
+from .results import gain_at_equal_flops, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
 
@@ -52,23 +51,8 @@ def largest_recall(ivf: pd.DataFrame) -> str:
 
 def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:
     """The rows of the paper's IVF setup (ivf.faiss)."""
-    ivf = with_quantizer(ivf[ivf["index"] == "ivf"])
-    if "paper_setup" in ivf:
-        return ivf[ivf["paper_setup"].fillna(True).astype(bool)]
-    return ivf
-
-
-def ivf_gain(mapped: pd.DataFrame, natural: pd.DataFrame, recall: str) -> tuple[float, float]:
-    """(mean gain, share of points above natural) of one mapped curve at equal FLOPs; NaN
-    when no mapped point lies inside the natural FLOP range."""
-    nat = natural.groupby("budget")[["flops_total", recall]].mean().sort_values("flops_total")
-    inside = mapped[(mapped.flops_total >= nat.flops_total.min())
-                    & (mapped.flops_total <= nat.flops_total.max())]
-    if not len(inside) or len(nat) < 2:
-        return float("nan"), float("nan")
-    natural_at = at_flops(inside.flops_total, nat.flops_total, nat[recall])
-    diff = inside[recall].to_numpy() - np.asarray(natural_at)
-    return float(diff.mean()), float(np.mean(diff > 0))
+    ivf = with_ivf_setup(ivf[ivf["index"] == "ivf"])
+    return ivf[ivf["paper_setup"]]
 
 
 def per_seed(metrics: pd.DataFrame, ivf: pd.DataFrame, pairs: list[LeakagePair]) -> pd.DataFrame:
@@ -92,7 +76,7 @@ def per_seed(metrics: pd.DataFrame, ivf: pd.DataFrame, pairs: list[LeakagePair])
                                & (pd.to_numeric(v.n_x) == r.n_x)
                                & (pd.to_numeric(v.seed) == r.seed)]
                     if len(mapped):
-                        gain, share = ivf_gain(mapped, natural, recall)
+                        gain, share = gain_at_equal_flops(mapped, natural, recall)
                 rows.append({"pair": f"{pair.leak_free} / {pair.paper}", "mode": mode,
                              "dataset": dataset, "model": r.model, "size": r.size,
                              "depth": int(r.depth), "n_x": int(r.n_x), "seed": int(r.seed),

@@ -23,7 +23,16 @@ import pandas as pd
 
 from .io import InputError, git_state, load_json, package_versions, relative_link, save_csv, save_json, save_text
 from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
-from .results import at_flops, pareto_front, read_histories, read_metrics, read_tables, size_rank, with_quantizer
+from .results import (
+    at_flops,
+    gain_at_equal_flops,
+    pareto_front,
+    read_histories,
+    read_metrics,
+    read_tables,
+    size_rank,
+    with_ivf_setup,
+)
 from .tables import markdown_table
 
 # --------------------------------------------------------------------------- inputs
@@ -304,30 +313,23 @@ def check_erel_below_minus_one_norms(res: Results, dataset: str) -> Outcome:
 
 def mapped_vs_natural(v: pd.DataFrame, recall: str) -> tuple[float, str]:
     """On one IVF setup: the share of the best mapped model's operating points whose `recall`
-    beats natural x at equal FLOPs (natural interpolated in log-FLOPs), and that model; share
-    −1 when no mapped point lies inside the natural FLOP range."""
-    nat = (v[v["query"] == "natural"].groupby("budget")[["flops_total", recall]].mean()
-           .sort_values("flops_total"))
+    beats natural x at equal FLOPs, and that model; share −1 when no mapped point lies inside
+    the natural FLOP range."""
+    natural = v[v["query"] == "natural"]
     best_share, best_model = -1.0, ""
     for key, sub in v[v["query"] == "mapped"].groupby(["model", "size", "depth", "n_x"]):
-        sub = sub.groupby("budget")[["flops_total", recall]].mean()
-        inside = sub[(sub.flops_total >= nat.flops_total.min()) & (sub.flops_total <= nat.flops_total.max())]
-        if not len(inside):
-            continue
-        natural_at = at_flops(inside.flops_total, nat.flops_total, nat[recall])
-        share = float(np.mean(inside[recall].values > natural_at))
-        if share > best_share:
+        _, share = gain_at_equal_flops(sub, natural, recall)
+        if share > best_share:  # False for NaN: no point inside the natural range
             best_share, best_model = share, f"{key[0]} {key[1]} L={int(key[2])}"
     return best_share, best_model
 
 
 def _ivf_setups(v: pd.DataFrame) -> dict[tuple[str, int], pd.DataFrame]:
     """IVF rows per (quantizer, nlist); the paper's setup (ivf.faiss) first."""
-    v = with_quantizer(v)
-    paper = v["paper_setup"].fillna(True).astype(bool) if "paper_setup" in v else True
+    v = with_ivf_setup(v)
     nlist = pd.to_numeric(v["nlist"], errors="coerce").fillna(0) if "nlist" in v else 0
-    v = v.assign(paper=paper, nlist=nlist)
-    groups = sorted(v.groupby(["quantizer", "nlist"]), key=lambda g: not g[1].paper.any())
+    v = v.assign(nlist=nlist)
+    groups = sorted(v.groupby(["quantizer", "nlist"]), key=lambda g: not g[1].paper_setup.any())
     return {(q, int(n)): sub for (q, n), sub in groups}
 
 
@@ -360,14 +362,7 @@ OOD_GAP_FLOOR = -0.05  # mapped may trail natural by at most 5 MRR points at the
 
 def _gap_at_equal_flops(o: pd.DataFrame) -> float:
     """Mean over mapped operating points of MRR(mapped) − MRR(natural at the same FLOPs)."""
-    nat = o[o["query"] == "natural"].groupby("budget")[["flops_total", "mrr"]].mean().sort_values("flops_total")
-    mapped = o[o["query"] == "mapped"].groupby("budget")[["flops_total", "mrr"]].mean()
-    inside = mapped[(mapped.flops_total >= nat.flops_total.min())
-                    & (mapped.flops_total <= nat.flops_total.max())]
-    if not len(inside) or len(nat) < 2:
-        return float("nan")
-    natural_at = at_flops(inside.flops_total, nat.flops_total, nat.mrr)
-    return float(np.mean(inside.mrr.values - natural_at))
+    return gain_at_equal_flops(o[o["query"] == "mapped"], o[o["query"] == "natural"], "mrr")[0]
 
 
 def check_ood_not_catastrophic(res: Results, dataset: str) -> Outcome:

@@ -96,6 +96,21 @@ def at_flops(flops, curve_flops, curve_values) -> np.ndarray:
     return np.interp(np.log(flops), np.log(curve_flops), curve_values)
 
 
+def gain_at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame,
+                        metric: str) -> tuple[float, float]:
+    """(mean gain, share of points above) of a mapped curve over the natural one at equal FLOPs:
+    each curve averaged per budget, natural interpolated in log-FLOPs at the mapped points
+    inside its range; NaN when none lies inside or natural has fewer than two points."""
+    nat = natural.groupby("budget")[["flops_total", metric]].mean().sort_values("flops_total")
+    curve = mapped.groupby("budget")[["flops_total", metric]].mean()
+    inside = curve[(curve.flops_total >= nat.flops_total.min())
+                   & (curve.flops_total <= nat.flops_total.max())]
+    if not len(inside) or len(nat) < 2:
+        return float("nan"), float("nan")
+    diff = inside[metric].to_numpy() - at_flops(inside.flops_total, nat.flops_total, nat[metric])
+    return float(diff.mean()), float(np.mean(diff > 0))
+
+
 def size_rank(sizes: pd.Series) -> pd.Series:
     """Position of each size name in the order XS < S < M < L < XL < XXL."""
     return sizes.map(SIZE_ORDER.index)
@@ -111,10 +126,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def with_quantizer(ivf: pd.DataFrame) -> pd.DataFrame:
-    """IVF/HNSW rows with their `quantizer` filled: rows written before the quantizer option
-    came from the paper's IVF, spherical k-means as FAISS trains it (HNSW rows have none)."""
+def with_ivf_setup(ivf: pd.DataFrame) -> pd.DataFrame:
+    """IVF/HNSW rows with `quantizer` and `paper_setup` filled: rows written before the IVF
+    variants came from the paper's IVF, spherical k-means as FAISS trains it (HNSW rows have
+    no quantizer and are not the paper's setup)."""
     ivf = ivf.copy()
-    before = ivf["index"].map({"ivf": "spherical"}).fillna("")
+    is_ivf = ivf["index"] == "ivf"
+    before = is_ivf.map({True: "spherical", False: ""})
     ivf["quantizer"] = ivf["quantizer"].fillna(before) if "quantizer" in ivf else before
+    paper = ivf["paper_setup"].fillna(is_ivf) if "paper_setup" in ivf else is_ivf
+    ivf["paper_setup"] = paper.astype(bool)
     return ivf

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .config import RUN_PATTERN
 from .io import InputError, git_state, load_json, package_versions, save_json
-from .results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_quantizer
+from .results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
 
@@ -161,7 +161,7 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
                 frames["fig8_training"] = pd.concat(rows, ignore_index=True)
     ivf = tables("ivf")
     if len(ivf):
-        frames["fig4_6_ivf"] = with_quantizer(ivf)
+        frames["fig4_6_ivf"] = with_ivf_setup(ivf)
     ood = tables("ood")
     if len(ood):
         frames["fig7_ood"] = ood

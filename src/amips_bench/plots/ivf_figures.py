@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import at_flops, read_tables, with_quantizer
+from ..results import at_flops, read_tables, with_ivf_setup
 from . import style
 from .style import plt
 
@@ -14,7 +14,7 @@ KEYS = ["dataset", "index", "quantizer", "nlist", "query", "model", "size", "dep
 
 
 def _load(paths: list[str | Path]) -> pd.DataFrame:
-    df = with_quantizer(read_tables(paths))
+    df = with_ivf_setup(read_tables(paths))
     for col in ("depth", "n_x", "nlist"):
         values = df[col] if col in df else pd.Series(0, index=df.index)
         df[col] = pd.to_numeric(values, errors="coerce").fillna(0).astype(int)
