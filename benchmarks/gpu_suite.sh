@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # Everything the GPU path needs, in one command on a CUDA machine: install, the GPU tests, the
-# training-throughput and exact-targets benchmarks, and the paper-size Table 1.
+# training-throughput and exact-targets benchmarks, the paper-size Table 1 and the leakage study
+# at 5.2M keys (benchmarks/leakage_at_scale.sh on config/hotpotqa_scale.yaml).
 #
 #   bash benchmarks/gpu_suite.sh [OUT] [PHASE ...]
 #
 # OUT (default benchmarks/results/gpu) receives every result file, named after the GPU
 # (e.g. train_throughput_h100.md): copy them to benchmarks/results/ and results/reference/ and
-# commit them. PHASES: install tests throughput targets table1 (default: all, in that order);
-# a machine that limits one command's time can run them in several calls.
+# commit them; OUT/leakage_5m.tar.gz unpacks into results/reference/. PHASES: install tests
+# throughput targets table1 leakage (default: all, in that order); a machine that limits one
+# command's time can run them in several calls (the leakage phase resumes where it stopped).
 #
 # Installation: with network access, `pip install -e ".[gpu,test]"` (torch's CUDA build first).
 # On a machine without network, put the wheels in a folder and set WHEELS=that/folder: they are
-# installed with --no-deps into a private site folder and the checkout runs from src/.
+# installed with --no-deps into a private site folder and the checkout runs from src/
+# (`bash benchmarks/fetch_wheels.sh DIR` downloads them: faiss-cpu, fvcore and Snakemake with
+# their dependencies, for the GPU machine's Python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-benchmarks/results/gpu}
 shift || true
-PHASES=${*:-install tests throughput targets table1}
+PHASES=${*:-install tests throughput targets table1 leakage}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ -n "${WHEELS:-}" ]; then
   export PYTHONPATH="/tmp/amips-site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+  export PATH="/tmp/amips-site/bin:$PATH"  # the workflow's rules call `amips-bench`
 fi
 
 python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_suite: no CUDA GPU visible to torch')"
@@ -31,7 +36,21 @@ for phase in $PHASES; do
   case $phase in
     install)
       if [ -n "${WHEELS:-}" ]; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/amips-site "$WHEELS"/*.whl
+        # only what the machine lacks: its own numpy, torch, PyYAML... stay in charge
+        missing=$(python3 - "$WHEELS"/*.whl <<'EOF'
+import importlib.metadata as metadata, os, sys
+for wheel in sys.argv[1:]:
+    try:
+        metadata.version(os.path.basename(wheel).split("-")[0])
+    except metadata.PackageNotFoundError:
+        print(wheel)
+EOF
+)
+        # shellcheck disable=SC2086
+        [ -z "$missing" ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/amips-site $missing
+        mkdir -p /tmp/amips-site/bin
+        printf '#!/bin/sh\nexec python3 -m amips_bench.cli "$@"\n' > /tmp/amips-site/bin/amips-bench
+        chmod +x /tmp/amips-site/bin/amips-bench
       else
         python3 -m pip install -q -e ".[gpu,test]"
       fi
@@ -67,8 +86,11 @@ EOF
           --device cuda --out "$OUT/table1_${GPU}_$precision"
       done
       ;;
+    leakage)
+      bash benchmarks/leakage_at_scale.sh "$OUT" config/hotpotqa_scale.yaml
+      ;;
     *)
-      echo "gpu_suite: unknown phase '$phase' (install tests throughput targets table1)" >&2
+      echo "gpu_suite: unknown phase '$phase' (install tests throughput targets table1 leakage)" >&2
       exit 2
       ;;
   esac

@@ -4,6 +4,7 @@ per split mode, Figure 9 and the report section."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,3 +101,48 @@ def test_bad_leakage_input_is_one_line():
     with pytest.raises(InputError, match=r"^leakage: no c = 1 model of dataset 'nope' \(leak_free\)$"):
         per_seed(pd.DataFrame({"dataset": ["x"], "clusters": [1], "model": ["keynet"]}),
                  pd.DataFrame(), [LeakagePair("nope", "x")])
+
+
+@pytest.mark.slow
+def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_path):
+    """config/hotpotqa_scale.yaml, shrunk to 10,000 keys of 64 dimensions but otherwise as shipped (models, depth,
+    split modes, seeds, IVF setup), runs through benchmarks/leakage_at_scale.sh, the script the
+    GPU suite calls: the packed reference holds both datasets' IVF curves and metrics, Figure 9
+    and a report that states the leakage verdicts."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "hotpotqa_scale.yaml").read_text())
+    assert config["datasets"]["scale_paper"]["synthetic"]["n_keys"] == 5_200_000
+    config.update(threads=1, gpu_per_job=0)
+    for dataset in config["datasets"].values():
+        dataset["n_keys"] = 10000
+        dataset["synthetic"].update(n_keys=10000, n_queries=1400, d=64)
+        dataset["splits"].update(val_size=100, test_size=200)
+        dataset["train"].update(steps=30, batch_size=128, eval_every=10, checkpoint_every=20)
+        dataset["ivf"].update(nprobe=[1, 2, 4, 8, 16], recall_at=[1, 10, 100])
+    small = tmp_path / "scale_small.yaml"
+    small.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "WORKDIR": str(tmp_path), "PYTHON": sys.executable,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(root / "benchmarks" / "leakage_at_scale.sh"), str(tmp_path / "out"),
+                          str(small)], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    with tarfile.open(tmp_path / "out" / "leakage_5m.tar.gz") as packed:
+        names = set(packed.getnames())
+    for dataset in ("scale_leak_free", "scale_paper"):
+        assert f"leakage_5m/{dataset}/ivf/natural.csv" in names
+        for seed in (0, 1):
+            assert f"leakage_5m/{dataset}/models/keynet_XS_L8_nx2_c1_s{seed}/metrics.json" in names
+            assert f"leakage_5m/{dataset}/ivf/keynet_S_L8_nx2_c1_s{seed}.csv" in names
+    assert {"leakage_5m/figures/fig9_leakage.pdf", "leakage_5m/figures/fig9_leakage.csv",
+            "leakage_5m/report/reproduction.md", "leakage_5m/provenance.json"} <= names
+    report = (tmp_path / "out" / "leakage_5m" / "report" / "reproduction.md").read_text()
+    assert "Leakage study" in report and "scale_leak_free" in report and "scale_paper" in report
+    figure = pd.read_csv(tmp_path / "out" / "leakage_5m" / "figures" / "fig9_leakage.csv")
+    assert len(figure) > 0

@@ -96,6 +96,12 @@ class StreamedBatches:
             x, top1 = x.pin_memory(), top1.pin_memory()
         return x, top1
 
+    def settle(self) -> None:
+        """Wait for the batch being read ahead (a CUDA-graph capture forbids the pinned
+        allocation it makes on its thread)."""
+        if self._ahead is not None:
+            self._ahead[1].result()
+
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._ahead is not None and self._ahead[0] == step:
             x, top1 = self._ahead[1].result()
@@ -103,6 +109,29 @@ class StreamedBatches:
             x, top1 = self._load(step)
         self._ahead = (step + 1, self._pool.submit(self._load, step + 1))
         return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
+
+
+_AUTOGRAD_PRIMED: set[int] = set()
+
+
+def prime_autograd_on_default_stream(device: torch.device) -> None:
+    """Run one tiny eager forward and backward on the device's default stream, once per process.
+
+    Seen with torch 2.11 on an H100: the first CUDA-graph capture of a training step in a
+    process was refused ("operation would make the legacy stream depend on a capturing blocking
+    stream") whenever no backward had yet run on the default stream, while every capture made
+    after an eager step succeeded; a primer that itself ran on a side stream did not help. This
+    one runs where eager steps run, before any capture (tests/test_gpu.py captures first).
+    """
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index in _AUTOGRAD_PRIMED:
+        return
+    _AUTOGRAD_PRIMED.add(index)
+    layer = torch.nn.Linear(8, 8).to(device)
+    layer(torch.ones(4, 8, device=device)).square().sum().backward()
+    torch.cuda.synchronize(device)
+    del layer
+    gc.collect()
 
 
 class Trainer:
@@ -262,6 +291,9 @@ class Trainer:
         Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
         steps are the run's steps, as in eager mode.
         """
+        prime_autograd_on_default_stream(self.device)
+        if self.batches is not None:
+            self.batches.settle()  # no pinned allocation on the loader thread during capture
         gc.collect()  # drop stale autograd graphs (of any model) before capturing
         core = self.params + self.ema_params + [self.train_loss_sum, self.nonfinite]
         saved_core = [t.clone() for t in core]
@@ -281,9 +313,8 @@ class Trainer:
             with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
                 self._step_body(*self._static)          # gradient accumulators match it
         except RuntimeError as err:
-            # Seen with torch 2.11 on an H100: the first trainer of a process to capture is
-            # refused ("legacy stream depend on a capturing blocking stream"), later ones are
-            # not. The same step then runs eagerly, from the state the warm-up started at.
+            # a refused capture (see prime_autograd_on_default_stream) costs speed, not
+            # results: the same step runs eagerly, from the state the warm-up started at
             torch.cuda.synchronize(self.device)
             self._restore(core, saved_core, saved_state)
             self.use_graph = False

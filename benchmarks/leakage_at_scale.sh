@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The leakage study in the paper's regime (config/hotpotqa_scale.yaml: 5.2M synthetic keys) and
+# the reference files it leaves:
+#
+#   bash benchmarks/leakage_at_scale.sh OUT [CONFIG]
+#
+# runs `snakemake figures report` on CONFIG (a re-run after a killed one continues where it
+# stopped: finished jobs are kept, killed ones redone), then keeps the run's tidy files
+# (`amips-bench freeze-reference`: metrics, histories, IVF curves, the report) and Figure 9 in
+# OUT/$NAME/ and packs that folder as OUT/$NAME.tar.gz, one file to copy to
+# results/reference/$NAME/. NAME defaults to leakage_5m; WORKDIR (default: the checkout) is
+# where the config's relative results and figures folders live; PYTHON picks the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: leakage_at_scale.sh OUT [CONFIG]}
+CONFIG=$(realpath "${2:-config/hotpotqa_scale.yaml}")
+NAME=${NAME:-leakage_5m}
+WORKDIR=$(realpath "${WORKDIR:-.}")
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+
+read_config='import json, sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+print(c.get("results", "results") if sys.argv[2] == "results" else
+      c.get("figures_dir", "figures") if sys.argv[2] == "figures" else json.dumps(c))'
+RESULTS=$("$PYTHON" -c "$read_config" "$CONFIG" results)
+FIGURES=$("$PYTHON" -c "$read_config" "$CONFIG" figures)
+CONFIG_JSON=$("$PYTHON" -c "$read_config" "$CONFIG" json)
+[[ "$RESULTS" = /* ]] || RESULTS="$WORKDIR/$RESULTS"
+[[ "$FIGURES" = /* ]] || FIGURES="$WORKDIR/$FIGURES"
+
+"$PYTHON" -m snakemake --snakefile "$PWD/Snakefile" --directory "$WORKDIR" --configfile "$CONFIG" \
+  --cores all --resources gpu=1 --rerun-incomplete --printshellcmds figures report
+
+rm -rf "$OUT/$NAME" "$OUT/$NAME.tar.gz"
+"$PYTHON" -m amips_bench.cli freeze-reference --results "$RESULTS" --out "$OUT/$NAME" \
+  --made-by "bash benchmarks/leakage_at_scale.sh OUT $(basename "$CONFIG") (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))" \
+  --config-json "$CONFIG_JSON"
+mkdir -p "$OUT/$NAME/figures"
+cp "$FIGURES"/fig9_leakage.* "$FIGURES"/fig3_erel_mrr.csv "$OUT/$NAME/figures/"
+tar -czf "$OUT/$NAME.tar.gz.tmp" -C "$OUT" "$NAME"
+mv "$OUT/$NAME.tar.gz.tmp" "$OUT/$NAME.tar.gz"
+echo "leakage_at_scale: $OUT/$NAME.tar.gz ($(du -h "$OUT/$NAME.tar.gz" | cut -f1))"
