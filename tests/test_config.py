@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,22 @@ def test_every_shipped_config_dry_runs_the_all_target(name, tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
     assert "reproduction_report" in out.stdout + out.stderr
+
+
+def test_the_hnsw_graph_is_built_only_for_datasets_with_an_ef_search_sweep(tmp_path):
+    """Building HNSW takes hours at millions of keys: a config whose datasets have no efSearch
+    sweep (the leakage studies) plans no hnsw_index job; the default config plans one per
+    dataset, and its IVF jobs wait for it."""
+    def planned(name):
+        out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile",
+                              str(ROOT / "Snakefile"), "--directory", str(tmp_path / name), "figures",
+                              "--configfile", str(ROOT / "config" / name)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-1500:]
+        counts = re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, flags=re.M)
+        return {rule: int(n) for rule, n in counts}
+
+    default = planned("config.yaml")
+    assert default["hnsw_index"] == 1 and default["index"] == 1 and default["ivf_natural"] == 1
+    for name in ("leakage.yaml", "hotpotqa_scale.yaml"):
+        jobs = planned(name)
+        assert "hnsw_index" not in jobs and jobs["index"] == 2 and jobs["ivf_natural"] == 2

@@ -172,14 +172,14 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
     import faiss
 
     from amips_bench.io import load_json
-    from amips_bench.ivf import write_indexes
+    from amips_bench.ivf import write_hnsw_index, write_indexes
 
     out = tmp_path / "index"
-    write_indexes(tiny_dataset / "embeddings/keys.npy", out, nlist=0, hnsw_m=16,
-                  hnsw_ef_construction=123, quantizers=("spherical", "kmeans"),
+    write_indexes(tiny_dataset / "embeddings/keys.npy", out, nlist=0, quantizers=("spherical", "kmeans"),
                   nlist_multiples=(1, 4), faiss_device="cpu")
+    write_hnsw_index(tiny_dataset / "embeddings/keys.npy", out, m=16, ef_construction=123)
     manifest = load_json(out / "manifest.json")
-    assert manifest["hnsw_ef_construction"] == 123
+    assert load_json(out / "hnsw.json")["hnsw_ef_construction"] == 123
     assert [(v["file"], v["quantizer"], v["nlist"]) for v in manifest["ivf_variants"]] == [
         ("ivf.faiss", "spherical", 55), ("ivf_spherical_nlist220.faiss", "spherical", 220),
         ("ivf_kmeans_nlist55.faiss", "kmeans", 55), ("ivf_kmeans_nlist220.faiss", "kmeans", 220)]
@@ -218,5 +218,4 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
     assert len(hnsw) == 1 and hnsw.hnsw_ef_construction.iloc[0] == 123
     assert (rows.seconds_per_query > 0).all() and np.isfinite(rows.seconds_per_query).all()
     with pytest.raises(InputError, match=r"^ivf.quantizers: unknown quantizer 'pq'"):
-        write_indexes(tiny_dataset / "embeddings/keys.npy", tmp_path / "bad", nlist=0, hnsw_m=16,
-                      hnsw_ef_construction=40, quantizers=("pq",))
+        write_indexes(tiny_dataset / "embeddings/keys.npy", tmp_path / "bad", nlist=0, quantizers=("pq",))

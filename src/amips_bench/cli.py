@@ -343,8 +343,7 @@ def _routing(args):
 
 def _index_args(p):
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
-    p.add_argument("--out", required=True,
-                   help="folder for ivf.faiss, its variants, hnsw.faiss, manifest.json")
+    p.add_argument("--out", required=True, help="folder for ivf.faiss, its variants, manifest.json")
     p.add_argument("--nlist", type=int, required=True,
                    help="IVF lists of the paper's setup ivf.faiss (0 = round(sqrt(n)))")
     p.add_argument("--quantizers", nargs="+", default=["spherical"],
@@ -353,29 +352,39 @@ def _index_args(p):
                         "(unnormalised)")
     p.add_argument("--nlist-multiples", type=float, nargs="+", default=[1.0],
                    help="nlist of the IVF variants, as multiples of --nlist")
-    p.add_argument("--hnsw-m", type=int, required=True)
-    p.add_argument("--hnsw-ef-construction", type=int, required=True)
-    p.add_argument("--hnsw", action=argparse.BooleanOptionalAction, default=True,
-                   help="build the HNSW index too (--no-hnsw: IVF only)")
     p.add_argument("--seed", type=int, default=0)
     _add_faiss_device(p)
     _add_threads(p)
 
 
-@command("index", "build the FAISS IVF (and HNSW) indexes of the keys")(_index_args)
+@command("index", "build the FAISS IVF indexes of the keys")(_index_args)
 def _index(args):
     from .ivf import write_indexes
 
-    write_indexes(args.keys, args.out, nlist=args.nlist, hnsw_m=args.hnsw_m,
-                  hnsw_ef_construction=args.hnsw_ef_construction, hnsw=args.hnsw, seed=args.seed,
+    write_indexes(args.keys, args.out, nlist=args.nlist, seed=args.seed,
                   faiss_device=args.faiss_device, quantizers=tuple(args.quantizers),
                   nlist_multiples=tuple(args.nlist_multiples))
+
+
+def _hnsw_index_args(p):
+    p.add_argument("--keys", required=True, help="embeddings/keys.npy")
+    p.add_argument("--out", required=True, help="folder for hnsw.faiss and hnsw.json")
+    p.add_argument("--m", type=int, required=True, help="graph degree M")
+    p.add_argument("--ef-construction", type=int, required=True)
+    _add_threads(p)
+
+
+@command("hnsw-index", "build the FAISS HNSW index of the keys (CPU: FAISS has no GPU HNSW)")(_hnsw_index_args)
+def _hnsw_index(args):
+    from .ivf import write_hnsw_index
+
+    write_hnsw_index(args.keys, args.out, m=args.m, ef_construction=args.ef_construction)
 
 
 def _ivf_common(p):
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--index-dir", required=True,
-                   help="folder of the index stage (manifest.json, ivf*.faiss, hnsw.faiss)")
+                   help="folder of the index stages (manifest.json, ivf*.faiss, hnsw.faiss, hnsw.json)")
     p.add_argument("--nprobe", type=int, nargs="+", required=True)
     p.add_argument("--recall-at", type=int, nargs="+", required=True)
     p.add_argument("--out", required=True, help="CSV to write")

@@ -89,12 +89,11 @@ def write_index(index: faiss.Index, path: str | Path) -> None:
         faiss.write_index(index, str(tmp))
 
 
-def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, hnsw_m: int,
-                  hnsw_ef_construction: int, hnsw: bool = True, seed: int = 0,
+def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, seed: int = 0,
                   faiss_device: str = "auto", quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
                   nlist_multiples: tuple[float, ...] = (1,)) -> dict:
-    """The index stage: ivf.faiss, its variants (quantizer × nlist) and hnsw.faiss of the keys,
-    with a manifest of how they were built and where their searches run. nlist 0 means
+    """The index stage: ivf.faiss and its variants (quantizer × nlist) of the keys, with a
+    manifest of how they were built and where their searches run. nlist 0 means
     round(sqrt(n)); the manifest is written last."""
     from .io import save_json
 
@@ -113,14 +112,27 @@ def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, hns
                 "ivf_build_seconds": variants[0]["build_seconds"], "ivf_variants": variants,
                 "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
                 "faiss_device_setting": faiss_device,
-                "ivf_search_device": resolve_faiss_device(faiss_device),
-                "hnsw_search_device": "cpu (FAISS has no GPU HNSW)"}
-    if hnsw:
-        t0 = time.perf_counter()
-        write_index(build_hnsw(keys, hnsw_m, hnsw_ef_construction), out / "hnsw.faiss")
-        manifest.update({"hnsw_m": hnsw_m, "hnsw_ef_construction": hnsw_ef_construction,
-                         "hnsw_build_seconds": round(time.perf_counter() - t0, 3)})
+                "ivf_search_device": resolve_faiss_device(faiss_device)}
     save_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def write_hnsw_index(keys_path: str | Path, out_dir: str | Path, *, m: int,
+                     ef_construction: int) -> dict:
+    """The HNSW stage: hnsw.faiss of the keys and hnsw.json (how it was built). A stage of its
+    own, so a config without an HNSW panel never builds the graph, which takes hours at
+    millions of keys; hnsw.json is written last."""
+    from .io import save_json
+
+    keys = load_embeddings(keys_path)
+    t0 = time.perf_counter()
+    write_index(build_hnsw(keys, m, ef_construction), Path(out_dir) / "hnsw.faiss")
+    manifest = {"n_keys": len(keys), "d": keys.shape[1], "hnsw_m": m,
+                "hnsw_ef_construction": ef_construction,
+                "hnsw_build_seconds": round(time.perf_counter() - t0, 3),
+                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
+                "hnsw_search_device": "cpu (FAISS has no GPU HNSW)"}
+    save_json(Path(out_dir) / "hnsw.json", manifest)
     return manifest
 
 
@@ -334,9 +346,11 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
         rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss")
+        built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest
+        built = load_json(built) if built.is_file() else manifest
         setup = {"quantizer": "", "paper_setup": False,
-                 "hnsw_ef_construction": manifest.get("hnsw_ef_construction", ""),
-                 "hnsw_m": manifest.get("hnsw_m", "")}
+                 "hnsw_ef_construction": built.get("hnsw_ef_construction", ""),
+                 "hnsw_m": built.get("hnsw_m", "")}
         rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys, setup=setup)
     for row in rows:
         row["dataset"] = Path(dataset_dir).name

@@ -328,6 +328,13 @@ def pipeline_inputs(wildcards):
 # ---------------------------------------------------------------- targets of the workflow
 
 
+def hnsw_inputs(dataset):
+    """The HNSW stage's manifest where the dataset has an efSearch sweep (none otherwise)."""
+    if DATASETS[dataset]["ivf"]["hnsw_ef_search"]:
+        return [f"{R}/{dataset}/index/hnsw.json"]
+    return []
+
+
 def leakage_pairs():
     """The leakage study's dataset pairs as the CLI takes them (LEAK_FREE:PAPER ...)."""
     return " ".join(f"{p['leak_free']}:{p['paper']}" for p in config["figures"]["leakage"])

@@ -6,7 +6,6 @@ rule index:
         key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
     output:
         ivf=f"{R}/{{dataset}}/index/ivf.faiss",
-        hnsw=f"{R}/{{dataset}}/index/hnsw.faiss",
         manifest=f"{R}/{{dataset}}/index/manifest.json",
     log:
         f"{R}/logs/{{dataset}}/index.log",
@@ -26,14 +25,39 @@ rule index:
         faiss_device=FAISS_DEVICE,
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.v[nlist]} "
-        "--hnsw-m {params.v[hnsw_m]} --hnsw-ef-construction {params.v[hnsw_ef_construction]} "
         "--quantizers {params.quantizers} --nlist-multiples {params.multiples} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+
+
+# only datasets with an efSearch sweep ask for it (hnsw_inputs)
+rule hnsw_index:
+    input:
+        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+    output:
+        index=f"{R}/{{dataset}}/index/hnsw.faiss",
+        manifest=f"{R}/{{dataset}}/index/hnsw.json",
+    log:
+        f"{R}/logs/{{dataset}}/hnsw_index.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/hnsw_index.tsv"
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 4),
+        runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 2)),
+    params:
+        v=lambda w: DATASETS[w.dataset]["ivf"],
+        out=lambda w, output: str(Path(output.manifest).parent),
+    shell:
+        "amips-bench hnsw-index --keys {input.key_file} --out {params.out} --m {params.v[hnsw_m]} "
+        "--ef-construction {params.v[hnsw_ef_construction]} --threads {threads} > {log} 2>&1"
 
 
 rule ivf_natural:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
+        hnsw=lambda w: hnsw_inputs(w.dataset),
     output:
         f"{R}/{{dataset}}/ivf/natural.csv",
     log:
@@ -66,6 +90,7 @@ use rule ivf_natural as ivf_mapped with:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
+        hnsw=lambda w: hnsw_inputs(w.dataset),
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
     output:
         f"{R}/{{dataset}}/ivf/{{run}}.csv",
@@ -78,6 +103,10 @@ use rule ivf_natural as ivf_mapped with:
 
 
 use rule ivf_mapped as ood with:
+    input:
+        index=f"{R}/{{dataset}}/index/manifest.json",
+        targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
+        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
     output:
         f"{R}/{{dataset}}/ood/{{run}}.csv",
     log:
