@@ -127,10 +127,10 @@ def prime_autograd_on_default_stream(device: torch.device) -> None:
     if index in _AUTOGRAD_PRIMED:
         return
     _AUTOGRAD_PRIMED.add(index)
-    layer = torch.nn.Linear(8, 8).to(device)
-    layer(torch.ones(4, 8, device=device)).square().sum().backward()
+    weight = torch.ones(8, 8, device=device, requires_grad=True)  # no random init: no RNG drawn
+    (torch.ones(4, 8, device=device) @ weight).square().sum().backward()
     torch.cuda.synchronize(device)
-    del layer
+    del weight
     gc.collect()
 
 
