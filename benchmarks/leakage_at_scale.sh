@@ -20,13 +20,11 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 
-read_config='import json, sys, yaml
+# the config's results folder, figures folder and the whole config as JSON, one per line
+{ read -r RESULTS; read -r FIGURES; read -r CONFIG_JSON; } < <("$PYTHON" -c 'import json, sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
-print(c.get("results", "results") if sys.argv[2] == "results" else
-      c.get("figures_dir", "figures") if sys.argv[2] == "figures" else json.dumps(c))'
-RESULTS=$("$PYTHON" -c "$read_config" "$CONFIG" results)
-FIGURES=$("$PYTHON" -c "$read_config" "$CONFIG" figures)
-CONFIG_JSON=$("$PYTHON" -c "$read_config" "$CONFIG" json)
+print(c.get("results", "results"), c.get("figures_dir", "figures"), json.dumps(c), sep="\n")' "$CONFIG")
+[ -n "${CONFIG_JSON:-}" ] || { echo "leakage_at_scale: cannot read the config $CONFIG" >&2; exit 2; }
 [[ "$RESULTS" = /* ]] || RESULTS="$WORKDIR/$RESULTS"
 [[ "$FIGURES" = /* ]] || FIGURES="$WORKDIR/$FIGURES"
 

@@ -4,11 +4,16 @@ per split mode, Figure 9 and the report section."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from amips_bench.io import InputError
 from amips_bench.leakage import LeakagePair, per_seed, summary, verdicts
@@ -109,13 +114,6 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
     split modes, seeds, IVF setup), runs through benchmarks/leakage_at_scale.sh, the script the
     GPU suite calls: the packed reference holds both datasets' IVF curves and metrics, Figure 9
     and a report that states the leakage verdicts."""
-    import os
-    import subprocess
-    import sys
-    import tarfile
-
-    import yaml
-
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "config" / "hotpotqa_scale.yaml").read_text())
     assert config["datasets"]["scale_paper"]["synthetic"]["n_keys"] == 5_200_000

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .io import InputError
-from .results import gain_at_equal_flops, with_ivf_setup
+from .results import gain_at_equal_flops, largest_recall, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
 
@@ -40,13 +40,6 @@ class LeakagePair:
 
     def modes(self) -> dict[str, str]:
         return {"leak_free": self.leak_free, "paper": self.paper}
-
-
-def largest_recall(ivf: pd.DataFrame) -> str:
-    columns = [c for c in ivf.columns if c.startswith("recall@")]
-    if not columns:
-        raise InputError("leakage: the IVF tables have no recall@k column")
-    return max(columns, key=lambda c: int(c.split("@")[1]))
 
 
 def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
 from .results import (
     at_flops,
     gain_at_equal_flops,
+    largest_recall,
     pareto_front,
     read_histories,
     read_metrics,
@@ -342,7 +343,7 @@ def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
     v = v[(v.dataset == dataset) & (v["index"] == "ivf")]
     if not (v["query"] == "natural").any() or not (v["query"] == "mapped").any():
         return Outcome("", None)
-    recall = sorted([c for c in v.columns if c.startswith("recall@")], key=lambda c: int(c.split("@")[1]))[-1]
+    recall = largest_recall(v)
     shares = {setup: mapped_vs_natural(sub, recall) for setup, sub in _ivf_setups(v).items()}
     (quantizer, nlist), (share, model) = next(iter(shares.items()))
     if share < 0:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .config import SIZE_ORDER
-from .io import load_json
+from .io import InputError, load_json
 
 #: the test metrics of a metrics.json, in the order of the tables
 TEST_COLUMNS = ["e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median", "x_is_target",
@@ -109,6 +109,14 @@ def gain_at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame,
         return float("nan"), float("nan")
     diff = inside[metric].to_numpy() - at_flops(inside.flops_total, nat.flops_total, nat[metric])
     return float(diff.mean()), float(np.mean(diff > 0))
+
+
+def largest_recall(table: pd.DataFrame) -> str:
+    """The recall@k column with the largest k (the claims and the leakage study judge on it)."""
+    columns = [c for c in table.columns if c.startswith("recall@")]
+    if not columns:
+        raise InputError("the IVF tables have no recall@k column")
+    return max(columns, key=lambda c: int(c.split("@")[1]))
 
 
 def size_rank(sizes: pd.Series) -> pd.Series:
