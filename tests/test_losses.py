@@ -66,7 +66,7 @@ def test_losses_equal_the_papers_equations_by_hand(kind):
         keys = np.stack([f(v) for v in X])
         expected = (1.0 * np.mean(np.sum((keys - y_star) ** 2, axis=1))
                     + 0.01 * np.mean((np.sum(keys * X, axis=1) - sigma) ** 2))
-    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_the_double_backward_reaches_the_parameters():
@@ -84,8 +84,8 @@ def test_the_double_backward_reaches_the_parameters():
     eps = 1e-6
     for index in [(0, 0), (3, 5), (7, 2)]:
         weight.data[index] += eps
-        up = float(compute_loss(model, *args)[0])
+        up = compute_loss(model, *args)[0].item()
         weight.data[index] -= 2 * eps
-        down = float(compute_loss(model, *args)[0])
+        down = compute_loss(model, *args)[0].item()
         weight.data[index] += eps
         assert float(weight.grad[index]) == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-9)
