@@ -47,6 +47,27 @@ def test_exhaustive_nprobe_is_exact_and_recall_grows_with_nprobe(data):
     assert all(a < b for a, b in zip(costs, costs[1:]))
 
 
+def test_only_the_first_timed_queries_are_timed_and_none_when_zero(data, monkeypatch):
+    """ivf.timed_queries: the seconds come from searches of the first N queries only (recall
+    and FLOPs still from all of them); 0 times nothing and leaves the seconds NaN."""
+    import amips_bench.ivf as ivf
+
+    keys, queries, target = data
+    index = build_ivf(keys, 30)
+    timed = []
+    real = ivf.seconds_per_query
+    monkeypatch.setattr(ivf, "seconds_per_query",
+                        lambda index, vectors, k: timed.append(len(vectors)) or real(index, vectors, k))
+    rows = {n: sweep(index, "ivf", natural_queries(queries), target, [1, 4], [1, 10], d=24,
+                     n_keys=3000, timed_queries=n) for n in (0, 50)}
+    assert timed == [50, 50]  # one timing per budget, of 50 of the 300 queries
+    assert all(np.isnan(r["seconds_per_query"]) for r in rows[0])
+    assert all(r["seconds_per_query"] > 0 and r["n_queries"] == 300 for r in rows[50])
+    for untimed, timed_row in zip(rows[0], rows[50]):
+        assert {k: v for k, v in untimed.items() if k != "seconds_per_query"} == \
+            {k: v for k, v in timed_row.items() if k != "seconds_per_query"}
+
+
 @pytest.mark.parametrize("nlist", [7, 40, 111])
 def test_counted_ivf_cost_equals_faiss_ndis_exactly(nlist):
     """The index-derived count (the GPU's only cost source) equals FAISS's own CPU counter,

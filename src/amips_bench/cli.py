@@ -394,9 +394,13 @@ def _ivf_common(p):
 
 
 def _ivf_args(p):
+    from .config import schema_defaults
+
     _ivf_common(p)
-    p.add_argument("--ef-search", type=int, nargs="*", required=True,
-                   help="HNSW efSearch sweep (none given: no HNSW)")
+    p.add_argument("--ef-search", type=int, nargs="*", default=[],
+                   help="HNSW efSearch sweep (omitted or empty: no HNSW rows)")
+    p.add_argument("--timed-queries", type=int, default=schema_defaults("ivf")["timed_queries"],
+                   help="queries timed per budget for seconds_per_query (0: not timed)")
     p.add_argument("--model", default=None, help="models/*/model.pt for mapped queries (omit: natural)")
 
 
@@ -407,7 +411,8 @@ def _ivf(args):
 
     rows = evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
                             hnsw_budgets=args.ef_search, ks=args.recall_at, model_path=args.model,
-                            device=args.device, faiss_device=args.faiss_device)
+                            device=args.device, faiss_device=args.faiss_device,
+                            timed_queries=args.timed_queries)
     save_result_rows(args.out, rows, args.dataset_dir)
 
 

@@ -12,8 +12,10 @@ A fair index: besides the paper's setup (`ivf.faiss`: FAISS's IndexIVFFlat with 
 as its defaults train it — FAISS sets `cp.spherical` for an inner-product IVF, so its k-means
 centroids are normalised after every iteration — and nlist = √n), IVF variants with plain
 (unnormalised) k-means centroids and other nlist (multiples of the first, {√n, 4·√n} by
-default) are built and swept, each its own natural/mapped pair. Every row carries the wall-clock seconds per query of its search (median
-of timed repeats after a warm-up, at the job's thread count) next to the counted cost.
+default) are built and swept, each its own natural/mapped pair. Every row carries the
+wall-clock seconds per query of its search (median of timed repeats of the first
+`timed_queries` queries after the counted search, at the job's thread count) next to the
+counted cost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import faiss
 import numpy as np
 import torch
 
+from .config import schema_defaults
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
@@ -187,6 +190,9 @@ def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: 
     return ids, faiss.cvar.hnsw_stats.ndis / len(queries)
 
 
+TIMED_QUERIES = schema_defaults("ivf")["timed_queries"]  # a batch that keeps every thread busy
+
+
 def seconds_per_query(index: faiss.Index, queries: np.ndarray, k: int, repeats: int = 3) -> float:
     """Wall-clock seconds per query of one batched search with the index's current budget:
     the median of `repeats` timed runs. Call it right after a search of the same queries at the
@@ -268,9 +274,10 @@ def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
 def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
           budgets: list[int], ks: list[int], d: int, n_keys: int,
           faiss_device: str = "cpu", setup: dict[str, Any] | None = None,
-          timed: bool = True) -> list[dict[str, Any]]:
+          timed_queries: int = TIMED_QUERIES) -> list[dict[str, Any]]:
     """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW), with the index's `setup`
-    (quantizer, paper_setup) and, when `timed`, wall-clock seconds per query.
+    (quantizer, paper_setup) and the wall-clock seconds per query of its first `timed_queries`
+    queries (0: not timed, NaN).
 
     IVF searches run on `faiss_device` (a GPU copy of the index for 'gpu'; budgets above FAISS's
     GPU limit fall back to the CPU); HNSW always runs on the CPU. Each row names where it ran.
@@ -295,7 +302,8 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
             measured = ndis
             flops_search = 2.0 * ndis * d
         # the counted search above is the timing's warm-up
-        seconds = seconds_per_query(searched, queries.vectors, kmax) if timed else float("nan")
+        seconds = (seconds_per_query(searched, queries.vectors[:timed_queries], kmax)
+                   if timed_queries > 0 else float("nan"))
         row = {"index": kind, **(setup or {}), "query": queries.name, **queries.meta,
                "budget": budget, "seconds_per_query": seconds,
                "ndis_per_query": ndis, "ndis_faiss": measured, "flops_model": queries.flops_model,
@@ -319,7 +327,8 @@ def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int
 
 def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budgets: list[int],
                      hnsw_budgets: list[int], ks: list[int], model_path: str | Path | None,
-                     device: torch.device, faiss_device: str = "cpu") -> list[dict[str, Any]]:
+                     device: torch.device, faiss_device: str = "cpu",
+                     timed_queries: int = TIMED_QUERIES) -> list[dict[str, Any]]:
     """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset.
 
     `faiss_device` is a setting (auto, cpu, gpu), resolved here.
@@ -340,7 +349,8 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
             raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist} "
                              f"({index_dir}/{variant['file']})")
         setup = {"quantizer": variant["quantizer"], "paper_setup": variant["paper_setup"]}
-        rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup)
+        rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
+                      timed_queries)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss")
         built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest
@@ -348,7 +358,8 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
         setup = {"quantizer": "", "paper_setup": False,
                  "hnsw_ef_construction": built.get("hnsw_ef_construction", ""),
                  "hnsw_m": built.get("hnsw_m", "")}
-        rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys, setup=setup)
+        rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys, setup=setup,
+                      timed_queries=timed_queries)
     for row in rows:
         row["dataset"] = Path(dataset_dir).name
         row["device"] = device_name(device)

@@ -47,7 +47,7 @@ def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | P
         target = top1[:, 0]
         for qs in (natural_queries(noisy), mapper(noisy)):
             for row in sweep(index, "ivf", qs, target, nprobes, ks, d, n_keys,
-                             faiss_device, timed=False):  # a quality study: not timed
+                             faiss_device, timed_queries=0):  # a quality study: not timed
                 row.update({"std": std, "dataset": Path(dataset_dir).name,
                             "device": device_name(device), "noise_seed": seed})
                 rows.append(row)

@@ -186,6 +186,12 @@ def ivf_flags(dataset):
     return f"--nprobe {words(v['nprobe'])} --recall-at {words(v['recall_at'])}"
 
 
+def ivf_sweep(dataset):
+    """The ivf stage's own flags: the HNSW efSearch sweep and how many queries are timed."""
+    v = DATASETS[dataset]["ivf"]
+    return f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']}"
+
+
 # ---------------------------------------------------------------- BEIR sources
 
 

@@ -73,7 +73,7 @@ rule ivf_natural:
     params:
         stage="ivf",
         flags=lambda w: ivf_flags(w.dataset),
-        sweep=lambda w: f"--ef-search {words(DATASETS[w.dataset]['ivf']['hnsw_ef_search'])}",
+        sweep=lambda w: ivf_sweep(w.dataset),
         model="",
         dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
         index_dir=lambda w, input: str(Path(input.index).parent),
