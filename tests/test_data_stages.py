@@ -11,8 +11,9 @@ from conftest import unit_rows
 
 from amips_bench.cli import main
 from amips_bench.clusters import write_clusters
-from amips_bench.embeddings import write_synthetic
+from amips_bench.embeddings import measure_realism, write_synthetic
 from amips_bench.io import InputError
+from amips_bench.realism import exact_top2_ids
 from amips_bench.splits import write_splits
 from amips_bench.synthetic import SyntheticParams
 from amips_bench.targets import write_targets
@@ -176,3 +177,31 @@ def test_identical_vectors_are_merged_so_a_copy_never_outranks_y_star(tmp_path):
     assert len(had_copies) == 60
     ids, _, _ = search_ivf(build_ivf(keys, 10), keys[had_copies], 10, 1)
     assert np.array_equal(ids[:, 0], had_copies)
+
+
+def test_exact_top2_over_key_blocks_equals_brute_force(rng):
+    keys, queries = unit_rows(rng, 1000, 16), unit_rows(rng, 50, 16)
+    ids = exact_top2_ids(queries, keys, key_block=128)
+    np.testing.assert_array_equal(ids, np.argsort(-(queries @ keys.T), axis=1)[:, :2])
+
+
+def test_a_key_sample_keeps_every_sampled_querys_two_best_keys(rng):
+    """When the realism statistics sample keys (here 1,000 of 20,000, all 410 queries), the
+    sample holds each query's best two keys among all keys: the top-1 cosine and the top-2 gap
+    are those of the whole key set, not of a random 5 % (where both would be far off)."""
+    keys, queries = unit_rows(rng, 20_000, 16), unit_rows(rng, 410, 16)
+    realism = measure_realism(keys, queries, seed=3)
+    assert (realism["sample_keys"], realism["sample_queries"]) == (1000, 410)
+    assert "drawn at random" in realism["key_sample"]
+    scores = np.sort(queries @ keys.T, axis=1)[:, ::-1]
+    stats = realism["stats"]
+    assert stats["top1_cosine_mean"] == pytest.approx(scores[:, 0].mean(), rel=1e-5)
+    assert stats["top1_cosine_p10"] == pytest.approx(np.percentile(scores[:, 0], 10), rel=1e-5)
+    assert stats["top1_top2_gap_mean"] == pytest.approx((scores[:, 0] - scores[:, 1]).mean(), rel=1e-4)
+    uniform = np.sort(queries @ keys[rng.choice(20_000, 1000, replace=False)].T, axis=1)[:, -1]
+    assert uniform.mean() < scores[:, 0].mean() - 0.05  # what a uniform sample would have said
+    judged = realism["vs_real_minilm"]
+    assert judged["winner_key_fraction"]["within_tolerance"] is None  # every query wins its own key
+    assert judged["top1_cosine_mean"]["within_tolerance"] in (True, False)
+    assert all(v["within_tolerance"] is not None
+               for v in measure_realism(keys[:1000], queries, seed=3)["vs_real_minilm"].values())
