@@ -72,13 +72,14 @@ def measure_realism(keys: np.ndarray, queries: np.ndarray, seed: int) -> dict[st
     """
     rng = np.random.default_rng([seed, 7])
     n = min(len(keys), REALISM_MAX_KEYS, int(len(queries) / REFERENCE_QUERY_KEY_RATIO))
-    if n < len(keys):  # the neighbour search over all keys bounds the number of queries
+    sampled = n < len(keys)
+    if sampled:  # the neighbour search over all keys bounds the number of queries
         n = min(n, max(3, int(REALISM_SEARCH_BUDGET / len(keys) / REFERENCE_QUERY_KEY_RATIO)))
     m = min(len(queries), max(1, round(REFERENCE_QUERY_KEY_RATIO * n)))
     query_rows = np.sort(rng.choice(len(queries), size=m, replace=False)) if m < len(queries) else slice(None)
     sampled_queries = np.asarray(queries[query_rows])
-    how = "all keys"
-    if n < len(keys):
+    how, key_rows = "all keys", slice(None)
+    if sampled:
         neighbours = np.unique(exact_top2_ids(sampled_queries, keys))
         others = np.setdiff1d(np.arange(len(keys)), neighbours, assume_unique=True)
         fill = rng.choice(others, size=max(0, n - len(neighbours)), replace=False)
@@ -86,10 +87,8 @@ def measure_realism(keys: np.ndarray, queries: np.ndarray, seed: int) -> dict[st
         n = len(key_rows)
         how = (f"{len(neighbours):,} keys that are a sampled query's top-1 or top-2 among all "
                f"{len(keys):,} keys, and {len(fill):,} drawn at random")
-    else:
-        key_rows = slice(None)
     stats = realism_stats(np.asarray(keys[key_rows]), sampled_queries, seed=seed)
-    not_comparable = NOT_COMPARABLE_ON_A_KEY_SAMPLE if how != "all keys" else None
+    not_comparable = NOT_COMPARABLE_ON_A_KEY_SAMPLE if sampled else None
     return {"sample_keys": n, "sample_queries": m, "key_sample": how, "stats": stats,
             "vs_real_minilm": compare_with_reference(stats, not_comparable=not_comparable)}
 
