@@ -63,6 +63,18 @@ def test_ema_weights_equal_their_closed_form(tiny_dataset, tmp_path):
         torch.testing.assert_close(ema.double(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("model", ["keynet", "supportnet"])
+def test_ema_update_stays_outside_autograd(model, tiny_dataset, tmp_path):
+    """A recorded EMA update would chain every step into one autograd graph that lives as long
+    as the run: memory that grows with the step count, in every eager step."""
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    trainer = Trainer(_spec(model), data, _cfg(), tmp_path, DEVICE)
+    for _ in range(3):
+        trainer.train_step()
+    for ema in trainer.ema.parameters():
+        assert ema.is_leaf and not ema.requires_grad and ema.grad_fn is None
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
     """kill -9 a real `amips-bench train` after its first checkpoint, re-run, compare weights."""
     steps = 400

@@ -272,8 +272,9 @@ class Trainer:
         self.optimizer.step()
         if isinstance(self.model, SupportNet) and self.spec.convexity == "clip":
             self.model.clip_()
-        for ema, param in zip(self.ema_params, self.params):  # a 0-d device weight: capturable
-            ema.lerp_(param, self._ema_weight)
+        with torch.no_grad():  # else each update chains the EMA into the autograd graph
+            for ema, param in zip(self.ema_params, self.params):  # 0-d device weight: capturable
+                ema.lerp_(param, self._ema_weight)
         loss = loss.detach()
         self.nonfinite |= ~torch.isfinite(loss)
         self.train_loss_sum += loss
