@@ -240,3 +240,9 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
     assert (rows.seconds_per_query > 0).all() and np.isfinite(rows.seconds_per_query).all()
     with pytest.raises(InputError, match=r"^ivf.quantizers: unknown quantizer 'pq'"):
         write_indexes(tiny_dataset / "embeddings/keys.npy", tmp_path / "bad", nlist=0, quantizers=("pq",))
+    # a deleted variant (not a declared output of the workflow's index rule) is named, with the fix
+    (out / "ivf_kmeans_nlist220.faiss").unlink()
+    with pytest.raises(InputError, match=r"ivf_kmeans_nlist220.faiss: index file not found; "
+                                         r"rebuild it with `snakemake --forcerun index`"):
+        evaluate_indexes(tiny_dataset, out, ivf_budgets=[1], hnsw_budgets=[], ks=[1],
+                         model_path=None, device=torch.device("cpu"), faiss_device="cpu")

@@ -148,9 +148,12 @@ def index_variants(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         {"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "paper_setup": True}]
 
 
-def read_index(path: str | Path) -> faiss.Index:
+def read_index(path: str | Path, rule: str = "index") -> faiss.Index:
+    """A FAISS index the workflow's `rule` wrote. The workflow declares only ivf.faiss as that
+    rule's output, so a deleted variant is not rebuilt by itself: the error says how."""
     if not Path(path).exists():
-        raise InputError(f"{path}: index file not found")
+        raise InputError(f"{path}: index file not found; rebuild it with "
+                         f"`snakemake --forcerun {rule}` (or `amips-bench {rule.replace('_', '-')}`)")
     return faiss.read_index(str(path))
 
 
@@ -352,7 +355,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
         rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
                       timed_queries)
     if hnsw_budgets:
-        hnsw = read_index(Path(index_dir) / "hnsw.faiss")
+        hnsw = read_index(Path(index_dir) / "hnsw.faiss", rule="hnsw_index")
         built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest
         built = load_json(built) if built.is_file() else manifest
         setup = {"quantizer": "", "paper_setup": False,
