@@ -47,18 +47,14 @@ def exact_top2_ids(queries: np.ndarray, keys: np.ndarray, key_block: int = 1 << 
     """Global ids [m, 2] of each query's two keys of largest inner product, over key blocks
     (memory: one block and the running best, whatever the number of keys)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    best_scores = np.full((len(queries), 2), -np.inf, dtype=np.float32)
-    best_ids = np.zeros((len(queries), 2), dtype=np.int64)
+    best = faiss.ResultHeap(len(queries), 2, keep_max=True)  # FAISS's merge of blocked results
     for k0 in range(0, len(keys), key_block):
         index = faiss.IndexFlatIP(keys.shape[1])
         index.add(np.ascontiguousarray(keys[k0:k0 + key_block], dtype=np.float32))
         scores, ids = index.search(queries, min(2, index.ntotal))
-        scores = np.concatenate([best_scores, scores], axis=1)
-        ids = np.concatenate([best_ids, ids + k0], axis=1)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :2]
-        best_scores = np.take_along_axis(scores, order, axis=1)
-        best_ids = np.take_along_axis(ids, order, axis=1)
-    return best_ids
+        best.add_result(scores, ids + k0)
+    best.finalize()
+    return best.I
 
 
 def realism_stats(keys: np.ndarray, queries: np.ndarray, *, noise_sigma: float = 0.02,
