@@ -76,6 +76,15 @@ BAD = [
     (lambda c: c["datasets"]["quick"]["ood"].update(stds=[0.05, 0.1]),
      r"config key 'datasets\.quick\.ood\.stds': must include 0"),
     (lambda c: c.update(width_rule="paperish"), r"config key 'width_rule': 'paperish' is not one of"),
+    # (8,200 − 500 − 1,000) × 5 = 33,500 training rows in the quick split
+    (lambda c: c["datasets"]["quick"]["train"].update(batch_size=33_501),
+     r"config key 'datasets\.quick\.train\.batch_size': 33501 is larger than the 33500 training "
+     r"queries of the leak_free split"),
+    (lambda c: c["datasets"]["quick"]["routing"].update(classifier_batch_size=40_000),
+     r"config key 'datasets\.quick\.routing\.classifier_batch_size': 40000 is larger than the "
+     r"33500 training queries"),
+    (lambda c: c["datasets"]["quick"]["splits"].update(val_size=4000, test_size=4200),
+     r"config key 'datasets\.quick\.splits': val_size \+ test_size = 8200 leaves no training query"),
 ]
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import unit_rows
 
 from amips_bench.io import InputError
-from amips_bench.splits import check_disjoint, make_splits, materialize
+from amips_bench.splits import check_disjoint, make_splits, materialize, train_rows
 
 
 def test_leak_free_splits_are_disjoint_and_only_train_is_augmented():
@@ -47,6 +47,15 @@ def test_paper_mode_is_the_leaky_post_augmentation_split():
     shared = train_sources & set(plans["test"].source.tolist())
     assert len(shared) > 50  # noisy copies of test questions are in train: the leak
     check_disjoint(plans, "paper")  # but no (source, copy) row is in two splits
+
+
+@pytest.mark.parametrize("mode", ["leak_free", "paper"])
+@pytest.mark.parametrize("n, val, test, factor", [(1000, 100, 150, 4), (37, 5, 3, 1), (90, 40, 49, 7)])
+def test_train_rows_counts_the_rows_make_splits_makes(mode, n, val, test, factor):
+    # the config check sizes batches with it before any data exists
+    plans = make_splits(n, val_size=val, test_size=test, augment_factor=factor, mode=mode, seed=3)
+    assert train_rows(n, val_size=val, test_size=test, augment_factor=factor, mode=mode) == \
+        len(plans["train"].source)
 
 
 def test_materialize_is_deterministic(rng):

@@ -249,11 +249,10 @@ def check(config: dict) -> None:
         if ds["source"] == "local" and not ds["beir"]["path"]:
             raise ConfigError(f"config key 'datasets.{name}.beir.path': source 'local' needs the "
                               f"path of a BEIR-format folder")
-        for key in ("val_size", "test_size"):
-            n_queries = ds["synthetic"]["n_queries"] if ds["source"] == "synthetic" else None
-            if n_queries is not None and ds["splits"][key] >= n_queries:
-                raise ConfigError(f"config key 'datasets.{name}.splits.{key}': "
-                                  f"{ds['splits'][key]} is not smaller than the {n_queries} queries")
+        if ds["source"] == "synthetic":
+            routed = any(r.clusters > 1 for r in runs) and (
+                ds["routing"]["classifier_sizes"] or ds["routing"]["linear_router"])
+            _check_synthetic_split(name, ds, routed=bool(routed))
         for i, entry in enumerate(ds["grid"]):
             for depth, every in itertools.product(entry["depth"], entry["reinject_every"]):
                 if nx_for(depth, every) > depth - 1:
@@ -299,6 +298,32 @@ def check(config: dict) -> None:
         known(name, "table1.datasets")
     for i, pair in enumerate(figures["leakage"]):
         check_leakage_pair(datasets, pair, f"figures.leakage.{i}", known)
+
+
+def _check_synthetic_split(name: str, ds: dict, routed: bool) -> None:
+    """Split sizes and batch sizes against the synthetic queries' count, known before any data
+    exists (a batch larger than the training split would fail only when training starts, after
+    the data stages)."""
+    from .splits import train_rows
+
+    splits, n_queries = ds["splits"], ds["synthetic"]["n_queries"]
+    for key in ("val_size", "test_size"):
+        if splits[key] >= n_queries:
+            raise ConfigError(f"config key 'datasets.{name}.splits.{key}': "
+                              f"{splits[key]} is not smaller than the {n_queries} queries")
+    n_train = train_rows(n_queries, val_size=splits["val_size"], test_size=splits["test_size"],
+                         augment_factor=splits["augment_factor"], mode=splits["mode"])
+    if n_train < 1:
+        raise ConfigError(f"config key 'datasets.{name}.splits': val_size + test_size = "
+                          f"{splits['val_size'] + splits['test_size']} leaves no training query "
+                          f"of the {n_queries} queries")
+    batches = [("train.batch_size", ds["train"]["batch_size"])]
+    if routed:
+        batches.append(("routing.classifier_batch_size", ds["routing"]["classifier_batch_size"]))
+    for key, batch in batches:
+        if batch > n_train:
+            raise ConfigError(f"config key 'datasets.{name}.{key}': {batch} is larger than the "
+                              f"{n_train} training queries of the {splits['mode']} split")
 
 
 def check_leakage_pair(datasets: dict, pair: dict, key: str, known) -> None:

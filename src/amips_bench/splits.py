@@ -60,6 +60,14 @@ def make_splits(n_queries: int, *, val_size: int, test_size: int, augment_factor
     return out
 
 
+def train_rows(n_queries: int, *, val_size: int, test_size: int, augment_factor: int,
+               mode: str) -> int:
+    """Rows of the training split `make_splits` makes, known before any data exists."""
+    if mode == "leak_free":
+        return (n_queries - val_size - test_size) * augment_factor
+    return n_queries * augment_factor - val_size - test_size
+
+
 def _check_sizes(augment_factor: int, val_size: int, test_size: int) -> None:
     if augment_factor < 1:
         raise InputError(f"splits.augment_factor: must be >= 1, got {augment_factor}")
