@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from amips_bench.plots.ivf_figures import fig_ivf
 from amips_bench.plots.training_figures import fig3_erel_mrr, fig8_training
@@ -76,6 +78,33 @@ def _visible_tick_labels(ax) -> list[str]:
     ticks = ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
     return [t.label1.get_text() for t in ticks
             if t.label1.get_visible() and t.label1.get_text() and lo <= t.get_loc() <= hi]
+
+
+@pytest.mark.parametrize("width", [2.2, 3.3, 6.0])
+def test_flop_axis_tick_labels_never_overlap_and_at_least_two_show(width):
+    # spans from a tenth of a decade to seven decades, placed anywhere within a decade
+    from amips_bench.plots import style
+
+    rng = np.random.default_rng(7)
+    spans = [0.1, 0.25, 0.4, 0.6, 0.9, 1.1, 1.3, 1.6, 2.0, 3.0, 7.0]
+    for span in spans:
+        start = 5 + rng.uniform(0, 1)
+        fig, ax = style.plt.subplots(figsize=(width, 2.5))
+        style.flops_axis(ax, 7)
+        ax.plot([10 ** start, 10 ** (start + span)], [0, 1])
+        ax.set_xlim(10 ** start, 10 ** (start + span))
+        fig.tight_layout()
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        lo, hi = ax.get_xlim()
+        shown = sorted((t.label1.get_window_extent(renderer) for t in
+                        ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+                        if t.label1.get_visible() and t.label1.get_text()
+                        and lo <= t.get_loc() <= hi), key=lambda box: box.x0)
+        assert len(shown) >= 2, (width, span)
+        for left, right in zip(shown, shown[1:]):
+            assert left.x1 <= right.x0, (width, span, left, right)
+        style.plt.close(fig)
 
 
 def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():

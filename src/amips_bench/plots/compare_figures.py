@@ -76,7 +76,7 @@ def _in_panel(frame: pd.DataFrame, fig: FigureData, panel: tuple) -> pd.DataFram
     return frame[mask]
 
 
-def _legend(ax, series: dict[str, str], runs: list[str]) -> None:
+def _legend(ax, series: dict[str, str], runs: list[str], place=style.legend_below) -> None:
     handles = [Line2D([], [], color=c, lw=2, label=s) for s, c in series.items()]
     handles += [Line2D([], [], color="k", ls=run_style(i)[0], marker=run_style(i)[1], ms=4,
                        label=f"run {name}") for i, name in enumerate(runs)]
@@ -85,7 +85,7 @@ def _legend(ax, series: dict[str, str], runs: list[str]) -> None:
         if h.get_label() not in labels:
             handles.append(h)
             labels.add(h.get_label())
-    ax.legend(handles=handles, frameon=False, fontsize=6, loc="best")
+    place(ax, handles)
 
 
 def _paper_marks(fig: FigureData, ax, metric: str, panel: dict) -> None:
@@ -150,7 +150,10 @@ def _draw_curves(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
                 ax.set_xlabel(fig.x)
             ax.set_ylabel(metric)
             ax.set_title(" · ".join(panel) + f": {metric}", fontsize=8)
-            _legend(ax, series, [r.name for r in runs])
+            if len(metrics) == 1:  # panels side by side, each with its own curves
+                _legend(ax, series, [r.name for r in runs])
+            elif ax is ax_row[-1]:  # a row of metrics shares its curves: one legend beside it
+                _legend(ax, series, [r.name for r in runs], style.legend_beside)
     figure.suptitle(f"{fig.title}: runs {', '.join(r.name for r in runs)} "
                     f"(baseline {runs[0].name}: solid, filled; band = ±σ over seeds)", fontsize=9)
     figure.tight_layout()

@@ -35,8 +35,8 @@ def _setup_title(index: str, quantizer: str, nlist: int, ef_construction: str) -
     if index == "ivf":
         centroids = ("plain k-means centroids" if quantizer == "kmeans"
                      else "spherical centroids (FAISS default)")
-        return f"IVF, {centroids}, nlist = {nlist:,} (nprobe sweep)"
-    return f"HNSW, efConstruction = {ef_construction} (efSearch sweep)"
+        return f"IVF, {centroids}\nnlist = {nlist:,}, nprobe sweep"
+    return f"HNSW, efConstruction = {ef_construction}\nefSearch sweep"
 
 
 def _recall_columns(df: pd.DataFrame) -> list[str]:
@@ -86,7 +86,7 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
                 k = int(metric.split("@")[1])
                 ax.set_ylabel(f"Recall@{k} ({100 * k / n_keys:.3g} % of n)")
             ax.set_title(_setup_title(*setup, ef_construction), fontsize=8)
-        row[0].legend(frameon=False, fontsize=6)
+        style.legend_beside(row[-1])
     fig.suptitle(f"Figure {number} — {dataset} (n = {n_keys:,}): querying the index with KeyNet's "
                  f"predicted key ŷ vs the query x; mapped cost includes the model", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title

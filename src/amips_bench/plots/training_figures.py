@@ -81,16 +81,17 @@ def fig3_erel_mrr(metrics_paths: list[str | Path], out_stem: str | Path) -> None
             ax.errorbar(r.e_rel, r.mrr, xerr=r.e_rel_sd or None, yerr=r.mrr_sd or None,
                         fmt=style.marker_for(r.depth), color=style.color_for(r["size"]), ms=6,
                         mec="k" if r.n_x < r.depth - 1 else style.color_for(r["size"]),
-                        label=f"{r['size']} L={r.depth} n_x={r.n_x}")
+                        label=f"{r['size']} L={int(r.depth)} n_x={int(r.n_x)}")
         if dataset in identity.index:
             ref = identity.loc[dataset]
             ax.plot(ref.e_rel, ref.mrr, "*", color="k", ms=11, label="identity ŷ = x (reference)")
         ax.set_title(f"{dataset}: {style.MODEL_LABEL[model]}")
-        ax.set_xlabel("E_rel, log-ratio of squared distances (lower is better)")
+        ax.set_xlabel("E_rel, log-ratio of squared distances\n(lower is better)")
         ax.set_ylabel("MRR of y* by distance to ŷ")
         ax.legend(ncol=1, frameon=False, loc="best", fontsize=7)
     fig.suptitle("Figure 3 — E_rel vs MRR at the end of training (upper left is best; the star "
                  "is ŷ = x); colour = size, marker = depth", fontsize=9)
+    fig.tight_layout()
     records = agg.to_dict("records") + [
         {"dataset": ds, "model": "identity", "e_rel": r.e_rel, "mrr": r.mrr}
         for ds, r in identity.iterrows()]
