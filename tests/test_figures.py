@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,3 +119,54 @@ def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():
     assert len(_visible_tick_labels(narrow)) >= 2  # no power of ten inside: minor labels
     assert len(_visible_tick_labels(wide)) <= 8    # six decades: powers of ten only, uncrowded
     style.plt.close(fig)
+
+
+def _collisions(fig) -> list[str]:
+    """Texts of different panels that overlap (titles, axis labels, tick labels), and legends
+    that cover a panel's plotting area."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = []
+    for i, ax in enumerate(fig.axes):
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        ticks = [t for t in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+                 if x0 <= t.get_loc() <= x1]
+        ticks += [t for t in ax.yaxis.get_major_ticks() if y0 <= t.get_loc() <= y1]
+        parts = [ax.title, ax.xaxis.label, ax.yaxis.label] + [t.label1 for t in ticks]
+        texts += [(i, t.get_text(), t.get_window_extent(renderer)) for t in parts
+                  if t.get_visible() and t.get_text()]
+    found = [f"{a[1]!r} (panel {a[0]}) overlaps {b[1]!r} (panel {b[0]})"
+             for n, a in enumerate(texts) for b in texts[n + 1:]
+             if a[0] != b[0] and a[2].overlaps(b[2])]
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            box = legend.get_window_extent(renderer)
+            found += [f"legend of {ax.get_title()!r} covers panel {j}"
+                      for j, other in enumerate(fig.axes) if box.overlaps(other.get_window_extent(renderer))]
+    return found
+
+
+def _drawn(monkeypatch, draw) -> list:
+    """The figures `draw` makes, kept open instead of saved."""
+    from amips_bench.plots import style
+
+    kept = []
+    monkeypatch.setattr(style, "save_figure", lambda fig, stem, rows=None: kept.append(fig))
+    draw()
+    return kept
+
+
+def test_figure_4_and_its_comparison_overlay_have_no_colliding_text(monkeypatch, tmp_path):
+    # the committed 3-seed quick reference: five index setups × four metrics, six models
+    from amips_bench.plots.compare_figures import draw_overlays
+    from amips_bench.run_trees import load_tree
+
+    root = Path(__file__).resolve().parents[1] / "results" / "reference" / "quick"
+    csvs = sorted((root / "quick" / "ivf").glob("*.csv"))
+    figures = _drawn(monkeypatch, lambda: fig_ivf(csvs, tmp_path / "fig4", 4))
+    tree = load_tree("reference", root)
+    figures += _drawn(monkeypatch, lambda: draw_overlays([tree, load_tree("again", root)], tmp_path))
+    assert len(figures) >= 6
+    for fig in figures:
+        assert _collisions(fig) == [], fig.texts[0].get_text() if fig.texts else ""
