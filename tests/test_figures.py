@@ -122,8 +122,8 @@ def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():
 
 
 def _collisions(fig) -> list[str]:
-    """Texts of different panels that overlap (titles, axis labels, tick labels), and legends
-    that cover a panel's plotting area."""
+    """Texts of different panels that overlap (titles, axis labels, tick labels in view), and
+    legends that cover a plotted point of any panel."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     texts = []
@@ -138,12 +138,24 @@ def _collisions(fig) -> list[str]:
     found = [f"{a[1]!r} (panel {a[0]}) overlaps {b[1]!r} (panel {b[0]})"
              for n, a in enumerate(texts) for b in texts[n + 1:]
              if a[0] != b[0] and a[2].overlaps(b[2])]
+    points = []
+    for ax in fig.axes:
+        for line in ax.lines:
+            xy = np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()])
+            points.append(ax.transData.transform(xy[np.isfinite(xy).all(axis=1)]))
+        for collection in ax.collections:
+            offsets = np.asarray(collection.get_offsets(), dtype=float)
+            if offsets.ndim == 2 and len(offsets):
+                points.append(collection.get_offset_transform().transform(offsets))
+    points = np.concatenate(points) if points else np.empty((0, 2))
     for ax in fig.axes:
         legend = ax.get_legend()
         if legend is not None:
             box = legend.get_window_extent(renderer)
-            found += [f"legend of {ax.get_title()!r} covers panel {j}"
-                      for j, other in enumerate(fig.axes) if box.overlaps(other.get_window_extent(renderer))]
+            inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
+                      & (points[:, 1] > box.y0) & (points[:, 1] < box.y1))
+            if inside.any():
+                found.append(f"legend of {ax.get_title()!r} covers {int(inside.sum())} plotted points")
     return found
 
 
@@ -157,16 +169,29 @@ def _drawn(monkeypatch, draw) -> list:
     return kept
 
 
-def test_figure_4_and_its_comparison_overlay_have_no_colliding_text(monkeypatch, tmp_path):
-    # the committed 3-seed quick reference: five index setups × four metrics, six models
+def test_no_figure_has_colliding_text_or_a_legend_over_its_points(monkeypatch, tmp_path):
+    # every figure of the committed 3-seed quick reference, and its comparison overlays
     from amips_bench.plots.compare_figures import draw_overlays
+    from amips_bench.plots.ivf_figures import fig7_ood
+    from amips_bench.plots.routing_figure import fig2_routing
     from amips_bench.run_trees import load_tree
 
     root = Path(__file__).resolve().parents[1] / "results" / "reference" / "quick"
-    csvs = sorted((root / "quick" / "ivf").glob("*.csv"))
-    figures = _drawn(monkeypatch, lambda: fig_ivf(csvs, tmp_path / "fig4", 4))
+    quick = root / "quick"
+    metrics = sorted(m for m in (quick / "models").glob("*/metrics.json")
+                     if not m.parent.name.startswith("router_"))
+    figures = _drawn(monkeypatch, lambda: (
+        fig2_routing(sorted((quick / "routing").glob("*.csv")), tmp_path / "fig2"),
+        fig3_erel_mrr(metrics + [quick / "targets" / "c1" / "identity.json"], tmp_path / "fig3"),
+        fig_ivf(sorted((quick / "ivf").glob("*.csv")), tmp_path / "fig4", 4),
+        fig7_ood(sorted((quick / "ood").glob("*.csv")), tmp_path / "fig7"),
+        fig8_training([m.with_name("history.csv") for m in metrics if "_c1_" in m.parent.name
+                       and m.parent.name.startswith("keynet")],
+                      [m for m in metrics if "_c1_" in m.parent.name
+                       and m.parent.name.startswith("keynet")], tmp_path / "fig8")))
     tree = load_tree("reference", root)
     figures += _drawn(monkeypatch, lambda: draw_overlays([tree, load_tree("again", root)], tmp_path))
-    assert len(figures) >= 6
-    for fig in figures:
-        assert _collisions(fig) == [], fig.texts[0].get_text() if fig.texts else ""
+    assert len(figures) == 11
+    problems = {fig.texts[0].get_text()[:40] if fig.texts else fig.axes[0].get_title(): _collisions(fig)
+                for fig in figures}
+    assert {title: p for title, p in problems.items() if p} == {}
