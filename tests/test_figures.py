@@ -87,7 +87,7 @@ def test_flop_axis_tick_labels_never_overlap_and_at_least_two_show(width):
     from amips_bench.plots import style
 
     rng = np.random.default_rng(7)
-    spans = [0.1, 0.25, 0.4, 0.6, 0.9, 1.1, 1.3, 1.6, 2.0, 3.0, 7.0]
+    spans = [0.1, 0.25, 0.4, 0.6, 0.9, 1.1, 1.3, 1.6, 2.0, 3.0, 7.0, 12.0]
     for span in spans:
         start = 5 + rng.uniform(0, 1)
         fig, ax = style.plt.subplots(figsize=(width, 2.5))

@@ -80,13 +80,13 @@ class FlopTickLocator(LogLocator):
         per_decade = inches / (hi - lo)
         points = FontProperties(size=plt.rcParams["xtick.labelsize"]).get_size_in_points()
         powers = range(math.floor(lo), math.ceil(hi) + 1)
-        inside = [10.0 ** k for k in powers if vmin <= 10.0 ** k <= vmax]
+        inside = [k for k in powers if vmin <= 10.0 ** k <= vmax]
         if len(inside) >= 2:
             for step in range(1, len(inside)):
-                ticks = [10.0 ** k for k in powers if k % step == 0 and vmin <= 10.0 ** k <= vmax]
+                ticks = [10.0 ** k for k in inside[::step]]
                 if self._fits(ticks, lo, per_decade, points):
                     return np.array(ticks)
-            return np.array(inside[:1])
+            return np.array([10.0 ** inside[0]])
         for subs in self.SUBSETS:
             ticks = [c * 10.0 ** k for k in powers for c in subs if vmin <= c * 10.0 ** k <= vmax]
             if self._fits(ticks, lo, per_decade, points):
