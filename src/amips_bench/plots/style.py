@@ -59,16 +59,13 @@ class FlopTickLocator(LogLocator):
 
     SUBSETS = (tuple(range(1, 10)), (1, 2, 3, 5), (1, 2, 5), (1, 3))
 
-    def __init__(self) -> None:
-        super().__init__(base=10)
-        self.label = LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf))
-
     def _fits(self, ticks: list[float], lo: float, per_decade: float, points: float) -> bool:
+        """Whether the labels of `ticks`, as the axis's own formatter writes them, fit."""
         if len(ticks) < 2:
             return False
-        self.label.set_axis(self.axis)
+        label = self.axis.get_major_formatter()
         at = [(math.log10(t) - lo) * per_decade for t in ticks]
-        wide = [_label_inches(self.label(t), points) for t in ticks]
+        wide = [_label_inches(label(t), points) for t in ticks]
         return all(b - a >= (wa + wb) / 2 + LABEL_GAP
                    for a, b, wa, wb in zip(at, at[1:], wide, wide[1:]))
 
@@ -113,8 +110,7 @@ def flops_axis(ax, label_size: float | None = None) -> None:
 def legend_beside(ax, handles=None, fontsize: float = 6) -> None:
     """The legend to the right of a panel, outside it, so it never covers a curve (the layout
     makes room for it)."""
-    kwargs = {"handles": handles} if handles is not None else {}
-    ax.legend(**kwargs, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
               frameon=False, fontsize=fontsize)
 
 
@@ -123,9 +119,8 @@ def legend_below(ax, handles=None, fontsize: float = 6) -> None:
     panels side by side)."""
     from matplotlib.transforms import offset_copy
 
-    kwargs = {"handles": handles} if handles is not None else {}
     below_label = offset_copy(ax.transAxes, fig=ax.figure, y=-0.75, units="inches")
-    ax.legend(**kwargs, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below_label,
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below_label,
               borderaxespad=0, frameon=False, fontsize=fontsize, ncol=2)
 
 
