@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -142,6 +143,28 @@ def test_defaults_are_filled_and_runs_round_trip():
     (run,) = expand_grid(ds, config["seeds"])
     assert run.name == "keynet_S_L4_nx3_c1_s0" and parse_run(run.name) == run
     assert parse_run("supportnet_XS_L8_nx2_c10_res_clip_s3").convexity == "clip"
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_the_order_of_keys_in_a_file_does_not_change_the_completed_config(name):
+    """Snakemake records a rule's params by their repr, dict order included: keys reordered in
+    a file (by hand, or by a tool that sorts them) must give the very same completed config, or
+    a finished workflow is planned again from its data on. Names a user chooses (datasets,
+    runs) keep the file's order."""
+    chosen_names = {("datasets",), ("figures", "ivf"), ("compare", "runs")}  # maps the user keys
+
+    def reversed_keys(node, path=()):
+        if isinstance(node, dict):
+            items = list(node.items()) if path in chosen_names else list(reversed(node.items()))
+            return {k: reversed_keys(v, (*path, k)) for k, v in items}
+        if isinstance(node, list):
+            return [reversed_keys(v, path) for v in node]
+        return node
+
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    assert json.dumps(reversed_keys(config)) != json.dumps(config)
+    assert json.dumps(prepare(reversed_keys(config), SCHEMA)) == json.dumps(prepare(config, SCHEMA))
+    assert list(prepare(config, SCHEMA)["datasets"]) == list(config["datasets"])
 
 
 def test_command_line_strings_become_the_numbers_the_schema_wants():

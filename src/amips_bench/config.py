@@ -102,22 +102,28 @@ def validate(config: dict, schema: dict) -> None:
 
 
 def fill_defaults(config: Any, schema: dict, root: dict | None = None) -> Any:
-    """Copy of `config` with every missing key that has a schema default filled in."""
+    """Copy of `config` with every missing key that has a schema default filled in.
+
+    Keys the schema names come out in the schema's order, whatever their order in the file:
+    Snakemake records a rule's params by their repr, so a dict param in the file's order
+    would re-plan a finished workflow, from its data on, when keys are merely reordered.
+    Names the user chooses (datasets, runs) keep the file's order.
+    """
     root = root or schema
     schema = _resolve(schema, root)
     if isinstance(config, dict):
-        out = dict(config)
-        for key, sub in schema.get("properties", {}).items():
+        known = schema.get("properties", {})
+        out = {}
+        for key, sub in known.items():
             sub_resolved = _resolve(sub, root)
-            if key not in out and "default" in sub_resolved:
-                out[key] = copy.deepcopy(sub_resolved["default"])
-            if key in out:
-                out[key] = fill_defaults(out[key], sub_resolved, root)
+            if key in config:
+                out[key] = fill_defaults(config[key], sub_resolved, root)
+            elif "default" in sub_resolved:
+                out[key] = fill_defaults(copy.deepcopy(sub_resolved["default"]), sub_resolved, root)
         extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
-            for key in out:
-                if key not in schema.get("properties", {}):
-                    out[key] = fill_defaults(out[key], extra, root)
+        for key, value in config.items():
+            if key not in known:
+                out[key] = fill_defaults(value, extra, root) if isinstance(extra, dict) else value
         return out
     if isinstance(config, list) and isinstance(schema.get("items"), dict):
         return [fill_defaults(item, schema["items"], root) for item in config]
