@@ -76,7 +76,8 @@ def test_ema_update_stays_outside_autograd(model, tiny_dataset, tmp_path):
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
-    """kill -9 a real `amips-bench train` after its first checkpoint, re-run, compare weights."""
+    """kill -9 a real `amips-bench train` after its first checkpoint, re-run it with another
+    checkpoint interval, compare weights."""
     steps = 400
     args = ["--dataset-dir", str(tiny_dataset), "--model", "supportnet", "--size", "M",
             "--depth", "4", "--nx", "1", "--clusters", "4", "--steps", str(steps),
@@ -98,7 +99,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
     killed_at = torch.load(checkpoint, weights_only=False)["step"]
     assert 0 < killed_at < steps
 
-    out = subprocess.run(cmd + args + ["--out", str(resumed)], check=True, capture_output=True, text=True)
+    # how often a run saves does not change what it computes: a new interval resumes it too
+    again = [*args[:args.index("--checkpoint-every")], "--checkpoint-every", "40",
+             *args[args.index("--checkpoint-every") + 2:]]
+    out = subprocess.run(cmd + again + ["--out", str(resumed)], check=True, capture_output=True, text=True)
     assert f"resumed supportnet_M_L4_nx1_c4 at step {killed_at}" in out.stdout
     a, _ = load_model(straight / "model.pt")
     b, _ = load_model(resumed / "model.pt")

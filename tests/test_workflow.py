@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny.yaml"
@@ -20,10 +21,10 @@ REFERENCE = ROOT / "tests" / "fixtures" / "reference_tiny"
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, config: Path = TINY) -> subprocess.CompletedProcess:
     # targets before --configfile, which would read them as more config files
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(workdir), *args, "--configfile", str(TINY)]
+           "--directory", str(workdir), *args, "--configfile", str(config)]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
@@ -126,6 +127,28 @@ def test_a_second_run_does_nothing(finished):
     run = snakemake(finished, "-n", "all")
     assert run.returncode == 0
     assert "Nothing to be done" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("change, retrains", [
+    ({"cuda_graph": False, "resident_max_gb": 0.001, "checkpoint_every": 7}, False),
+    ({"lr_at_128": 0.002}, True),
+])
+def test_only_settings_that_change_a_model_train_it_again(finished, tmp_path, change, retrains):
+    """How a job runs (CUDA graph, resident data, checkpoint interval) is not what it computes:
+    changing it for another kind of node plans no training; a learning-rate change plans every
+    model again (so the first case can fail). The changed file is written with its keys sorted,
+    so nothing but the report (it records the config) may be planned either: the order of
+    keys in a file is not a change."""
+    config = yaml.safe_load(TINY.read_text())
+    config["datasets"]["tiny"]["train"].update(change)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    run = snakemake(finished, "-n", "all", config=changed)
+    assert run.returncode == 0, run.stderr[-2000:]
+    planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
+    assert ("train" in planned) == retrains, planned
+    if not retrains:  # only the report, which records the config's hash
+        assert planned == {"reproduction_report", "all"}, planned
 
 
 def test_the_report_holds_every_figure_with_its_caption(finished):

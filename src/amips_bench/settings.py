@@ -41,8 +41,9 @@ class TrainConfig:
     cuda_graph: bool = _TRAIN["cuda_graph"]
     resident_max_gb: float = _TRAIN["resident_max_gb"]
 
-    #: settings that change how a step runs, not what it computes (not part of a run's identity)
-    EXECUTION_ONLY = ("cuda_graph", "resident_max_gb")
+    #: settings that change how a run executes, not what it computes: not part of a checkpoint's
+    #: identity, and not a reason for the workflow to train a finished model again
+    EXECUTION_ONLY = ("cuda_graph", "resident_max_gb", "checkpoint_every")
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):

@@ -26,6 +26,7 @@ rule train:
         dataset_dir=lambda w, input: str(Path(input.key_file).parent.parent),
         out=lambda w, output: str(Path(output.model).parent),
         device=DEVICE,
+        execution=lambda w, threads: train_execution_cli(w.dataset, threads),
     shell:
         "amips-bench train --dataset-dir {params.dataset_dir} --out {params.out} {params.run} "
-        "{params.train} --device {params.device} --threads {threads} > {log} 2>&1"
+        "{params.train} --device {params.device} {params.execution} > {log} 2>&1"
