@@ -129,26 +129,39 @@ def test_a_second_run_does_nothing(finished):
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("change, retrains", [
-    ({"cuda_graph": False, "resident_max_gb": 0.001, "checkpoint_every": 7}, False),
-    ({"lr_at_128": 0.002}, True),
-])
-def test_only_settings_that_change_a_model_train_it_again(finished, tmp_path, change, retrains):
-    """How a job runs (CUDA graph, resident data, checkpoint interval) is not what it computes:
-    changing it for another kind of node plans no training; a learning-rate change plans every
-    model again (so the first case can fail). The changed file is written with its keys sorted,
-    so nothing but the report (it records the config) may be planned either: the order of
-    keys in a file is not a change."""
+def planned_after(finished: Path, tmp_path: Path, block: str, change: dict) -> set[str]:
+    """The rules `snakemake -n all` plans on the finished tiny tree after `change` to one block
+    of its dataset, written with the file's keys sorted (the order of keys is no change)."""
     config = yaml.safe_load(TINY.read_text())
-    config["datasets"]["tiny"]["train"].update(change)
+    config["datasets"]["tiny"].setdefault(block, {}).update(change)
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     run = snakemake(finished, "-n", "all", config=changed)
     assert run.returncode == 0, run.stderr[-2000:]
-    planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
-    assert ("train" in planned) == retrains, planned
-    if not retrains:  # only the report, which records the config's hash
-        assert planned == {"reproduction_report", "all"}, planned
+    return set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
+
+
+def test_how_a_training_job_runs_trains_no_model_again(finished, tmp_path):
+    """CUDA graph, resident data and checkpoint interval say how a job runs, not what it
+    computes: changing them for another kind of node plans only the report (it records the
+    config's hash)."""
+    planned = planned_after(finished, tmp_path, "train",
+                            {"cuda_graph": False, "resident_max_gb": 0.001, "checkpoint_every": 7})
+    assert planned == {"reproduction_report", "all"}, planned
+
+
+@pytest.mark.parametrize("block, change, replanned, kept", [
+    ("train", {"lr_at_128": 0.002}, {"train", "ivf_mapped"}, {"split", "cluster", "targets", "index"}),
+    ("ivf", {"nprobe": [1, 2, 4, 16]}, {"ivf_natural", "ivf_mapped"}, {"index", "hnsw_index", "train"}),
+    ("ivf", {"hnsw_ef_search": [8, 16, 32]}, {"ivf_natural"}, {"index", "hnsw_index", "train"}),
+    ("ivf", {"hnsw_ef_construction": 100}, {"hnsw_index", "ivf_natural"}, {"index", "train"}),
+])
+def test_a_change_plans_the_jobs_it_touches_and_nothing_upstream(finished, tmp_path, block,
+                                                                    change, replanned, kept):
+    """A new learning rate trains again; a new nprobe or efSearch re-runs the sweeps and
+    rebuilds no index (at 5.2M keys the HNSW graph alone is hours of CPU)."""
+    planned = planned_after(finished, tmp_path, block, change)
+    assert replanned <= planned and not kept & planned, planned
 
 
 def test_the_report_holds_every_figure_with_its_caption(finished):

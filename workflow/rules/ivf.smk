@@ -18,13 +18,14 @@ rule index:
         mem_mb=lambda w: mem_mb(w.dataset, 4),
         runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 5)),
     params:
-        v=lambda w: DATASETS[w.dataset]["ivf"],
+        # only the keys that shape the index: a new nprobe or efSearch re-runs the sweeps, not this
+        nlist=lambda w: DATASETS[w.dataset]["ivf"]["nlist"],
         out=lambda w, output: str(Path(output.manifest).parent),
         quantizers=lambda w: words(DATASETS[w.dataset]["ivf"]["quantizers"]),
         multiples=lambda w: words(DATASETS[w.dataset]["ivf"]["nlist_multiples"]),
         faiss_device=FAISS_DEVICE,
     shell:
-        "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.v[nlist]} "
+        "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.nlist} "
         "--quantizers {params.quantizers} --nlist-multiples {params.multiples} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
 
 
@@ -46,11 +47,12 @@ rule hnsw_index:
         mem_mb=lambda w: mem_mb(w.dataset, 4),
         runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 2)),
     params:
-        v=lambda w: DATASETS[w.dataset]["ivf"],
+        m=lambda w: DATASETS[w.dataset]["ivf"]["hnsw_m"],
+        ef_construction=lambda w: DATASETS[w.dataset]["ivf"]["hnsw_ef_construction"],
         out=lambda w, output: str(Path(output.manifest).parent),
     shell:
-        "amips-bench hnsw-index --keys {input.key_file} --out {params.out} --m {params.v[hnsw_m]} "
-        "--ef-construction {params.v[hnsw_ef_construction]} --threads {threads} > {log} 2>&1"
+        "amips-bench hnsw-index --keys {input.key_file} --out {params.out} --m {params.m} "
+        "--ef-construction {params.ef_construction} --threads {threads} > {log} 2>&1"
 
 
 rule ivf_natural:
