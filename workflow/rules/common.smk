@@ -240,6 +240,14 @@ def encode_inputs(wildcards):
     return []
 
 
+def encode_execution_cli(dataset, threads):
+    """How an encoding job runs (threads, batch and chunk sizes), not which encoder: read
+    through a function of `threads`, like the train rule's, so that a batch size fitted to
+    another GPU re-encodes nothing (and so trains nothing downstream again)."""
+    e = DATASETS[dataset]["encoder"]
+    return f"--batch-size {e['batch_size']} --chunk-size {e['chunk_size']} --threads {threads}"
+
+
 def encode_fetch_flag(dataset):
     if DATASETS[dataset]["source"] == "beir":
         return f"--fetch-manifest {R}/{dataset}/raw/manifest.json"

@@ -69,15 +69,15 @@ rule encode:
         folder=lambda w: beir_folder(w.dataset),
         fetch=lambda w: encode_fetch_flag(w.dataset),
         out=lambda w, output: str(Path(output.manifest).parent),
-        e=lambda w: DATASETS[w.dataset]["encoder"],
+        model=lambda w: DATASETS[w.dataset]["encoder"]["model"],
         qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
         kt=lambda w: DATASETS[w.dataset]["beir"]["key_text"],
         device=DEVICE,
+        execution=lambda w, threads: encode_execution_cli(w.dataset, threads),
     shell:
         "amips-bench encode --folder {params.folder} --out {params.out} {params.fetch} "
-        "--model {params.e[model]} --batch-size {params.e[batch_size]} "
-        "--chunk-size {params.e[chunk_size]} --query-source {params.qs} --key-text {params.kt} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "--model {params.model} --query-source {params.qs} --key-text {params.kt} "
+        "--device {params.device} {params.execution} > {log} 2>&1"
 
 
 rule split:
