@@ -153,14 +153,16 @@ def train_cli(dataset):
     return " ".join(cli_flag(k, v) for k, v in train.items() if k not in TrainConfig.EXECUTION_ONLY)
 
 
-def train_execution_cli(dataset, threads):
-    """How a training job runs (threads, CUDA graph, resident data, checkpoint interval), not
-    what it computes. The train rule reads it through a function of `threads`, which Snakemake
-    counts as derived and leaves out of its params trigger: toggling one of these for a new
-    kind of node never trains a finished model again."""
-    train = DATASETS[dataset]["train"]
-    flags = [cli_flag(k, train[k]) for k in TrainConfig.EXECUTION_ONLY if k in train]
-    return " ".join([f"--threads {threads}", *flags])
+#: encoder settings that say how an encoding job runs, not which vectors it writes
+ENCODER_EXECUTION_ONLY = ("batch_size", "chunk_size")
+
+
+def execution_cli(dataset, block, keys, threads):
+    """How a job runs (threads and the `keys` of its config block), not what it computes. Rules
+    read it through a function of `threads`, which Snakemake counts as derived and leaves out
+    of its params trigger: a setting fitted to a new kind of node re-runs no finished job."""
+    settings = DATASETS[dataset][block]
+    return " ".join([f"--threads {threads}", *(cli_flag(k, settings[k]) for k in keys)])
 
 
 def router_cli(dataset, size):
@@ -238,14 +240,6 @@ def encode_inputs(wildcards):
     if DATASETS[wildcards.dataset]["source"] == "beir":
         return [f"{R}/{wildcards.dataset}/raw/manifest.json"]
     return []
-
-
-def encode_execution_cli(dataset, threads):
-    """How an encoding job runs (threads, batch and chunk sizes), not which encoder: read
-    through a function of `threads`, like the train rule's, so that a batch size fitted to
-    another GPU re-encodes nothing (and so trains nothing downstream again)."""
-    e = DATASETS[dataset]["encoder"]
-    return f"--batch-size {e['batch_size']} --chunk-size {e['chunk_size']} --threads {threads}"
 
 
 def encode_fetch_flag(dataset):

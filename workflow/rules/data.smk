@@ -73,7 +73,9 @@ rule encode:
         qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
         kt=lambda w: DATASETS[w.dataset]["beir"]["key_text"],
         device=DEVICE,
-        execution=lambda w, threads: encode_execution_cli(w.dataset, threads),
+        execution=lambda w, threads: execution_cli(
+            w.dataset, "encoder", ENCODER_EXECUTION_ONLY, threads
+        ),
     shell:
         "amips-bench encode --folder {params.folder} --out {params.out} {params.fetch} "
         "--model {params.model} --query-source {params.qs} --key-text {params.kt} "

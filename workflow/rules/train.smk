@@ -26,7 +26,9 @@ rule train:
         dataset_dir=lambda w, input: str(Path(input.key_file).parent.parent),
         out=lambda w, output: str(Path(output.model).parent),
         device=DEVICE,
-        execution=lambda w, threads: train_execution_cli(w.dataset, threads),
+        execution=lambda w, threads: execution_cli(
+            w.dataset, "train", TrainConfig.EXECUTION_ONLY, threads
+        ),
     shell:
         "amips-bench train --dataset-dir {params.dataset_dir} --out {params.out} {params.run} "
         "{params.train} --device {params.device} {params.execution} > {log} 2>&1"
