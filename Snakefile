@@ -27,6 +27,8 @@ wildcard_constraints:
     seed=r"\d+",
     size=either(list(SIZES) + [LINEAR_ROUTER]),
     depth=r"\d+",
+    quantizer=either(IVF_QUANTIZERS),
+    multiple=IVF_MULTIPLE_WILDCARD,
 
 
 include: "workflow/rules/data.smk"

@@ -256,7 +256,9 @@ def test_every_shipped_config_dry_runs_the_all_target(name, tmp_path):
 def test_the_hnsw_graph_is_built_only_for_datasets_with_an_ef_search_sweep(tmp_path):
     """Building HNSW takes hours at millions of keys: a config whose datasets have no efSearch
     sweep (the leakage studies) plans no hnsw_index job; the default config plans one per
-    dataset, and its IVF jobs wait for it."""
+    dataset, and its IVF jobs wait for it. Every IVF variant besides the paper's is a job of its
+    own: 2 quantizers × 2 multiples less the paper's setup by default, none in the leakage
+    studies (the paper's IVF only)."""
     def planned(name):
         out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile",
                               str(ROOT / "Snakefile"), "--directory", str(tmp_path / name), "figures",
@@ -267,6 +269,8 @@ def test_the_hnsw_graph_is_built_only_for_datasets_with_an_ef_search_sweep(tmp_p
 
     default = planned("config.yaml")
     assert default["hnsw_index"] == 1 and default["index"] == 1 and default["ivf_natural"] == 1
+    assert default["ivf_variant"] == 3
     for name in ("leakage.yaml", "hotpotqa_scale.yaml"):
         jobs = planned(name)
         assert "hnsw_index" not in jobs and jobs["index"] == 2 and jobs["ivf_natural"] == 2
+        assert "ivf_variant" not in jobs

@@ -185,64 +185,89 @@ def test_ood_recomputes_the_exact_targets_of_the_noisy_queries(tiny_dataset, tmp
 
 
 def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny_dataset, tmp_path):
-    """The index stage builds the paper's IVF (k-means, √n) and the variants (spherical
-    centroids, 4·√n); every IVF row's FLOPs are 2·(nlist + ndis)·d with FAISS's own ndis, and
-    recall@1 at nprobe 1 equals a brute-force recomputation: the top key is found exactly when
-    its list (the key's best centroid by inner product) is the query's best centroid. HNSW
-    rows carry efConstruction; every row carries measured seconds per query."""
+    """The index stage builds the paper's IVF (spherical k-means, √n) and the variants (plain
+    k-means, 4·√n), each file with its own manifest; every IVF row's FLOPs are
+    2·(nlist + ndis)·d with FAISS's own ndis, and recall@1 at nprobe 1 equals a brute-force
+    recomputation: the top key is found exactly when its list (the key's best centroid by
+    inner product) is the query's best centroid. HNSW rows carry efConstruction; every row
+    carries measured seconds per query."""
     import faiss
 
     from amips_bench.io import load_json
-    from amips_bench.ivf import write_hnsw_index, write_indexes
+    from amips_bench.ivf import write_hnsw_index, write_ivf_indexes
 
     out = tmp_path / "index"
-    write_indexes(tiny_dataset / "embeddings/keys.npy", out, nlist=0, quantizers=("spherical", "kmeans"),
-                  nlist_multiples=(1, 4), faiss_device="cpu")
-    write_hnsw_index(tiny_dataset / "embeddings/keys.npy", out, m=16, ef_construction=123)
-    manifest = load_json(out / "manifest.json")
+    keys_path = tiny_dataset / "embeddings/keys.npy"
+    built = write_ivf_indexes(keys_path, out, nlist=0, quantizers=("spherical", "kmeans"),
+                              nlist_multiples=(1, 4), faiss_device="cpu")
+    write_hnsw_index(keys_path, out, m=16, ef_construction=123)
     assert load_json(out / "hnsw.json")["hnsw_ef_construction"] == 123
-    assert [(v["file"], v["quantizer"], v["nlist"]) for v in manifest["ivf_variants"]] == [
-        ("ivf.faiss", "spherical", 55), ("ivf_spherical_nlist220.faiss", "spherical", 220),
-        ("ivf_kmeans_nlist55.faiss", "kmeans", 55), ("ivf_kmeans_nlist220.faiss", "kmeans", 220)]
+    expected = [("ivf.faiss", "manifest.json", "spherical", 55),
+                ("ivf_spherical_x4.faiss", "ivf_spherical_x4.json", "spherical", 220),
+                ("ivf_kmeans_x1.faiss", "ivf_kmeans_x1.json", "kmeans", 55),
+                ("ivf_kmeans_x4.faiss", "ivf_kmeans_x4.json", "kmeans", 220)]
+    assert [(m["file"], m["quantizer"], m["nlist"]) for m in built] == [
+        (f, q, n) for f, _, q, n in expected]
+    for _, manifest, quantizer, nlist in expected:
+        written = load_json(out / manifest)
+        assert (written["quantizer"], written["nlist"], written["faiss_device_setting"]) == (
+            quantizer, nlist, "cpu")
     # the paper's index is FAISS's inner-product IVF exactly as its defaults train it
     default = faiss.IndexIVFFlat(faiss.IndexFlatIP(32), 32, 55, faiss.METRIC_INNER_PRODUCT)
     assert default.cp.spherical
     default.cp.seed, default.cp.max_points_per_centroid = 0, 256
-    keys32 = np.load(tiny_dataset / "embeddings/keys.npy")
+    keys32 = np.load(keys_path)
     default.train(keys32)
     paper = faiss.read_index(str(out / "ivf.faiss"))  # held: its quantizer lives inside it
     np.testing.assert_array_equal(paper.quantizer.reconstruct_n(0, 55),
                                   default.quantizer.reconstruct_n(0, 55))
-    keys = np.load(tiny_dataset / "embeddings/keys.npy").astype(np.float64)
+    keys = keys32.astype(np.float64)
     queries = np.load(tiny_dataset / "targets/c1/test_queries.npy").astype(np.float64)
     top1 = np.load(tiny_dataset / "targets/c1/test_top1.npy")[:, 0]
-    rows = pd.DataFrame(evaluate_indexes(tiny_dataset, out, ivf_budgets=[1, 4, 55], hnsw_budgets=[16],
-                                         ks=[1, 10], model_path=None, device=torch.device("cpu"),
-                                         faiss_device="cpu"))
-    for v in manifest["ivf_variants"]:
-        index = faiss.read_index(str(out / v["file"]))
+
+    def evaluate(quantizers=("spherical", "kmeans"), multiples=(1, 4), budgets=(1, 4, 55),
+                 hnsw=(16,)):
+        return pd.DataFrame(evaluate_indexes(
+            tiny_dataset, out, ivf_budgets=list(budgets), hnsw_budgets=list(hnsw), ks=[1, 10],
+            model_path=None, device=torch.device("cpu"), faiss_device="cpu",
+            quantizers=quantizers, nlist_multiples=multiples))
+
+    rows = evaluate()
+    for file, _, quantizer, nlist in expected:
+        index = faiss.read_index(str(out / file))
         centroids = index.quantizer.reconstruct_n(0, index.nlist).astype(np.float64)
         norms = np.linalg.norm(centroids, axis=1)
-        if v["quantizer"] == "spherical":
+        if quantizer == "spherical":
             np.testing.assert_allclose(norms, 1.0, atol=1e-5)
         else:
             assert norms.max() < 0.99  # means of unit keys: inside the sphere
-        sub = rows[(rows["index"] == "ivf") & (rows.quantizer == v["quantizer"])
-                   & (rows.nlist == v["nlist"])].set_index("budget")
-        assert list(sub.index) == [1, 4, 55] and sub.paper_setup.eq(v["file"] == "ivf.faiss").all()
+        sub = rows[(rows["index"] == "ivf") & (rows.quantizer == quantizer)
+                   & (rows.nlist == nlist)].set_index("budget")
+        assert list(sub.index) == [1, 4, 55] and sub.paper_setup.eq(file == "ivf.faiss").all()
         np.testing.assert_array_equal(sub.ndis_per_query, sub.ndis_faiss)
-        np.testing.assert_allclose(sub.flops_search, 2 * (v["nlist"] + sub.ndis_faiss) * 32)
+        np.testing.assert_allclose(sub.flops_search, 2 * (nlist + sub.ndis_faiss) * 32)
         key_list = np.argmax(keys @ centroids.T, axis=1)
-        expected = np.mean(key_list[top1] == np.argmax(queries @ centroids.T, axis=1))
-        assert sub.loc[1, "recall@1"] == pytest.approx(expected)
+        expected_recall = np.mean(key_list[top1] == np.argmax(queries @ centroids.T, axis=1))
+        assert sub.loc[1, "recall@1"] == pytest.approx(expected_recall)
     hnsw = rows[rows["index"] == "hnsw"]
     assert len(hnsw) == 1 and hnsw.hnsw_ef_construction.iloc[0] == 123
     assert (rows.seconds_per_query > 0).all() and np.isfinite(rows.seconds_per_query).all()
+    # the sweep takes exactly the variants asked for, and a multiple that rounds to an nlist
+    # already swept (1.001 · 55 = 55) is swept once
+    write_ivf_indexes(keys_path, out, nlist=0, quantizers=("kmeans",), nlist_multiples=(1.001,),
+                      faiss_device="cpu")
+    only = evaluate(quantizers=("kmeans",), multiples=(1, 1.001), budgets=(1,), hnsw=())
+    assert sorted(zip(only.quantizer, only.nlist)) == [("kmeans", 55), ("spherical", 55)]
     with pytest.raises(InputError, match=r"^ivf.quantizers: unknown quantizer 'pq'"):
-        write_indexes(tiny_dataset / "embeddings/keys.npy", tmp_path / "bad", nlist=0, quantizers=("pq",))
-    # a deleted variant (not a declared output of the workflow's index rule) is named, with the fix
-    (out / "ivf_kmeans_nlist220.faiss").unlink()
-    with pytest.raises(InputError, match=r"ivf_kmeans_nlist220.faiss: index file not found; "
-                                         r"rebuild it with `snakemake --forcerun index`"):
-        evaluate_indexes(tiny_dataset, out, ivf_budgets=[1], hnsw_budgets=[], ks=[1],
-                         model_path=None, device=torch.device("cpu"), faiss_device="cpu")
+        write_ivf_indexes(keys_path, tmp_path / "bad", nlist=0, quantizers=("pq",))
+    with pytest.raises(InputError, match=r"^ivf.nlist_multiples: 165000 lists for only 3000 keys"):
+        write_ivf_indexes(keys_path, tmp_path / "bad", nlist=0, nlist_multiples=(3000,))
+    assert not (tmp_path / "bad").exists()
+    # a missing variant names the workflow rule that writes it (Snakemake rebuilds a deleted one)
+    (out / "ivf_kmeans_x4.faiss").unlink()
+    with pytest.raises(InputError, match=r"ivf_kmeans_x4.faiss: index file not found; the "
+                                         r"workflow's `ivf_variant` rule writes it"):
+        evaluate(budgets=(1,), hnsw=())
+    with pytest.raises(InputError, match=r"ivf_spherical_x2.json: index manifest not found; the "
+                                         r"workflow's `ivf_variant` rule writes it"):
+        evaluate(multiples=(1, 2), budgets=(1,), hnsw=())

@@ -141,6 +141,31 @@ def planned_after(finished: Path, tmp_path: Path, block: str, change: dict) -> s
     return set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
 
 
+def test_a_sweep_that_runs_again_rebuilds_a_deleted_ivf_variant_and_no_other_index(
+        finished, tmp_path):
+    """Every IVF variant is a declared output of its own job: a sweep that runs again (a new
+    nprobe) and finds a variant deleted plans that variant's job, and no other index or model.
+    Before, the sweep failed."""
+    variant = finished / "results" / "tiny" / "index" / "ivf_kmeans_x4.faiss"
+    kept = variant.with_suffix(".kept")
+    config = yaml.safe_load(TINY.read_text())
+    config["datasets"]["tiny"]["ivf"]["nprobe"] = [1, 2, 4, 16]
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    variant.rename(kept)
+    try:
+        run = snakemake(finished, "-n", "all", config=changed)
+    finally:
+        kept.rename(variant)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = run.stdout + run.stderr
+    planned = set(re.findall(r"^(?:local)?rule (\w+):", log, re.M))
+    assert {"ivf_variant", "ivf_natural", "ivf_mapped"} <= planned, planned
+    assert not {"index", "hnsw_index", "train", "targets"} & planned, planned
+    assert set(re.findall(r"^ivf_variant\s+(\d+)$", log, re.M)) == {"1"}
+    assert "wildcards: dataset=tiny, quantizer=kmeans, multiple=4" in log
+
+
 def test_how_a_training_job_runs_trains_no_model_again(finished, tmp_path):
     """CUDA graph, resident data and checkpoint interval say how a job runs, not what it
     computes: changing them for another kind of node plans only the report (it records the
@@ -155,11 +180,14 @@ def test_how_a_training_job_runs_trains_no_model_again(finished, tmp_path):
     ("ivf", {"nprobe": [1, 2, 4, 16]}, {"ivf_natural", "ivf_mapped"}, {"index", "hnsw_index", "train"}),
     ("ivf", {"hnsw_ef_search": [8, 16, 32]}, {"ivf_natural"}, {"index", "hnsw_index", "train"}),
     ("ivf", {"hnsw_ef_construction": 100}, {"hnsw_index", "ivf_natural"}, {"index", "train"}),
+    ("ivf", {"nlist_multiples": [1, 2]}, {"ivf_variant", "ivf_natural", "ivf_mapped"},
+     {"index", "hnsw_index", "train"}),
 ])
 def test_a_change_plans_the_jobs_it_touches_and_nothing_upstream(finished, tmp_path, block,
                                                                     change, replanned, kept):
     """A new learning rate trains again; a new nprobe or efSearch re-runs the sweeps and
-    rebuilds no index (at 5.2M keys the HNSW graph alone is hours of CPU)."""
+    rebuilds no index (at 5.2M keys the HNSW graph alone is hours of CPU); a new nlist multiple
+    builds its own variants and not the paper's IVF."""
     planned = planned_after(finished, tmp_path, block, change)
     assert replanned <= planned and not kept & planned, planned
 

@@ -343,27 +343,33 @@ def _routing(args):
 
 def _index_args(p):
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
-    p.add_argument("--out", required=True, help="folder for ivf.faiss, its variants, manifest.json")
+    p.add_argument("--out", required=True,
+                   help="folder for ivf.faiss with manifest.json (the paper's setup) and the "
+                        "variants' ivf_{quantizer}_x{multiple}.faiss with their .json")
     p.add_argument("--nlist", type=int, required=True,
                    help="IVF lists of the paper's setup ivf.faiss (0 = round(sqrt(n)))")
-    p.add_argument("--quantizers", nargs="+", default=["spherical"],
-                   help="coarse quantizers of the IVF variants: spherical (normalised centroids, "
-                        "FAISS's default for inner product, the paper's) and/or kmeans "
-                        "(unnormalised)")
-    p.add_argument("--nlist-multiples", type=float, nargs="+", default=[1.0],
-                   help="nlist of the IVF variants, as multiples of --nlist")
+    _add_ivf_variant_args(p, "of the IVFs to build, one per quantizer × multiple (spherical "
+                             "at 1: the paper's ivf.faiss)", ["spherical"], [1.0])
     p.add_argument("--seed", type=int, default=0)
     _add_faiss_device(p)
     _add_threads(p)
 
 
+def _add_ivf_variant_args(p, role: str, quantizers: list[str], multiples: list[float]):
+    p.add_argument("--quantizers", nargs="+", default=quantizers,
+                   help=f"coarse quantizers {role}: spherical (normalised centroids, FAISS's "
+                        f"default for inner product) and/or kmeans (unnormalised)")
+    p.add_argument("--nlist-multiples", type=float, nargs="+", default=multiples,
+                   help=f"nlist as multiples of the paper's nlist, {role}")
+
+
 @command("index", "build the FAISS IVF indexes of the keys")(_index_args)
 def _index(args):
-    from .ivf import write_indexes
+    from .ivf import write_ivf_indexes
 
-    write_indexes(args.keys, args.out, nlist=args.nlist, seed=args.seed,
-                  faiss_device=args.faiss_device, quantizers=tuple(args.quantizers),
-                  nlist_multiples=tuple(args.nlist_multiples))
+    write_ivf_indexes(args.keys, args.out, nlist=args.nlist, seed=args.seed,
+                      faiss_device=args.faiss_device, quantizers=tuple(args.quantizers),
+                      nlist_multiples=tuple(args.nlist_multiples))
 
 
 def _hnsw_index_args(p):
@@ -384,7 +390,8 @@ def _hnsw_index(args):
 def _ivf_common(p):
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--index-dir", required=True,
-                   help="folder of the index stages (manifest.json, ivf*.faiss, hnsw.faiss, hnsw.json)")
+                   help="folder of the index stages (ivf*.faiss with their manifests, hnsw.faiss, "
+                        "hnsw.json)")
     p.add_argument("--nprobe", type=int, nargs="+", required=True)
     p.add_argument("--recall-at", type=int, nargs="+", required=True)
     p.add_argument("--out", required=True, help="CSV to write")
@@ -401,6 +408,9 @@ def _ivf_args(p):
                    help="HNSW efSearch sweep (omitted or empty: no HNSW rows)")
     p.add_argument("--timed-queries", type=int, default=schema_defaults("ivf")["timed_queries"],
                    help="queries timed per budget for seconds_per_query (0: not timed)")
+    _add_ivf_variant_args(p, "of the IVF variants swept besides ivf.faiss",
+                          schema_defaults("ivf")["quantizers"],
+                          schema_defaults("ivf")["nlist_multiples"])
     p.add_argument("--model", default=None, help="models/*/model.pt for mapped queries (omit: natural)")
 
 
@@ -412,7 +422,8 @@ def _ivf(args):
     rows = evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
                             hnsw_budgets=args.ef_search, ks=args.recall_at, model_path=args.model,
                             device=args.device, faiss_device=args.faiss_device,
-                            timed_queries=args.timed_queries)
+                            timed_queries=args.timed_queries, quantizers=tuple(args.quantizers),
+                            nlist_multiples=tuple(args.nlist_multiples))
     save_result_rows(args.out, rows, args.dataset_dir)
 
 

@@ -231,6 +231,32 @@ def dataset_n_keys(dataset: dict) -> int:
     return dataset["synthetic"]["n_keys"] if dataset["source"] == "synthetic" else dataset["n_keys"]
 
 
+#: the paper's IVF (index/ivf.faiss): spherical k-means at `ivf.nlist` lists, FAISS's default
+#: for an inner-product IVF
+PAPER_IVF_SETUP = ("spherical", 1.0)
+#: the grammar of an IVF variant's file stem; the Snakefile's wildcard constraints follow it
+IVF_QUANTIZERS = ("spherical", "kmeans")
+IVF_MULTIPLE_WILDCARD = r"[0-9][0-9.e+-]*"
+
+
+def ivf_variants(quantizers: list[str], multiples: list[float]) -> list[tuple[str, float]]:
+    """The (quantizer, nlist multiple) pairs of `ivf.quantizers` × `ivf.nlist_multiples`
+    besides the paper's setup: each is an index of its own, built by its own job."""
+    bad = [q for q in quantizers if q not in IVF_QUANTIZERS]
+    if bad:
+        raise InputError(f"ivf.quantizers: unknown quantizer {bad[0]!r}; expected one of "
+                         f"{IVF_QUANTIZERS}")
+    pairs = [(q, float(m)) for q in quantizers for m in multiples]
+    return [p for p in dict.fromkeys(pairs) if p != PAPER_IVF_SETUP]
+
+
+def ivf_variant_stem(quantizer: str, multiple: float) -> str:
+    """File stem of an IVF variant (ivf_kmeans_x4, ivf_spherical_x0.5): named by the config's
+    multiple, not by its nlist, which depends on a key count unknown before encoding, so the
+    workflow can declare every variant file when it plans."""
+    return f"ivf_{quantizer}_x{float(multiple):g}"
+
+
 # --------------------------------------------------------------------------- semantic checks
 
 

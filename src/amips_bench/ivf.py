@@ -30,37 +30,18 @@ import faiss
 import numpy as np
 import torch
 
-from .config import schema_defaults
+from .config import PAPER_IVF_SETUP, ivf_variant_stem, ivf_variants, schema_defaults
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
 from .models import load_model, scores_and_keys
 
-#: coarse quantizers: spherical k-means (FAISS's default for an inner-product IVF, the paper's
-#: setup) or plain k-means with unnormalised centroids
-QUANTIZERS = ("spherical", "kmeans")
-PAPER_QUANTIZER = "spherical"
+PAPER_QUANTIZER = PAPER_IVF_SETUP[0]
 PAPER_IVF = "ivf.faiss"  # the paper's setup; the OOD study and the pipeline timings use it
 
 
 def default_nlist(n_keys: int) -> int:
     return max(1, round(math.sqrt(n_keys)))
-
-
-def ivf_variants(nlist: int, quantizers: list[str], multiples: list[float]) -> list[dict[str, Any]]:
-    """The IVF indexes of a dataset: the paper's setup (spherical k-means, `nlist`) first, then
-    every (quantizer, round(multiple·nlist)) pair that differs from it, each with its file name."""
-    bad = [q for q in quantizers if q not in QUANTIZERS]
-    if bad:
-        raise InputError(f"ivf.quantizers: unknown quantizer {bad[0]!r}; expected one of {QUANTIZERS}")
-    variants = [{"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "nlist": nlist, "paper_setup": True}]
-    for q in quantizers:
-        for m in multiples:
-            n = max(1, round(m * nlist))
-            if not any((v["quantizer"], v["nlist"]) == (q, n) for v in variants):
-                variants.append({"file": f"ivf_{q}_nlist{n}.faiss", "quantizer": q, "nlist": n,
-                                 "paper_setup": False})
-    return variants
 
 
 def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0, *,
@@ -92,30 +73,42 @@ def write_index(index: faiss.Index, path: str | Path) -> None:
         faiss.write_index(index, str(tmp))
 
 
-def write_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, seed: int = 0,
-                  faiss_device: str = "auto", quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
-                  nlist_multiples: tuple[float, ...] = (1,)) -> dict:
-    """The index stage: ivf.faiss and its variants (quantizer × nlist) of the keys, with a
-    manifest of how they were built and where their searches run. nlist 0 means
-    round(sqrt(n)); the manifest is written last."""
+def write_ivf_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int, seed: int = 0,
+                      faiss_device: str = "auto",
+                      quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
+                      nlist_multiples: tuple[float, ...] = (1.0,)) -> list[dict]:
+    """The index stages: one IVF of the keys per (quantizer, multiple) pair, at
+    round(multiple · nlist) lists (nlist 0: round(√n)), each with a manifest of how it was built
+    and where its searches run, written after its index. The paper's setup (spherical, 1) is
+    ivf.faiss with manifest.json; a variant is ivf_{quantizer}_x{multiple}.faiss with its .json.
+    The workflow builds each in a job of its own (rules `index` and `ivf_variant`)."""
+    ivf_variants(list(quantizers), list(nlist_multiples))  # checks the quantizers first
     keys = load_embeddings(keys_path)
-    nlist = nlist or default_nlist(len(keys))
-    variants = ivf_variants(nlist, list(quantizers), list(nlist_multiples))
-    too_many = [v["nlist"] for v in variants if v["nlist"] > len(keys)]
-    if too_many:
-        raise InputError(f"ivf.nlist_multiples: {too_many[0]} lists for only {len(keys)} keys")
-    out = Path(out_dir)
-    for v in variants:
+    base = nlist or default_nlist(len(keys))
+    pairs = {(q, float(m)): max(1, round(float(m) * base)) for q in quantizers
+             for m in nlist_multiples}
+    for pair, n in pairs.items():
+        if n > len(keys):
+            key = "ivf.nlist" if pair == PAPER_IVF_SETUP else "ivf.nlist_multiples"
+            raise InputError(f"{key}: {n} lists for only {len(keys)} keys")
+    manifests = []
+    for (quantizer, multiple), n in pairs.items():
+        paper = (quantizer, multiple) == PAPER_IVF_SETUP
+        stem = ivf_variant_stem(quantizer, multiple)
+        index_file, manifest_file = ((PAPER_IVF, "manifest.json") if paper
+                                     else (f"{stem}.faiss", f"{stem}.json"))
         t0 = time.perf_counter()
-        write_index(build_ivf(keys, v["nlist"], seed, quantizer=v["quantizer"]), out / v["file"])
-        v["build_seconds"] = round(time.perf_counter() - t0, 3)
-    manifest = {"n_keys": len(keys), "d": keys.shape[1], "nlist": nlist, "metric": "inner product",
-                "ivf_build_seconds": variants[0]["build_seconds"], "ivf_variants": variants,
-                "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
-                "faiss_device_setting": faiss_device,
-                "ivf_search_device": resolve_faiss_device(faiss_device)}
-    save_json(out / "manifest.json", manifest)
-    return manifest
+        write_index(build_ivf(keys, n, seed, quantizer=quantizer), Path(out_dir) / index_file)
+        manifest = {"file": index_file, "quantizer": quantizer, "nlist_multiple": multiple,
+                    "nlist": n, "paper_setup": paper, "n_keys": len(keys), "d": keys.shape[1],
+                    "metric": "inner product", "seed": seed,
+                    "build_seconds": round(time.perf_counter() - t0, 3),
+                    "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
+                    "faiss_device_setting": faiss_device,
+                    "ivf_search_device": resolve_faiss_device(faiss_device)}
+        save_json(Path(out_dir) / manifest_file, manifest)
+        manifests.append(manifest)
+    return manifests
 
 
 def write_hnsw_index(keys_path: str | Path, out_dir: str | Path, *, m: int,
@@ -135,25 +128,43 @@ def write_hnsw_index(keys_path: str | Path, out_dir: str | Path, *, m: int,
     return manifest
 
 
-def index_manifest(index_dir: str | Path) -> dict[str, Any]:
-    """The index stage's manifest ({} for a folder holding only index files)."""
-    path = Path(index_dir) / "manifest.json"
-    return load_json(path) if path.is_file() else {}
+def index_manifest(index_dir: str | Path,
+                   variant: tuple[str, float] = PAPER_IVF_SETUP) -> dict[str, Any]:
+    """How an IVF in `index_dir` was built: the paper's setup (manifest.json; a folder holding
+    only ivf.faiss gets its defaults) or a (quantizer, multiple) variant (its .json, which must
+    exist)."""
+    paper = {"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "paper_setup": True}
+    stem = "" if variant == PAPER_IVF_SETUP else ivf_variant_stem(*variant)
+    path = Path(index_dir) / (f"{stem}.json" if stem else "manifest.json")
+    if path.is_file():
+        return {**paper, **load_json(path)}
+    if not stem:
+        return paper
+    raise InputError(f"{path}: index manifest not found; the workflow's `ivf_variant` rule "
+                     f"writes it (by hand: `amips-bench index --quantizers {variant[0]} "
+                     f"--nlist-multiples {variant[1]:g}`, or leave it out of the sweep's "
+                     f"--quantizers/--nlist-multiples)")
 
 
-def index_variants(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The IVF indexes the index stage built (its manifest's list; only the paper's setup for a
-    folder made before the variants existed)."""
-    return manifest.get("ivf_variants") or [
-        {"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "paper_setup": True}]
+def ivf_indexes(index_dir: str | Path, quantizers: list[str],
+                multiples: list[float]) -> list[dict[str, Any]]:
+    """The manifests of the IVFs to sweep: the paper's setup first, then every variant of
+    quantizers × multiples; a variant whose (quantizer, nlist) repeats an earlier index (a
+    multiple that rounds to the same nlist on few keys) is swept once."""
+    indexes = [index_manifest(index_dir)]
+    for variant in ivf_variants(quantizers, multiples):
+        manifest = index_manifest(index_dir, variant)
+        if (variant[0], manifest["nlist"]) not in {(i["quantizer"], i.get("nlist")) for i in indexes}:
+            indexes.append(manifest)
+    return indexes
 
 
 def read_index(path: str | Path, rule: str = "index") -> faiss.Index:
-    """A FAISS index the workflow's `rule` wrote. The workflow declares only ivf.faiss as that
-    rule's output, so a deleted variant is not rebuilt by itself: the error says how."""
+    """A FAISS index the workflow's `rule` wrote; a missing one names that rule."""
     if not Path(path).exists():
-        raise InputError(f"{path}: index file not found; rebuild it with "
-                         f"`snakemake --forcerun {rule}` (or `amips-bench {rule.replace('_', '-')}`)")
+        command = "hnsw-index" if rule == "hnsw_index" else "index"
+        raise InputError(f"{path}: index file not found; the workflow's `{rule}` rule writes it "
+                         f"(by hand: `amips-bench {command}`)")
     return faiss.read_index(str(path))
 
 
@@ -331,33 +342,37 @@ def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int
 def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budgets: list[int],
                      hnsw_budgets: list[int], ks: list[int], model_path: str | Path | None,
                      device: torch.device, faiss_device: str = "cpu",
-                     timed_queries: int = TIMED_QUERIES) -> list[dict[str, Any]]:
-    """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset.
+                     timed_queries: int = TIMED_QUERIES,
+                     quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
+                     nlist_multiples: tuple[float, ...] = (1.0,)) -> list[dict[str, Any]]:
+    """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset: the
+    paper's IVF, its variants of quantizers × nlist_multiples, and HNSW when efSearch is swept.
 
     `faiss_device` is a setting (auto, cpu, gpu), resolved here.
     """
     faiss_device = resolve_faiss_device(faiss_device)
     queries, target, n_keys, d = load_test(dataset_dir)
+    indexes = ivf_indexes(index_dir, list(quantizers), list(nlist_multiples))
     qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
                                                                             n_keys, device)
-    manifest = index_manifest(index_dir)
     rows = []
-    for variant in index_variants(manifest):
-        ivf = read_index(Path(index_dir) / variant["file"])
+    for built in indexes:
+        ivf = read_index(Path(index_dir) / built["file"],
+                         "index" if built["paper_setup"] else "ivf_variant")
         if ivf.ntotal != n_keys:
-            raise InputError(f"{index_dir}/{variant['file']} holds {ivf.ntotal} keys, the dataset "
+            raise InputError(f"{index_dir}/{built['file']} holds {ivf.ntotal} keys, the dataset "
                              f"has {n_keys}")
         bad = [p for p in ivf_budgets if p > ivf.nlist]
         if bad:
             raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist} "
-                             f"({index_dir}/{variant['file']})")
-        setup = {"quantizer": variant["quantizer"], "paper_setup": variant["paper_setup"]}
+                             f"({index_dir}/{built['file']})")
+        setup = {"quantizer": built["quantizer"], "paper_setup": built["paper_setup"]}
         rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
                       timed_queries)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss", rule="hnsw_index")
         built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest
-        built = load_json(built) if built.is_file() else manifest
+        built = load_json(built) if built.is_file() else indexes[0]
         setup = {"quantizer": "", "paper_setup": False,
                  "hnsw_ef_construction": built.get("hnsw_ef_construction", ""),
                  "hnsw_m": built.get("hnsw_m", "")}

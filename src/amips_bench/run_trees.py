@@ -78,7 +78,8 @@ ROUTING_FAMILY = {"supportnet": "SupportNet", "keynet": "KeyNet"}
 TIDY_FILES = ["*/routing/*.csv", "*/routing/*.versions.json", "*/ivf/*.csv",
               "*/ivf/*.versions.json", "*/ood/*.csv", "*/ood/*.versions.json",
               "*/models/*/metrics.json", "*/models/*/history.csv", "*/targets/c1/identity.json",
-              "*/embeddings/manifest.json", "*/index/manifest.json", "*/index/hnsw.json",
+              "*/embeddings/manifest.json", "*/index/manifest.json", "*/index/ivf_*.json",
+              "*/index/hnsw.json",
               "*/timing/pipelines.csv", "*/timing/pipelines.versions.json", "timing/table1.*", "tables/*",
               "report/claims.csv", "report/reproduction.md", "report/provenance.json"]
 PROVENANCE = "provenance.json"

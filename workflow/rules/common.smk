@@ -11,12 +11,16 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from amips_bench.config import (
+    IVF_MULTIPLE_WILDCARD,
+    IVF_QUANTIZERS,
     LINEAR_ROUTER,
     RUN_WILDCARD,
     SIZES,
     ConfigError,
     dataset_n_keys,
     expand_grid,
+    ivf_variant_stem,
+    ivf_variants,
     nx_for,
     ood_run,
     parse_run,
@@ -202,9 +206,23 @@ def ivf_flags(dataset):
 
 
 def ivf_sweep(dataset):
-    """The ivf stage's own flags: the HNSW efSearch sweep and how many queries are timed."""
+    """The ivf stage's own flags: the IVF variants, the HNSW efSearch sweep and how many
+    queries are timed."""
     v = DATASETS[dataset]["ivf"]
-    return f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']}"
+    return (
+        f"--quantizers {words(v['quantizers'])} --nlist-multiples {words(v['nlist_multiples'])} "
+        f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']}"
+    )
+
+
+def ivf_indexes(dataset):
+    """The files of the dataset's IVFs, the paper's (rule index) and every variant (one
+    `ivf_variant` job each): indexes and manifests, so a sweep that runs builds a missing one."""
+    v = DATASETS[dataset]["ivf"]
+    stems = [ivf_variant_stem(q, m) for q, m in ivf_variants(v["quantizers"], v["nlist_multiples"])]
+    return [f"{R}/{dataset}/index/ivf.faiss"] + [
+        f"{R}/{dataset}/index/{stem}.{ext}" for stem in stems for ext in ("faiss", "json")
+    ]
 
 
 # ---------------------------------------------------------------- BEIR sources
@@ -333,6 +351,7 @@ def pipeline_inputs(wildcards):
     seed = config["seeds"][0]
     inputs = {
         "index": f"{R}/{ds}/index/manifest.json",
+        "ivf": f"{R}/{ds}/index/ivf.faiss",
         "targets": f"{R}/{ds}/targets/c1/manifest.json",
         "ivf_models": [f"{model_dir(ds, r.name)}/model.pt" for r in ivf_runs(ds) if r.seed == seed],
         "routing_models": [],
@@ -350,9 +369,10 @@ def pipeline_inputs(wildcards):
 
 
 def hnsw_inputs(dataset):
-    """The HNSW stage's manifest where the dataset has an efSearch sweep (none otherwise)."""
+    """The HNSW stage's graph and manifest where the dataset has an efSearch sweep (none
+    otherwise)."""
     if DATASETS[dataset]["ivf"]["hnsw_ef_search"]:
-        return [f"{R}/{dataset}/index/hnsw.json"]
+        return [f"{R}/{dataset}/index/hnsw.faiss", f"{R}/{dataset}/index/hnsw.json"]
     return []
 
 

@@ -21,12 +21,26 @@ rule index:
         # only the keys that shape the index: a new nprobe or efSearch re-runs the sweeps, not this
         nlist=lambda w: DATASETS[w.dataset]["ivf"]["nlist"],
         out=lambda w, output: str(Path(output.manifest).parent),
-        quantizers=lambda w: words(DATASETS[w.dataset]["ivf"]["quantizers"]),
-        multiples=lambda w: words(DATASETS[w.dataset]["ivf"]["nlist_multiples"]),
+        variant="--quantizers spherical --nlist-multiples 1",  # the paper's setup
         faiss_device=FAISS_DEVICE,
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.nlist} "
-        "--quantizers {params.quantizers} --nlist-multiples {params.multiples} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+        "{params.variant} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+
+
+# the other (quantizer, nlist multiple) pairs of ivf.quantizers x ivf.nlist_multiples, a job
+# each: built in parallel on a cluster, a killed build loses one index, and a sweep that runs
+# builds a missing one
+use rule index as ivf_variant with:
+    output:
+        ivf=f"{R}/{{dataset}}/index/ivf_{{quantizer}}_x{{multiple}}.faiss",
+        manifest=f"{R}/{{dataset}}/index/ivf_{{quantizer}}_x{{multiple}}.json",
+    log:
+        f"{R}/logs/{{dataset}}/index_{{quantizer}}_x{{multiple}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/index_{{quantizer}}_x{{multiple}}.tsv"
+    params:
+        variant=lambda w: f"--quantizers {w.quantizer} --nlist-multiples {w.multiple}",
 
 
 # only datasets with an efSearch sweep ask for it (hnsw_inputs)
@@ -58,6 +72,7 @@ rule hnsw_index:
 rule ivf_natural:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
+        indexes=lambda w: ivf_indexes(w.dataset),
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
         hnsw=lambda w: hnsw_inputs(w.dataset),
     output:
@@ -91,6 +106,7 @@ rule ivf_natural:
 use rule ivf_natural as ivf_mapped with:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
+        indexes=lambda w: ivf_indexes(w.dataset),
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
         hnsw=lambda w: hnsw_inputs(w.dataset),
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
@@ -107,6 +123,7 @@ use rule ivf_natural as ivf_mapped with:
 use rule ivf_mapped as ood with:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
+        ivf=f"{R}/{{dataset}}/index/ivf.faiss",
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
     output:
