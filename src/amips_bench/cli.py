@@ -342,6 +342,8 @@ def _routing(args):
 
 
 def _index_args(p):
+    from .config import PAPER_IVF_SETUP
+
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
     p.add_argument("--out", required=True,
                    help="folder for ivf.faiss with manifest.json (the paper's setup) and the "
@@ -349,7 +351,8 @@ def _index_args(p):
     p.add_argument("--nlist", type=int, required=True,
                    help="IVF lists of the paper's setup ivf.faiss (0 = round(sqrt(n)))")
     _add_ivf_variant_args(p, "of the IVFs to build, one per quantizer × multiple (spherical "
-                             "at 1: the paper's ivf.faiss)", ["spherical"], [1.0])
+                             "at 1: the paper's ivf.faiss)", [PAPER_IVF_SETUP[0]],
+                          [PAPER_IVF_SETUP[1]])
     p.add_argument("--seed", type=int, default=0)
     _add_faiss_device(p)
     _add_threads(p)

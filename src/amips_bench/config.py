@@ -239,15 +239,20 @@ IVF_QUANTIZERS = ("spherical", "kmeans")
 IVF_MULTIPLE_WILDCARD = r"[0-9][0-9.e+-]*"
 
 
-def ivf_variants(quantizers: list[str], multiples: list[float]) -> list[tuple[str, float]]:
-    """The (quantizer, nlist multiple) pairs of `ivf.quantizers` × `ivf.nlist_multiples`
-    besides the paper's setup: each is an index of its own, built by its own job."""
+def ivf_pairs(quantizers: list[str], multiples: list[float]) -> list[tuple[str, float]]:
+    """The distinct (quantizer, nlist multiple) pairs of quantizers × multiples, each an index
+    of its own."""
     bad = [q for q in quantizers if q not in IVF_QUANTIZERS]
     if bad:
         raise InputError(f"ivf.quantizers: unknown quantizer {bad[0]!r}; expected one of "
                          f"{IVF_QUANTIZERS}")
-    pairs = [(q, float(m)) for q in quantizers for m in multiples]
-    return [p for p in dict.fromkeys(pairs) if p != PAPER_IVF_SETUP]
+    return list(dict.fromkeys((q, float(m)) for q in quantizers for m in multiples))
+
+
+def ivf_variants(quantizers: list[str], multiples: list[float]) -> list[tuple[str, float]]:
+    """The pairs of `ivf.quantizers` × `ivf.nlist_multiples` besides the paper's setup: each
+    is built by a job of its own (rule ivf_variant)."""
+    return [p for p in ivf_pairs(quantizers, multiples) if p != PAPER_IVF_SETUP]
 
 
 def ivf_variant_stem(quantizer: str, multiple: float) -> str:

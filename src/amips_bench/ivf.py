@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 import torch
 
-from .config import PAPER_IVF_SETUP, ivf_variant_stem, ivf_variants, schema_defaults
+from .config import PAPER_IVF_SETUP, ivf_pairs, ivf_variant_stem, ivf_variants, schema_defaults
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
@@ -82,17 +82,16 @@ def write_ivf_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int,
     and where its searches run, written after its index. The paper's setup (spherical, 1) is
     ivf.faiss with manifest.json; a variant is ivf_{quantizer}_x{multiple}.faiss with its .json.
     The workflow builds each in a job of its own (rules `index` and `ivf_variant`)."""
-    ivf_variants(list(quantizers), list(nlist_multiples))  # checks the quantizers first
+    pairs = ivf_pairs(list(quantizers), list(nlist_multiples))  # checks the quantizers first
     keys = load_embeddings(keys_path)
     base = nlist or default_nlist(len(keys))
-    pairs = {(q, float(m)): max(1, round(float(m) * base)) for q in quantizers
-             for m in nlist_multiples}
-    for pair, n in pairs.items():
+    nlists = {(q, m): max(1, round(m * base)) for q, m in pairs}
+    for pair, n in nlists.items():
         if n > len(keys):
             key = "ivf.nlist" if pair == PAPER_IVF_SETUP else "ivf.nlist_multiples"
             raise InputError(f"{key}: {n} lists for only {len(keys)} keys")
     manifests = []
-    for (quantizer, multiple), n in pairs.items():
+    for (quantizer, multiple), n in nlists.items():
         paper = (quantizer, multiple) == PAPER_IVF_SETUP
         stem = ivf_variant_stem(quantizer, multiple)
         index_file, manifest_file = ((PAPER_IVF, "manifest.json") if paper

@@ -14,6 +14,7 @@ from amips_bench.config import (
     IVF_MULTIPLE_WILDCARD,
     IVF_QUANTIZERS,
     LINEAR_ROUTER,
+    PAPER_IVF_SETUP,
     RUN_WILDCARD,
     SIZES,
     ConfigError,
@@ -215,7 +216,12 @@ def ivf_sweep(dataset):
     )
 
 
-def ivf_indexes(dataset):
+def ivf_build_flags(quantizer, multiple):
+    """The index stage's flags for one IVF: the paper's setup (PAPER_IVF_SETUP) or a variant."""
+    return f"--quantizers {quantizer} --nlist-multiples {float(multiple):g}"
+
+
+def ivf_index_files(dataset):
     """The files of the dataset's IVFs, the paper's (rule index) and every variant (one
     `ivf_variant` job each): indexes and manifests, so a sweep that runs builds a missing one."""
     v = DATASETS[dataset]["ivf"]

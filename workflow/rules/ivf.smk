@@ -21,7 +21,7 @@ rule index:
         # only the keys that shape the index: a new nprobe or efSearch re-runs the sweeps, not this
         nlist=lambda w: DATASETS[w.dataset]["ivf"]["nlist"],
         out=lambda w, output: str(Path(output.manifest).parent),
-        variant="--quantizers spherical --nlist-multiples 1",  # the paper's setup
+        variant=ivf_build_flags(*PAPER_IVF_SETUP),
         faiss_device=FAISS_DEVICE,
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.nlist} "
@@ -40,7 +40,7 @@ use rule index as ivf_variant with:
     benchmark:
         f"{R}/benchmarks/{{dataset}}/index_{{quantizer}}_x{{multiple}}.tsv"
     params:
-        variant=lambda w: f"--quantizers {w.quantizer} --nlist-multiples {w.multiple}",
+        variant=lambda w: ivf_build_flags(w.quantizer, w.multiple),
 
 
 # only datasets with an efSearch sweep ask for it (hnsw_inputs)
@@ -72,7 +72,7 @@ rule hnsw_index:
 rule ivf_natural:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
-        indexes=lambda w: ivf_indexes(w.dataset),
+        indexes=lambda w: ivf_index_files(w.dataset),
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
         hnsw=lambda w: hnsw_inputs(w.dataset),
     output:
@@ -106,7 +106,7 @@ rule ivf_natural:
 use rule ivf_natural as ivf_mapped with:
     input:
         index=f"{R}/{{dataset}}/index/manifest.json",
-        indexes=lambda w: ivf_indexes(w.dataset),
+        indexes=lambda w: ivf_index_files(w.dataset),
         targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
         hnsw=lambda w: hnsw_inputs(w.dataset),
         model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
