@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import collisions, drawn_figures
 
 from amips_bench.plots.ivf_figures import fig_ivf
 from amips_bench.plots.training_figures import fig3_erel_mrr, fig8_training
@@ -121,66 +122,21 @@ def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():
     style.plt.close(fig)
 
 
-def _collisions(fig) -> list[str]:
-    """Texts of different panels that overlap (titles, axis labels, tick labels in view), and
-    legends that cover a plotted point of any panel."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    texts = []
-    for i, ax in enumerate(fig.axes):
-        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
-        ticks = [t for t in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
-                 if x0 <= t.get_loc() <= x1]
-        ticks += [t for t in ax.yaxis.get_major_ticks() if y0 <= t.get_loc() <= y1]
-        parts = [ax.title, ax.xaxis.label, ax.yaxis.label] + [t.label1 for t in ticks]
-        texts += [(i, t.get_text(), t.get_window_extent(renderer)) for t in parts
-                  if t.get_visible() and t.get_text()]
-    found = [f"{a[1]!r} (panel {a[0]}) overlaps {b[1]!r} (panel {b[0]})"
-             for n, a in enumerate(texts) for b in texts[n + 1:]
-             if a[0] != b[0] and a[2].overlaps(b[2])]
-    points = []
-    for ax in fig.axes:
-        for line in ax.lines:
-            xy = np.column_stack([np.asarray(v, dtype=float) for v in line.get_data()])
-            points.append(ax.transData.transform(xy[np.isfinite(xy).all(axis=1)]))
-        for collection in ax.collections:
-            offsets = np.asarray(collection.get_offsets(), dtype=float)
-            if offsets.ndim == 2 and len(offsets):
-                points.append(collection.get_offset_transform().transform(offsets))
-    points = np.concatenate(points) if points else np.empty((0, 2))
-    for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is not None:
-            box = legend.get_window_extent(renderer)
-            inside = ((points[:, 0] > box.x0) & (points[:, 0] < box.x1)
-                      & (points[:, 1] > box.y0) & (points[:, 1] < box.y1))
-            if inside.any():
-                found.append(f"legend of {ax.get_title()!r} covers {int(inside.sum())} plotted points")
-    return found
-
-
-def _drawn(monkeypatch, draw) -> list:
-    """The figures `draw` makes, kept open instead of saved."""
-    from amips_bench.plots import style
-
-    kept = []
-    monkeypatch.setattr(style, "save_figure", lambda fig, stem, rows=None: kept.append(fig))
-    draw()
-    return kept
-
-
 def test_no_figure_has_colliding_text_or_a_legend_over_its_points(monkeypatch, tmp_path):
-    # every figure of the committed 3-seed quick reference, and its comparison overlays
+    # every figure of the committed 3-seed quick reference, its comparison overlays, and Fig. 1
+    # after a short training (its layout does not depend on how well the toy model fits)
     from amips_bench.plots.compare_figures import draw_overlays
     from amips_bench.plots.ivf_figures import fig7_ood
     from amips_bench.plots.routing_figure import fig2_routing
+    from amips_bench.plots.training_figures import fig1_toy
     from amips_bench.run_trees import load_tree
 
     root = Path(__file__).resolve().parents[1] / "results" / "reference" / "quick"
     quick = root / "quick"
     metrics = sorted(m for m in (quick / "models").glob("*/metrics.json")
                      if not m.parent.name.startswith("router_"))
-    figures = _drawn(monkeypatch, lambda: (
+    figures = drawn_figures(monkeypatch, lambda: (
+        fig1_toy(tmp_path / "fig1", steps=200),
         fig2_routing(sorted((quick / "routing").glob("*.csv")), tmp_path / "fig2"),
         fig3_erel_mrr(metrics + [quick / "targets" / "c1" / "identity.json"], tmp_path / "fig3"),
         fig_ivf(sorted((quick / "ivf").glob("*.csv")), tmp_path / "fig4", 4),
@@ -190,8 +146,8 @@ def test_no_figure_has_colliding_text_or_a_legend_over_its_points(monkeypatch, t
                       [m for m in metrics if "_c1_" in m.parent.name
                        and m.parent.name.startswith("keynet")], tmp_path / "fig8")))
     tree = load_tree("reference", root)
-    figures += _drawn(monkeypatch, lambda: draw_overlays([tree, load_tree("again", root)], tmp_path))
-    assert len(figures) == 11
-    problems = {fig.texts[0].get_text()[:40] if fig.texts else fig.axes[0].get_title(): _collisions(fig)
+    figures += drawn_figures(monkeypatch, lambda: draw_overlays([tree, load_tree("again", root)], tmp_path))
+    assert len(figures) == 12
+    problems = {fig.texts[0].get_text()[:40] if fig.texts else fig.axes[0].get_title(): collisions(fig)
                 for fig in figures}
     assert {title: p for title, p in problems.items() if p} == {}

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from figure_checks import collisions, drawn_figures
 
 from amips_bench.io import InputError
 from amips_bench.leakage import LeakagePair, per_seed, summary, verdicts
@@ -68,7 +69,7 @@ def test_ivf_gain_at_equal_flops_equals_the_hand_computation():
     assert np.isnan(ivf_gain(outside, natural, "recall@10")[0])
 
 
-def test_the_verdict_per_split_mode_follows_the_gain_with_its_seed_spread(tmp_path):
+def test_the_verdict_per_split_mode_follows_the_gain_with_its_seed_spread(monkeypatch, tmp_path):
     """Mapped wins only under the leaky split: +0.10 ± 0.02 vs −0.05 ± 0.02 over two seeds."""
     metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper")
     ivf = _ivf_rows("lf", {0: -0.04, 1: -0.06}) + _ivf_rows("pp", {0: 0.09, 1: 0.11})
@@ -98,6 +99,9 @@ def test_the_verdict_per_split_mode_follows_the_gain_with_its_seed_spread(tmp_pa
     plotted = pd.read_csv(tmp_path / "fig9.csv")
     assert set(plotted["mode"]) == {"leak_free", "paper"}
     assert (tmp_path / "fig9.png").stat().st_size > 0 and (tmp_path / "fig9.pdf").is_file()
+    drawn = drawn_figures(monkeypatch, lambda: fig9_leakage(
+        [str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9"))
+    assert [collisions(fig) for fig in drawn] == [[]]
 
 
 def test_bad_leakage_input_is_one_line():

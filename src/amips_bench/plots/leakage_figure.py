@@ -32,6 +32,7 @@ def _bars(ax, table: pd.DataFrame, column: str, ylabel: str) -> None:
         ax.errorbar(x[where] + (i - 0.5) * 0.25, sub[column], yerr=sub[f"{column}_sd"],
                     fmt="o", ms=5, capsize=3, color=MODE_COLORS[mode], label=MODE_LABELS[mode])
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, len(labels) - 0.5)  # one slot per model, however few
     ax.set_ylabel(ylabel)
 
 
@@ -72,13 +73,14 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
             curve = curve.sort_values(("flops_total", "mean"))
             x, y = curve[("flops_total", "mean")], curve[(recall, "mean")]
             ax.plot(x, y, color=MODE_COLORS[mode], marker="o", ms=4,
-                    label=f"mapped ŷ: {style.model_label(best.model, best['size'], best.depth)}")
+                    label=f"mapped ŷ ({style.model_label(best.model, best['size'], best.depth)}), "
+                          f"{MODE_LABELS[mode]}")
             sd = curve[(recall, "std")].fillna(0)
             ax.fill_between(x, y - sd, y + sd, color=MODE_COLORS[mode], alpha=0.2)
         style.flops_axis(ax, 7)
         ax.set_ylabel(recall)
         ax.set_title("IVF (paper's setup), nprobe sweep", fontsize=9)
-        ax.legend(frameon=False, fontsize=6)
+        style.legend_beside(ax)  # rising curves fill the panel's corners: outside, never over one
         row[0].legend(frameon=False, fontsize=6)
     fig.suptitle("Figure 9 — leakage study: the same data, grid and seeds split leak-free and as "
                  "the official code does; error bars and bands: ± one standard deviation over "
