@@ -212,6 +212,7 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
         written = load_json(out / manifest)
         assert (written["quantizer"], written["nlist"], written["faiss_device_setting"]) == (
             quantizer, nlist, "cpu")
+        assert written["ivf_build_device"].startswith("cpu")  # whatever device searches it
     # the paper's index is FAISS's inner-product IVF exactly as its defaults train it
     default = faiss.IndexIVFFlat(faiss.IndexFlatIP(32), 32, 55, faiss.METRIC_INNER_PRODUCT)
     assert default.cp.spherical

@@ -104,6 +104,7 @@ def write_ivf_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int,
                     "build_seconds": round(time.perf_counter() - t0, 3),
                     "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__,
                     "faiss_device_setting": faiss_device,
+                    "ivf_build_device": "cpu (k-means and add run on the CPU FAISS)",
                     "ivf_search_device": resolve_faiss_device(faiss_device)}
         save_json(Path(out_dir) / manifest_file, manifest)
         manifests.append(manifest)
