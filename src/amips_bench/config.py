@@ -255,11 +255,16 @@ def ivf_variants(quantizers: list[str], multiples: list[float]) -> list[tuple[st
     return [p for p in ivf_pairs(quantizers, multiples) if p != PAPER_IVF_SETUP]
 
 
-def ivf_variant_stem(quantizer: str, multiple: float) -> str:
-    """File stem of an IVF variant (ivf_kmeans_x4, ivf_spherical_x0.5): named by the config's
-    multiple, not by its nlist, which depends on a key count unknown before encoding, so the
-    workflow can declare every variant file when it plans."""
-    return f"ivf_{quantizer}_x{float(multiple):g}"
+def ivf_files(quantizer: str, multiple: float) -> tuple[str, str]:
+    """(index file, manifest file) of one IVF in index/: the paper's setup is ivf.faiss with
+    manifest.json, a variant ivf_kmeans_x4.faiss with ivf_kmeans_x4.json (the pattern of rule
+    ivf_variant's outputs). A variant is named by the config's multiple, not by its nlist, which
+    depends on a key count unknown before encoding, so the workflow can declare every variant
+    file when it plans."""
+    if (quantizer, float(multiple)) == PAPER_IVF_SETUP:
+        return "ivf.faiss", "manifest.json"
+    stem = f"ivf_{quantizer}_x{float(multiple):g}"
+    return f"{stem}.faiss", f"{stem}.json"
 
 
 # --------------------------------------------------------------------------- semantic checks

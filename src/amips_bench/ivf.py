@@ -30,14 +30,14 @@ import faiss
 import numpy as np
 import torch
 
-from .config import PAPER_IVF_SETUP, ivf_pairs, ivf_variant_stem, ivf_variants, schema_defaults
+from .config import PAPER_IVF_SETUP, ivf_files, ivf_pairs, ivf_variants, schema_defaults
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
 from .models import load_model, scores_and_keys
 
 PAPER_QUANTIZER = PAPER_IVF_SETUP[0]
-PAPER_IVF = "ivf.faiss"  # the paper's setup; the OOD study and the pipeline timings use it
+PAPER_IVF = ivf_files(*PAPER_IVF_SETUP)[0]  # the OOD study and the pipeline timings use it
 
 
 def default_nlist(n_keys: int) -> int:
@@ -93,9 +93,7 @@ def write_ivf_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int,
     manifests = []
     for (quantizer, multiple), n in nlists.items():
         paper = (quantizer, multiple) == PAPER_IVF_SETUP
-        stem = ivf_variant_stem(quantizer, multiple)
-        index_file, manifest_file = ((PAPER_IVF, "manifest.json") if paper
-                                     else (f"{stem}.faiss", f"{stem}.json"))
+        index_file, manifest_file = ivf_files(quantizer, multiple)
         t0 = time.perf_counter()
         write_index(build_ivf(keys, n, seed, quantizer=quantizer), Path(out_dir) / index_file)
         manifest = {"file": index_file, "quantizer": quantizer, "nlist_multiple": multiple,
@@ -134,11 +132,10 @@ def index_manifest(index_dir: str | Path,
     only ivf.faiss gets its defaults) or a (quantizer, multiple) variant (its .json, which must
     exist)."""
     paper = {"file": PAPER_IVF, "quantizer": PAPER_QUANTIZER, "paper_setup": True}
-    stem = "" if variant == PAPER_IVF_SETUP else ivf_variant_stem(*variant)
-    path = Path(index_dir) / (f"{stem}.json" if stem else "manifest.json")
+    path = Path(index_dir) / ivf_files(*variant)[1]
     if path.is_file():
         return {**paper, **load_json(path)}
-    if not stem:
+    if variant == PAPER_IVF_SETUP:
         return paper
     raise InputError(f"{path}: index manifest not found; the workflow's `ivf_variant` rule "
                      f"writes it (by hand: `amips-bench index --quantizers {variant[0]} "

@@ -20,7 +20,7 @@ from amips_bench.config import (
     ConfigError,
     dataset_n_keys,
     expand_grid,
-    ivf_variant_stem,
+    ivf_files,
     ivf_variants,
     nx_for,
     ood_run,
@@ -225,9 +225,9 @@ def ivf_index_files(dataset):
     """The files of the dataset's IVFs, the paper's (rule index) and every variant (one
     `ivf_variant` job each): indexes and manifests, so a sweep that runs builds a missing one."""
     v = DATASETS[dataset]["ivf"]
-    stems = [ivf_variant_stem(q, m) for q, m in ivf_variants(v["quantizers"], v["nlist_multiples"])]
+    variants = ivf_variants(v["quantizers"], v["nlist_multiples"])
     return [f"{R}/{dataset}/index/ivf.faiss"] + [
-        f"{R}/{dataset}/index/{stem}.{ext}" for stem in stems for ext in ("faiss", "json")
+        f"{R}/{dataset}/index/{name}" for q, m in variants for name in ivf_files(q, m)
     ]
 
 
