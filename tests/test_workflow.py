@@ -119,7 +119,7 @@ def test_comparing_never_rebuilds_the_reference(tmp_path):
     shutil.copytree(REFERENCE, tmp_path / "reference")
     run = snakemake(tmp_path, "-n", "compare")
     assert run.returncode == 0, run.stderr[-2000:]
-    planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
+    planned = planned_rules(run.stdout + run.stderr)
     assert "compare_runs" in planned and "freeze_reference" not in planned, planned
 
 
@@ -129,16 +129,26 @@ def test_a_second_run_does_nothing(finished):
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
-def planned_after(finished: Path, tmp_path: Path, block: str, change: dict) -> set[str]:
-    """The rules `snakemake -n all` plans on the finished tiny tree after `change` to one block
-    of its dataset, written with the file's keys sorted (the order of keys is no change)."""
+def planned_rules(log: str) -> set[str]:
+    """The rules a `snakemake -n` log plans."""
+    return set(re.findall(r"^(?:local)?rule (\w+):", log, re.M))
+
+
+def plan_after(finished: Path, tmp_path: Path, block: str, change: dict) -> str:
+    """The log of `snakemake -n all` on the finished tiny tree after `change` to one block of
+    its dataset, written with the file's keys sorted (the order of keys is no change)."""
     config = yaml.safe_load(TINY.read_text())
     config["datasets"]["tiny"].setdefault(block, {}).update(change)
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     run = snakemake(finished, "-n", "all", config=changed)
     assert run.returncode == 0, run.stderr[-2000:]
-    return set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
+    return run.stdout + run.stderr
+
+
+def planned_after(finished: Path, tmp_path: Path, block: str, change: dict) -> set[str]:
+    """The rules `snakemake -n all` plans on the finished tiny tree after `change` (plan_after)."""
+    return planned_rules(plan_after(finished, tmp_path, block, change))
 
 
 def test_a_sweep_that_runs_again_rebuilds_a_deleted_ivf_variant_and_no_other_index(
@@ -148,18 +158,12 @@ def test_a_sweep_that_runs_again_rebuilds_a_deleted_ivf_variant_and_no_other_ind
     Before, the sweep failed."""
     variant = finished / "results" / "tiny" / "index" / "ivf_kmeans_x4.faiss"
     kept = variant.with_suffix(".kept")
-    config = yaml.safe_load(TINY.read_text())
-    config["datasets"]["tiny"]["ivf"]["nprobe"] = [1, 2, 4, 16]
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
     variant.rename(kept)
     try:
-        run = snakemake(finished, "-n", "all", config=changed)
+        log = plan_after(finished, tmp_path, "ivf", {"nprobe": [1, 2, 4, 16]})
     finally:
         kept.rename(variant)
-    assert run.returncode == 0, run.stderr[-2000:]
-    log = run.stdout + run.stderr
-    planned = set(re.findall(r"^(?:local)?rule (\w+):", log, re.M))
+    planned = planned_rules(log)
     assert {"ivf_variant", "ivf_natural", "ivf_mapped"} <= planned, planned
     assert not {"index", "hnsw_index", "train", "targets"} & planned, planned
     assert set(re.findall(r"^ivf_variant\s+(\d+)$", log, re.M)) == {"1"}
@@ -236,6 +240,6 @@ def test_editing_the_plot_style_re_renders_the_figures_and_nothing_upstream(fini
         style.write_bytes(text)
         os.utime(style, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert run.returncode == 0, run.stderr[-2000:]
-    planned = set(re.findall(r"^(?:local)?rule (\w+):", run.stdout + run.stderr, re.M))
+    planned = planned_rules(run.stdout + run.stderr)
     figures = {"fig1_toy", "fig2_routing", "fig3_erel_mrr", "fig_ivf", "fig7_ood", "fig8_training"}
     assert planned == figures | {"reproduction_report", "all"}, planned
