@@ -20,8 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-benchmarks/results/gpu}
 shift || true
-PHASES=${*:-install tests throughput targets table1 leakage}
-mkdir -p "$OUT"
+ALL_PHASES="install tests throughput targets table1 leakage"
+PHASES=${*:-$ALL_PHASES}
+for phase in $PHASES; do  # every name checked before anything runs
+  case " $ALL_PHASES " in
+    *" $phase "*) ;;
+    *) echo "gpu_suite: unknown phase '$phase' (phases: $ALL_PHASES)" >&2; exit 2 ;;
+  esac
+done
 export PYTHONUNBUFFERED=1
 if [ -n "${WHEELS:-}" ]; then
   export PYTHONPATH="/tmp/amips-site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -29,6 +35,7 @@ if [ -n "${WHEELS:-}" ]; then
 fi
 
 python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_suite: no CUDA GPU visible to torch')"
+mkdir -p "$OUT"
 GPU=$(python3 -c "import re, torch; n = torch.cuda.get_device_name(0); m = re.search(r'([A-Za-z]+[0-9]+)', n.replace('NVIDIA', '')); print((m.group(1) if m else 'gpu').lower())")
 
 for phase in $PHASES; do
@@ -88,10 +95,6 @@ EOF
       ;;
     leakage)
       bash benchmarks/leakage_at_scale.sh "$OUT" config/hotpotqa_scale.yaml
-      ;;
-    *)
-      echo "gpu_suite: unknown phase '$phase' (install tests throughput targets table1 leakage)" >&2
-      exit 2
       ;;
   esac
 done

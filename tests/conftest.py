@@ -1,9 +1,22 @@
-"""Shared fixtures: small random unit-norm data and a tiny end-to-end dataset folder."""
+"""Shared fixtures: small random unit-norm data, a tiny end-to-end dataset folder, and the
+benchmark scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+
+def benchmark_script(name: str):
+    """benchmarks/{name}.py imported as a module (the folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -4,26 +4,16 @@ and which measured rate it gives a run (measured as such, or borrowed)."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import benchmark_script
 
 from amips_bench.models import ModelSpec, build_model
 from amips_bench.settings import TrainConfig
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-paper_cost = _script("paper_cost")
+paper_cost = benchmark_script("paper_cost")
 
 
 @pytest.mark.parametrize("model", ["keynet", "supportnet"])
@@ -32,7 +22,7 @@ paper_cost = _script("paper_cost")
 def test_step_flops_match_the_flops_counted_on_a_real_training_step(model, clusters, d, size, depth, n_x):
     """The reference: FlopCounterMode over one real Trainer step (forward, backward, SupportNet's
     double backward). The formula also prices the biases, which are not matmuls: within 2 %."""
-    throughput = _script("train_throughput")
+    throughput = benchmark_script("train_throughput")
     spec = ModelSpec(model=model, d=d, n_keys=20_000, size=size, depth=depth, n_x=n_x,
                      n_clusters=clusters)
     device = torch.device("cpu")

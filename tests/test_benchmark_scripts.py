@@ -1,0 +1,72 @@
+"""The scripts a GPU machine runs (benchmarks/gpu_suite.sh and the benchmarks it calls), run on
+the CPU: a GPU session is rare, so a script that breaks must break here first."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import benchmark_script
+
+from amips_bench.models import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+def test_gpu_suite_rejects_an_unknown_phase_before_running_any(tmp_path):
+    out = tmp_path / "out"
+    run = _run(["bash", "benchmarks/gpu_suite.sh", str(out), "install", "throughput", "tabel1"])
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "gpu_suite: unknown phase 'tabel1' (phases: install tests throughput targets table1 leakage)"]
+    assert "== gpu_suite" not in run.stdout and not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_suite_refuses_a_machine_without_a_gpu_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    run = _run(["bash", "benchmarks/gpu_suite.sh", str(out), "throughput"])
+    assert run.returncode != 0
+    assert "gpu_suite: no CUDA GPU visible to torch" in run.stderr
+    assert not out.exists()
+
+
+def test_train_throughput_writes_a_row_per_model_size_and_cluster_count(tmp_path):
+    """The throughput phase's script on the CPU: every configuration measured, its FLOPs those
+    paper_cost prices a step at, and its share of the peak the ratio of the two rates."""
+    paper_cost = benchmark_script("paper_cost")
+    stem = tmp_path / "tp"
+    run = _run([sys.executable, "benchmarks/train_throughput.py", "--n-keys", "20000", "--d", "64",
+                "--sizes", "XS", "S", "--clusters", "1", "3", "--batch", "32", "--steps", "1",
+                "--blocks", "1", "--warmup", "0", "--gemm-size", "128", "--out", str(stem)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = list(csv.DictReader(open(f"{stem}.csv")))
+    assert sorted((r["model"], r["size"], r["clusters"]) for r in rows) == sorted(
+        (m, s, c) for m in ("keynet", "supportnet") for s in ("XS", "S") for c in ("1", "3"))
+    for r in rows:
+        spec = ModelSpec(model=r["model"], d=64, n_keys=20000, size=r["size"], depth=4, n_x=3,
+                         n_clusters=int(r["clusters"]))
+        assert int(r["width"]) == spec.width
+        assert int(r["parameters"]) == paper_cost.full_parameters(spec)
+        assert float(r["flop_per_step"]) == pytest.approx(paper_cost.step_flops(spec, 32), rel=0.02)
+        assert float(r["pct_of_own_peak"]) == pytest.approx(
+            100 * float(r["achieved_flops"]) / float(r["peak_flops"]))
+    assert Path(f"{stem}.md").read_text().count("\n| keynet") == 4
+
+
+def test_targets_benchmark_finds_the_same_top_keys_as_faiss():
+    run = _run([sys.executable, "benchmarks/targets.py", "--quick"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert {line.split("|")[3].strip() for line in rows} == {"faiss", "ours"}
+    assert all(line.rstrip(" |").endswith("True") for line in rows)  # the "same answers" column
