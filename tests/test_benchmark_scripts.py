@@ -70,3 +70,21 @@ def test_targets_benchmark_finds_the_same_top_keys_as_faiss():
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert {line.split("|")[3].strip() for line in rows} == {"faiss", "ours"}
     assert all(line.rstrip(" |").endswith("True") for line in rows)  # the "same answers" column
+
+
+def test_table1_phase_command_times_every_dataset_size_and_model(tmp_path):
+    """The table1 phase's `timing` command (named key counts, sizes, precision) at small sizes."""
+    stem = tmp_path / "table1_cpu_bf16"
+    run = _run([sys.executable, "-m", "amips_bench.cli", "timing", "--datasets", "quora=5000",
+                "hotpotqa=8000", "--sizes", "S", "M", "--depth", "4", "--nx", "3", "--batch", "64",
+                "--repeats", "2", "--warmup", "1", "--precision", "bf16", "--device", "cpu",
+                "--out", str(stem)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = list(csv.DictReader(open(f"{stem}.csv")))
+    assert sorted((r["dataset"], r["n_keys"], r["size"], r["model"]) for r in rows) == sorted(
+        (ds, n, s, m) for ds, n in (("quora", "5000"), ("hotpotqa", "8000")) for s in ("S", "M")
+        for m in ("supportnet", "keynet"))
+    for r in rows:
+        spec = ModelSpec(model=r["model"], d=384, n_keys=int(r["n_keys"]), size=r["size"], depth=4, n_x=3)
+        assert (int(r["width"]), r["precision"]) == (spec.width, "bf16")
+    assert all(r["paper_score_s"] for r in rows if r["dataset"] == "quora")  # the paper's beside ours
