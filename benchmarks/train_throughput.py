@@ -137,7 +137,8 @@ def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
     seconds = statistics.median(per_step)
     loss = float(trainer.train_loss_sum) / max(1, trainer.train_loss_count)
     row = {"model": model, "size": size, "clusters": clusters, "depth": args.depth,
-           "n_x": args.nx, "width": spec.width, "cuda_graph": trainer.use_graph,
+           "n_x": args.nx, "width": spec.width, "width_rule": spec.width_rule,
+           "cuda_graph": trainer.use_graph,
            "parameters": sum(p.numel() for p in trainer.model.parameters()),
            "batch": args.batch, "precision": precision, "step_s": seconds,
            "samples_per_s": args.batch / seconds, "syncs_per_step": syncs,
@@ -206,7 +207,8 @@ def main() -> None:
         r["pct_of_bf16_peak"] = 100 * r["achieved_flops"] / bf16_peak if bf16_peak else float("nan")
         r["device"], r["torch"] = where, torch.__version__
     lines = [f"# training-step throughput; {where}; torch {torch.__version__}; n = {args.n_keys:,}, "
-             f"d = {args.d}, depth {args.depth}, n_x {args.nx}, batch {args.batch}; median over "
+             f"d = {args.d}, depth {args.depth}, n_x {args.nx}, batch {args.batch}, widths by the paper's "
+             f"rule (eq. 3.3); median over "
              f"{args.blocks} blocks of {args.steps} steps after {args.warmup} warm-ups",
              "",
              "Measured matmul peaks (" + ", ".join(f"{p} {v / 1e12:,.1f} TFLOP/s" for p, v in peaks.items())

@@ -56,7 +56,7 @@ def test_train_throughput_writes_a_row_per_model_size_and_cluster_count(tmp_path
     for r in rows:
         spec = ModelSpec(model=r["model"], d=64, n_keys=20000, size=r["size"], depth=4, n_x=3,
                          n_clusters=int(r["clusters"]))
-        assert int(r["width"]) == spec.width
+        assert (int(r["width"]), r["width_rule"]) == (spec.width, "paper")
         assert int(r["parameters"]) == paper_cost.full_parameters(spec)
         assert float(r["flop_per_step"]) == pytest.approx(paper_cost.step_flops(spec, 32), rel=0.02)
         assert float(r["pct_of_own_peak"]) == pytest.approx(
