@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from amips_bench.config import dataset_n_keys, expand_grid, prepare
-from amips_bench.models import ModelSpec, parameter_count
+from amips_bench.models import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TABLE = ROOT / "benchmarks" / "results" / "train_throughput_h100.csv"
@@ -52,14 +52,9 @@ def load_rates(path: Path) -> list[dict]:
     return rows
 
 
-def full_parameters(spec: ModelSpec) -> int:
-    """Parameters of the model a spec builds: its width's full count, output layer included."""
-    return parameter_count(spec.d, spec.width, spec.depth, spec.n_x, spec.d_out)
-
-
 def step_flops(spec: ModelSpec, batch: int) -> float:
     """Training FLOPs of one step of `batch` queries (see the module docstring)."""
-    params = full_parameters(spec)
+    params = spec.n_parameters
     if spec.model == "supportnet":
         return 6 * (1 + spec.n_clusters) * params * batch
     return (6 * params - 2 * (1 + spec.n_x) * spec.d * spec.width) * batch
@@ -75,7 +70,7 @@ def pick_rate(rates: list[dict], spec: ModelSpec, precision: str, batch: int,
                          f"(c {'= 1' if spec.n_clusters == 1 else '> 1'}) in the throughput table")
     best_graph = max(r["cuda_graph"] for r in clustered)
     pool = [r for r in clustered if r["cuda_graph"] == best_graph]
-    params = full_parameters(spec)
+    params = spec.n_parameters
     row = min(pool, key=lambda r: abs(math.log(r["parameters"] / params)))
     exact = (row["size"] == spec.size and row["depth"] == spec.depth and row["n_x"] == spec.n_x
              and row["clusters"] == spec.n_clusters and row["width"] == spec.width

@@ -79,7 +79,7 @@ def main() -> None:
 
     from amips_bench.config import prepare
     from amips_bench.evaluation import load_dataset
-    from amips_bench.models import ModelSpec, parameter_count, solve_width
+    from amips_bench.models import ModelSpec, solve_width
     from amips_bench.settings import LossWeights, TrainConfig
     from amips_bench.training import Trainer
 
@@ -101,8 +101,7 @@ def main() -> None:
             if MATCHED in name:  # the width whose full count equals the KeyNet's real count
                 keynet = ModelSpec(model="keynet", d=384, n_keys=len(data.keys), size="XS",
                                    depth=4, n_x=3, n_clusters=10)
-                real = parameter_count(384, keynet.width, 4, 3, keynet.d_out)
-                width = solve_width(real, 384, 4, 3, 10, rule="full")
+                width = solve_width(keynet.n_parameters, 384, 4, 3, 10, rule="full")
                 spec = ModelSpec(**{**spec.to_dict(), "width": width})
             cfg = TrainConfig(steps=args.steps or train["steps"], batch_size=train["batch_size"],
                               lr_at_128=train["lr_at_128"] * lr_factor,

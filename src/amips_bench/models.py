@@ -129,6 +129,12 @@ class ModelSpec:
         return self.rho * self.n_keys * self.d
 
     @property
+    def n_parameters(self) -> int:
+        """Parameters of the model this spec builds: its width's full count, output layer
+        included (under the paper's rule a clustered KeyNet's c·d outputs exceed the budget)."""
+        return parameter_count(self.d, self.width, self.depth, self.n_x, self.d_out)
+
+    @property
     def name(self) -> str:
         return f"{self.model}_{self.size}_L{self.depth}_nx{self.n_x}_c{self.n_clusters}"
 
