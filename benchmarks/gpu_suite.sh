@@ -8,7 +8,7 @@
 # OUT (default benchmarks/results/gpu) receives every result file, named after the GPU
 # (e.g. train_throughput_h100.md): copy them to benchmarks/results/ and results/reference/ and
 # commit them; OUT/leakage_5m.tar.gz unpacks into results/reference/. PHASES: install tests
-# throughput targets table1 leakage (default: all, in that order); a machine that limits one
+# throughput loader targets table1 leakage (default: all, in that order); a machine that limits one
 # command's time can run them in several calls (the leakage phase resumes where it stopped).
 #
 # Installation: with network access, `pip install -e ".[gpu,test]"` (torch's CUDA build first).
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-benchmarks/results/gpu}
 shift || true
-ALL_PHASES="install tests throughput targets table1 leakage"
+ALL_PHASES="install tests throughput loader targets table1 leakage"
 PHASES=${*:-$ALL_PHASES}
 for phase in $PHASES; do  # every name checked before anything runs
   case " $ALL_PHASES " in
@@ -82,6 +82,9 @@ EOF
     throughput)
       python3 benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 --graph on off \
         --sizes S M --clusters 1 10 --out "$OUT/train_throughput_$GPU"
+      ;;
+    loader)  # the host's reader processes against the steps' appetite (a 3 GB file)
+      python3 benchmarks/stream_loader.py --device cuda --out "$OUT/stream_loader_$GPU"
       ;;
     targets)
       python3 benchmarks/targets.py --device cuda --repeats 3 --out "$OUT/targets_$GPU"

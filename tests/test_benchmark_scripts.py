@@ -26,7 +26,7 @@ def test_gpu_suite_rejects_an_unknown_phase_before_running_any(tmp_path):
     run = _run(["bash", "benchmarks/gpu_suite.sh", str(out), "install", "throughput", "tabel1"])
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        "gpu_suite: unknown phase 'tabel1' (phases: install tests throughput targets table1 leakage)"]
+        "gpu_suite: unknown phase 'tabel1' (phases: install tests throughput loader targets table1 leakage)"]
     assert "== gpu_suite" not in run.stdout and not out.exists()
 
 
@@ -86,3 +86,26 @@ def test_table1_phase_command_times_every_dataset_size_and_model(tmp_path):
         spec = ModelSpec(model=r["model"], d=384, n_keys=int(r["n_keys"]), size=r["size"], depth=4, n_x=3)
         assert (int(r["width"]), r["precision"]) == (spec.width, "bf16")
     assert all(r["paper_score_s"] for r in rows if r["dataset"] == "quora")  # the paper's beside ours
+
+
+def test_stream_loader_times_every_reader_count_warm_and_cold(tmp_path):
+    """The loader phase's script on the CPU: a row per page-cache state and reader count, each
+    a positive rate, and the committed H100 steps set beside them."""
+    stem = tmp_path / "loader"
+    run = _run([sys.executable, "benchmarks/stream_loader.py", "--rows", "20000", "--d", "32",
+                "--batch", "256", "--batches", "3", "--readers", "0", "2", "--workdir", str(tmp_path),
+                "--out", str(stem)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = list(csv.DictReader(open(f"{stem}.csv")))
+    assert [(r["cache"], r["readers"]) for r in rows] == [
+        ("warm", "0"), ("warm", "2"), ("cold", "0"), ("cold", "2")]
+    assert all(float(r["rows_per_s"]) > 0 for r in rows)
+    text = Path(f"{stem}.md").read_text()
+    assert "| keynet | 1 | M | bf16 |" in text and "Training here would use" in text
+    assert not list(tmp_path.glob("*.npy.tmp*"))  # its scratch file was written whole
+
+
+def test_stream_loader_refuses_a_file_too_small_for_fresh_batches(tmp_path):
+    run = _run([sys.executable, "benchmarks/stream_loader.py", "--rows", "1000", "--batch", "256",
+                "--workdir", str(tmp_path)])
+    assert run.returncode == 1 and "holds 3 batches of 256; the timings need" in run.stderr

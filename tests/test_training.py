@@ -177,11 +177,16 @@ def test_batch_larger_than_training_set_is_refused(tiny_dataset, tmp_path):
         Trainer(_spec("keynet"), data, _cfg(batch_size=100_000), tmp_path, DEVICE)
 
 
-def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, tmp_path):
-    """A training split read from disk per batch (prefetched on a thread) trains on the same
-    rows in the same order as the resident one: identical weights after steps that cross
-    epoch boundaries, and a run of either kind resumes the other's checkpoint."""
+@pytest.mark.parametrize("readers", [0, 2])
+def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, tmp_path, readers,
+                                                                   monkeypatch):
+    """A training split read from disk per batch (prefetched on a thread, by reader processes
+    or by the thread alone) trains on the same rows in the same order as the resident one:
+    identical weights after steps that cross epoch boundaries, and a run of either kind
+    resumes the other's checkpoint."""
     from amips_bench.evaluation import StreamedSplit
+
+    monkeypatch.setattr("amips_bench.training.reader_processes", lambda n: n)  # whatever the cores
 
     resident = load_dataset(tiny_dataset, 1, DEVICE)
     streamed = load_dataset(tiny_dataset, 1, DEVICE, stream_train_over_bytes=0)
@@ -189,8 +194,9 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
     spec = ModelSpec(model="supportnet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
     cfg = TrainConfig(steps=30, batch_size=128, eval_every=10, checkpoint_every=10)
     a = Trainer(spec, resident, cfg, tmp_path / "a", DEVICE)
-    b = Trainer(spec, streamed, TrainConfig(**{**cfg.to_dict(), "resident_max_gb": 1e-9}),
-                tmp_path / "b", DEVICE)
+    b = Trainer(spec, streamed, TrainConfig(**{**cfg.to_dict(), "resident_max_gb": 1e-9,
+                                                "reader_processes": readers}), tmp_path / "b", DEVICE)
+    assert (b.batches._readers is not None) == (readers > 0)
     for _ in range(30):  # 2,769 rows / 128 = 21 steps per epoch
         a.train_step()
         b.train_step()
@@ -199,3 +205,27 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
     b.save_checkpoint()
     c = Trainer(spec, resident, cfg, tmp_path / "b", DEVICE)
     assert c.try_resume() and c.step == 30
+
+
+def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr("amips_bench.training.reader_processes", lambda n: n)
+    streamed = load_dataset(tiny_dataset, 1, DEVICE, stream_train_over_bytes=0)
+    spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
+    trainer = Trainer(spec, streamed, TrainConfig(steps=4, batch_size=128, eval_every=4,
+                                                  reader_processes=2), tmp_path, DEVICE)
+    readers = []  # the reader processes alive at the last evaluation (they start on demand)
+    trainer.run(progress=lambda row: readers.extend(
+        p for p in trainer.batches._readers._pool._processes.values() if row["step"] == 4))
+    for process in readers:
+        process.join(timeout=10)
+    assert len(readers) == 2 and not any(p.is_alive() for p in readers)
+
+
+@pytest.mark.parametrize("requested, cores, used", [(8, 16, 8), (8, 2, 2), (2, 8, 2), (8, 1, 0), (1, 8, 0),
+                                                    (0, 8, 0)])
+def test_reader_processes_are_at_most_one_per_usable_core(requested, cores, used, monkeypatch):
+    """More readers than cores only take turns; a single reader process only adds a copy."""
+    from amips_bench.training import reader_processes
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert reader_processes(requested) == used

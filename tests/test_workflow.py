@@ -171,11 +171,12 @@ def test_a_sweep_that_runs_again_rebuilds_a_deleted_ivf_variant_and_no_other_ind
 
 
 def test_how_a_training_job_runs_trains_no_model_again(finished, tmp_path):
-    """CUDA graph, resident data and checkpoint interval say how a job runs, not what it
-    computes: changing them for another kind of node plans only the report (it records the
-    config's hash)."""
+    """CUDA graph, resident data, reader processes and checkpoint interval say how a job runs,
+    not what it computes: changing them for another kind of node plans only the report (it
+    records the config's hash)."""
     planned = planned_after(finished, tmp_path, "train",
-                            {"cuda_graph": False, "resident_max_gb": 0.001, "checkpoint_every": 7})
+                            {"cuda_graph": False, "resident_max_gb": 0.001, "reader_processes": 0,
+                             "checkpoint_every": 7})
     assert planned == {"reproduction_report", "all"}, planned
 
 

@@ -354,11 +354,104 @@ class NpyRows:
     def take(self, index: np.ndarray) -> np.ndarray:
         """Rows at `index` (any order, repeats allowed), in that order."""
         out = np.empty((len(index), self.shape[1]), dtype=self.dtype)
-        view = out.view(np.uint8).reshape(len(index), self.row_bytes)
-        for i, row in enumerate(np.asarray(index, dtype=np.int64)):
-            view[i] = np.frombuffer(os.pread(self._fd, self.row_bytes,
-                                             self.offset + int(row) * self.row_bytes), dtype=np.uint8)
+        self.read_into(index, out)
         return out
+
+    def read_into(self, index: np.ndarray, out: np.ndarray) -> None:
+        """Rows at `index` into `out` (a C-ordered array of len(index) rows), one system call
+        per row straight into place: no intermediate bytes object, so the Python work per row
+        is small next to the call itself."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) and (index.min() < 0 or index.max() >= self.shape[0]):
+            raise InputError(f"{self.path}: row indices must lie in [0, {self.shape[0]}), found "
+                             f"[{index.min()}, {index.max()}]")
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        size, fd, preadv = self.row_bytes, self._fd, os.preadv
+        for i, offset in enumerate((self.offset + index * size).tolist()):
+            if preadv(fd, [buffer[i * size:(i + 1) * size]], offset) != size:
+                raise InputError(f"{self.path}: file ends before row {index[i]}")
+
+
+#: the files a reader process opened and the shared buffers it reads into (set per process)
+_READER: list[tuple[NpyRows, Any]] = []
+
+
+def _open_reader(specs: list[tuple[str, str, str]]) -> None:
+    """Reader-process initializer: open each (path, dtype, shared-buffer name) once."""
+    from multiprocessing import shared_memory
+
+    for path, dtype, name in specs:
+        buffer = shared_memory.SharedMemory(name=name)  # the parent unlinks it
+        _READER.append((NpyRows(path, dtype=dtype), buffer))
+
+
+def _read_rows(start: int, index: np.ndarray) -> None:
+    """Reader-process task: rows at `index` of every file into its buffer from row `start`."""
+    for rows, buffer in _READER:
+        rows.read_into(index, np.ndarray((len(index), rows.shape[1]), dtype=rows.dtype,
+                                         buffer=buffer.buf, offset=start * rows.row_bytes))
+
+
+class ParallelRows:
+    """The same rows of several NpyRows files, read by `processes` reader processes at once.
+
+    A row costs one system call (about 1.5 µs from the page cache, far more from disk), so one
+    reader delivers some 600,000 rows/s, while a GPU step of a small model consumes 4,096 rows
+    in 2 ms. Processes rather than threads, because each row's Python work holds the GIL; each
+    reads a slice of the batch into one shared buffer per file, and together they keep as many
+    requests in flight on a disk. The rows and their order are exactly NpyRows.take's.
+    """
+
+    def __init__(self, files: Sequence[NpyRows], max_rows: int, processes: int) -> None:
+        import multiprocessing
+        import weakref
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import shared_memory
+
+        if processes < 1:
+            raise InputError(f"reader processes: must be >= 1, got {processes}")
+        self.files, self.max_rows, self.processes = list(files), max_rows, processes
+        self._buffers = [shared_memory.SharedMemory(create=True, size=max(1, max_rows * f.row_bytes))
+                         for f in self.files]
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(["amips_bench.io"])  # not __main__: a script runs once
+        specs = [(str(f.path), f.dtype.str, b.name) for f, b in zip(self.files, self._buffers)]
+        self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_open_reader,
+                                         initargs=(specs,))
+        self._finalizer = weakref.finalize(self, ParallelRows._release, self._pool, self._buffers)
+
+    @staticmethod
+    def _release(pool: Any, buffers: list[Any]) -> None:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for buffer in buffers:
+            buffer.close()
+            with contextlib.suppress(FileNotFoundError):
+                buffer.unlink()
+
+    def close(self) -> None:
+        """Stop the reader processes and free the shared buffers (also done on collection)."""
+        self._finalizer()
+
+    def take_into(self, index: np.ndarray, outs: Sequence[np.ndarray]) -> None:
+        """Rows at `index` of each file into the matching array of `outs` (len(index) rows)."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) > self.max_rows:
+            raise InputError(f"reader processes: {len(index)} rows asked, at most {self.max_rows}")
+        bounds = np.linspace(0, len(index), self.processes + 1).round().astype(int)
+        tasks = [self._pool.submit(_read_rows, int(lo), index[lo:hi])
+                 for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        for task in tasks:
+            task.result()  # a reader's error (a short file, say) is raised here
+        for f, buffer, out in zip(self.files, self._buffers, outs):
+            out[...] = np.ndarray((len(index), f.shape[1]), dtype=f.dtype, buffer=buffer.buf)
+
+    def take(self, index: np.ndarray) -> list[np.ndarray]:
+        """Rows at `index` of each file, as new arrays."""
+        outs = [np.empty((len(index), f.shape[1]), dtype=f.dtype) for f in self.files]
+        self.take_into(index, outs)
+        return outs
 
 
 @contextlib.contextmanager

@@ -40,10 +40,11 @@ class TrainConfig:
     precision: str = _TRAIN["precision"]
     cuda_graph: bool = _TRAIN["cuda_graph"]
     resident_max_gb: float = _TRAIN["resident_max_gb"]
+    reader_processes: int = _TRAIN["reader_processes"]
 
     #: settings that change how a run executes, not what it computes: not part of a checkpoint's
     #: identity, and not a reason for the workflow to train a finished model again
-    EXECUTION_ONLY = ("cuda_graph", "resident_max_gb", "checkpoint_every")
+    EXECUTION_ONLY = ("cuda_graph", "resident_max_gb", "reader_processes", "checkpoint_every")
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):
@@ -51,6 +52,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"train.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.reader_processes < 0:
+            raise InputError(f"train.reader_processes: must be >= 0, got {self.reader_processes}")
         if self.precision not in PRECISIONS:
             raise InputError(f"train.precision: unknown precision {self.precision!r}; "
                              f"expected one of {PRECISIONS}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from .evaluation import DatasetTensors, StreamedSplit, evaluate_model, load_dataset
-from .io import InputError, device_name, package_versions, release_freed_memory, save_csv, save_json
+from .io import InputError, ParallelRows, device_name, package_versions, release_freed_memory, save_csv, save_json
 from .losses import compute_loss
 from .models import ModelSpec, SupportNet, build_model, save_model
 from .settings import TrainConfig
@@ -76,24 +77,41 @@ def precision_context(precision: str, device: torch.device):
     yield
 
 
-class StreamedBatches:
-    """Batches of a streamed split: rows gathered from disk on a worker thread one step ahead,
-    pinned (GPU) and copied without blocking the host; the same rows, in the same order, as
-    indexing the resident split with the same sampler."""
+def reader_processes(requested: int) -> int:
+    """Reader processes for a streamed split: at most one per core this process may use (reading
+    from the page cache is CPU work, and more readers than cores only take turns); none where
+    that leaves one, which would only add a copy to what the prefetch thread does alone."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = min(requested, usable)
+    return processes if processes >= 2 else 0
 
-    def __init__(self, split: StreamedSplit, sampler: EpochSampler, device: torch.device) -> None:
+
+class StreamedBatches:
+    """Batches of a streamed split: rows gathered from disk one step ahead on a worker thread
+    (by `processes` reader processes when > 0), into pinned memory on a GPU, and copied without
+    blocking the host; the same rows, in the same order, as indexing the resident split with
+    the same sampler."""
+
+    def __init__(self, split: StreamedSplit, sampler: EpochSampler, device: torch.device,
+                 processes: int = 0) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.split, self.sampler, self.device = split, sampler, device
+        self._readers = (ParallelRows([split.queries, split.top1], sampler.batch, processes)
+                         if processes > 0 else None)
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._ahead: tuple[int, Any] | None = None
 
     def _load(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.sampler.indices(step).numpy()
-        x = torch.from_numpy(self.split.queries.take(idx))
-        top1 = torch.from_numpy(self.split.top1.take(idx))
-        if self.device.type == "cuda":
-            x, top1 = x.pin_memory(), top1.pin_memory()
+        pinned = self.device.type == "cuda"  # a page-locked source copies without blocking
+        x = torch.empty((len(idx), self.split.queries.shape[1]), dtype=torch.float32, pin_memory=pinned)
+        top1 = torch.empty((len(idx), self.split.top1.shape[1]), dtype=torch.int64, pin_memory=pinned)
+        if self._readers is not None:
+            self._readers.take_into(idx, [x.numpy(), top1.numpy()])
+        else:
+            self.split.queries.read_into(idx, x.numpy())
+            self.split.top1.read_into(idx, top1.numpy())
         return x, top1
 
     def settle(self) -> None:
@@ -109,6 +127,13 @@ class StreamedBatches:
             x, top1 = self._load(step)
         self._ahead = (step + 1, self._pool.submit(self._load, step + 1))
         return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
+
+    def close(self) -> None:
+        """Finish the read ahead, stop the reader processes."""
+        self.settle()
+        self._pool.shutdown()
+        if self._readers is not None:
+            self._readers.close()
 
 
 _AUTOGRAD_PRIMED: set[int] = set()
@@ -167,7 +192,8 @@ class Trainer:
         # a streamed split is gathered on the host: its batch indices stay there too
         self.sampler = EpochSampler(len(train.queries), cfg.batch_size, cfg.seed,
                                     torch.device("cpu") if self.streamed else device)
-        self.batches = StreamedBatches(train, self.sampler, device) if self.streamed else None
+        self.batches = (StreamedBatches(train, self.sampler, device, reader_processes(cfg.reader_processes))
+                        if self.streamed else None)
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
@@ -360,6 +386,13 @@ class Trainer:
 
     def run(self, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
         """Train to cfg.steps (resuming if possible) and write model.pt, history.csv, metrics.json."""
+        try:
+            return self._run(progress)
+        finally:
+            if self.batches is not None:
+                self.batches.close()
+
+    def _run(self, progress: Callable[[dict], None] | None) -> dict[str, Any]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
         if self.step == 0 and not self.history:

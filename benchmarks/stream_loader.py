@@ -1,0 +1,178 @@
+"""Streamed training batches: rows per second read from disk, by the prefetch thread alone and
+by reader processes (train.reader_processes), against the rows per second a GPU step consumes.
+
+A training split larger than train.resident_max_gb is read one batch ahead of the step, one
+system call per row. When the readers deliver fewer rows per second than the step consumes,
+the GPU waits for its data. Each reader count is timed on the same file through the trainer's
+own StreamedBatches (pinned memory on a GPU), over fresh batches of the same epoch, twice:
+
+- warm: the file is in the page cache (it was read once in full beforehand);
+- cold: the file's pages are dropped from the page cache first (posix_fadvise DONTNEED), so
+  every row is a random read from the disk (where the file is larger than the batches touch).
+
+The last table sets the median warm rate beside the samples/s of the committed H100 training
+steps (benchmarks/results/train_throughput_h100.csv, CUDA graph on): a model is fed where
+the readers deliver at least that. The readers' rate is this machine's, not the GPU host's.
+Training caps the reader processes at one per usable core; this script times the counts asked.
+
+    python benchmarks/stream_loader.py                       # 2M rows of d = 384 (3.1 GB of disk)
+    python benchmarks/stream_loader.py --rows 100000 --batches 5 --readers 0 2   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amips_bench.config import schema_defaults
+from amips_bench.evaluation import StreamedSplit
+from amips_bench.io import NpyRows, cpu_model, npy_row_writer
+from amips_bench.training import EpochSampler, StreamedBatches, reader_processes
+
+H100_TABLE = Path(__file__).parent / "results" / "train_throughput_h100.csv"
+
+
+def write_split(folder: Path, rows: int, d: int, chunk: int = 65_536) -> StreamedSplit:
+    """A training split of `rows` unit queries and their top-1 indices, written in chunks."""
+    rng = np.random.default_rng(0)
+    with npy_row_writer(folder / "train_queries.npy", rows, d, "float32") as add:
+        for start in range(0, rows, chunk):
+            block = rng.standard_normal((min(chunk, rows - start), d), dtype=np.float32)
+            add(block / np.linalg.norm(block, axis=1, keepdims=True))
+    with npy_row_writer(folder / "train_top1.npy", rows, 1, "int64") as add:
+        for start in range(0, rows, chunk):
+            add(rng.integers(0, 1_000_000, (min(chunk, rows - start), 1)))
+    return StreamedSplit(NpyRows(folder / "train_queries.npy", dtype="float32", ncols=d),
+                         NpyRows(folder / "train_top1.npy", dtype="int64", ncols=1))
+
+
+def page_cache(split: StreamedSplit, warm: bool) -> None:
+    """Read both files once (warm) or drop their pages from the page cache (cold)."""
+    for rows in (split.queries, split.top1):
+        with open(rows.path, "rb") as fh:
+            if warm:
+                while fh.read(1 << 24):
+                    pass
+            else:
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def time_batches(split: StreamedSplit, batch: int, readers: int, first: int, batches: int,
+                 device: torch.device) -> list[float]:
+    """Seconds per batch as training sees them: each get() waits for the batch read ahead
+    while the next is being read (no step in between, so the readers alone set the pace)."""
+    sampler = EpochSampler(len(split.queries), batch, seed=0, device=torch.device("cpu"))
+    loader = StreamedBatches(split, sampler, device, readers)
+    try:
+        loader.get(first - 1)  # starts the reader processes and the read ahead
+        seconds = []
+        for step in range(first, first + batches):
+            t0 = time.perf_counter()
+            x, _ = loader.get(step)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - t0)
+        assert x.shape == (batch, split.queries.shape[1])
+        return seconds
+    finally:
+        loader.close()
+
+
+def h100_rates() -> list[dict]:
+    if not H100_TABLE.exists():
+        return []
+    with open(H100_TABLE) as f:
+        return [r for r in csv.DictReader(f) if r["cuda_graph"] == "True"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2_000_000, help="training rows in the file")
+    parser.add_argument("--d", type=int, default=384)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per reader count and cache state")
+    parser.add_argument("--readers", type=int, nargs="+", default=[0, 1, 2, 4, 8],
+                        help="reader processes (0: the prefetch thread reads alone)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (pinned memory, copies to the GPU)")
+    parser.add_argument("--workdir", default="", help="scratch folder (default: a temporary one)")
+    parser.add_argument("--out", default="", help="also write STEM.md and STEM.csv")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    batches_needed = (len(args.readers) * 2 + 1) * (args.batches + 1)
+    if args.rows // args.batch < batches_needed:
+        raise SystemExit(f"stream_loader: --rows {args.rows:,} holds {args.rows // args.batch} batches of "
+                         f"{args.batch}; the timings need {batches_needed} fresh ones")
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="amips-loader-"))
+    need_gb = args.rows * (args.d * 4 + 8) / 1e9
+    free_gb = shutil.disk_usage(work).free / 1e9
+    print(f"# scratch {work}: {free_gb:,.0f} GB free, the file needs {need_gb:,.1f} GB")
+    if free_gb < 1.1 * need_gb:
+        raise SystemExit(f"stream_loader: not enough free disk in {work}")
+    try:
+        split = write_split(work, args.rows, args.d)
+        results, first = [], 1
+        for cache in ("warm", "cold"):
+            for readers in args.readers:
+                page_cache(split, warm=cache == "warm")
+                seconds = time_batches(split, args.batch, readers, first, args.batches, device)
+                first += args.batches + 1  # fresh rows for every measurement
+                median = statistics.median(seconds)
+                results.append({"cache": cache, "readers": readers, "batch": args.batch,
+                                "ms_per_batch": 1000 * median, "rows_per_s": args.batch / median,
+                                "ms_p90": 1000 * float(np.quantile(seconds, 0.9))})
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU memory"
+    default = schema_defaults("train")["reader_processes"]
+    lines = [
+        f"# streamed batches of {args.batch:,} rows (d = {args.d}) from a {args.rows:,}-row file, into {where}; "
+        f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, torch {torch.__version__}; "
+        f"median over {args.batches} batches",
+        "",
+        f"Training here would use {reader_processes(default)} reader processes (train.reader_processes = {default}, "
+        "at most one per usable core, none where that leaves one).",
+        "",
+        "| page cache | reader processes | ms per batch (median) | ms (90th percentile) | rows/s | × the thread alone |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    alone = {r["cache"]: r["rows_per_s"] for r in results if r["readers"] == 0}
+    for r in results:
+        speedup = f"{r['rows_per_s'] / alone[r['cache']]:.2f}" if r["cache"] in alone else ""
+        lines.append(f"| {r['cache']} | {r['readers']} | {r['ms_per_batch']:.2f} | {r['ms_p90']:.2f} "
+                     f"| {r['rows_per_s']:,.0f} | {speedup} |")
+    warm = [r for r in results if r["cache"] == "warm"]
+    steps = h100_rates()
+    if steps and warm:
+        lines += ["", "rows/s a training step consumes on the H100 (CUDA graph; committed table) and the fewest "
+                  "reader processes measured here that deliver them from the page cache:", "",
+                  "| model | c | size | precision | step rows/s | fed by |", "|---|---:|---|---|---:|---|"]
+        for s in steps:
+            need = float(s["samples_per_s"])
+            fed = [r["readers"] for r in warm if r["rows_per_s"] >= need]
+            lines.append(f"| {s['model']} | {s['clusters']} | {s['size']} | {s['precision']} | {need:,.0f} "
+                         f"| {min(fed) if fed else 'none measured'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out + ".md").write_text(text)
+        with open(args.out + ".csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(results[0]))
+            writer.writeheader()
+            writer.writerows(results)
+
+
+if __name__ == "__main__":
+    main()
