@@ -3,8 +3,6 @@ reader processes sharing a batch. Reference: NumPy's own fancy indexing of the l
 
 from __future__ import annotations
 
-import multiprocessing
-
 import numpy as np
 import pytest
 
@@ -55,23 +53,31 @@ def test_reader_processes_take_the_same_rows_in_the_same_order(files, processes)
         readers.close()
 
 
-def test_reader_processes_stop_and_free_their_buffers_on_close(files):
-    from multiprocessing import shared_memory
-
+def test_reader_processes_stop_on_close_and_are_refused_after(files):
     folder, queries, _ = files
     readers = ParallelRows([NpyRows(folder / "queries.npy", dtype="float32")], 64, processes=2)
-    readers.take(np.arange(64))
-    names = [b.name for b in readers._buffers]
-    workers = list(readers._pool._processes.values())
-    assert workers and all(p.is_alive() for p in workers)
+    assert np.array_equal(readers.take(np.arange(64))[0], queries[:64])
+    processes = list(readers._readers)
     readers.close()
-    for p in workers:
-        p.join(timeout=10)
-    assert not any(p.is_alive() for p in workers)
-    for name in names:
-        with pytest.raises(FileNotFoundError):
-            shared_memory.SharedMemory(name=name)
-    assert not [c for c in multiprocessing.active_children() if c in workers]
+    assert [p.poll() for p in processes] == [0, 0]  # ended on their own at the end of requests
+    with pytest.raises(InputError, match=r"reader process \d+ ended \(exit status 0\)"):
+        readers.take(np.arange(4))
+
+
+def test_reader_processes_do_not_run_the_callers_script(files, tmp_path):
+    """multiprocessing's spawn would run the main script again in every reader; a script
+    without a main guard, or fed on stdin, must not matter."""
+    import subprocess
+    import sys
+
+    folder, queries, _ = files
+    script = (f"import numpy as np\nfrom amips_bench.io import NpyRows, ParallelRows\n"
+              f"print('script ran')\n"
+              f"r = ParallelRows([NpyRows({str(folder / 'queries.npy')!r}, dtype='float32')], 8, 2)\n"
+              f"print(r.take(np.arange(8))[0].sum())\n")
+    run = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["script ran", str(queries[:8].sum())]
 
 
 def test_bad_indices_and_short_files_are_named(files, tmp_path):

@@ -213,12 +213,9 @@ def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_pa
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
     trainer = Trainer(spec, streamed, TrainConfig(steps=4, batch_size=128, eval_every=4,
                                                   reader_processes=2), tmp_path, DEVICE)
-    readers = []  # the reader processes alive at the last evaluation (they start on demand)
-    trainer.run(progress=lambda row: readers.extend(
-        p for p in trainer.batches._readers._pool._processes.values() if row["step"] == 4))
-    for process in readers:
-        process.join(timeout=10)
-    assert len(readers) == 2 and not any(p.is_alive() for p in readers)
+    readers = list(trainer.batches._readers._readers)
+    trainer.run()
+    assert len(readers) == 2 and [p.poll() for p in readers] == [0, 0]
 
 
 @pytest.mark.parametrize("requested, cores, used", [(8, 16, 8), (8, 2, 2), (2, 8, 2), (8, 1, 0), (1, 8, 0),

@@ -372,80 +372,132 @@ class NpyRows:
                 raise InputError(f"{self.path}: file ends before row {index[i]}")
 
 
-#: the files a reader process opened and the shared buffers it reads into (set per process)
-_READER: list[tuple[NpyRows, Any]] = []
+_REQUEST = np.dtype([("start", "<i8"), ("rows", "<i8")])  # then `rows` int64 row indices
 
 
-def _open_reader(specs: list[tuple[str, str, str]]) -> None:
-    """Reader-process initializer: open each (path, dtype, shared-buffer name) once."""
-    from multiprocessing import shared_memory
+def _shared_buffer(size: int) -> int:
+    """A file descriptor of `size` bytes of memory that a child process can map: memfd where
+    the system has it (memory only), else an unnamed temporary file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("amips-rows", os.MFD_CLOEXEC)
+    else:
+        handle = tempfile.TemporaryFile()
+        fd = os.dup(handle.fileno())
+        handle.close()
+    os.ftruncate(fd, max(1, size))
+    return fd
 
-    for path, dtype, name in specs:
-        buffer = shared_memory.SharedMemory(name=name)  # the parent unlinks it
-        _READER.append((NpyRows(path, dtype=dtype), buffer))
 
+def serve_rows(spec: str) -> None:
+    """A reader process (ParallelRows): for each request on stdin, the rows at its indices of
+    every file into that file's shared buffer from row `start`; one status byte back (0, or 1
+    and a length-prefixed message)."""
+    import mmap
+    import sys
 
-def _read_rows(start: int, index: np.ndarray) -> None:
-    """Reader-process task: rows at `index` of every file into its buffer from row `start`."""
-    for rows, buffer in _READER:
-        rows.read_into(index, np.ndarray((len(index), rows.shape[1]), dtype=rows.dtype,
-                                         buffer=buffer.buf, offset=start * rows.row_bytes))
+    readers = []
+    for path, dtype, fd in json.loads(spec):
+        rows = NpyRows(path, dtype=dtype)
+        buffer = mmap.mmap(fd, os.fstat(fd).st_size)
+        readers.append((rows, np.frombuffer(buffer, dtype=rows.dtype).reshape(-1, rows.shape[1])))
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    while header := requests.read(_REQUEST.itemsize):
+        start, n = (int(v) for v in np.frombuffer(header, _REQUEST)[0])
+        index = np.frombuffer(requests.read(8 * n), dtype="<i8")
+        try:
+            for rows, out in readers:
+                rows.read_into(index, out[start:start + n])
+            replies.write(b"\0")
+        except Exception as exc:  # the parent raises it, naming the file
+            message = str(exc).encode()
+            replies.write(b"\1" + len(message).to_bytes(4, "little") + message)
+        replies.flush()
 
 
 class ParallelRows:
     """The same rows of several NpyRows files, read by `processes` reader processes at once.
 
-    A row costs one system call (about 1.5 µs from the page cache, far more from disk), so one
-    reader delivers some 600,000 rows/s, while a GPU step of a small model consumes 4,096 rows
-    in 2 ms. Processes rather than threads, because each row's Python work holds the GIL; each
-    reads a slice of the batch into one shared buffer per file, and together they keep as many
-    requests in flight on a disk. The rows and their order are exactly NpyRows.take's.
+    A row costs one system call (about 2 µs from the page cache, far more from disk), so one
+    reader of queries and targets delivers some 300,000 rows/s, while a GPU step of a small
+    model consumes 4,096 rows in 2 ms. Processes rather than threads, because each row's Python
+    work holds the GIL; each reads a slice of the batch into one shared buffer per file, and
+    together they keep as many requests in flight on a disk. The rows and their order are
+    exactly NpyRows.take's.
+
+    The readers are plain `python -c` processes that import only this module (not the
+    caller's script, as multiprocessing's spawn would); the buffers are memory file
+    descriptors they inherit, so nothing is left behind by a killed run.
     """
 
     def __init__(self, files: Sequence[NpyRows], max_rows: int, processes: int) -> None:
-        import multiprocessing
+        import mmap
+        import subprocess
+        import sys
         import weakref
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import shared_memory
 
         if processes < 1:
             raise InputError(f"reader processes: must be >= 1, got {processes}")
         self.files, self.max_rows, self.processes = list(files), max_rows, processes
-        self._buffers = [shared_memory.SharedMemory(create=True, size=max(1, max_rows * f.row_bytes))
-                         for f in self.files]
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if context.get_start_method() == "forkserver":
-            context.set_forkserver_preload(["amips_bench.io"])  # not __main__: a script runs once
-        specs = [(str(f.path), f.dtype.str, b.name) for f, b in zip(self.files, self._buffers)]
-        self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_open_reader,
-                                         initargs=(specs,))
-        self._finalizer = weakref.finalize(self, ParallelRows._release, self._pool, self._buffers)
+        fds = [_shared_buffer(max_rows * f.row_bytes) for f in self.files]
+        self._buffers = [np.frombuffer(mmap.mmap(fd, os.fstat(fd).st_size), dtype=f.dtype).reshape(-1, f.shape[1])
+                         for fd, f in zip(fds, self.files)]
+        spec = json.dumps([[str(f.path), f.dtype.str, fd] for f, fd in zip(self.files, fds)])
+        command = [sys.executable, "-c", "import sys; from amips_bench.io import serve_rows; "
+                   "serve_rows(sys.argv[1])", spec]
+        package_root = str(Path(__file__).resolve().parents[1])  # however the caller found it
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        try:
+            self._readers = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              pass_fds=fds, env=env) for _ in range(processes)]
+        finally:
+            for fd in fds:  # the mappings and the children's copies keep the memory
+                os.close(fd)
+        self._finalizer = weakref.finalize(self, ParallelRows._stop, self._readers)
 
     @staticmethod
-    def _release(pool: Any, buffers: list[Any]) -> None:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for buffer in buffers:
-            buffer.close()
-            with contextlib.suppress(FileNotFoundError):
-                buffer.unlink()
+    def _stop(readers: list[Any]) -> None:
+        for reader in readers:
+            with contextlib.suppress(OSError):
+                reader.stdin.close()  # end of requests: the reader returns
+        for reader in readers:
+            try:
+                reader.wait(timeout=10)
+            except Exception:
+                reader.kill()
+                reader.wait()
+            reader.stdout.close()
 
     def close(self) -> None:
-        """Stop the reader processes and free the shared buffers (also done on collection)."""
+        """Stop the reader processes (also done on collection and at exit)."""
         self._finalizer()
 
     def take_into(self, index: np.ndarray, outs: Sequence[np.ndarray]) -> None:
         """Rows at `index` of each file into the matching array of `outs` (len(index) rows)."""
-        index = np.asarray(index, dtype=np.int64)
+        index = np.ascontiguousarray(index, dtype="<i8")
         if len(index) > self.max_rows:
             raise InputError(f"reader processes: {len(index)} rows asked, at most {self.max_rows}")
         bounds = np.linspace(0, len(index), self.processes + 1).round().astype(int)
-        tasks = [self._pool.submit(_read_rows, int(lo), index[lo:hi])
-                 for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-        for task in tasks:
-            task.result()  # a reader's error (a short file, say) is raised here
-        for f, buffer, out in zip(self.files, self._buffers, outs):
-            out[...] = np.ndarray((len(index), f.shape[1]), dtype=f.dtype, buffer=buffer.buf)
+        busy, errors = [], []
+        for reader, lo, hi in zip(self._readers, bounds[:-1], bounds[1:]):
+            if hi > lo:
+                header = np.array([(lo, hi - lo)], dtype=_REQUEST).tobytes()
+                try:
+                    reader.stdin.write(header + index[lo:hi].tobytes())
+                    reader.stdin.flush()
+                    busy.append(reader)
+                except (BrokenPipeError, ValueError):  # ended, or closed by close()
+                    errors.append(f"reader process {reader.pid} ended (exit status {reader.poll()})")
+        for reader in busy:  # every reply is read, so the next batch starts clean
+            status = reader.stdout.read(1)
+            if status == b"\1":
+                errors.append(reader.stdout.read(int.from_bytes(reader.stdout.read(4), "little")).decode())
+            elif status != b"\0":
+                errors.append(f"reader process {reader.pid} ended (exit status {reader.poll()})")
+        if errors:
+            raise InputError(errors[0])
+        for buffer, out in zip(self._buffers, outs):
+            out[...] = buffer[:len(index)]
 
     def take(self, index: np.ndarray) -> list[np.ndarray]:
         """Rows at `index` of each file, as new arrays."""
