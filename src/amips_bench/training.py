@@ -129,8 +129,10 @@ class StreamedBatches:
         return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
 
     def close(self) -> None:
-        """Finish the read ahead, stop the reader processes."""
-        self.settle()
+        """Finish the read ahead, stop the reader processes. A batch read ahead that failed was
+        not needed (or the run is already failing): its error does not hide the run's."""
+        with contextlib.suppress(Exception):
+            self.settle()
         self._pool.shutdown()
         if self._readers is not None:
             self._readers.close()
