@@ -36,7 +36,7 @@ import torch
 
 from amips_bench.config import schema_defaults
 from amips_bench.evaluation import StreamedSplit
-from amips_bench.io import NpyRows, cpu_model, npy_row_writer
+from amips_bench.io import NpyRows, cpu_model, npy_row_writer, save_csv, save_text
 from amips_bench.training import EpochSampler, StreamedBatches, reader_processes
 
 H100_TABLE = Path(__file__).parent / "results" / "train_throughput_h100.csv"
@@ -167,11 +167,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        Path(args.out + ".md").write_text(text)
-        with open(args.out + ".csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(results[0]))
-            writer.writeheader()
-            writer.writerows(results)
+        save_text(args.out + ".md", text)
+        save_csv(args.out + ".csv", results)
 
 
 if __name__ == "__main__":
