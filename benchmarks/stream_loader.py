@@ -22,7 +22,6 @@ Training caps the reader processes at one per usable core; this script times the
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shutil
@@ -33,13 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from paper_cost import DEFAULT_TABLE, load_rates  # the committed H100 steps, as paper_cost reads them
 
 from amips_bench.config import schema_defaults
 from amips_bench.evaluation import StreamedSplit
 from amips_bench.io import NpyRows, cpu_model, npy_row_writer, save_csv, save_text
 from amips_bench.training import EpochSampler, StreamedBatches, reader_processes
-
-H100_TABLE = Path(__file__).parent / "results" / "train_throughput_h100.csv"
 
 
 def write_split(folder: Path, rows: int, d: int, chunk: int = 65_536) -> StreamedSplit:
@@ -86,13 +84,6 @@ def time_batches(split: StreamedSplit, batch: int, readers: int, first: int, bat
         return seconds
     finally:
         loader.close()
-
-
-def h100_rates() -> list[dict]:
-    if not H100_TABLE.exists():
-        return []
-    with open(H100_TABLE) as f:
-        return [r for r in csv.DictReader(f) if r["cuda_graph"] == "True"]
 
 
 def main() -> None:
@@ -154,7 +145,7 @@ def main() -> None:
         lines.append(f"| {r['cache']} | {r['readers']} | {r['ms_per_batch']:.2f} | {r['ms_p90']:.2f} "
                      f"| {r['rows_per_s']:,.0f} | {speedup} |")
     warm = [r for r in results if r["cache"] == "warm"]
-    steps = h100_rates()
+    steps = [r for r in load_rates(DEFAULT_TABLE) if r["cuda_graph"]] if DEFAULT_TABLE.exists() else []
     if steps and warm:
         lines += ["", "rows/s a training step consumes on the H100 (CUDA graph; committed table) and the fewest "
                   "reader processes measured here that deliver them from the page cache:", "",
