@@ -89,19 +89,21 @@ def test_table1_phase_command_times_every_dataset_size_and_model(tmp_path):
 
 
 def test_stream_loader_times_every_reader_count_warm_and_cold(tmp_path):
-    """The loader phase's script on the CPU: a row per page-cache state and reader count, each
-    a positive rate, and the committed H100 steps set beside them."""
+    """The loader phase's script on the CPU: a row per page-cache state, place of the targets
+    and reader count, each a positive rate, and the committed H100 steps set beside them."""
     stem = tmp_path / "loader"
-    run = _run([sys.executable, "benchmarks/stream_loader.py", "--rows", "20000", "--d", "32",
-                "--batch", "256", "--batches", "3", "--readers", "0", "2", "--workdir", str(tmp_path),
-                "--out", str(stem)])
+    run = _run([sys.executable, "benchmarks/stream_loader.py", "--rows", "40000", "--d", "32",
+                "--batch", "256", "--batches", "3", "--readers", "0", "2", "--targets", "disk", "memory",
+                "--workdir", str(tmp_path), "--out", str(stem)])
     assert run.returncode == 0, run.stderr[-2000:]
     rows = list(csv.DictReader(open(f"{stem}.csv")))
-    assert [(r["cache"], r["readers"]) for r in rows] == [
-        ("warm", "0"), ("warm", "2"), ("cold", "0"), ("cold", "2")]
+    assert [(r["cache"], r["targets"], r["readers"]) for r in rows] == [
+        (cache, targets, readers) for cache in ("warm", "cold") for targets in ("disk", "memory")
+        for readers in ("0", "2")]
     assert all(float(r["rows_per_s"]) > 0 for r in rows)
     text = Path(f"{stem}.md").read_text()
     assert "| keynet | 1 | M | bf16 |" in text and "Training here would use" in text
+    assert "from the page cache (targets from memory)" in text
     assert not list(tmp_path.glob("*.npy.tmp*"))  # its scratch file was written whole
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -178,19 +179,22 @@ def test_batch_larger_than_training_set_is_refused(tiny_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("readers", [0, 2])
+@pytest.mark.parametrize("targets", ["disk", "memory"])
 def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, tmp_path, readers,
-                                                                   monkeypatch):
+                                                                   targets, monkeypatch):
     """A training split read from disk per batch (prefetched on a thread, by reader processes
-    or by the thread alone) trains on the same rows in the same order as the resident one:
-    identical weights after steps that cross epoch boundaries, and a run of either kind
-    resumes the other's checkpoint."""
+    or by the thread alone; its targets read too or held in memory) trains on the same rows in
+    the same order as the resident one: identical weights after steps that cross epoch
+    boundaries, and a run of either kind resumes the other's checkpoint."""
     from amips_bench.evaluation import StreamedSplit
 
     monkeypatch.setattr("amips_bench.training.reader_processes", lambda n: n)  # whatever the cores
 
     resident = load_dataset(tiny_dataset, 1, DEVICE)
-    streamed = load_dataset(tiny_dataset, 1, DEVICE, stream_train_over_bytes=0)
+    budget = 0 if targets == "disk" else 100_000  # the queries take 354 KB, the targets 22 KB
+    streamed = load_dataset(tiny_dataset, 1, DEVICE, stream_train_over_bytes=budget)
     assert isinstance(streamed.splits["train"], StreamedSplit)
+    assert len(streamed.splits["train"].files) == (2 if targets == "disk" else 1)
     spec = ModelSpec(model="supportnet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
     cfg = TrainConfig(steps=30, batch_size=128, eval_every=10, checkpoint_every=10)
     a = Trainer(spec, resident, cfg, tmp_path / "a", DEVICE)
@@ -205,6 +209,35 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
     b.save_checkpoint()
     c = Trainer(spec, resident, cfg, tmp_path / "b", DEVICE)
     assert c.try_resume() and c.step == 30
+
+
+def test_a_streamed_split_holds_its_targets_in_memory_only_within_the_budget(tiny_dataset):
+    from amips_bench.evaluation import load_streamed
+    from amips_bench.io import NpyRows
+
+    folder = tiny_dataset / "targets" / "c4"
+    expected = np.load(folder / "train_top1.npy")
+    for budget, in_memory in ((expected.nbytes, True), (expected.nbytes - 1, False)):
+        split = load_streamed(folder / "train_queries.npy", folder / "train_top1.npy", 3000, 32, 4,
+                              resident_top1_max_bytes=budget, chunk=1000)
+        assert isinstance(split.queries, NpyRows) and isinstance(split.top1, np.ndarray) == in_memory
+        if in_memory:
+            np.testing.assert_array_equal(split.top1, expected)
+            assert split.files == [split.queries]
+
+
+@pytest.mark.parametrize("budget", [0, 1e9])
+def test_a_streamed_split_refuses_a_target_out_of_range_in_any_chunk(tiny_dataset, tmp_path, budget):
+    from amips_bench.evaluation import load_streamed
+
+    folder = tiny_dataset / "targets" / "c1"
+    top1 = np.load(folder / "train_top1.npy")
+    top1[2500, 0] = 3000
+    np.save(tmp_path / "train_top1.npy", top1)
+    with pytest.raises(InputError, match=r"train_top1\.npy: indices must lie in \[0, 3000\), found range "
+                                         r"\[\d+, 3000\] in rows from 2000$"):
+        load_streamed(folder / "train_queries.npy", tmp_path / "train_top1.npy", 3000, 32, 1,
+                      resident_top1_max_bytes=budget, chunk=1000)
 
 
 def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_path, monkeypatch):

@@ -27,10 +27,17 @@ class SplitData:
 
 @dataclass
 class StreamedSplit:
-    """A split too large to hold in memory: its rows are read from disk batch by batch."""
+    """A split too large to hold in memory: its queries are read from disk batch by batch; its
+    targets too, unless they are held in host memory (8·c bytes a row: one system call a row
+    fewer, which nearly doubles the rows a reader delivers)."""
 
     queries: NpyRows  # float32 [N, d]
-    top1: NpyRows  # int64 [N, c]
+    top1: NpyRows | np.ndarray  # int64 [N, c]
+
+    @property
+    def files(self) -> list[NpyRows]:
+        """What a batch reads from disk, in the order of its outputs."""
+        return [rows for rows in (self.queries, self.top1) if isinstance(rows, NpyRows)]
 
 
 @dataclass
@@ -46,20 +53,25 @@ class DatasetTensors:
         return self.layout.n_clusters
 
 
-def load_streamed(queries_path: Path, top1_path: Path, n_keys: int, d: int,
-                  n_clusters: int, chunk: int = 65_536) -> StreamedSplit:
-    """A split read from disk per batch, checked chunk by chunk as the resident loader checks."""
+def load_streamed(queries_path: Path, top1_path: Path, n_keys: int, d: int, n_clusters: int,
+                  resident_top1_max_bytes: float = 0, chunk: int = 65_536) -> StreamedSplit:
+    """A split read from disk per batch, checked chunk by chunk as the resident loader checks;
+    its targets are kept in memory where they take at most `resident_top1_max_bytes`."""
     queries = NpyRows(queries_path, dtype="float32", ncols=d)
     top1 = NpyRows(top1_path, dtype="int64", ncols=n_clusters)
     if len(top1) != len(queries):
         raise InputError(f"{top1_path}: {len(top1)} rows, expected {len(queries)}")
+    resident = (np.empty(top1.shape, dtype=np.int64)
+                if len(top1) * top1.row_bytes <= resident_top1_max_bytes else None)
     for start in range(0, len(queries), chunk):
         check_unit_rows(queries.rows(start, start + chunk), f"{queries_path} (rows from {start})")
         block = top1.rows(start, start + chunk)
         if block.min() < 0 or block.max() >= n_keys:
             raise InputError(f"{top1_path}: indices must lie in [0, {n_keys}), found range "
                              f"[{block.min()}, {block.max()}] in rows from {start}")
-    return StreamedSplit(queries, top1)
+        if resident is not None:
+            resident[start:start + len(block)] = block
+    return StreamedSplit(queries, top1 if resident is None else resident)
 
 
 def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
@@ -68,8 +80,9 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
     """Keys, cluster layout and the targets of the requested splits, checked for consistency.
 
     A training split whose queries file is larger than `stream_train_over_bytes` is not
-    loaded: it is read from disk batch by batch (StreamedSplit); every other split is
-    resident on `device`.
+    loaded: its queries are read from disk batch by batch (StreamedSplit), its targets too
+    unless they fit in that many bytes of host memory; every other split is resident on
+    `device`.
     """
     root = Path(dataset_dir)
     keys = load_embeddings(root / "embeddings" / "keys.npy")
@@ -89,7 +102,8 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
         if split == "train" and queries_path.exists() and \
                 queries_path.stat().st_size > stream_train_over_bytes:
             loaded[split] = load_streamed(queries_path, target_dir / f"{split}_top1.npy",
-                                          len(keys), keys.shape[1], n_clusters)
+                                          len(keys), keys.shape[1], n_clusters,
+                                          resident_top1_max_bytes=stream_train_over_bytes)
             continue
         queries = load_embeddings(queries_path, d=keys.shape[1])
         top1 = load_index_array(target_dir / f"{split}_top1.npy", upper=len(keys), ndim=2)

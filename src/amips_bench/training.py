@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .evaluation import DatasetTensors, StreamedSplit, evaluate_model, load_dataset
@@ -87,18 +88,17 @@ def reader_processes(requested: int) -> int:
 
 
 class StreamedBatches:
-    """Batches of a streamed split: rows gathered from disk one step ahead on a worker thread
-    (by `processes` reader processes when > 0), into pinned memory on a GPU, and copied without
-    blocking the host; the same rows, in the same order, as indexing the resident split with
-    the same sampler."""
+    """Batches of a streamed split: rows gathered from disk (the targets from memory where they
+    are held there) one step ahead on a worker thread (by `processes` reader processes when
+    > 0), into pinned memory on a GPU, and copied without blocking the host; the same rows, in
+    the same order, as indexing the resident split with the same sampler."""
 
     def __init__(self, split: StreamedSplit, sampler: EpochSampler, device: torch.device,
                  processes: int = 0) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.split, self.sampler, self.device = split, sampler, device
-        self._readers = (ParallelRows([split.queries, split.top1], sampler.batch, processes)
-                         if processes > 0 else None)
+        self._readers = ParallelRows(split.files, sampler.batch, processes) if processes > 0 else None
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._ahead: tuple[int, Any] | None = None
 
@@ -107,11 +107,15 @@ class StreamedBatches:
         pinned = self.device.type == "cuda"  # a page-locked source copies without blocking
         x = torch.empty((len(idx), self.split.queries.shape[1]), dtype=torch.float32, pin_memory=pinned)
         top1 = torch.empty((len(idx), self.split.top1.shape[1]), dtype=torch.int64, pin_memory=pinned)
+        targets_in_memory = isinstance(self.split.top1, np.ndarray)
+        if targets_in_memory:
+            np.take(self.split.top1, idx, axis=0, out=top1.numpy())
+        outputs = [x.numpy()] if targets_in_memory else [x.numpy(), top1.numpy()]  # split.files' order
         if self._readers is not None:
-            self._readers.take_into(idx, [x.numpy(), top1.numpy()])
+            self._readers.take_into(idx, outputs)
         else:
-            self.split.queries.read_into(idx, x.numpy())
-            self.split.top1.read_into(idx, top1.numpy())
+            for rows, out in zip(self.split.files, outputs):
+                rows.read_into(idx, out)
         return x, top1
 
     def settle(self) -> None:
