@@ -83,8 +83,9 @@ EOF
       python3 benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 --graph on off \
         --sizes S M --clusters 1 10 --out "$OUT/train_throughput_$GPU"
       ;;
-    loader)  # the host's reader processes against the steps' appetite (a 3 GB file)
-      python3 benchmarks/stream_loader.py --device cuda --out "$OUT/stream_loader_$GPU"
+    loader)  # the host's reader processes against the steps' appetite (a 3 GB file), targets both ways
+      python3 benchmarks/stream_loader.py --device cuda --targets memory disk --batches 20 \
+        --out "$OUT/stream_loader_$GPU"
       ;;
     targets)
       python3 benchmarks/targets.py --device cuda --repeats 3 --out "$OUT/targets_$GPU"

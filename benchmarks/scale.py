@@ -6,8 +6,9 @@ augmentation factor (rows = unique questions × factor), then the c = 1 targets 
 and written, then `amips-bench train` runs a few steps reading its batches from disk. Each
 stage is its own process, so its peak resident memory (ru_maxrss from wait4) is its own; the
 disk column is what the stage wrote. Peak memory should not grow with the rows: the targets
-stage streams chunks of 262,144 rows to disk, and training reads batches from the files
-(train.resident_max_gb) instead of loading them.
+stage streams chunks of 262,144 rows to disk, and training reads batches of queries from the
+file (train.resident_max_gb) instead of loading them; it holds only their targets, 8 bytes a
+row at c = 1.
 
     python benchmarks/scale.py                               # 1M, 2M and 4M rows (about 13 GB of disk)
     python benchmarks/scale.py --rows 200000 400000 --unique 20000 --steps 20   # a smoke run
