@@ -29,7 +29,7 @@ class SplitData:
 class StreamedSplit:
     """A split too large to hold in memory: its queries are read from disk batch by batch; its
     targets too, unless they are held in host memory (8·c bytes a row: one system call a row
-    fewer, which nearly doubles the rows a reader delivers)."""
+    fewer: 1.6× the rows a reading thread delivers)."""
 
     queries: NpyRows  # float32 [N, d]
     top1: NpyRows | np.ndarray  # int64 [N, c]
