@@ -420,9 +420,9 @@ class ParallelRows:
     A row costs one system call per file (about 2 µs from the page cache, far more from disk),
     so one reader of queries and targets delivers some 300,000 rows/s (of queries alone,
     540,000), while a GPU step of a small model consumes 4,096 rows in 2 ms. Processes rather
-    than threads, because each row's Python work holds the GIL; each reads a slice of the batch into one shared buffer per file, and
-    together they keep as many requests in flight on a disk. The rows and their order are
-    exactly NpyRows.take's.
+    than threads, because each row's Python work holds the GIL; each reads a slice of the
+    batch into one shared buffer per file, and together they keep as many requests in flight
+    on a disk. The rows and their order are exactly NpyRows.take's.
 
     The readers are plain `python -c` processes that import only this module (not the
     caller's script, as multiprocessing's spawn would); the buffers are memory file
