@@ -388,18 +388,23 @@ def _shared_buffer(size: int) -> int:
     return fd
 
 
+def _mapped_rows(fd: int, rows: NpyRows) -> np.ndarray:
+    """The shared buffer behind `fd` as an array of `rows`' rows (parent and readers alike)."""
+    import mmap
+
+    return np.frombuffer(mmap.mmap(fd, os.fstat(fd).st_size), dtype=rows.dtype).reshape(-1, rows.shape[1])
+
+
 def serve_rows(spec: str) -> None:
     """A reader process (ParallelRows): for each request on stdin, the rows at its indices of
     every file into that file's shared buffer from row `start`; one status byte back (0, or 1
     and a length-prefixed message)."""
-    import mmap
     import sys
 
     readers = []
     for path, dtype, fd in json.loads(spec):
         rows = NpyRows(path, dtype=dtype)
-        buffer = mmap.mmap(fd, os.fstat(fd).st_size)
-        readers.append((rows, np.frombuffer(buffer, dtype=rows.dtype).reshape(-1, rows.shape[1])))
+        readers.append((rows, _mapped_rows(fd, rows)))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     while header := requests.read(_REQUEST.itemsize):
         start, n = (int(v) for v in np.frombuffer(header, _REQUEST)[0])
@@ -430,7 +435,6 @@ class ParallelRows:
     """
 
     def __init__(self, files: Sequence[NpyRows], max_rows: int, processes: int) -> None:
-        import mmap
         import subprocess
         import sys
         import weakref
@@ -439,8 +443,7 @@ class ParallelRows:
             raise InputError(f"reader processes: must be >= 1, got {processes}")
         self.files, self.max_rows, self.processes = list(files), max_rows, processes
         fds = [_shared_buffer(max_rows * f.row_bytes) for f in self.files]
-        self._buffers = [np.frombuffer(mmap.mmap(fd, os.fstat(fd).st_size), dtype=f.dtype).reshape(-1, f.shape[1])
-                         for fd, f in zip(fds, self.files)]
+        self._buffers = [_mapped_rows(fd, f) for fd, f in zip(fds, self.files)]
         spec = json.dumps([[str(f.path), f.dtype.str, fd] for f, fd in zip(self.files, fds)])
         command = [sys.executable, "-c", "import sys; from amips_bench.io import serve_rows; "
                    "serve_rows(sys.argv[1])", spec]
