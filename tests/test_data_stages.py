@@ -179,6 +179,52 @@ def test_identical_vectors_are_merged_so_a_copy_never_outranks_y_star(tmp_path):
     assert np.array_equal(ids[:, 0], had_copies)
 
 
+def test_synthetic_keys_streamed_to_disk_equal_the_in_memory_draw(tmp_path, monkeypatch):
+    """write_synthetic draws the keys chunk by chunk into the file (here 3 chunks of 700 keys)
+    and reads back the questions' source keys: the files hold exactly generate()'s arrays, and
+    nothing but the contract is left in the folder."""
+    from amips_bench import synthetic
+
+    monkeypatch.setattr(synthetic, "KEY_CHUNK", 700)
+    params = SyntheticParams(n_keys=2000, n_queries=820, d=16, seed=4)
+    manifest = write_synthetic(tmp_path, params)
+    keys, queries, provenance = synthetic.generate(params)
+    np.testing.assert_array_equal(np.load(tmp_path / "keys.npy"), keys)
+    np.testing.assert_array_equal(np.load(tmp_path / "queries.npy"), queries)
+    assert manifest["source"] == provenance
+    assert manifest["counts_after_dedup"] == {"keys": 2000, "queries": 820}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys.npy", "manifest.json", "queries.npy"]
+    draw = synthetic.SyntheticDraw(params)
+    with pytest.raises(RuntimeError, match="before the queries"):
+        draw.queries(lambda ids: keys[ids])
+
+
+def test_identical_key_rows_of_a_drawn_file_are_merged_in_order(tmp_path, rng):
+    """Keys that arrive as a file are deduplicated by hash without loading them: keys.npy
+    holds each distinct row once, at its first position, and the drawn file is consumed."""
+    from amips_bench.embeddings import write_embeddings
+
+    base = unit_rows(rng, 6, 8)
+    drawn = _save(tmp_path / "drawn.npy", base[[0, 1, 0, 2, 3, 1, 4, 5, 5]])
+    queries = unit_rows(rng, 5, 8)
+    manifest = write_embeddings(tmp_path / "emb", drawn, queries[[0, 1, 1, 2, 3, 4]],
+                                encoder="test", seed=0, source={}, realism=False)
+    np.testing.assert_array_equal(np.load(tmp_path / "emb/keys.npy"), base)
+    np.testing.assert_array_equal(np.load(tmp_path / "emb/queries.npy"), queries)
+    assert manifest["counts_before_dedup"] == {"keys": 9, "queries": 6}
+    assert manifest["counts_after_dedup"] == {"keys": 6, "queries": 5}
+    assert not drawn.exists()
+
+
+def test_a_failed_synthetic_draw_leaves_no_files(tmp_path):
+    """No micro-group asked about: the error comes after the keys were drawn to disk, and the
+    folder is left without keys, queries, manifest or the drawn file."""
+    with pytest.raises(InputError, match="no micro-group receives queries"):
+        write_synthetic(tmp_path / "emb", SyntheticParams(n_keys=500, n_queries=10, d=8,
+                                                          queried_fraction=0.0))
+    assert list((tmp_path / "emb").iterdir()) == []
+
+
 def test_exact_top2_over_key_blocks_equals_brute_force(rng):
     keys, queries = unit_rows(rng, 1000, 16), unit_rows(rng, 50, 16)
     ids = exact_top2_ids(queries, keys, key_block=128)

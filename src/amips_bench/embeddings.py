@@ -4,12 +4,22 @@ and embeddings/manifest.json (counts before/after dedup, encoder, checksums, see
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .io import InputError, NpyRows, check_unit_rows, npy_row_writer, save_json, save_npy, sha256_file
+from .io import (
+    InputError,
+    NpyRows,
+    check_unit_rows,
+    load_array,
+    npy_row_writer,
+    save_json,
+    save_npy,
+    sha256_file,
+)
 from .realism import (
     NOT_COMPARABLE_ON_A_KEY_SAMPLE,
     REFERENCE_QUERY_KEY_RATIO,
@@ -17,7 +27,7 @@ from .realism import (
     exact_top2_ids,
     realism_stats,
 )
-from .synthetic import SyntheticParams, generate
+from .synthetic import SyntheticDraw, SyntheticParams
 
 REALISM_MAX_KEYS = 100_000  # realism statistics are measured on at most this many keys
 #: queries × keys of the exact search that keeps each sampled query's neighbours in a key
@@ -93,29 +103,45 @@ def measure_realism(keys: np.ndarray, queries: np.ndarray, seed: int) -> dict[st
             "vs_real_minilm": compare_with_reference(stats, not_comparable=not_comparable)}
 
 
-def write_embeddings(out_dir: str | Path, keys: np.ndarray, queries: np.ndarray, *,
+def write_embeddings(out_dir: str | Path, key_file: str | Path, queries: np.ndarray, *,
                      encoder: str, seed: int, source: dict[str, Any],
                      counts_before: dict[str, int] | None = None,
                      realism: bool = True) -> dict[str, Any]:
-    """Deduplicate, validate and write the embeddings contract; returns the manifest."""
+    """Validate, deduplicate and write the embeddings contract; returns the manifest.
+
+    The keys come as a float32 .npy file (`key_file`) and are never loaded whole: their rows
+    are checked in chunks and merged by hash (distinct_rows), and the file becomes keys.npy by
+    a rename when every row is distinct (it is consumed either way).
+    """
     out = Path(out_dir)
+    keys = load_array(key_file, dtype="float32", ndim=2, mmap=True)
     check_unit_rows(keys, "keys")
     check_unit_rows(queries, "queries")
-    if keys.shape[1] != queries.shape[1]:
+    n_keys, d = keys.shape
+    if queries.shape[1] != d:
         raise InputError(f"embeddings: query dimension {queries.shape[1]} does not match key "
-                         f"dimension {keys.shape[1]}")
-    before = counts_before or {"keys": len(keys), "queries": len(queries)}
-    keys = keys[dedup_rows(keys)]
+                         f"dimension {d}")
+    del keys
+    before = counts_before or {"keys": n_keys, "queries": len(queries)}
+    keep, _ = distinct_rows(key_file)
+    if len(keep) == n_keys:
+        os.replace(key_file, out / "keys.npy")
+    else:
+        reader = NpyRows(key_file, dtype="float32", ncols=d)
+        with npy_row_writer(out / "keys.npy", len(keep), d, "float32") as append:
+            for start in range(0, len(keep), 65_536):
+                append(reader.take(keep[start:start + 65_536]))
+        Path(key_file).unlink()
+    keys = load_array(out / "keys.npy", dtype="float32", ndim=2, mmap=True)
     queries = queries[dedup_rows(queries)]
     manifest: dict[str, Any] = {
-        "encoder": encoder, "seed": seed, "d": int(keys.shape[1]), "source": source,
+        "encoder": encoder, "seed": seed, "d": int(d), "source": source,
         "counts_before_dedup": before,
         "counts_after_dedup": {"keys": len(keys), "queries": len(queries)},
     }
     if realism:
         manifest["realism"] = measure_realism(keys, queries, seed)
-    save_npy(out / "keys.npy", keys.astype(np.float32))
-    save_npy(out / "queries.npy", queries.astype(np.float32))
+    save_npy(out / "queries.npy", queries.astype(np.float32, copy=False))
     manifest["sha256"] = {name: sha256_file(out / name) for name in ("keys.npy", "queries.npy")}
     save_json(out / "manifest.json", manifest)
     return manifest
@@ -212,6 +238,17 @@ def encode_folder(folder: str | Path, out_dir: str | Path, *, fetch_manifest: st
 
 
 def write_synthetic(out_dir: str | Path, params: SyntheticParams) -> dict[str, Any]:
-    keys, queries, provenance = generate(params)
-    return write_embeddings(out_dir, keys, queries, encoder="synthetic (no text encoder)",
-                            seed=params.seed, source=provenance)
+    """The synthetic dataset, its keys streamed to disk as they are drawn: memory holds a chunk
+    and the generator's micro-group centres, not the keys (8 GB at 5.2M keys, d = 384)."""
+    out = Path(out_dir)
+    draw = SyntheticDraw(params)
+    drawn = out / ".keys.drawn.npy"
+    try:
+        with npy_row_writer(drawn, params.n_keys, params.d, "float32") as append:
+            for chunk in draw.key_chunks():
+                append(chunk)
+        queries = draw.queries(NpyRows(drawn, dtype="float32", ncols=params.d).take)
+        return write_embeddings(out, drawn, queries, encoder="synthetic (no text encoder)",
+                                seed=params.seed, source=draw.provenance())
+    finally:
+        drawn.unlink(missing_ok=True)

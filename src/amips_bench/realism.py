@@ -43,15 +43,15 @@ KNOWN_DEVIATIONS = {
 RELATIVE_TOLERANCE = 0.30
 
 
-def exact_top2_ids(queries: np.ndarray, keys: np.ndarray, key_block: int = 1 << 20) -> np.ndarray:
+def exact_top2_ids(queries: np.ndarray, keys: np.ndarray, key_block: int = 1 << 18) -> np.ndarray:
     """Global ids [m, 2] of each query's two keys of largest inner product, over key blocks
-    (memory: one block and the running best, whatever the number of keys)."""
+    (memory: one block and the running best, whatever the number of keys; a block of a
+    memory-mapped file is searched in place, not copied into an index)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best = faiss.ResultHeap(len(queries), 2, keep_max=True)  # FAISS's merge of blocked results
     for k0 in range(0, len(keys), key_block):
-        index = faiss.IndexFlatIP(keys.shape[1])
-        index.add(np.ascontiguousarray(keys[k0:k0 + key_block], dtype=np.float32))
-        scores, ids = index.search(queries, min(2, index.ntotal))
+        block = np.ascontiguousarray(keys[k0:k0 + key_block], dtype=np.float32)
+        scores, ids = faiss.knn(queries, block, min(2, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
         best.add_result(scores, ids + k0)
     best.finalize()
     return best.I

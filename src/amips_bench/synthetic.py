@@ -19,6 +19,7 @@ queries  pick a micro-group (only `queried_fraction` of them are ever asked abou
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,51 +92,103 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x
 
 
+KEY_CHUNK = 262_144  # keys are drawn, normalised and handed out this many rows at a time
+
+
+class SyntheticDraw:
+    """One seeded draw of the dataset in two phases, so that the keys never need to be in
+    memory at once: `key_chunks()` hands them out in chunks (to a file, say), then
+    `queries(key_rows)` reads back the few source keys the questions point at.
+
+    The random stream is consumed in one fixed order (structure, keys, queries), so the bytes
+    do not depend on where the keys went.
+    """
+
+    def __init__(self, params: SyntheticParams) -> None:
+        p = self.params = params
+        self.rng = rng = np.random.default_rng(p.seed)
+        d = p.d
+        self.key_basis = _power_basis(rng, d, p.spectrum_alpha)
+        mean_dir = rng.standard_normal(d).astype(np.float32)
+        mean_dir /= np.linalg.norm(mean_dir)
+
+        self.n_topics = n_topics = max(1, round(p.n_keys / p.keys_per_topic))
+        self.n_micro = n_micro = max(1, round(p.n_keys / p.keys_per_micro))
+        domains = p.domain_scale * _draw(rng, p.n_domains, self.key_basis)
+        domain_of_topic = rng.choice(p.n_domains, size=n_topics, p=_zipf(p.n_domains, p.domain_zipf))
+        # in place, with the operands of centre + scale·draw (IEEE addition commutes, so the
+        # bytes are those of the plain expression): at 5.2M keys a temporary of the
+        # micro-groups is 1.3 GB
+        topics = _draw(rng, n_topics, self.key_basis)
+        topics *= p.topic_scale
+        topics += p.mean_weight * mean_dir + domains[domain_of_topic]
+        micro_topic = rng.choice(n_topics, size=n_micro, p=_zipf(n_topics, p.topic_zipf))
+        self.micro = _draw(rng, n_micro, self.key_basis)
+        self.micro *= p.micro_scale
+        self.micro += topics[micro_topic]
+        size_weight = rng.lognormal(0.0, p.micro_size_sigma, size=n_micro)
+        self.key_micro = rng.choice(n_micro, size=p.n_keys, p=size_weight / size_weight.sum())
+        self._phase = "keys"
+
+    def key_chunks(self) -> Iterator[np.ndarray]:
+        """The unit-norm keys, in order, KEY_CHUNK rows at a time (float32)."""
+        if self._phase != "keys":
+            raise RuntimeError("synthetic: the keys of a draw can be drawn only once, first")
+        self._phase = "drawing keys"
+        p, basis = self.params, self.key_basis
+        for start in range(0, p.n_keys, KEY_CHUNK):
+            stop = min(p.n_keys, start + KEY_CHUNK)
+            spread = self.rng.standard_normal((stop - start, p.d), dtype=np.float32) @ basis.T
+            spread *= p.key_scale
+            spread += self.micro[self.key_micro[start:stop]]
+            yield _normalise(spread)
+        self._phase = "queries"
+
+    def queries(self, key_rows: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """The unit-norm queries (float32); `key_rows(ids)` returns the keys at `ids`."""
+        if self._phase != "queries":
+            raise RuntimeError("synthetic: draw every key (key_chunks) before the queries")
+        self._phase = "done"
+        p, rng, n_micro = self.params, self.rng, self.n_micro
+        query_basis = _power_basis(rng, p.d, p.query_spectrum_alpha)
+        style = rng.standard_normal(p.d).astype(np.float32)
+        style /= np.linalg.norm(style)
+        sizes = np.bincount(self.key_micro, minlength=n_micro)
+        asked = rng.random(n_micro) < p.queried_fraction
+        popularity = sizes * rng.lognormal(0.0, p.popularity_sigma, size=n_micro) * asked
+        if popularity.sum() == 0:
+            raise InputError("synthetic: no micro-group receives queries; raise queried_fraction")
+        source_micro = rng.choice(n_micro, size=p.n_queries, p=popularity / popularity.sum())
+        members = np.argsort(self.key_micro, kind="stable")
+        first = np.concatenate([[0], np.cumsum(sizes)])
+        source_key = members[first[source_micro]
+                             + (rng.random(p.n_queries) * sizes[source_micro]).astype(np.int64)]
+        a = p.specificity_mean * p.specificity_concentration
+        b = (1 - p.specificity_mean) * p.specificity_concentration
+        w = rng.beta(a, b, size=(p.n_queries, 1)).astype(np.float32)
+        centre = _normalise(self.micro[source_micro].copy())
+        noise_level = (p.query_noise * rng.lognormal(0.0, p.query_noise_spread,
+                                                     size=(p.n_queries, 1))).astype(np.float32)
+        mix = p.query_noise_on_key_axes
+        noise = (np.sqrt(1 - mix) * _draw(rng, p.n_queries, query_basis)
+                 + np.sqrt(mix) * _draw(rng, p.n_queries, self.key_basis))
+        queries = (w * key_rows(source_key) + (1 - w) * centre + noise_level * noise
+                   + p.style_weight * style)
+        return _normalise(queries).astype(np.float32, copy=False)
+
+    def provenance(self) -> dict:
+        return {"generator": "amips_bench.synthetic", "params": self.params.to_dict(),
+                "n_topics": self.n_topics, "n_micro_groups": self.n_micro}
+
+
 def generate(params: SyntheticParams) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(keys float32 [n, d], queries float32 [m, d], provenance) — both unit-norm, seeded."""
-    p = params
-    rng = np.random.default_rng(p.seed)
-    d = p.d
-    key_basis = _power_basis(rng, d, p.spectrum_alpha)
-    mean_dir = rng.standard_normal(d).astype(np.float32)
-    mean_dir /= np.linalg.norm(mean_dir)
-
-    n_topics = max(1, round(p.n_keys / p.keys_per_topic))
-    n_micro = max(1, round(p.n_keys / p.keys_per_micro))
-    domains = p.domain_scale * _draw(rng, p.n_domains, key_basis)
-    domain_of_topic = rng.choice(p.n_domains, size=n_topics, p=_zipf(p.n_domains, p.domain_zipf))
-    topics = (p.mean_weight * mean_dir + domains[domain_of_topic]
-              + p.topic_scale * _draw(rng, n_topics, key_basis))
-    micro_topic = rng.choice(n_topics, size=n_micro, p=_zipf(n_topics, p.topic_zipf))
-    micro = topics[micro_topic] + p.micro_scale * _draw(rng, n_micro, key_basis)
-    size_weight = rng.lognormal(0.0, p.micro_size_sigma, size=n_micro)
-    key_micro = rng.choice(n_micro, size=p.n_keys, p=size_weight / size_weight.sum())
-    keys = _normalise(micro[key_micro] + p.key_scale * _draw(rng, p.n_keys, key_basis))
-
-    query_basis = _power_basis(rng, d, p.query_spectrum_alpha)
-    style = rng.standard_normal(d).astype(np.float32)
-    style /= np.linalg.norm(style)
-    sizes = np.bincount(key_micro, minlength=n_micro)
-    asked = rng.random(n_micro) < p.queried_fraction
-    popularity = sizes * rng.lognormal(0.0, p.popularity_sigma, size=n_micro) * asked
-    if popularity.sum() == 0:
-        raise InputError("synthetic: no micro-group receives queries; raise queried_fraction")
-    source_micro = rng.choice(n_micro, size=p.n_queries, p=popularity / popularity.sum())
-    members = np.argsort(key_micro, kind="stable")
-    first = np.concatenate([[0], np.cumsum(sizes)])
-    source_key = members[first[source_micro]
-                         + (rng.random(p.n_queries) * sizes[source_micro]).astype(np.int64)]
-    a = p.specificity_mean * p.specificity_concentration
-    b = (1 - p.specificity_mean) * p.specificity_concentration
-    w = rng.beta(a, b, size=(p.n_queries, 1)).astype(np.float32)
-    centre = _normalise(micro[source_micro].copy())
-    noise_level = (p.query_noise * rng.lognormal(0.0, p.query_noise_spread,
-                                                 size=(p.n_queries, 1))).astype(np.float32)
-    mix = p.query_noise_on_key_axes
-    noise = (np.sqrt(1 - mix) * _draw(rng, p.n_queries, query_basis)
-             + np.sqrt(mix) * _draw(rng, p.n_queries, key_basis))
-    queries = w * keys[source_key] + (1 - w) * centre + noise_level * noise + p.style_weight * style
-    queries = _normalise(queries)
-    provenance = {"generator": "amips_bench.synthetic", "params": p.to_dict(),
-                  "n_topics": n_topics, "n_micro_groups": n_micro}
-    return keys.astype(np.float32), queries.astype(np.float32), provenance
+    """(keys float32 [n, d], queries float32 [m, d], provenance) — both unit-norm, seeded, in
+    memory (embeddings.write_synthetic streams the keys to disk instead)."""
+    draw = SyntheticDraw(params)
+    keys = np.empty((params.n_keys, params.d), dtype=np.float32)
+    start = 0
+    for chunk in draw.key_chunks():
+        keys[start:start + len(chunk)] = chunk
+        start += len(chunk)
+    queries = draw.queries(lambda ids: keys[ids])
+    return keys, queries, draw.provenance()
