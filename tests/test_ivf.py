@@ -68,6 +68,28 @@ def test_only_the_first_timed_queries_are_timed_and_none_when_zero(data, monkeyp
             {k: v for k, v in timed_row.items() if k != "seconds_per_query"}
 
 
+@pytest.mark.parametrize("n_keys", [3 * 4096 + 5, 2 * 4096 + 1000])
+def test_an_ivf_built_chunk_by_chunk_from_a_mapped_file_is_the_one_added_whole(tmp_path, n_keys,
+                                                                              monkeypatch):
+    """build_ivf adds a memory-mapped key file a chunk at a time (here 4,096 keys; a last chunk
+    of 5 keys, too small for BLAS, joins the one before): the serialized index is byte for
+    byte the one FAISS makes from the same training and a single add of every key."""
+    import faiss
+
+    import amips_bench.ivf as ivf
+
+    monkeypatch.setattr(ivf, "IVF_ADD_CHUNK", 4096)
+    keys = unit_rows(np.random.default_rng(n_keys), n_keys, 16)
+    np.save(tmp_path / "keys.npy", keys)
+    chunked = build_ivf(np.load(tmp_path / "keys.npy", mmap_mode="r"), 40, seed=3)
+    whole = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 40, faiss.METRIC_INNER_PRODUCT)
+    whole.cp.seed, whole.cp.spherical, whole.cp.max_points_per_centroid = 3, True, 256
+    whole.train(keys)
+    whole.add(keys)
+    assert chunked.ntotal == n_keys
+    np.testing.assert_array_equal(faiss.serialize_index(chunked), faiss.serialize_index(whole))
+
+
 @pytest.mark.parametrize("nlist", [7, 40, 111])
 def test_counted_ivf_cost_equals_faiss_ndis_exactly(nlist):
     """The index-derived count (the GPU's only cost source) equals FAISS's own CPU counter,

@@ -44,10 +44,20 @@ def default_nlist(n_keys: int) -> int:
     return max(1, round(math.sqrt(n_keys)))
 
 
+#: keys added to an IVF per call: FAISS's own block for the list codes, and a multiple of the
+#: 4,096 queries per BLAS block of the coarse assignment, so the index is byte for byte the
+#: one a single add of all keys makes (tests/test_ivf.py)
+IVF_ADD_CHUNK = 65_536
+
+
 def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0, *,
               quantizer: str = PAPER_QUANTIZER) -> faiss.IndexIVFFlat:
     """IndexIVFFlat with inner product, coarse centroids trained on the keys themselves
-    (spherical, FAISS's default here: normalised after every k-means iteration; kmeans: not)."""
+    (spherical, FAISS's default here: normalised after every k-means iteration; kmeans: not).
+
+    `keys` may be a memory-mapped file: k-means reads only its sample, and the keys are added
+    IVF_ADD_CHUNK rows at a time, so memory holds the index and one chunk, not a second copy.
+    """
     if nlist > len(keys):
         raise InputError(f"ivf.nlist: {nlist} lists for only {len(keys)} keys")
     d = keys.shape[1]
@@ -57,7 +67,11 @@ def build_ivf(keys: np.ndarray, nlist: int, seed: int = 0, *,
     index.cp.spherical = quantizer == "spherical"
     index.cp.max_points_per_centroid = 256
     index.train(np.ascontiguousarray(keys, dtype=np.float32))
-    index.add(np.ascontiguousarray(keys, dtype=np.float32))
+    bounds = list(range(0, len(keys), IVF_ADD_CHUNK)) + [len(keys)]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < faiss.cvar.distance_compute_blas_threshold:
+        del bounds[-2]  # a last chunk too small for BLAS would be assigned by another kernel
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        index.add(np.ascontiguousarray(keys[start:stop], dtype=np.float32))
     return index
 
 
@@ -83,7 +97,7 @@ def write_ivf_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int,
     ivf.faiss with manifest.json; a variant is ivf_{quantizer}_x{multiple}.faiss with its .json.
     The workflow builds each in a job of its own (rules `index` and `ivf_variant`)."""
     pairs = ivf_pairs(list(quantizers), list(nlist_multiples))  # checks the quantizers first
-    keys = load_embeddings(keys_path)
+    keys = load_embeddings(keys_path, mmap=True)
     base = nlist or default_nlist(len(keys))
     nlists = {(q, m): max(1, round(m * base)) for q, m in pairs}
     for pair, n in nlists.items():
