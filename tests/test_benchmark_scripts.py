@@ -1,5 +1,6 @@
-"""The scripts a GPU machine runs (benchmarks/gpu_suite.sh and the benchmarks it calls), run on
-the CPU: a GPU session is rare, so a script that breaks must break here first."""
+"""The benchmark scripts, run on the CPU: those a GPU machine runs (benchmarks/gpu_suite.sh and
+the benchmarks it calls; a GPU session is rare, so a script that breaks must break here first)
+and the CPU ones whose tables the README quotes."""
 
 from __future__ import annotations
 
@@ -111,3 +112,29 @@ def test_stream_loader_refuses_a_file_too_small_for_fresh_batches(tmp_path):
     run = _run([sys.executable, "benchmarks/stream_loader.py", "--rows", "1000", "--batch", "256",
                 "--workdir", str(tmp_path)])
     assert run.returncode == 1 and "holds 3 batches of 256; the timings need" in run.stderr
+
+
+def test_keys_scale_samples_a_stages_own_memory_and_names_a_failed_one():
+    """The sampler sees a child's known allocation (400 MB of ones, held 1 s) within its
+    interpreter's own size, and a failing stage stops the benchmark with that stage's output."""
+    keys_scale = benchmark_script("keys_scale")
+    base = keys_scale.run_stage([sys.executable, "-c", "import numpy, time; time.sleep(1)"])
+    held = keys_scale.run_stage([sys.executable, "-c", "import numpy, time; a = numpy.ones(400 * 2**20, "
+                                 "dtype=numpy.uint8); time.sleep(1)"])
+    assert 395 <= held["anonymous_mb"] - base["anonymous_mb"] <= 420
+    assert held["maxrss_mb"] >= 400 and held["seconds"] >= 1
+    with pytest.raises(SystemExit, match="stage failed.*no such stage"):
+        keys_scale.run_stage([sys.executable, "-c", "raise SystemExit('no such stage')"])
+
+
+def test_keys_scale_measures_both_stages_at_every_key_count(tmp_path):
+    run = _run([sys.executable, "benchmarks/keys_scale.py", "--keys", "3000", "6000", "--queries", "1000",
+                "--d", "16", "--threads", "1", "--workdir", str(tmp_path)])
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("| 3,000")
+            or line.startswith("| 6,000")]
+    assert [(r[0].strip(), r[2].strip()) for r in rows] == [
+        ("3,000", "synthetic"), ("3,000", "IVF (nlist = √n)"),
+        ("6,000", "synthetic"), ("6,000", "IVF (nlist = √n)")]
+    assert all(float(r[3].replace(",", "")) > 0 for r in rows)
+    assert list(tmp_path.iterdir()) == []  # each size's files are removed after it
