@@ -216,13 +216,24 @@ def test_identical_key_rows_of_a_drawn_file_are_merged_in_order(tmp_path, rng):
     assert not drawn.exists()
 
 
-def test_a_failed_synthetic_draw_leaves_no_files(tmp_path):
-    """No micro-group asked about: the error comes after the keys were drawn to disk, and the
-    folder is left without keys, queries, manifest or the drawn file."""
+def test_a_failed_synthetic_draw_leaves_no_files(tmp_path, monkeypatch):
+    """An error after the keys were drawn to disk (no micro-group asked about; the realism
+    statistics failing after the keys were deduplicated) leaves the folder without keys,
+    queries, manifest, drawn file or temporary."""
+    import amips_bench.embeddings as embeddings
+
     with pytest.raises(InputError, match="no micro-group receives queries"):
-        write_synthetic(tmp_path / "emb", SyntheticParams(n_keys=500, n_queries=10, d=8,
-                                                          queried_fraction=0.0))
-    assert list((tmp_path / "emb").iterdir()) == []
+        write_synthetic(tmp_path / "a", SyntheticParams(n_keys=500, n_queries=10, d=8,
+                                                        queried_fraction=0.0))
+    assert list((tmp_path / "a").iterdir()) == []
+
+    def failing(*args):
+        raise InputError("realism: failed")
+
+    monkeypatch.setattr(embeddings, "measure_realism", failing)
+    with pytest.raises(InputError, match="realism: failed"):
+        write_synthetic(tmp_path / "b", SyntheticParams(n_keys=500, n_queries=200, d=8))
+    assert list((tmp_path / "b").iterdir()) == []
 
 
 def test_exact_top2_over_key_blocks_equals_brute_force(rng):

@@ -13,6 +13,7 @@ import numpy as np
 from .io import (
     InputError,
     NpyRows,
+    atomic_path,
     check_unit_rows,
     load_array,
     npy_row_writer,
@@ -109,9 +110,10 @@ def write_embeddings(out_dir: str | Path, key_file: str | Path, queries: np.ndar
                      realism: bool = True) -> dict[str, Any]:
     """Validate, deduplicate and write the embeddings contract; returns the manifest.
 
-    The keys come as a float32 .npy file (`key_file`) and are never loaded whole: their rows
-    are checked in chunks and merged by hash (distinct_rows), and the file becomes keys.npy by
-    a rename when every row is distinct (it is consumed either way).
+    The keys come as a float32 .npy file (`key_file`, on out_dir's file system) and are never
+    loaded whole: their rows are checked in chunks and merged by hash (distinct_rows), and the
+    file itself becomes keys.npy when every row is distinct. It is consumed either way, and
+    keys.npy appears only once the queries and the realism statistics are done.
     """
     out = Path(out_dir)
     keys = load_array(key_file, dtype="float32", ndim=2, mmap=True)
@@ -121,27 +123,27 @@ def write_embeddings(out_dir: str | Path, key_file: str | Path, queries: np.ndar
     if queries.shape[1] != d:
         raise InputError(f"embeddings: query dimension {queries.shape[1]} does not match key "
                          f"dimension {d}")
-    del keys
     before = counts_before or {"keys": n_keys, "queries": len(queries)}
     keep, _ = distinct_rows(key_file)
-    if len(keep) == n_keys:
-        os.replace(key_file, out / "keys.npy")
-    else:
-        reader = NpyRows(key_file, dtype="float32", ncols=d)
-        with npy_row_writer(out / "keys.npy", len(keep), d, "float32") as append:
-            for start in range(0, len(keep), 65_536):
-                append(reader.take(keep[start:start + 65_536]))
-        Path(key_file).unlink()
-    keys = load_array(out / "keys.npy", dtype="float32", ndim=2, mmap=True)
-    queries = queries[dedup_rows(queries)]
-    manifest: dict[str, Any] = {
-        "encoder": encoder, "seed": seed, "d": int(d), "source": source,
-        "counts_before_dedup": before,
-        "counts_after_dedup": {"keys": len(keys), "queries": len(queries)},
-    }
-    if realism:
-        manifest["realism"] = measure_realism(keys, queries, seed)
-    save_npy(out / "queries.npy", queries.astype(np.float32, copy=False))
+    with atomic_path(out / "keys.npy") as staged:
+        if len(keep) == n_keys:
+            os.replace(key_file, staged)
+        else:
+            reader = NpyRows(key_file, dtype="float32", ncols=d)
+            with npy_row_writer(staged, len(keep), d, "float32") as append:
+                for start in range(0, len(keep), 65_536):
+                    append(reader.take(keep[start:start + 65_536]))
+            Path(key_file).unlink()
+        keys = load_array(staged, dtype="float32", ndim=2, mmap=True)
+        queries = queries[dedup_rows(queries)]
+        manifest: dict[str, Any] = {
+            "encoder": encoder, "seed": seed, "d": int(d), "source": source,
+            "counts_before_dedup": before,
+            "counts_after_dedup": {"keys": len(keys), "queries": len(queries)},
+        }
+        if realism:
+            manifest["realism"] = measure_realism(keys, queries, seed)
+        save_npy(out / "queries.npy", queries.astype(np.float32, copy=False))
     manifest["sha256"] = {name: sha256_file(out / name) for name in ("keys.npy", "queries.npy")}
     save_json(out / "manifest.json", manifest)
     return manifest
