@@ -107,14 +107,16 @@ class StreamedBatches:
         pinned = self.device.type == "cuda"  # a page-locked source copies without blocking
         x = torch.empty((len(idx), self.split.queries.shape[1]), dtype=torch.float32, pin_memory=pinned)
         top1 = torch.empty((len(idx), self.split.top1.shape[1]), dtype=torch.int64, pin_memory=pinned)
-        targets_in_memory = isinstance(self.split.top1, np.ndarray)
-        if targets_in_memory:
-            np.take(self.split.top1, idx, axis=0, out=top1.numpy())
-        outputs = [x.numpy()] if targets_in_memory else [x.numpy(), top1.numpy()]  # split.files' order
+        from_disk = []  # (file, output) in split.files' order, as the readers were given them
+        for source, out in ((self.split.queries, x.numpy()), (self.split.top1, top1.numpy())):
+            if isinstance(source, np.ndarray):
+                np.take(source, idx, axis=0, out=out)
+            else:
+                from_disk.append((source, out))
         if self._readers is not None:
-            self._readers.take_into(idx, outputs)
+            self._readers.take_into(idx, [out for _, out in from_disk])
         else:
-            for rows, out in zip(self.split.files, outputs):
+            for rows, out in from_disk:
                 rows.read_into(idx, out)
         return x, top1
 
