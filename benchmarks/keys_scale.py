@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 
-def peak_anonymous_mb(pid: int) -> float:
+def anonymous_mb(pid: int) -> float:
     """The process's current RssAnon in MB (0 once it has gone)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -48,12 +48,12 @@ def run_stage(args: list[str]) -> dict[str, float]:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            anonymous = max(anonymous, peak_anonymous_mb(proc.pid))
+            anonymous = max(anonymous, anonymous_mb(proc.pid))
             time.sleep(0.1)
         seconds = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) != 0:
             log.seek(0)
-            raise SystemExit(f"keys_scale: stage failed: {' '.join(args)}\n{log.read()[-2000:]}")
+            raise SystemExit(f"stage failed: {' '.join(args)}\n{log.read()[-2000:]}")
     return {"anonymous_mb": anonymous, "maxrss_mb": usage.ru_maxrss / 1024, "seconds": seconds}
 
 

@@ -20,23 +20,11 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def run_stage(args: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of one child process; raises with its output if it fails."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    output = proc.stdout.read()
-    proc.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"scale: stage failed: {' '.join(args)}\n{output[-2000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - t0
+from keys_scale import run_stage  # a stage in its own process: its peak memory and seconds
 
 
 def disk_mb(path: Path) -> float:
@@ -92,9 +80,9 @@ def main() -> None:
         }
         folders = {"split": root / "splits", "targets": root / "targets", "train": root / "models"}
         for stage, command in stages.items():
-            peak, seconds = run_stage(command)
+            measured = run_stage(command)
             rows_out.append({"rows": factor * (args.unique - 2000), "factor": factor, "stage": stage,
-                             "peak_rss_mb": peak, "seconds": seconds,
+                             "peak_rss_mb": measured["maxrss_mb"], "seconds": measured["seconds"],
                              "disk_mb": disk_mb(folders[stage])})
         shutil.rmtree(root)
     print(f"# peak memory per stage vs training rows; {platform.machine()} CPU, {os.cpu_count()} cores; "
