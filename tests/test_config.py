@@ -272,5 +272,71 @@ def test_the_hnsw_graph_is_built_only_for_datasets_with_an_ef_search_sweep(tmp_p
     assert default["ivf_variant"] == 3
     for name in ("leakage.yaml", "hotpotqa_scale.yaml"):
         jobs = planned(name)
-        assert "hnsw_index" not in jobs and jobs["index"] == 2 and jobs["ivf_natural"] == 2
+        # the paper-mode dataset links to the leak-free one's keys and IVF (config.shared_data)
+        assert "hnsw_index" not in jobs and jobs["index"] == 1 and jobs["ivf_natural"] == 2
+        assert jobs["synthetic"] == 1 and jobs["shared_embeddings"] == 1 and jobs["shared_ivf"] == 2
         assert "ivf_variant" not in jobs
+
+
+def planned_jobs(workdir: Path, config: Path, target: str = "all") -> dict[str, int]:
+    """The jobs per rule that `snakemake -n target` plans in workdir."""
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile",
+                          str(ROOT / "Snakefile"), "--directory", str(workdir), target,
+                          "--configfile", str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, flags=re.M)}
+
+
+def test_datasets_with_the_same_data_draw_and_index_their_keys_once(tmp_path):
+    """A dataset whose data settings equal an earlier one's links to its embeddings; its IVFs
+    and HNSW graph too where their own settings agree. `twin` differs only in its splits, so it
+    makes no keys and no index; `coarse` has the same keys at another nlist, so it builds its IVFs
+    (the paper's and three variants) but links the HNSW graph; `other` draws other keys."""
+    config = _quick()
+    quick = config["datasets"]["quick"]
+    twin = yaml.safe_load(yaml.safe_dump(quick))
+    twin["splits"]["val_size"] = 400
+    coarse = yaml.safe_load(yaml.safe_dump(quick))
+    coarse["ivf"]["nlist"] = 200
+    other = yaml.safe_load(yaml.safe_dump(quick))
+    other["synthetic"]["seed"] = 1
+    config["datasets"].update(twin=twin, coarse=coarse, other=other)
+    path = tmp_path / "four.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    jobs = planned_jobs(tmp_path, path)
+    assert jobs["synthetic"] == 2 and jobs["shared_embeddings"] == 2
+    assert jobs["index"] == 3 and jobs["ivf_variant"] == 9
+    assert jobs["shared_ivf"] == 8  # twin: ivf.faiss, manifest.json, three variants and their .json
+    assert jobs["hnsw_index"] == 2 and jobs["shared_hnsw"] == 4
+    assert jobs["split"] == 4
+
+    # keys that `twin` made itself before it had a twin stay its own, and so do its indexes
+    embeddings = tmp_path / "results" / "twin" / "embeddings"
+    embeddings.mkdir(parents=True)
+    for name in ("keys.npy", "queries.npy", "manifest.json"):
+        (embeddings / name).write_text("made before")
+    jobs = planned_jobs(tmp_path, path)
+    assert jobs["synthetic"] == 2 and jobs["shared_embeddings"] == 1
+    assert jobs["index"] == 4 and jobs["ivf_variant"] == 12 and "shared_ivf" not in jobs
+    assert jobs["hnsw_index"] == 3 and jobs["shared_hnsw"] == 2
+
+
+def test_encoded_datasets_share_only_what_the_same_encoder_wrote():
+    """How an encoding job runs (batch and chunk size) writes the same vectors; another model,
+    query source or dataset does not."""
+    from amips_bench.config import shared_data
+
+    config = yaml.safe_load((ROOT / "config" / "fiqa.yaml").read_text())
+    fiqa = config["datasets"]["fiqa"]
+    variants = {"fiqa": fiqa}
+    for name, block, key, value in [("faster", "encoder", "batch_size", 4096),
+                                    ("other_model", "encoder", "model", "sentence-transformers/other"),
+                                    ("beir_queries", "beir", "query_source", "beir")]:
+        variant = yaml.safe_load(yaml.safe_dump(fiqa))
+        variant.setdefault(block, {})[key] = value
+        variants[name] = variant
+    full = prepare({**config, "datasets": variants})
+    shared = shared_data(full["datasets"])
+    assert shared["embeddings"] == {"faster": "fiqa"}
+    assert shared["ivf"] == {"faster": "fiqa"} and shared["hnsw"] == {"faster": "fiqa"}

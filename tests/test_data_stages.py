@@ -262,3 +262,47 @@ def test_a_key_sample_keeps_every_sampled_querys_two_best_keys(rng):
     assert judged["top1_cosine_mean"]["within_tolerance"] in (True, False)
     assert all(v["within_tolerance"] is not None
                for v in measure_realism(keys[:1000], queries, seed=3)["vs_real_minilm"].values())
+
+
+def test_shared_embeddings_are_relative_links_to_the_twins_files(tmp_path, capsys):
+    """`amips-bench share FOLDER --out DIR`: every file of the folder but hidden ones, as a
+    relative link (the results folder can move whole), the manifest last so a folder with its
+    manifest is whole; sharing again replaces the links."""
+    source = tmp_path / "results" / "a" / "embeddings"
+    write_synthetic(source, SyntheticParams(n_keys=400, n_queries=160, d=8, seed=3))
+    (source / ".work").write_text("a stage's work file")
+    out = tmp_path / "results" / "b" / "embeddings"
+    for _ in range(2):
+        assert main(["share", str(source), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [Path(line.split(":")[0]).name for line in lines[:3]] == ["keys.npy", "queries.npy", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["keys.npy", "manifest.json", "queries.npy"]
+    for name in ("keys.npy", "queries.npy", "manifest.json"):
+        link = out / name
+        assert link.is_symlink() and Path(link.readlink()) == Path("../../a/embeddings") / name
+        assert link.read_bytes() == (source / name).read_bytes()
+    moved = tmp_path / "moved"
+    (tmp_path / "results").rename(moved)
+    assert np.array_equal(np.load(moved / "b/embeddings/keys.npy"), np.load(moved / "a/embeddings/keys.npy"))
+
+
+def test_share_copies_where_the_file_system_has_no_links(tmp_path, monkeypatch):
+    def no_links(*args, **kwargs):
+        raise OSError("symbolic links are not supported here")
+
+    source = tmp_path / "a" / "index.bin"
+    source.parent.mkdir()
+    source.write_bytes(bytes(range(256)))
+    monkeypatch.setattr("os.symlink", no_links)
+    assert main(["share", str(source), "--out", str(tmp_path / "b")]) == 0
+    copy = tmp_path / "b" / "index.bin"
+    assert not copy.is_symlink() and copy.read_bytes() == source.read_bytes()
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["index.bin"]
+
+
+def test_sharing_a_missing_file_is_one_line_and_writes_nothing(tmp_path, capsys):
+    present = _save(tmp_path / "a" / "ivf.npy", np.zeros(3))
+    missing = tmp_path / "a" / "manifest.json"
+    assert main(["share", str(present), str(missing), "--out", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == f"amips-bench share: error: {missing}: file not found (nothing to share)\n"
+    assert not (tmp_path / "b").exists()

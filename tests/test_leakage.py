@@ -148,3 +148,18 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
     assert "Leakage study" in report and "scale_leak_free" in report and "scale_paper" in report
     figure = pd.read_csv(tmp_path / "out" / "leakage_5m" / "figures" / "fig9_leakage.csv")
     assert len(figure) > 0
+    # the pair differs only in its splits: the keys are drawn once and indexed once, and the
+    # paper-mode dataset links to them
+    results = tmp_path / "results" / "hotpotqa_scale"
+    for shared in ("embeddings/keys.npy", "embeddings/queries.npy", "embeddings/manifest.json",
+                   "index/ivf.faiss", "index/manifest.json"):
+        link = results / "scale_paper" / shared
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link)), shared
+        assert link.resolve() == (results / "scale_leak_free" / shared).resolve(strict=True), shared
+        assert not (results / "scale_leak_free" / shared).is_symlink()
+    assert not (results / "logs" / "scale_paper" / "synthetic.log").exists()
+    assert not (results / "logs" / "scale_paper" / "index.log").exists()
+    again = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
+                            "--directory", str(tmp_path), "-n", "figures", "report", "--configfile", str(small)],
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]

@@ -144,6 +144,26 @@ def _encode(args):
           f"queries {m['counts_before_dedup']['queries']:,} -> {m['counts_after_dedup']['queries']:,}")
 
 
+def _share_args(p):
+    p.add_argument("sources", nargs="+",
+                   help="files of another dataset, or one folder: its files (not hidden ones)")
+    p.add_argument("--out", required=True, help="this dataset's folder that receives them")
+
+
+@command("share", "link the embeddings or an index of a dataset with the same data settings "
+                  "(keys drawn, encoded and indexed once)")(_share_args)
+def _share(args):
+    from .io import InputError, share_files
+
+    sources = [Path(s) for s in args.sources]
+    if len(sources) == 1 and sources[0].is_dir():
+        sources = sorted(f for f in sources[0].iterdir() if f.is_file() and not f.name.startswith("."))
+        if not sources:
+            raise InputError(f"{args.sources[0]}: no files to share")
+    for line in share_files(sources, args.out):
+        print(line)
+
+
 def _split_args(p):
     p.add_argument("--queries", required=True, help="embeddings/queries.npy")
     p.add_argument("--out", required=True, help="splits folder to write")

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import functools
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -229,6 +230,43 @@ def expand_grid(dataset: dict, seeds: list[int]) -> list[Run]:
 
 def dataset_n_keys(dataset: dict) -> int:
     return dataset["synthetic"]["n_keys"] if dataset["source"] == "synthetic" else dataset["n_keys"]
+
+
+#: encoder settings that say how an encoding job runs, not which vectors it writes
+ENCODER_EXECUTION_ONLY = ("batch_size", "chunk_size")
+
+
+def data_settings(dataset: dict) -> dict:
+    """The settings that decide a dataset's embeddings (its keys and queries)."""
+    if dataset["source"] == "synthetic":
+        return {"source": "synthetic", "synthetic": dataset["synthetic"]}
+    encoder = {k: v for k, v in dataset["encoder"].items() if k not in ENCODER_EXECUTION_ONLY}
+    return {"source": dataset["source"], "beir": dataset["beir"], "encoder": encoder}
+
+
+#: per kind of index, the settings that decide it besides the keys (which IVF variants exist
+#: is decided by the file names that the sweeps ask for)
+INDEX_SETTINGS = {"ivf": ("nlist",), "hnsw": ("hnsw_m", "hnsw_ef_construction")}
+
+
+def shared_data(datasets: dict) -> dict[str, dict[str, str]]:
+    """What a dataset takes from an earlier one instead of making it: per kind ("embeddings",
+    "ivf", "hnsw"), the dataset whose files it links to. The first dataset in config order with
+    the same data settings (for an index: and the same settings of that index) makes them, and
+    each later one links to its files. The leakage study's pairs differ only in their splits,
+    so their keys are drawn or encoded once and indexed once (at 5.2M keys: 8 GB of keys and
+    an 8 GB IVF, and their build time)."""
+    shared: dict[str, dict[str, str]] = {"embeddings": {}, **{kind: {} for kind in INDEX_SETTINGS}}
+    first: dict[str, dict[str, str]] = {kind: {} for kind in shared}
+    for name, dataset in datasets.items():
+        data = json.dumps(data_settings(dataset), sort_keys=True)
+        settings = {"embeddings": data}
+        for kind, keys in INDEX_SETTINGS.items():
+            settings[kind] = json.dumps([data, [dataset["ivf"][k] for k in keys]])
+        for kind, key in settings.items():
+            if first[kind].setdefault(key, name) != name:
+                shared[kind][name] = first[kind][key]
+    return shared
 
 
 #: the paper's IVF (index/ivf.faiss): spherical k-means at `ivf.nlist` lists, FAISS's default

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -89,6 +90,38 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def share_files(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[str]:
+    """Each source file under its own name in out_dir, as a relative symbolic link (a copy
+    where the file system has none), made under a temporary name and renamed into place; a
+    file named manifest*.json goes last, so a folder with its manifest is whole. Returns how
+    each was made. Two datasets with the same keys hold them once this way (the 8 GB keys and
+    IVF of a 5.2M-key dataset), and a results folder moved whole keeps its links."""
+    sources = [Path(s) for s in sources]
+    for source in sources:
+        if not source.is_file():
+            raise InputError(f"{source}: file not found (nothing to share)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for source in sorted(sources, key=lambda s: s.name.startswith("manifest")):
+        target = out / source.name
+        staged = out / f".{source.name}.{os.getpid()}.link"
+        staged.unlink(missing_ok=True)
+        try:
+            try:
+                os.symlink(os.path.relpath(os.path.abspath(source), os.path.abspath(out)), staged)
+                how = "linked"
+            except OSError:
+                shutil.copyfile(source, staged)
+                how = "copied (no symbolic links here)"
+            os.replace(staged, target)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        made.append(f"{target}: {how} from {source}")
+    return made
 
 
 def _json_default(obj: Any) -> Any:

@@ -3,14 +3,17 @@
 # target), so that the other .smk files hold nothing but rules.
 
 import copy
+import glob
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from amips_bench.config import (
+    ENCODER_EXECUTION_ONLY,
     IVF_MULTIPLE_WILDCARD,
     IVF_QUANTIZERS,
     LINEAR_ROUTER,
@@ -26,6 +29,7 @@ from amips_bench.config import (
     ood_run,
     parse_run,
     prepare,
+    shared_data,
 )
 from amips_bench.plots import module_files
 from amips_bench.settings import TrainConfig
@@ -63,9 +67,40 @@ BEIR = [n for n, d in DATASETS.items() if d["source"] == "beir"]
 RUNS = {name: expand_grid(ds, config["seeds"]) for name, ds in DATASETS.items()}
 
 
-def either(names):
-    """A wildcard constraint matching exactly these names (or nothing)."""
-    return "|".join(names) or "^$"
+def made_here(path):
+    """A file that a stage of its own dataset wrote, not a link to another dataset's."""
+    return os.path.lexists(path) and not os.path.islink(path)
+
+
+# Embeddings and indexes that a dataset links from an earlier one with the same settings
+# (config.shared_data; rules shared_embeddings, shared_ivf and shared_hnsw) instead of making
+# them again. A dataset that made its own before it had such a twin keeps them, and the stages
+# that made them, so a re-run recomputes nothing; an index is shared only where the keys are
+# one file.
+def twins_without_own(kind, twins, own_files):
+    keep = {}
+    for name, twin in twins.items():
+        if any(made_here(p) for pattern in own_files for p in glob.glob(f"{R}/{name}/{pattern}")):
+            continue
+        if kind != "embeddings" and not (
+            name in EMBEDDING_TWINS and EMBEDDING_TWINS.get(twin, twin) == EMBEDDING_TWINS[name]
+        ):
+            continue
+        keep[name] = twin
+    return keep
+
+
+_SHARED = shared_data(DATASETS)
+EMBEDDING_TWINS = twins_without_own(
+    "embeddings", _SHARED["embeddings"], ["embeddings/manifest.json"]
+)
+IVF_TWINS = twins_without_own("ivf", _SHARED["ivf"], ["index/manifest.json", "index/ivf*"])
+HNSW_TWINS = twins_without_own("hnsw", _SHARED["hnsw"], ["index/hnsw.*"])
+
+
+def either(names, but=()):
+    """A wildcard constraint matching exactly these names but those in `but` (or nothing)."""
+    return "|".join(n for n in names if n not in but) or "^$"
 
 
 def stem(output):
@@ -156,10 +191,6 @@ def train_cli(dataset):
     """The settings that decide what a model becomes: a change re-plans its training."""
     train = DATASETS[dataset]["train"]
     return " ".join(cli_flag(k, v) for k, v in train.items() if k not in TrainConfig.EXECUTION_ONLY)
-
-
-#: encoder settings that say how an encoding job runs, not which vectors it writes
-ENCODER_EXECUTION_ONLY = ("batch_size", "chunk_size")
 
 
 def execution_cli(dataset, block, keys, threads):

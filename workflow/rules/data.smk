@@ -9,7 +9,7 @@ rule synthetic:
     log:
         f"{R}/logs/{{dataset}}/synthetic.log",
     wildcard_constraints:
-        dataset=either(SYNTHETIC),
+        dataset=either(SYNTHETIC, but=EMBEDDING_TWINS),
     conda:
         ENV
     threads: config["threads"]
@@ -59,7 +59,7 @@ rule encode:
     benchmark:
         f"{R}/benchmarks/{{dataset}}/encode.tsv"
     wildcard_constraints:
-        dataset=either(TEXT),
+        dataset=either(TEXT, but=EMBEDDING_TWINS),
     conda:
         ENV
     threads: config["threads"]
@@ -82,6 +82,31 @@ rule encode:
         "amips-bench encode --folder {params.folder} --out {params.out} {params.fetch} "
         "--model {params.model} --query-source {params.qs} --key-text {params.kt} "
         "--device {params.device} {params.execution} > {log} 2>&1"
+
+
+# a dataset with the data settings of an earlier one (the leakage study's pairs) links to its
+# embeddings instead of drawing or encoding them again (EMBEDDING_TWINS)
+rule shared_embeddings:
+    input:
+        key_file=lambda w: f"{R}/{EMBEDDING_TWINS[w.dataset]}/embeddings/keys.npy",
+        queries=lambda w: f"{R}/{EMBEDDING_TWINS[w.dataset]}/embeddings/queries.npy",
+        manifest=lambda w: f"{R}/{EMBEDDING_TWINS[w.dataset]}/embeddings/manifest.json",
+    output:
+        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
+        manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
+    log:
+        f"{R}/logs/{{dataset}}/shared_embeddings.log",
+    wildcard_constraints:
+        dataset=either(EMBEDDING_TWINS),
+    localrule: True
+    conda:
+        ENV
+    params:
+        source=lambda w, input: str(Path(input.manifest).parent),
+        out=lambda w, output: str(Path(output.manifest).parent),
+    shell:
+        "amips-bench share {params.source} --out {params.out} > {log} 2>&1"
 
 
 rule split:

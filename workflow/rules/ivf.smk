@@ -11,6 +11,8 @@ rule index:
         f"{R}/logs/{{dataset}}/index.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/index.tsv"
+    wildcard_constraints:
+        dataset=either(DATASETS, but=IVF_TWINS),
     conda:
         ENV
     threads: config["threads"]
@@ -56,6 +58,8 @@ rule hnsw_index:
         f"{R}/logs/{{dataset}}/hnsw_index.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/hnsw_index.tsv"
+    wildcard_constraints:
+        dataset=either(DATASETS, but=HNSW_TWINS),
     conda:
         ENV
     threads: config["threads"]
@@ -69,6 +73,35 @@ rule hnsw_index:
     shell:
         "amips-bench hnsw-index --keys {input.key_file} --out {params.out} --m {params.m} "
         "--ef-construction {params.ef_construction} --threads {threads} > {log} 2>&1"
+
+
+# a dataset with the keys and the index settings of an earlier one links to its index files,
+# a file a job (IVF_TWINS, HNSW_TWINS): the twin builds what is asked of it, variants included
+rule shared_ivf:
+    input:
+        lambda w: f"{R}/{IVF_TWINS[w.dataset]}/index/{w.file}",
+    output:
+        f"{R}/{{dataset}}/index/{{file}}",
+    log:
+        f"{R}/logs/{{dataset}}/shared_index_{{file}}.log",
+    wildcard_constraints:
+        dataset=either(IVF_TWINS),
+        file=r"(manifest|ivf[A-Za-z0-9_.+-]*)\.(faiss|json)",
+    localrule: True
+    conda:
+        ENV
+    params:
+        out=lambda w, output: str(Path(output[0]).parent),
+    shell:
+        "amips-bench share {input} --out {params.out} > {log} 2>&1"
+
+
+use rule shared_ivf as shared_hnsw with:
+    input:
+        lambda w: f"{R}/{HNSW_TWINS[w.dataset]}/index/{w.file}",
+    wildcard_constraints:
+        dataset=either(HNSW_TWINS),
+        file=r"hnsw\.(faiss|json)",
 
 
 rule ivf_natural:
