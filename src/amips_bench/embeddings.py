@@ -73,6 +73,16 @@ def distinct_rows(path: str | Path, chunk: int = 65_536) -> tuple[np.ndarray, np
     return first[order].astype(np.int64), rank[inverse].astype(np.int64)
 
 
+def copy_rows(source: str | Path, rows: np.ndarray, dest: str | Path, d: int,
+              chunk: int = 65_536) -> None:
+    """The float32 rows `rows` of the [n, d] file `source`, in that order, as the .npy file
+    `dest` (written a chunk at a time under a temporary name)."""
+    reader = NpyRows(source, dtype="float32", ncols=d)
+    with npy_row_writer(dest, len(rows), d, "float32") as append:
+        for start in range(0, len(rows), chunk):
+            append(reader.take(rows[start:start + chunk]))
+
+
 def measure_realism(keys: np.ndarray, queries: np.ndarray, seed: int) -> dict[str, Any]:
     """Realism statistics on a sample at the reference queries/keys ratio (0.41).
 
@@ -129,10 +139,7 @@ def write_embeddings(out_dir: str | Path, key_file: str | Path, queries: np.ndar
         if len(keep) == n_keys:
             os.replace(key_file, staged)
         else:
-            reader = NpyRows(key_file, dtype="float32", ncols=d)
-            with npy_row_writer(staged, len(keep), d, "float32") as append:
-                for start in range(0, len(keep), 65_536):
-                    append(reader.take(keep[start:start + 65_536]))
+            copy_rows(key_file, keep, staged, d)
             Path(key_file).unlink()
         keys = load_array(staged, dtype="float32", ndim=2, mmap=True)
         queries = queries[dedup_rows(queries)]
@@ -172,10 +179,7 @@ def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, e
     for src, name, map_name in ((key_file, "keys", "key_map.npy"),
                                 (query_file, "queries", "query_map.npy")):
         keep, row_map = distinct_rows(src)
-        reader = NpyRows(src, dtype="float32", ncols=d)
-        with npy_row_writer(out / f"{name}.npy", len(keep), d, "float32") as append:
-            for start in range(0, len(keep), 65_536):
-                append(reader.take(keep[start:start + 65_536]))
+        copy_rows(src, keep, out / f"{name}.npy", d)
         save_npy(out / map_name, row_map)
         counts[name] = (len(row_map), len(keep))
     keys = load_embeddings(out / "keys.npy", mmap=True)

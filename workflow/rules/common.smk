@@ -75,27 +75,30 @@ def made_here(path):
 # Embeddings and indexes that a dataset links from an earlier one with the same settings
 # (config.shared_data; rules shared_embeddings, shared_ivf and shared_hnsw) instead of making
 # them again. A dataset that made its own before it had such a twin keeps them, and the stages
-# that made them, so a re-run recomputes nothing; an index is shared only where the keys are
-# one file.
-def twins_without_own(kind, twins, own_files):
-    keep = {}
-    for name, twin in twins.items():
-        if any(made_here(p) for pattern in own_files for p in glob.glob(f"{R}/{name}/{pattern}")):
-            continue
-        if kind != "embeddings" and not (
-            name in EMBEDDING_TWINS and EMBEDDING_TWINS.get(twin, twin) == EMBEDDING_TWINS[name]
-        ):
-            continue
-        keep[name] = twin
-    return keep
+# that made them, so a re-run recomputes nothing.
+def without_own(twins, *own_files):
+    return {
+        name: twin
+        for name, twin in twins.items()
+        if not any(
+            made_here(p) for pattern in own_files for p in glob.glob(f"{R}/{name}/{pattern}")
+        )
+    }
+
+
+def on_the_same_keys(twins):
+    """An index is shared only where both datasets' keys are one file."""
+    return {
+        name: twin
+        for name, twin in twins.items()
+        if name in EMBEDDING_TWINS and EMBEDDING_TWINS.get(twin, twin) == EMBEDDING_TWINS[name]
+    }
 
 
 _SHARED = shared_data(DATASETS)
-EMBEDDING_TWINS = twins_without_own(
-    "embeddings", _SHARED["embeddings"], ["embeddings/manifest.json"]
-)
-IVF_TWINS = twins_without_own("ivf", _SHARED["ivf"], ["index/manifest.json", "index/ivf*"])
-HNSW_TWINS = twins_without_own("hnsw", _SHARED["hnsw"], ["index/hnsw.*"])
+EMBEDDING_TWINS = without_own(_SHARED["embeddings"], "embeddings/manifest.json")
+IVF_TWINS = on_the_same_keys(without_own(_SHARED["ivf"], "index/manifest.json", "index/ivf*"))
+HNSW_TWINS = on_the_same_keys(without_own(_SHARED["hnsw"], "index/hnsw.*"))
 
 
 def either(names, but=()):
