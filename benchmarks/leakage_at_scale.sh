@@ -4,6 +4,8 @@
 #
 #   bash benchmarks/leakage_at_scale.sh OUT [CONFIG]
 #
+# checks that the disk under the config's results folder holds what the run still writes
+# (`amips-bench disk-plan --check`: one line and exit status 2 before any job where it does not),
 # runs `snakemake figures report` on CONFIG (a re-run after a killed one continues where it
 # stopped: finished jobs are kept, killed ones redone), then keeps the run's tidy files
 # (`amips-bench freeze-reference`: metrics, histories, IVF curves, the report) and Figure 9 in
@@ -28,8 +30,13 @@ print(c.get("results", "results"), c.get("figures_dir", "figures"), json.dumps(c
 [[ "$RESULTS" = /* ]] || RESULTS="$WORKDIR/$RESULTS"
 [[ "$FIGURES" = /* ]] || FIGURES="$WORKDIR/$FIGURES"
 
-"$PYTHON" -m snakemake --snakefile "$PWD/Snakefile" --directory "$WORKDIR" --configfile "$CONFIG" \
-  --cores all --resources gpu=1 --rerun-incomplete --printshellcmds figures report
+SNAKEMAKE=("$PYTHON" -m snakemake --snakefile "$PWD/Snakefile" --directory "$WORKDIR")
+# before any job: what the run still writes (8 GB of keys, an 8 GB IVF, the training rows)
+# against the free disk under its results folder, or one line and exit status 2
+"${SNAKEMAKE[@]}" --summary figures report --configfile "$CONFIG" \
+  | "$PYTHON" -m amips_bench.cli disk-plan --config "$CONFIG" --summary - --workdir "$WORKDIR" --check
+"${SNAKEMAKE[@]}" --cores all --resources gpu=1 --rerun-incomplete --printshellcmds figures report \
+  --configfile "$CONFIG"
 
 rm -rf "$OUT/$NAME" "$OUT/$NAME.tar.gz"
 "$PYTHON" -m amips_bench.cli freeze-reference --results "$RESULTS" --out "$OUT/$NAME" \

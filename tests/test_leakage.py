@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -135,6 +136,11 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
     run = subprocess.run(["bash", str(root / "benchmarks" / "leakage_at_scale.sh"), str(tmp_path / "out"),
                           str(small)], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    # the disk plan the script checks before any job sized what the run wrote
+    planned = re.search(r"disk-plan: the run writes ([0-9.]+) MB", run.stdout)
+    written = sum(f.stat().st_size for f in (tmp_path / "results").rglob("*")
+                  if f.suffix in (".npy", ".faiss", ".pt") and not f.is_symlink())
+    assert planned and abs(float(planned[1]) * 1e6 - written) < 0.01 * written, (planned, written)
     with tarfile.open(tmp_path / "out" / "leakage_5m.tar.gz") as packed:
         names = set(packed.getnames())
     for dataset in ("scale_leak_free", "scale_paper"):
@@ -163,3 +169,21 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
                             "--directory", str(tmp_path), "-n", "figures", "report", "--configfile", str(small)],
                            capture_output=True, text=True)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+
+def test_the_study_at_scale_stops_before_any_job_when_the_disk_is_short(tmp_path):
+    """At 10^12 keys the keys alone take 1.5 PB: the script says so in one line and exits 2
+    before a job runs or a results folder exists."""
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "hotpotqa_scale.yaml").read_text())
+    for dataset in config["datasets"].values():
+        dataset["n_keys"] = 10 ** 12
+        dataset["synthetic"]["n_keys"] = 10 ** 12
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "WORKDIR": str(tmp_path), "PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(root / "benchmarks" / "leakage_at_scale.sh"),
+                          str(tmp_path / "out"), str(huge)], capture_output=True, text=True, env=env)
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "amips-bench disk-plan: error: the run writes" in run.stderr
+    assert not (tmp_path / "results").exists() and not list((tmp_path / "out").iterdir())

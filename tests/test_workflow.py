@@ -129,6 +129,36 @@ def test_a_second_run_does_nothing(finished):
     assert "Nothing to be done" in run.stdout + run.stderr
 
 
+def disk_plan(workdir: Path) -> list:
+    from amips_bench.config import prepare
+    from amips_bench.disk_plan import plan, read_summary
+
+    run = snakemake(workdir, "--summary", "all")
+    assert run.returncode == 0, run.stderr[-2000:]
+    return plan(prepare(yaml.safe_load(TINY.read_text())), read_summary(run.stdout), workdir)
+
+
+def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_path):
+    """Planned from the config alone in an empty folder, every array, index and model of the
+    run is sized within 2 % and 4 KB of the file the run wrote (arrays exactly); after the run
+    the plan has nothing left to write."""
+    before = disk_plan(tmp_path)
+    assert before and all(p.pending for p in before)
+    binaries = [p for p in before if Path(p.path).suffix in (".npy", ".faiss", ".pt")]
+    assert {r for p in binaries for r in [p.rule]} >= {
+        "synthetic", "split", "cluster", "targets", "index", "ivf_variant", "hnsw_index",
+        "train", "train_router"}
+    for p in binaries:
+        actual = (finished / p.path).stat().st_size
+        if p.path.endswith(".npy"):
+            assert p.bytes == actual, (p.path, p.bytes, actual)
+        assert abs(p.bytes - actual) <= 0.02 * actual + 4096, (p.path, p.bytes, actual)
+    assert sum(p.to_write for p in before) == sum(p.bytes for p in before)
+    after = disk_plan(finished)
+    assert [p.path for p in after] == [p.path for p in before]
+    assert sum(p.to_write for p in after) == 0
+
+
 def planned_rules(log: str) -> set[str]:
     """The rules a `snakemake -n` log plans."""
     return set(re.findall(r"^(?:local)?rule (\w+):", log, re.M))

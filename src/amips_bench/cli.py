@@ -666,6 +666,46 @@ def _freeze_reference(args):
     print(f"{len(files)} files from {args.results} kept in {args.out}")
 
 
+# --------------------------------------------------------------------------- planning
+
+
+def _disk_plan_args(p):
+    p.add_argument("--config", required=True, help="the config file the run uses (--configfile)")
+    p.add_argument("--summary", required=True,
+                   help="the output of `snakemake --summary TARGETS --configfile CONFIG`, "
+                        "or - to read it from standard input")
+    p.add_argument("--workdir", default=".", help="the run's working folder (snakemake --directory)")
+    p.add_argument("--check", action="store_true",
+                   help="exit with status 2 when the results folder's disk is short")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="with --check: want this fraction more free disk than planned")
+
+
+@command("disk-plan", "size every file a run will write and check the free disk before it starts")(
+    _disk_plan_args)
+def _disk_plan(args):
+    import yaml
+
+    from .config import prepare
+    from .disk_plan import free_disk_verdict, plan, read_summary, table
+    from .io import InputError
+
+    try:
+        config = prepare(yaml.safe_load(Path(args.config).read_text()) or {})
+        text = sys.stdin.read() if args.summary == "-" else Path(args.summary).read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    workdir = Path(args.workdir)
+    planned = plan(config, read_summary(text), workdir)
+    print(table(planned))
+    results = Path(config["results"])
+    line, short = free_disk_verdict(planned, results if results.is_absolute() else workdir / results,
+                                    args.margin)
+    if short and args.check:
+        raise InputError(line)
+    print(f"disk-plan: {line}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -1,0 +1,270 @@
+"""The disk a run will write, sized before it starts.
+
+`snakemake --summary TARGETS` lists every output file of a run with the rule that writes it and
+whether it is still to be made. This module sizes those files from the counts they hold: keys,
+queries, split rows, clusters, IVF lists, HNSW links and model parameters. The counts are read
+from the files already written where they exist (the arrays' headers, the split manifest), so
+a plan made after the encode or split stage is exact; before that they come from the config
+(a synthetic dataset's sizes; a BEIR dataset's expected `n_keys` and the encoder's width),
+and what cannot be known yet (a BEIR dataset's query count before encoding) is reported as
+unsized rather than guessed. CSVs, JSONs, logs and figures are kilobytes and count as nothing;
+a link made by a `shared_*` rule costs nothing either.
+
+`amips-bench disk-plan` prints the plan per dataset and stage and, with `--check`, stops with
+one line when the results folder's disk has less free space than the plan needs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import dataset_n_keys, parse_run
+from .io import InputError, load_json
+from .splits import train_rows
+
+#: the width of the vectors of the default encoder (all-MiniLM-L6-v2)
+DEFAULT_ENCODER_D = 384
+#: bytes of a .npy file besides its data (numpy pads the header to 64 bytes; 128 for our shapes)
+NPY_HEADER = 128
+#: bytes of a saved model besides its float32 weights (torch's zip records and the spec)
+MODEL_OVERHEAD = 4096
+#: the columns of `snakemake --summary`
+SUMMARY_COLUMNS = ("output_file", "date", "rule", "log-file(s)", "status", "plan")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a dataset's arrays hold; None where it is not known yet."""
+
+    n_keys: int | None
+    n_queries: int | None
+    d: int | None
+    rows: dict[str, int] | None  # rows of each split
+    source: str  # where the counts come from: "files" or "config"
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str  # as the summary names it (relative to the working directory)
+    rule: str
+    dataset: str  # "" for files outside a dataset's folder
+    pending: bool  # still to be written by this run
+    bytes: int | None  # its estimated size; None: not known before an earlier stage runs
+    to_write: int  # what writing it adds to the disk (0 where it is done or a link)
+
+
+def read_summary(text: str) -> list[dict[str, str]]:
+    """The rows of `snakemake --summary` (tab-separated; Snakemake's log lines ignored)."""
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines)
+                     if line.split("\t")[:1] == [SUMMARY_COLUMNS[0]])
+    except StopIteration:
+        raise InputError("the summary has no header line starting with 'output_file'; "
+                         "give it the output of `snakemake --summary TARGETS`") from None
+    header = lines[start].split("\t")
+    missing = [c for c in ("output_file", "rule", "plan") if c not in header]
+    if missing:
+        raise InputError(f"the summary's header lacks the column {missing[0]!r}")
+    reader = csv.DictReader(io.StringIO("\n".join(lines[start:])), delimiter="\t")
+    return [row for row in reader if row.get("output_file")]
+
+
+def _npy_shape(path: Path) -> tuple[int, ...] | None:
+    try:
+        return np.load(path, mmap_mode="r").shape
+    except (OSError, ValueError):
+        return None
+
+
+def dataset_counts(dataset: dict, folder: Path) -> Counts:
+    """The counts of one dataset: from its files where they exist, else from its config."""
+    keys = _npy_shape(folder / "embeddings" / "keys.npy")
+    queries = _npy_shape(folder / "embeddings" / "queries.npy")
+    if keys and queries and len(keys) == 2:
+        n_keys, d, n_queries, source = keys[0], keys[1], queries[0], "files"
+    elif dataset["source"] == "synthetic":
+        s = dataset["synthetic"]
+        n_keys, n_queries, d, source = s["n_keys"], s["n_queries"], s["d"], "config"
+    else:
+        from .encode import OFFLINE_MODEL
+
+        n_keys, n_queries, source = dataset_n_keys(dataset), None, "config"
+        d = DEFAULT_ENCODER_D if dataset["encoder"]["model"] == OFFLINE_MODEL else None
+    manifest = folder / "splits" / "manifest.json"
+    rows = None
+    if manifest.exists():
+        rows = {k: int(v) for k, v in load_json(manifest).get("rows", {}).items()} or None
+    if rows is None and n_queries is not None:
+        s = dataset["splits"]
+        rows = {"train": train_rows(n_queries, val_size=s["val_size"], test_size=s["test_size"],
+                                    augment_factor=s["augment_factor"], mode=s["mode"]),
+                "val": s["val_size"], "test": s["test_size"]}
+    return Counts(n_keys, n_queries, d, rows, source)
+
+
+def _npy(*dims: int | None, itemsize: int) -> int | None:
+    if any(x is None for x in dims):
+        return None
+    return NPY_HEADER + itemsize * math.prod(dims)
+
+
+def ivf_bytes(n_keys: int, d: int, nlist: int) -> int:
+    """An IndexIVFFlat as FAISS writes it: every key's code (d float32) and id (int64), the
+    coarse quantizer's centroids (d float32) and each list's size (int64), and headers."""
+    return n_keys * (4 * d + 8) + nlist * (4 * d + 8) + 512
+
+
+def hnsw_bytes(n_keys: int, d: int, m: int) -> int:
+    """An IndexHNSWFlat as FAISS writes it: the vectors, 2·M neighbour slots (int32) on level 0
+    and M on each higher level (a point reaches level l with probability M^-l, so M/(M−1)
+    slots on average), an offset (int64) and a level (int32) per point."""
+    neighbours = n_keys * (2 * m + m / (m - 1))
+    return round(n_keys * (4 * d + 8 + 4) + 4 * neighbours) + 4096
+
+
+def model_bytes(run_name: str, counts: Counts, width_rule: str) -> int | None:
+    """model.pt: the float32 weights of the run's model (or router) and a few records."""
+    if counts.n_keys is None or counts.d is None:
+        return None
+    router = re.fullmatch(r"router_(?P<size>\w+?)_L(?P<depth>\d+)_c(?P<c>\d+)_s\d+", run_name)
+    if router:
+        from .classifier import LINEAR, RouterSpec
+        from .models import parameter_count
+
+        spec = RouterSpec(d=counts.d, n_keys=counts.n_keys, n_clusters=int(router["c"]),
+                          size=router["size"], depth=int(router["depth"]))
+        params = (spec.d * spec.n_clusters if spec.size == LINEAR else
+                  parameter_count(spec.d, spec.width, spec.depth, 0, spec.n_clusters))
+    else:
+        from .models import ModelSpec
+
+        run = parse_run(run_name)
+        params = ModelSpec(model=run.model, d=counts.d, n_keys=counts.n_keys, size=run.size,
+                           depth=run.depth, n_x=run.n_x, n_clusters=run.clusters,
+                           residual=run.residual, convexity=run.convexity,
+                           width_rule=width_rule).n_parameters
+    return 4 * params + MODEL_OVERHEAD
+
+
+def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -> int | None:
+    """The size of one file of a dataset's folder (`relative` to it); 0 for the small ones."""
+    parts, name = relative.parts, relative.name
+    n, q, d, rows = counts.n_keys, counts.n_queries, counts.d, counts.rows or {}
+    if parts[0] == "embeddings" and name == "keys.npy":
+        return _npy(n, d, itemsize=4)
+    if parts[0] == "embeddings" and name == "queries.npy":
+        return _npy(q, d, itemsize=4)
+    if parts[0] == "splits" and name.endswith(".npy"):
+        return _npy(rows.get(name.removesuffix(".npy").removesuffix("_copy")), itemsize=8)
+    if parts[0] in ("clusters", "targets") and len(parts) == 3 and name.endswith(".npy"):
+        c = int(parts[1].removeprefix("c"))
+        if name == "centroids.npy":
+            return _npy(c, d, itemsize=4)
+        if name == "assignments.npy":
+            return _npy(n, itemsize=8)
+        split, kind = name.removesuffix(".npy").rsplit("_", 1)
+        return (_npy(rows.get(split), d, itemsize=4) if kind == "queries"
+                else _npy(rows.get(split), c, itemsize=8))
+    if parts[0] == "index" and name.endswith(".faiss"):
+        if n is None or d is None:
+            return None
+        ivf = dataset["ivf"]
+        if name == "hnsw.faiss":
+            return hnsw_bytes(n, d, ivf["hnsw_m"])
+        base = ivf["nlist"] or max(1, round(math.sqrt(n)))
+        multiple = re.fullmatch(r"ivf_\w+?_x(?P<m>.+)\.faiss", name)
+        nlist = max(1, round(float(multiple["m"]) * base)) if multiple else base
+        return ivf_bytes(n, d, nlist)
+    if parts[0] == "models" and name == "model.pt":
+        return model_bytes(parts[1], counts, width_rule)
+    return 0
+
+
+def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[PlannedFile]:
+    """Every output file of the summary with its size and what writing it adds to the disk."""
+    results = Path(config["results"])
+    counts: dict[str, Counts] = {}
+    planned = []
+    for row in summary:
+        path = Path(row["output_file"])
+        rule, pending = row["rule"], row["plan"].strip() != "no update"
+        on_disk = path if path.is_absolute() else workdir / path
+        try:
+            relative = on_disk.relative_to(workdir / results if not results.is_absolute()
+                                           else results)
+        except ValueError:
+            relative = None
+        dataset = relative.parts[0] if relative and relative.parts[0] in config["datasets"] else ""
+        if rule.startswith("shared_"):
+            size: int | None = 0  # a link to a twin's file
+        elif dataset and len(relative.parts) > 2:
+            if dataset not in counts:
+                counts[dataset] = dataset_counts(config["datasets"][dataset],
+                                                 on_disk.parents[len(relative.parts) - 2])
+            size = file_bytes(Path(*relative.parts[1:]), config["datasets"][dataset],
+                              counts[dataset], config["width_rule"])
+        else:
+            size = 0
+        existing = on_disk.stat().st_size if on_disk.is_file() and not on_disk.is_symlink() else 0
+        to_write = max(0, (size or 0) - existing) if pending else 0
+        planned.append(PlannedFile(str(path), rule, dataset, pending, size, to_write))
+    return planned
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space of the disk that holds `folder` (or its nearest existing parent)."""
+    folder = folder.resolve()
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def size_text(x: float) -> str:
+    """Bytes as GB, or as MB under a gigabyte."""
+    return f"{x / 1e9:.2f} GB" if x >= 1e9 else f"{x / 1e6:.2f} MB"
+
+
+def table(planned: list[PlannedFile]) -> str:
+    """Per dataset and rule: files, their estimated size ("+?": some not sized yet) and what is
+    still to be written; in GB, or in MB for a run under a gigabyte."""
+    groups: dict[tuple[str, str], list[PlannedFile]] = {}
+    for f in planned:
+        groups.setdefault((f.dataset or "-", f.rule), []).append(f)
+    unit, scale = ("GB", 1e9) if sum(f.bytes or 0 for f in planned) >= 1e9 else ("MB", 1e6)
+    lines = [f"{'dataset':<20} {'rule':<22} {'files':>6} {'size ' + unit:>10} "
+             f"{'to write ' + unit:>12}"]
+    for (dataset, rule), files in sorted(groups.items()):
+        sizes = [f.bytes for f in files]
+        size = f"{sum(s for s in sizes if s) / scale:.2f}" + ("+?" if None in sizes else "")
+        lines.append(f"{dataset:<20} {rule:<22} {len(files):>6} {size:>10} "
+                     f"{sum(f.to_write for f in files) / scale:>12.2f}")
+    return "\n".join(lines)
+
+
+def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float
+                      ) -> tuple[str, bool]:
+    """One line on what the run writes against the free disk under `results`, and whether the
+    disk is short (less free than the plan needs plus `margin` of it)."""
+    need = sum(f.to_write for f in planned)
+    unsized = sum(1 for f in planned if f.pending and f.bytes is None)
+    free = free_bytes(results)
+    if need * (1 + margin) > free:
+        return (f"the run writes {size_text(need)} under {results} but only "
+                f"{size_text(free)} are free there (with a {margin:.0%} margin); free disk or "
+                f"point the config's results: at a larger one"), True
+    line = (f"the run writes {'at least ' if unsized else ''}{size_text(need)} "
+            f"under {results} ({size_text(free)} free there)")
+    if unsized:
+        line += (f"; {unsized} files are sized only once an earlier stage has run "
+                 f"(a BEIR dataset's queries are counted when encoded): plan again then")
+    return line, False

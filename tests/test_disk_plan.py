@@ -1,0 +1,140 @@
+"""The disk plan: files sized from their counts, against the files FAISS and numpy write."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import unit_rows
+
+from amips_bench.config import prepare
+from amips_bench.disk_plan import (
+    Counts,
+    PlannedFile,
+    file_bytes,
+    free_disk_verdict,
+    hnsw_bytes,
+    ivf_bytes,
+    plan,
+    read_summary,
+)
+from amips_bench.io import InputError
+from amips_bench.ivf import build_hnsw, build_ivf, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = "output_file\tdate\trule\tlog-file(s)\tstatus\tplan"
+
+
+def close(estimate: int, actual: int) -> bool:
+    """Within 2 % and 4 KB of headers."""
+    return abs(estimate - actual) <= 0.02 * actual + 4096
+
+
+@pytest.mark.parametrize("nlist", [10, 70, 280])
+def test_the_ivf_size_is_the_size_of_the_file_faiss_writes(tmp_path, rng, nlist):
+    keys = unit_rows(rng, 5000, 48)
+    write_index(build_ivf(keys, nlist), tmp_path / "ivf.faiss")
+    actual = (tmp_path / "ivf.faiss").stat().st_size
+    assert close(ivf_bytes(5000, 48, nlist), actual), (ivf_bytes(5000, 48, nlist), actual)
+
+
+@pytest.mark.parametrize("m", [8, 32])
+def test_the_hnsw_size_is_the_size_of_the_file_faiss_writes(tmp_path, rng, m):
+    keys = unit_rows(rng, 6000, 32)
+    write_index(build_hnsw(keys, m, 40), tmp_path / "hnsw.faiss")
+    actual = (tmp_path / "hnsw.faiss").stat().st_size
+    assert close(hnsw_bytes(6000, 32, m), actual), (hnsw_bytes(6000, 32, m), actual)
+
+
+def test_the_arrays_of_a_dataset_are_sized_exactly(tiny_dataset):
+    """Every .npy of the tiny dataset (keys, queries, splits, clusters, targets), sized from
+    the counts alone, has the byte size numpy wrote."""
+    d = np.load(tiny_dataset / "embeddings" / "keys.npy", mmap_mode="r").shape[1]
+    rows = {s: len(np.load(tiny_dataset / "splits" / f"{s}.npy")) for s in ("train", "val", "test")}
+    counts = Counts(3000, 1230, d, rows, "test")
+    dataset = prepare({"datasets": {"x": {}}})["datasets"]["x"]
+    files = sorted(tiny_dataset.rglob("*.npy"))
+    assert len(files) >= 20
+    for f in files:
+        assert file_bytes(f.relative_to(tiny_dataset), dataset, counts, "paper") == \
+            f.stat().st_size, f
+
+
+def summary(*rows: tuple[str, str, str]) -> str:
+    return "\n".join(["Building DAG of jobs...", HEADER,
+                      *(f"{path}\t-\t{rule}\t-\tmissing\t{state}" for path, rule, state in rows)])
+
+
+def test_only_what_is_still_to_be_written_counts(tmp_path):
+    """A finished file adds nothing, a link from a shared_* rule nothing, a pending file its
+    size less what of it is already there, a file outside a dataset (a figure) nothing."""
+    config = prepare({"results": "results", "datasets": {"a": {"synthetic": {
+        "n_keys": 10000, "n_queries": 5000, "d": 16}}, "b": {}}})
+    keys = 128 + 10000 * 16 * 4
+    (tmp_path / "results" / "a" / "embeddings").mkdir(parents=True)
+    (tmp_path / "results" / "a" / "embeddings" / "queries.npy").write_bytes(b"x" * 1000)
+    rows = read_summary(summary(
+        ("results/a/embeddings/keys.npy", "synthetic", "update pending"),
+        ("results/a/embeddings/queries.npy", "synthetic", "update pending"),
+        ("results/a/splits/val.npy", "split", "no update"),
+        ("results/b/embeddings/keys.npy", "shared_embeddings", "update pending"),
+        ("figures/fig3_erel_mrr.png", "fig3_erel_mrr", "update pending")))
+    planned = {p.path: p for p in plan(config, rows, tmp_path)}
+    assert planned["results/a/embeddings/keys.npy"].to_write == keys
+    assert planned["results/a/embeddings/queries.npy"].to_write == 128 + 5000 * 16 * 4 - 1000
+    assert planned["results/a/splits/val.npy"].to_write == 0
+    assert planned["results/b/embeddings/keys.npy"].to_write == 0
+    assert planned["figures/fig3_erel_mrr.png"].dataset == ""
+
+
+def test_a_beir_dataset_before_encoding_is_sized_at_least(tmp_path):
+    """Keys from the expected n_keys and the default encoder's 384 dimensions; the queries and
+    everything made of them are unknown until encoded, and the verdict says 'at least'."""
+    config = prepare(yaml.safe_load((ROOT / "config" / "fiqa.yaml").read_text()))
+    config["results"] = "results"
+    rows = read_summary(summary(
+        ("results/fiqa/embeddings/keys.npy", "encode", "update pending"),
+        ("results/fiqa/embeddings/queries.npy", "encode", "update pending"),
+        ("results/fiqa/targets/c1/train_queries.npy", "targets", "update pending")))
+    planned = plan(config, rows, tmp_path)
+    n_keys = config["datasets"]["fiqa"]["n_keys"]
+    assert [p.bytes for p in planned] == [128 + n_keys * 384 * 4, None, None]
+    line, short = free_disk_verdict(planned, tmp_path / "results", 0.1)
+    assert not short and "at least" in line and "2 files are sized only once" in line
+
+
+def test_a_short_disk_is_one_line_naming_the_folder(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    planned = [PlannedFile("results/a/embeddings/keys.npy", "synthetic", "a", True, free, free)]
+    line, short = free_disk_verdict(planned, tmp_path / "results" / "not_yet", 0.1)
+    assert short and str(tmp_path / "results" / "not_yet") in line and "\n" not in line
+    planned = [PlannedFile("results/a/embeddings/keys.npy", "synthetic", "a", True, 1000, 1000)]
+    assert not free_disk_verdict(planned, tmp_path, 0.1)[1]
+
+
+def test_a_summary_without_its_header_is_refused():
+    with pytest.raises(InputError, match="output_file"):
+        read_summary("Building DAG of jobs...\nNothing to be done.")
+
+
+def test_the_command_stops_a_run_the_disk_cannot_hold(tmp_path):
+    """`disk-plan --check` exits 2 with one line for 10^12 keys (4 PB); without --check it
+    prints the plan and the verdict."""
+    config = tmp_path / "huge.yaml"
+    config.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "datasets": {
+        "huge": {"synthetic": {"n_keys": 10 ** 12, "n_queries": 10 ** 6, "d": 1024}}}}))
+    (tmp_path / "summary.tsv").write_text(summary(
+        (str(tmp_path / "results" / "huge" / "embeddings" / "keys.npy"), "synthetic",
+         "update pending")))
+    command = [sys.executable, "-m", "amips_bench.cli", "disk-plan", "--config", str(config),
+               "--summary", str(tmp_path / "summary.tsv")]
+    checked = subprocess.run([*command, "--check"], capture_output=True, text=True)
+    assert checked.returncode == 2
+    assert checked.stderr.count("\n") == 1 and "4096000.00 GB" in checked.stderr
+    told = subprocess.run(command, capture_output=True, text=True)
+    assert told.returncode == 0 and "huge" in told.stdout and "are free there" in told.stdout
