@@ -101,3 +101,41 @@ def test_streamed_targets_are_byte_identical_to_building_them_whole(tmp_path, cl
         buffer = _io.BytesIO()
         np.save(buffer, array)
         assert (tmp_path / name).read_bytes() == buffer.getvalue(), name
+
+
+def test_clustered_targets_link_the_c1_queries_after_checking_them_row_for_row(tmp_path):
+    """With queries_from, a c > 1 targets job writes the same top-1 bytes as on its own, its
+    queries file is a relative link to the c = 1 file, and a c = 1 file of other splits (another
+    noise seed) is refused in one line with no top-1 file left behind."""
+    import os
+
+    from amips_bench.io import InputError
+    from amips_bench.splits import NOISE_BLOCK, SplitPlan
+    from amips_bench.targets import ExactTop1, stream_split_targets
+
+    rng = np.random.default_rng(11)
+    queries, keys = unit_rows(rng, 4000, 16), unit_rows(rng, 2000, 16)
+    n_rows = 2 * NOISE_BLOCK + 77
+    plan = SplitPlan(rng.integers(0, 4000, n_rows), rng.integers(0, 3, n_rows))
+    assignments = rng.integers(0, 5, 2000)
+    c1, alone, linked = (tmp_path / name for name in ("c1", "alone", "linked"))
+    for folder, search in ((c1, ExactTop1(keys, None, 1, device="cpu")),
+                           (alone, ExactTop1(keys, assignments, 5, device="cpu"))):
+        folder.mkdir()
+        stream_split_targets(queries, plan, search, folder, "train", sigma=0.02, seed=5,
+                             chunk_blocks=1)
+    linked.mkdir()
+    clustered = ExactTop1(keys, assignments, 5, device="cpu")
+    stream_split_targets(queries, plan, clustered, linked, "train", sigma=0.02, seed=5,
+                         chunk_blocks=1, same_queries=c1 / "train_queries.npy")
+    assert (linked / "train_top1.npy").read_bytes() == (alone / "train_top1.npy").read_bytes()
+    link = linked / "train_queries.npy"
+    assert link.is_symlink() and os.readlink(link) == os.path.join("..", "c1", "train_queries.npy")
+    assert link.read_bytes() == (alone / "train_queries.npy").read_bytes()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(InputError, match=r"c1/train_queries.npy: rows 0 to 65536 differ"):
+        stream_split_targets(queries, plan, clustered, other, "train", sigma=0.02, seed=6,
+                             chunk_blocks=1, same_queries=c1 / "train_queries.npy")
+    assert list(other.iterdir()) == []

@@ -149,7 +149,8 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
         "synthetic", "split", "cluster", "targets", "index", "ivf_variant", "hnsw_index",
         "train", "train_router"}
     for p in binaries:
-        actual = (finished / p.path).stat().st_size
+        written = finished / p.path
+        actual = 0 if written.is_symlink() else written.stat().st_size  # a link costs nothing
         if p.path.endswith(".npy"):
             assert p.bytes == actual, (p.path, p.bytes, actual)
         assert abs(p.bytes - actual) <= 0.02 * actual + 4096, (p.path, p.bytes, actual)
@@ -157,6 +158,17 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
     after = disk_plan(finished)
     assert [p.path for p in after] == [p.path for p in before]
     assert sum(p.to_write for p in after) == 0
+
+
+def test_clustered_targets_link_the_queries_of_c1(finished):
+    """The queries of a split are the same at every cluster count: targets/c4 links them to
+    targets/c1's files (relative links) and writes only its top-1 files."""
+    targets = finished / "results" / "tiny" / "targets"
+    for split in ("train", "val", "test"):
+        link = targets / "c4" / f"{split}_queries.npy"
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link)), split
+        assert link.resolve() == (targets / "c1" / f"{split}_queries.npy").resolve(strict=True)
+        assert not (targets / "c4" / f"{split}_top1.npy").is_symlink()
 
 
 def planned_rules(log: str) -> set[str]:

@@ -212,6 +212,9 @@ def _targets_args(p):
     p.add_argument("--clusters-dir", default=None, help="clusters/c{C} folder (needed for C > 1)")
     p.add_argument("--clusters", type=int, required=True)
     p.add_argument("--out", required=True, help="targets/c{C} folder to write")
+    p.add_argument("--queries-from", default=None,
+                   help="a targets/c1 folder of the same splits: link its queries files, checked "
+                        "equal row for row, instead of writing them again")
     _add_device(p)
     _add_faiss_device(p)
     _add_threads(p)
@@ -223,7 +226,7 @@ def _targets(args):
 
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
-                  faiss_device=args.faiss_device)
+                  faiss_device=args.faiss_device, queries_from=args.queries_from)
 
 
 def _identity_args(p):

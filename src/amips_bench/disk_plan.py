@@ -194,6 +194,7 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
     """Every output file of the summary with its size and what writing it adds to the disk."""
     results = Path(config["results"])
     counts: dict[str, Counts] = {}
+    listed = {row["output_file"] for row in summary}
     planned = []
     for row in summary:
         path = Path(row["output_file"])
@@ -205,8 +206,8 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
         except ValueError:
             relative = None
         dataset = relative.parts[0] if relative and relative.parts[0] in config["datasets"] else ""
-        if rule.startswith("shared_"):
-            size: int | None = 0  # a link to a twin's file
+        if rule.startswith("shared_") or _links_to_c1(path, on_disk, listed):
+            size: int | None = 0  # a link to a twin's file, or to the c = 1 queries
         elif dataset and len(relative.parts) > 2:
             if dataset not in counts:
                 counts[dataset] = dataset_counts(config["datasets"][dataset],
@@ -219,6 +220,16 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
         to_write = max(0, (size or 0) - existing) if pending else 0
         planned.append(PlannedFile(str(path), rule, dataset, pending, size, to_write))
     return planned
+
+
+def _links_to_c1(path: Path, on_disk: Path, listed: set[str]) -> bool:
+    """A c > 1 targets job links its split's queries to the c = 1 file where the run makes
+    that file too, unless it wrote its own before (the workflow's queries_twin)."""
+    if not (path.name.endswith("_queries.npy") and path.parent.parent.name == "targets"
+            and re.fullmatch(r"c\d+", path.parent.name) and path.parent.name != "c1"):
+        return False
+    own = on_disk.is_file() and not on_disk.is_symlink()
+    return not own and str(path.parent.parent / "c1" / path.name) in listed
 
 
 def free_bytes(folder: Path) -> int:

@@ -24,7 +24,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .devices import pick_device
-from .io import InputError, load_embeddings, load_index_array, load_json, npy_row_writer, save_json, sha256_file
+from .io import (
+    InputError,
+    load_embeddings,
+    load_index_array,
+    load_json,
+    npy_row_writer,
+    save_json,
+    sha256_file,
+    share_files,
+)
 from .splits import NOISE_BLOCK, SplitPlan, load_plan, materialized_blocks
 
 
@@ -193,12 +202,19 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
                   n_clusters: int, clusters_dir: str | Path | None = None,
                   splits: tuple[str, ...] = ("train", "val", "test"),
                   device: str | None = None, faiss_device: str = "auto",
+                  queries_from: str | Path | None = None,
                   chunk_blocks: int = 4, progress: bool = True) -> dict:
     """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
 
     Both files are streamed: chunks of `chunk_blocks` noise blocks (65,536 rows each) are
     materialised, searched and appended, so memory stays flat however many (augmented)
     training rows there are; the files are byte-identical to building them whole (test).
+
+    The queries of a split are the same for every cluster count. With `queries_from` (the
+    targets/c1 folder of the same splits) they are not written again: each chunk is checked
+    equal to that folder's rows and {split}_queries.npy becomes a relative link to its file,
+    which halves the disk of a dataset trained at c = 1 and c = 10 (the training queries are
+    the bulk of it).
 
     The manifest records the checksums of the keys and of the cluster assignments the targets
     were computed against, so later stages can refuse to mix files from different runs.
@@ -223,10 +239,11 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
     rows = {}
     for split in splits:
         plan = load_plan(splits_dir, split, len(queries))
+        same = Path(queries_from) / f"{split}_queries.npy" if queries_from else None
         rows[split] = stream_split_targets(queries, plan, search, out, split,
                                            sigma=split_manifest["sigma"],
                                            seed=split_manifest["seed"], chunk_blocks=chunk_blocks,
-                                           progress=progress)
+                                           progress=progress, same_queries=same)
     manifest = {
         "n_clusters": n_clusters, "n_keys": len(keys), "d": int(keys.shape[1]), "rows": rows,
         "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
@@ -234,6 +251,8 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
         "leaky": split_manifest["leaky"], "device": str(search.device),
         "search": "torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used",
         "faiss_device_setting": faiss_device, "tie_break": "lowest global key index",
+        "queries_files": (f"linked to {queries_from}, checked equal row for row"
+                          if queries_from else "written here"),
     }
     save_json(out / "manifest.json", manifest)
     return manifest
@@ -241,12 +260,23 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
 
 def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1, out: Path,
                          split: str, *, sigma: float, seed: int, chunk_blocks: int = 4,
-                         progress: bool = False) -> int:
-    """Write {split}_queries.npy and {split}_top1.npy chunk by chunk; returns the row count."""
+                         progress: bool = False, same_queries: Path | None = None) -> int:
+    """Write {split}_queries.npy and {split}_top1.npy chunk by chunk; returns the row count.
+    With `same_queries` (an earlier {split}_queries.npy of the same split) every chunk must equal
+    its rows, and the queries file is a link to it instead of a second copy."""
     n_rows, d, n_clusters = len(plan.source), queries.shape[1], search.layout.n_clusters
     n_blocks = -(-n_rows // NOISE_BLOCK)
-    with npy_row_writer(out / f"{split}_queries.npy", n_rows, d, "float32") as add_queries, \
-            npy_row_writer(out / f"{split}_top1.npy", n_rows, n_clusters, "int64") as add_top1:
+    same = None
+    if same_queries is not None:
+        same = load_embeddings(same_queries, mmap=True, d=d)
+        if len(same) != n_rows:
+            raise InputError(f"{same_queries}: {len(same)} rows but the {split} split has "
+                             f"{n_rows}; re-run the targets stage that wrote it")
+    with contextlib.ExitStack() as files:
+        add_queries = (None if same is not None else files.enter_context(
+            npy_row_writer(out / f"{split}_queries.npy", n_rows, d, "float32")))
+        add_top1 = files.enter_context(
+            npy_row_writer(out / f"{split}_top1.npy", n_rows, n_clusters, "int64"))
         buffer = np.empty((min(n_rows, chunk_blocks * NOISE_BLOCK), d), dtype=np.float32)
         for first in range(0, n_blocks, chunk_blocks):
             filled = 0
@@ -257,6 +287,15 @@ def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1
                 filled += len(rows)
             chunk = buffer[:filled]
             _, top1 = search(chunk, progress=progress and n_blocks <= chunk_blocks)
-            add_queries(chunk)
+            if same is None:
+                add_queries(chunk)
+            else:
+                start = first * NOISE_BLOCK
+                if not np.array_equal(chunk, same[start:start + filled]):
+                    raise InputError(f"{same_queries}: rows {start} to {start + filled} differ "
+                                     f"from the {split} split's queries; re-run the targets stage "
+                                     f"that wrote it")
             add_top1(top1)
+    if same_queries is not None:
+        share_files([same_queries], out)
     return n_rows

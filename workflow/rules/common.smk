@@ -309,6 +309,21 @@ def encode_fetch_flag(dataset):
 # ---------------------------------------------------------------- inputs of jobs
 
 
+SPLIT_QUERY_FILES = ("train_queries.npy", "val_queries.npy", "test_queries.npy")
+
+
+def queries_twin(dataset, clusters):
+    """The targets/c1 folder whose queries the targets of c{clusters} link to (the same splits
+    give the same queries at every cluster count), where the dataset trains c = 1 models; a
+    folder that wrote its own queries before keeps them, so a re-run recomputes nothing."""
+    own = f"{R}/{dataset}/targets/c{clusters}"
+    if int(clusters) == 1 or not runs_where(dataset, clusters=1):
+        return None
+    if any(made_here(f"{own}/{name}") for name in SPLIT_QUERY_FILES):
+        return None
+    return f"{R}/{dataset}/targets/c1"
+
+
 def targets_inputs(wildcards):
     inputs = {
         "key_file": f"{R}/{wildcards.dataset}/embeddings/keys.npy",
@@ -319,11 +334,22 @@ def targets_inputs(wildcards):
         inputs["assignments"] = (
             f"{R}/{wildcards.dataset}/clusters/c{wildcards.clusters}/assignments.npy"
         )
+    twin = queries_twin(wildcards.dataset, wildcards.clusters)
+    if twin:
+        inputs["same_queries"] = [f"{twin}/{name}" for name in SPLIT_QUERY_FILES]
     return inputs
 
 
+
+
 def clusters_flag(dataset, clusters):
-    return f"--clusters-dir {R}/{dataset}/clusters/c{clusters}" if int(clusters) > 1 else ""
+    """The targets job's flags for what it reads besides the dataset's embeddings and splits:
+    the cluster assignments (c > 1) and the c = 1 queries it links to. One param, so the rule's
+    shell text and its recorded params stay those of the jobs run before the link existed
+    (Snakemake re-runs a job whose shell text or params changed)."""
+    flags = [f"--clusters-dir {R}/{dataset}/clusters/c{clusters}"] if int(clusters) > 1 else []
+    twin = queries_twin(dataset, clusters)
+    return " ".join(flags + ([f"--queries-from {twin}"] if twin else []))
 
 
 def routing_inputs(dataset, clusters):
