@@ -340,8 +340,6 @@ def targets_inputs(wildcards):
     return inputs
 
 
-
-
 def clusters_flag(dataset, clusters):
     """The targets job's flags for what it reads besides the dataset's embeddings and splits:
     the cluster assignments (c > 1) and the c = 1 queries it links to. One param, so the rule's
