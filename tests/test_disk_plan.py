@@ -56,7 +56,7 @@ def test_the_arrays_of_a_dataset_are_sized_exactly(tiny_dataset):
     the counts alone, has the byte size numpy wrote."""
     d = np.load(tiny_dataset / "embeddings" / "keys.npy", mmap_mode="r").shape[1]
     rows = {s: len(np.load(tiny_dataset / "splits" / f"{s}.npy")) for s in ("train", "val", "test")}
-    counts = Counts(3000, 1230, d, rows, "test")
+    counts = Counts(3000, 1230, d, rows)
     dataset = prepare({"datasets": {"x": {}}})["datasets"]["x"]
     files = sorted(tiny_dataset.rglob("*.npy"))
     assert len(files) >= 20

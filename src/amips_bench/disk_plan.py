@@ -36,9 +36,8 @@ DEFAULT_ENCODER_D = 384
 NPY_HEADER = 128
 #: bytes of a saved model besides its float32 weights (torch's zip records and the spec)
 MODEL_OVERHEAD = 4096
-#: the columns of `snakemake --summary`
-SUMMARY_COLUMNS = ("output_file", "date", "rule", "log-file(s)", "status", "plan")
-SPLITS = ("train", "val", "test")
+#: the columns of `snakemake --summary` that the plan reads (the first is the header's first)
+SUMMARY_COLUMNS = ("output_file", "rule", "plan")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,6 @@ class Counts:
     n_queries: int | None
     d: int | None
     rows: dict[str, int] | None  # rows of each split
-    source: str  # where the counts come from: "files" or "config"
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def read_summary(text: str) -> list[dict[str, str]]:
         raise InputError("the summary has no header line starting with 'output_file'; "
                          "give it the output of `snakemake --summary TARGETS`") from None
     header = lines[start].split("\t")
-    missing = [c for c in ("output_file", "rule", "plan") if c not in header]
+    missing = [c for c in SUMMARY_COLUMNS if c not in header]
     if missing:
         raise InputError(f"the summary's header lacks the column {missing[0]!r}")
     reader = csv.DictReader(io.StringIO("\n".join(lines[start:])), delimiter="\t")
@@ -91,14 +89,14 @@ def dataset_counts(dataset: dict, folder: Path) -> Counts:
     keys = _npy_shape(folder / "embeddings" / "keys.npy")
     queries = _npy_shape(folder / "embeddings" / "queries.npy")
     if keys and queries and len(keys) == 2:
-        n_keys, d, n_queries, source = keys[0], keys[1], queries[0], "files"
+        n_keys, d, n_queries = keys[0], keys[1], queries[0]
     elif dataset["source"] == "synthetic":
         s = dataset["synthetic"]
-        n_keys, n_queries, d, source = s["n_keys"], s["n_queries"], s["d"], "config"
+        n_keys, n_queries, d = s["n_keys"], s["n_queries"], s["d"]
     else:
         from .encode import OFFLINE_MODEL
 
-        n_keys, n_queries, source = dataset_n_keys(dataset), None, "config"
+        n_keys, n_queries = dataset_n_keys(dataset), None
         d = DEFAULT_ENCODER_D if dataset["encoder"]["model"] == OFFLINE_MODEL else None
     manifest = folder / "splits" / "manifest.json"
     rows = None
@@ -109,7 +107,7 @@ def dataset_counts(dataset: dict, folder: Path) -> Counts:
         rows = {"train": train_rows(n_queries, val_size=s["val_size"], test_size=s["test_size"],
                                     augment_factor=s["augment_factor"], mode=s["mode"]),
                 "val": s["val_size"], "test": s["test_size"]}
-    return Counts(n_keys, n_queries, d, rows, source)
+    return Counts(n_keys, n_queries, d, rows)
 
 
 def _npy(*dims: int | None, itemsize: int) -> int | None:
@@ -181,7 +179,9 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
         ivf = dataset["ivf"]
         if name == "hnsw.faiss":
             return hnsw_bytes(n, d, ivf["hnsw_m"])
-        base = ivf["nlist"] or max(1, round(math.sqrt(n)))
+        from .ivf import default_nlist
+
+        base = ivf["nlist"] or default_nlist(n)
         multiple = re.fullmatch(r"ivf_\w+?_x(?P<m>.+)\.faiss", name)
         nlist = max(1, round(float(multiple["m"]) * base)) if multiple else base
         return ivf_bytes(n, d, nlist)
