@@ -690,7 +690,7 @@ def _disk_plan(args):
     import yaml
 
     from .config import prepare
-    from .disk_plan import free_disk_verdict, plan, read_summary, table
+    from .disk_plan import free_disk_verdict, plan, read_summary, results_folder, table
     from .io import InputError
 
     try:
@@ -701,9 +701,7 @@ def _disk_plan(args):
     workdir = Path(args.workdir)
     planned = plan(config, read_summary(text), workdir)
     print(table(planned))
-    results = Path(config["results"])
-    line, short = free_disk_verdict(planned, results if results.is_absolute() else workdir / results,
-                                    args.margin)
+    line, short = free_disk_verdict(planned, results_folder(config, workdir), args.margin)
     if short and args.check:
         raise InputError(line)
     print(f"disk-plan: {line}")

@@ -228,6 +228,18 @@ def expand_grid(dataset: dict, seeds: list[int]) -> list[Run]:
     return list(runs.values())
 
 
+def queries_from_c1(clusters: int, runs: list[Run]) -> bool:
+    """Whether the targets of `clusters` clusters link the split queries of targets/c1 instead
+    of writing them: the queries do not depend on the cluster count, and c1's exist wherever
+    the dataset trains c = 1 models."""
+    return clusters > 1 and any(r.clusters == 1 for r in runs)
+
+
+def ivf_nlist(n_keys: int, nlist: int, multiple: float = 1.0) -> int:
+    """Lists of an IVF at `multiple` times the config's `ivf.nlist` (0: round(√n))."""
+    return max(1, round(multiple * (nlist or max(1, round(math.sqrt(n_keys))))))
+
+
 def dataset_n_keys(dataset: dict) -> int:
     return dataset["synthetic"]["n_keys"] if dataset["source"] == "synthetic" else dataset["n_keys"]
 
@@ -344,8 +356,8 @@ def check(config: dict) -> None:
                 raise ConfigError(f"config key 'datasets.{name}.routing.ks': k = {k} is larger "
                                   f"than c = {min(clustered)} clusters")
         n_keys = dataset_n_keys(ds)
-        nlist = ds["ivf"]["nlist"] or round(math.sqrt(n_keys))
-        smallest = min([nlist] + [max(1, round(m * nlist)) for m in ds["ivf"]["nlist_multiples"]])
+        smallest = min(ivf_nlist(n_keys, ds["ivf"]["nlist"], m)
+                       for m in [1.0, *ds["ivf"]["nlist_multiples"]])
         for p in ds["ivf"]["nprobe"]:
             if p > smallest:
                 raise ConfigError(f"config key 'datasets.{name}.ivf.nprobe': nprobe {p} is larger "

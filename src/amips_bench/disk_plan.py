@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import dataset_n_keys, parse_run
+from .config import IVF_MULTIPLE_WILDCARD, dataset_n_keys, expand_grid, ivf_nlist, parse_run, queries_from_c1
 from .io import InputError, load_json
 from .splits import train_rows
 
@@ -179,57 +179,51 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
         ivf = dataset["ivf"]
         if name == "hnsw.faiss":
             return hnsw_bytes(n, d, ivf["hnsw_m"])
-        from .ivf import default_nlist
-
-        base = ivf["nlist"] or default_nlist(n)
-        multiple = re.fullmatch(r"ivf_\w+?_x(?P<m>.+)\.faiss", name)
-        nlist = max(1, round(float(multiple["m"]) * base)) if multiple else base
-        return ivf_bytes(n, d, nlist)
+        variant = re.fullmatch(rf"ivf_\w+?_x(?P<m>{IVF_MULTIPLE_WILDCARD})\.faiss", name)
+        return ivf_bytes(n, d, ivf_nlist(n, ivf["nlist"], float(variant["m"]) if variant else 1.0))
     if parts[0] == "models" and name == "model.pt":
         return model_bytes(parts[1], counts, width_rule)
     return 0
 
 
+def results_folder(config: dict, workdir: Path) -> Path:
+    """The config's results folder as seen from the run's working folder."""
+    return workdir / config["results"]  # an absolute results path stays itself
+
+
 def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[PlannedFile]:
     """Every output file of the summary with its size and what writing it adds to the disk."""
-    results = Path(config["results"])
+    results = results_folder(config, workdir)
     counts: dict[str, Counts] = {}
-    listed = {row["output_file"] for row in summary}
     planned = []
     for row in summary:
         path = Path(row["output_file"])
         rule, pending = row["rule"], row["plan"].strip() != "no update"
-        on_disk = path if path.is_absolute() else workdir / path
+        on_disk = workdir / path
+        own = on_disk.is_file() and not on_disk.is_symlink()  # made here, not a link
         try:
-            relative = on_disk.relative_to(workdir / results if not results.is_absolute()
-                                           else results)
+            relative = on_disk.relative_to(results)
         except ValueError:
             relative = None
         dataset = relative.parts[0] if relative and relative.parts[0] in config["datasets"] else ""
-        if rule.startswith("shared_") or _links_to_c1(path, on_disk, listed):
-            size: int | None = 0  # a link to a twin's file, or to the c = 1 queries
-        elif dataset and len(relative.parts) > 2:
-            if dataset not in counts:
-                counts[dataset] = dataset_counts(config["datasets"][dataset],
-                                                 on_disk.parents[len(relative.parts) - 2])
-            size = file_bytes(Path(*relative.parts[1:]), config["datasets"][dataset],
-                              counts[dataset], config["width_rule"])
-        else:
-            size = 0
-        existing = on_disk.stat().st_size if on_disk.is_file() and not on_disk.is_symlink() else 0
+        size: int | None = 0  # small files, and a link made by a shared_* rule
+        if dataset and len(relative.parts) > 2 and not rule.startswith("shared_"):
+            settings, inside = config["datasets"][dataset], Path(*relative.parts[1:])
+            if not (_linked_queries(inside, settings, config["seeds"]) and not own):
+                if dataset not in counts:
+                    counts[dataset] = dataset_counts(settings, results / dataset)
+                size = file_bytes(inside, settings, counts[dataset], config["width_rule"])
+        existing = on_disk.stat().st_size if own else 0
         to_write = max(0, (size or 0) - existing) if pending else 0
         planned.append(PlannedFile(str(path), rule, dataset, pending, size, to_write))
     return planned
 
 
-def _links_to_c1(path: Path, on_disk: Path, listed: set[str]) -> bool:
-    """A c > 1 targets job links its split's queries to the c = 1 file where the run makes
-    that file too, unless it wrote its own before (the workflow's queries_twin)."""
-    if not (path.name.endswith("_queries.npy") and path.parent.parent.name == "targets"
-            and re.fullmatch(r"c\d+", path.parent.name) and path.parent.name != "c1"):
+def _linked_queries(inside: Path, dataset: dict, seeds: list[int]) -> bool:
+    """A c > 1 split-queries file that the targets job links to c1's (config.queries_from_c1)."""
+    if inside.parts[0] != "targets" or not inside.name.endswith("_queries.npy"):
         return False
-    own = on_disk.is_file() and not on_disk.is_symlink()
-    return not own and str(path.parent.parent / "c1" / path.name) in listed
+    return queries_from_c1(int(inside.parts[1].removeprefix("c")), expand_grid(dataset, seeds))
 
 
 def free_bytes(folder: Path) -> int:

@@ -20,7 +20,6 @@ counted cost.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import faiss
 import numpy as np
 import torch
 
-from .config import PAPER_IVF_SETUP, ivf_files, ivf_pairs, ivf_variants, schema_defaults
+from .config import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_variants, schema_defaults
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
@@ -38,10 +37,6 @@ from .models import load_model, scores_and_keys
 
 PAPER_QUANTIZER = PAPER_IVF_SETUP[0]
 PAPER_IVF = ivf_files(*PAPER_IVF_SETUP)[0]  # the OOD study and the pipeline timings use it
-
-
-def default_nlist(n_keys: int) -> int:
-    return max(1, round(math.sqrt(n_keys)))
 
 
 #: keys added to an IVF per call: FAISS's own block for the list codes, and a multiple of the
@@ -98,8 +93,7 @@ def write_ivf_indexes(keys_path: str | Path, out_dir: str | Path, *, nlist: int,
     The workflow builds each in a job of its own (rules `index` and `ivf_variant`)."""
     pairs = ivf_pairs(list(quantizers), list(nlist_multiples))  # checks the quantizers first
     keys = load_embeddings(keys_path, mmap=True)
-    base = nlist or default_nlist(len(keys))
-    nlists = {(q, m): max(1, round(m * base)) for q, m in pairs}
+    nlists = {(q, m): ivf_nlist(len(keys), nlist, m) for q, m in pairs}
     for pair, n in nlists.items():
         if n > len(keys):
             key = "ivf.nlist" if pair == PAPER_IVF_SETUP else "ivf.nlist_multiples"

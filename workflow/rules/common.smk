@@ -29,6 +29,7 @@ from amips_bench.config import (
     ood_run,
     parse_run,
     prepare,
+    queries_from_c1,
     shared_data,
 )
 from amips_bench.plots import module_files
@@ -317,7 +318,7 @@ def queries_twin(dataset, clusters):
     give the same queries at every cluster count), where the dataset trains c = 1 models; a
     folder that wrote its own queries before keeps them, so a re-run recomputes nothing."""
     own = f"{R}/{dataset}/targets/c{clusters}"
-    if int(clusters) == 1 or not runs_where(dataset, clusters=1):
+    if not queries_from_c1(int(clusters), RUNS[dataset]):
         return None
     if any(made_here(f"{own}/{name}") for name in SPLIT_QUERY_FILES):
         return None
