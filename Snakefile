@@ -42,6 +42,10 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/compare.smk"
 
 
+onstart:
+    check_free_disk()
+
+
 rule figures:
     default_target: True
     # the default target: every figure, into figures/

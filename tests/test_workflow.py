@@ -158,6 +158,27 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
     after = disk_plan(finished)
     assert [p.path for p in after] == [p.path for p in before]
     assert sum(p.to_write for p in after) == 0
+    # the run checked the same plan, made from its own DAG, before its first job
+    from amips_bench.disk_plan import size_text
+
+    log = "".join(p.read_text() for p in (finished / ".snakemake" / "log").glob("*.log"))
+    checked = re.findall(r"amips-bench disk check: the run writes ([0-9.]+ [MG]B) under", log)
+    assert checked == [size_text(sum(p.bytes for p in before))], checked
+
+
+def test_a_run_stops_before_its_first_job_when_the_disk_is_short(tmp_path):
+    """No disk holds the plan with a margin of 10^15: the run stops in one line that names the
+    results folder, before any job and with no results folder; an empty disk_margin (null)
+    skips the check, and the same job runs."""
+    target = "results/tiny/embeddings/manifest.json"
+    short = snakemake(tmp_path, "--cores", "1", target, "--config", "disk_margin=1e15")
+    assert short.returncode != 0
+    assert re.search(rf"amips-bench disk check: the run writes [0-9.]+ MB under {tmp_path}/results "
+                     r"but only [0-9.]+ [MGT]B are free there", short.stderr), short.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+    unchecked = snakemake(tmp_path, "--cores", "1", target, "--config", "disk_margin=")
+    assert unchecked.returncode == 0, unchecked.stderr[-2000:]
+    assert (tmp_path / target).is_file() and "disk check" not in unchecked.stderr
 
 
 def test_clustered_targets_link_the_queries_of_c1(finished):

@@ -219,6 +219,13 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
     return planned
 
 
+def plan_outputs(config: dict, outputs: list[tuple[str, str]], workdir: Path) -> list[PlannedFile]:
+    """The plan of the files a starting run still writes, as (path, rule) pairs: the outputs of
+    the jobs in Snakemake's DAG, which the workflow checks before its first job (onstart)."""
+    return plan(config, [{"output_file": path, "rule": rule, "plan": "pending"}
+                         for path, rule in outputs], workdir)
+
+
 def _linked_queries(inside: Path, dataset: dict, seeds: list[int]) -> bool:
     """A c > 1 split-queries file that the targets job links to c1's (config.queries_from_c1)."""
     if inside.parts[0] != "targets" or not inside.name.endswith("_queries.npy"):
@@ -263,12 +270,12 @@ def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float
     need = sum(f.to_write for f in planned)
     unsized = sum(1 for f in planned if f.pending and f.bytes is None)
     free = free_bytes(results)
+    writes = f"the run writes {'at least ' if unsized else ''}{size_text(need)} under {results}"
     if need * (1 + margin) > free:
-        return (f"the run writes {size_text(need)} under {results} but only "
+        return (f"{writes} but only "
                 f"{size_text(free)} are free there (with a {margin:.0%} margin); free disk or "
                 f"point the config's results: at a larger one"), True
-    line = (f"the run writes {'at least ' if unsized else ''}{size_text(need)} "
-            f"under {results} ({size_text(free)} free there)")
+    line = f"{writes} ({size_text(free)} free there)"
     if unsized:
         line += (f"; {unsized} files are sized only once an earlier stage has run "
                  f"(a BEIR dataset's queries are counted when encoded): plan again then")

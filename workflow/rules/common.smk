@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from amips_bench.config import (
     ENCODER_EXECUTION_ONLY,
@@ -32,6 +33,7 @@ from amips_bench.config import (
     queries_from_c1,
     shared_data,
 )
+from amips_bench.disk_plan import free_disk_verdict, plan_outputs, results_folder
 from amips_bench.plots import module_files
 from amips_bench.settings import TrainConfig
 
@@ -155,6 +157,28 @@ def table_code():
 
 def report_code():
     return [str(PACKAGE / "report.py"), str(PACKAGE / "paper.py")] + table_code()
+
+
+# ---------------------------------------------------------------- disk
+
+
+def check_free_disk():
+    """Before the first job (onstart): the disk that the jobs still to run will write, sized
+    from the DAG's outputs (amips_bench.disk_plan), against the free disk under the results
+    folder. A short disk stops the run in one line before anything is written; config key
+    disk_margin (null: no check) is the headroom asked for on top of the plan. The jobs come
+    from `workflow.dag.needrun_jobs()`, Snakemake-internal like overwrite_config above."""
+    margin = config["disk_margin"]
+    if margin is None:
+        return
+    outputs = [(str(f), job.rule.name) for job in workflow.dag.needrun_jobs() for f in job.output]
+    planned = plan_outputs(config, outputs, Path.cwd())
+    line, short = free_disk_verdict(planned, results_folder(config, Path.cwd()), margin)
+    if short:
+        raise WorkflowError(
+            f"amips-bench disk check: {line} (config key disk_margin: null skips this check)"
+        )
+    logger.info(f"amips-bench disk check: {line}")
 
 
 # ---------------------------------------------------------------- resources
