@@ -14,8 +14,11 @@ from conftest import unit_rows
 
 from amips_bench.config import prepare
 from amips_bench.disk_plan import (
+    MODEL_OVERHEAD,
     Counts,
     PlannedFile,
+    checkpoint_bytes,
+    checkpoint_peak,
     file_bytes,
     free_disk_verdict,
     hnsw_bytes,
@@ -115,6 +118,52 @@ def test_a_short_disk_is_one_line_naming_the_folder(tmp_path):
     assert short and str(tmp_path / "results" / "not_yet") in line and "\n" not in line
     planned = [PlannedFile("results/a/embeddings/keys.npy", "synthetic", "a", True, 1000, 1000)]
     assert not free_disk_verdict(planned, tmp_path, 0.1)[1]
+
+
+def test_a_checkpoint_is_sized_from_its_model(tiny_dataset, tmp_path):
+    """The checkpoint a Trainer saves after a step (weights, EMA, Adam's two moments, the
+    history) is within 2 % and 4 KB of four times its model.pt."""
+    import torch
+
+    from amips_bench.evaluation import load_dataset
+    from amips_bench.models import ModelSpec
+    from amips_bench.training import CHECKPOINT_NAME, TrainConfig, Trainer
+
+    cpu = torch.device("cpu")
+    spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="L", depth=4, n_x=1)
+    trainer = Trainer(spec, load_dataset(tiny_dataset, 1, cpu),
+                      TrainConfig(steps=4, batch_size=64, eval_every=2, checkpoint_every=2),
+                      tmp_path, cpu)
+    for _ in range(2):
+        trainer.train_step()
+    trainer.save_checkpoint()
+    actual = (tmp_path / CHECKPOINT_NAME).stat().st_size
+    estimate = checkpoint_bytes(4 * spec.n_parameters + MODEL_OVERHEAD)
+    assert actual > 100_000 and close(estimate, actual), (estimate, actual)
+
+
+def test_the_verdict_holds_two_checkpoints_of_the_largest_model_still_to_train(tmp_path):
+    """One training job's checkpoints at a time, of the largest pending model (a finished
+    model and a router, which keeps no checkpoint, do not count): a disk that holds the files
+    but not those checkpoints is short."""
+    def model(run, rule, pending, size):
+        return PlannedFile(f"results/a/models/{run}/model.pt", rule, "a", pending, size,
+                           size if pending else 0)
+
+    planned = [model("keynet_S_L4_x1_c1_s0", "train", True, 10 ** 6),
+               model("keynet_M_L4_x1_c1_s0", "train", True, 3 * 10 ** 6),
+               model("keynet_L_L4_x1_c1_s0", "train", False, 9 * 10 ** 6),
+               model("router_S_L2_c4_s0", "train_router", True, 5 * 10 ** 6)]
+    peak = 2 * 4 * 3 * 10 ** 6
+    assert checkpoint_peak(planned) == peak
+    line, short = free_disk_verdict(planned, tmp_path, 0.1)
+    assert not short and "writes 9.00 MB" in line and f"up to {peak / 1e6:.2f} MB" in line
+    free = shutil.disk_usage(tmp_path).free
+    files = PlannedFile("results/a/embeddings/keys.npy", "synthetic", "a", True, free // 2, free // 2)
+    assert not free_disk_verdict([files], tmp_path, 0.1)[1]
+    huge = model("keynet_XXL_L4_x1_c1_s0", "train", True, free // 8)  # 4 × 2 × free / 8
+    assert free_disk_verdict([files, huge], tmp_path, 0.1)[1]
+    assert checkpoint_peak([files]) == 0
 
 
 def test_a_summary_without_its_header_is_refused():

@@ -159,11 +159,13 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
     assert [p.path for p in after] == [p.path for p in before]
     assert sum(p.to_write for p in after) == 0
     # the run checked the same plan, made from its own DAG, before its first job
-    from amips_bench.disk_plan import size_text
+    from amips_bench.disk_plan import checkpoint_peak, size_text
 
     log = "".join(p.read_text() for p in (finished / ".snakemake" / "log").glob("*.log"))
-    checked = re.findall(r"amips-bench disk check: the run writes ([0-9.]+ [MG]B) under", log)
-    assert checked == [size_text(sum(p.bytes for p in before))], checked
+    checked = re.findall(r"amips-bench disk check: the run writes ([0-9.]+ [MG]B) under \S+ and "
+                         r"a training job holds up to ([0-9.]+ [MG]B) of checkpoints", log)
+    assert checked == [(size_text(sum(p.bytes for p in before)),
+                        size_text(checkpoint_peak(before)))], checked
 
 
 def test_a_run_stops_before_its_first_job_when_the_disk_is_short(tmp_path):
@@ -173,8 +175,8 @@ def test_a_run_stops_before_its_first_job_when_the_disk_is_short(tmp_path):
     target = "results/tiny/embeddings/manifest.json"
     short = snakemake(tmp_path, "--cores", "1", target, "--config", "disk_margin=1e15")
     assert short.returncode != 0
-    assert re.search(rf"amips-bench disk check: the run writes [0-9.]+ MB under {tmp_path}/results "
-                     r"but only [0-9.]+ [MGT]B are free there", short.stderr), short.stderr[-2000:]
+    assert re.search(rf"amips-bench disk check: the run writes [0-9.]+ MB under {tmp_path}/results, "
+                     r"but only [0-9.]+ [MG]B are free there", short.stderr), short.stderr[-2000:]
     assert not (tmp_path / "results").exists()
     unchecked = snakemake(tmp_path, "--cores", "1", target, "--config", "disk_margin=")
     assert unchecked.returncode == 0, unchecked.stderr[-2000:]

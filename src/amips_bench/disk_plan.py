@@ -36,6 +36,8 @@ DEFAULT_ENCODER_D = 384
 NPY_HEADER = 128
 #: bytes of a saved model besides its float32 weights (torch's zip records and the spec)
 MODEL_OVERHEAD = 4096
+#: a training checkpoint holds the weights, their EMA and Adam's two moments: four models
+CHECKPOINT_MODELS = 4
 #: the columns of `snakemake --summary` that the plan reads (the first is the header's first)
 SUMMARY_COLUMNS = ("output_file", "rule", "plan")
 
@@ -186,6 +188,22 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
     return 0
 
 
+def checkpoint_bytes(model_file_bytes: int) -> int:
+    """A training job's checkpoint.pt: CHECKPOINT_MODELS times its model.pt, each copy with
+    the records of its tensors."""
+    return CHECKPOINT_MODELS * model_file_bytes
+
+
+def checkpoint_peak(planned: list[PlannedFile]) -> int:
+    """The most disk a training job holds besides its outputs while it runs: two checkpoints
+    of the largest model still to train, since a checkpoint being saved goes to a temporary
+    name and replaces the previous one only when complete. The checkpoint is removed once the
+    model is written, so it adds to the plan for one job in flight, not per model."""
+    models = [f.bytes for f in planned if f.pending and f.rule == "train" and f.bytes
+              and f.path.endswith("model.pt")]
+    return 2 * checkpoint_bytes(max(models)) if models else 0
+
+
 def results_folder(config: dict, workdir: Path) -> Path:
     """The config's results folder as seen from the run's working folder."""
     return workdir / config["results"]  # an absolute results path stays itself
@@ -267,12 +285,15 @@ def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float
                       ) -> tuple[str, bool]:
     """One line on what the run writes against the free disk under `results`, and whether the
     disk is short (less free than the plan needs plus `margin` of it)."""
-    need = sum(f.to_write for f in planned)
+    written, transient = sum(f.to_write for f in planned), checkpoint_peak(planned)
+    need = written + transient
     unsized = sum(1 for f in planned if f.pending and f.bytes is None)
     free = free_bytes(results)
-    writes = f"the run writes {'at least ' if unsized else ''}{size_text(need)} under {results}"
+    writes = f"the run writes {'at least ' if unsized else ''}{size_text(written)} under {results}"
+    if transient:
+        writes += f" and a training job holds up to {size_text(transient)} of checkpoints as it runs"
     if need * (1 + margin) > free:
-        return (f"{writes} but only "
+        return (f"{writes}, but only "
                 f"{size_text(free)} are free there (with a {margin:.0%} margin); free disk or "
                 f"point the config's results: at a larger one"), True
     line = f"{writes} ({size_text(free)} free there)"
