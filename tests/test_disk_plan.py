@@ -142,10 +142,10 @@ def test_a_checkpoint_is_sized_from_its_model(tiny_dataset, tmp_path):
     assert actual > 100_000 and close(estimate, actual), (estimate, actual)
 
 
-def test_the_verdict_holds_two_checkpoints_of_the_largest_model_still_to_train(tmp_path):
-    """One training job's checkpoints at a time, of the largest pending model (a finished
-    model and a router, which keeps no checkpoint, do not count): a disk that holds the files
-    but not those checkpoints is short."""
+def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path):
+    """Two checkpoints of each of the largest models still to train, as many as run at once
+    (a finished model and a router, which keeps no checkpoint, do not count): a disk that
+    holds the files but not those checkpoints is short."""
     def model(run, rule, pending, size):
         return PlannedFile(f"results/a/models/{run}/model.pt", rule, "a", pending, size,
                            size if pending else 0)
@@ -156,6 +156,8 @@ def test_the_verdict_holds_two_checkpoints_of_the_largest_model_still_to_train(t
                model("router_S_L2_c4_s0", "train_router", True, 5 * 10 ** 6)]
     peak = 2 * 4 * 3 * 10 ** 6
     assert checkpoint_peak(planned) == peak
+    assert checkpoint_peak(planned, 2) == checkpoint_peak(planned, 5) == 2 * 4 * 4 * 10 ** 6
+    assert "2 training jobs at once hold up to 32.00 MB" in free_disk_verdict(planned, tmp_path, 0.1, 2)[0]
     line, short = free_disk_verdict(planned, tmp_path, 0.1)
     assert not short and "writes 9.00 MB" in line and f"up to {peak / 1e6:.2f} MB" in line
     free = shutil.disk_usage(tmp_path).free

@@ -682,6 +682,8 @@ def _disk_plan_args(p):
                    help="exit with status 2 when the results folder's disk is short")
     p.add_argument("--margin", type=float, default=0.1,
                    help="with --check: want this fraction more free disk than planned")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training jobs that run at once, each holding its checkpoints")
 
 
 @command("disk-plan", "size every file a run will write and check the free disk before it starts")(
@@ -701,7 +703,8 @@ def _disk_plan(args):
     workdir = Path(args.workdir)
     planned = plan(config, read_summary(text), workdir)
     print(table(planned))
-    line, short = free_disk_verdict(planned, results_folder(config, workdir), args.margin)
+    line, short = free_disk_verdict(planned, results_folder(config, workdir), args.margin,
+                                    args.jobs)
     if short and args.check:
         raise InputError(line)
     print(f"disk-plan: {line}")

@@ -194,14 +194,14 @@ def checkpoint_bytes(model_file_bytes: int) -> int:
     return CHECKPOINT_MODELS * model_file_bytes
 
 
-def checkpoint_peak(planned: list[PlannedFile]) -> int:
-    """The most disk a training job holds besides its outputs while it runs: two checkpoints
-    of the largest model still to train, since a checkpoint being saved goes to a temporary
-    name and replaces the previous one only when complete. The checkpoint is removed once the
-    model is written, so it adds to the plan for one job in flight, not per model."""
-    models = [f.bytes for f in planned if f.pending and f.rule == "train" and f.bytes
-              and f.path.endswith("model.pt")]
-    return 2 * checkpoint_bytes(max(models)) if models else 0
+def checkpoint_peak(planned: list[PlannedFile], jobs_at_once: int = 1) -> int:
+    """The most disk the training jobs hold besides their outputs while they run: two
+    checkpoints of each of the `jobs_at_once` largest models still to train, since a checkpoint
+    being saved goes to a temporary name and replaces the previous one only when complete. A
+    checkpoint is removed once its model is written, so only the jobs in flight count."""
+    models = sorted((f.bytes for f in planned if f.pending and f.rule == "train" and f.bytes
+                     and f.path.endswith("model.pt")), reverse=True)
+    return 2 * sum(checkpoint_bytes(b) for b in models[:max(1, jobs_at_once)])
 
 
 def results_folder(config: dict, workdir: Path) -> Path:
@@ -281,17 +281,20 @@ def table(planned: list[PlannedFile]) -> str:
     return "\n".join(lines)
 
 
-def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float
-                      ) -> tuple[str, bool]:
-    """One line on what the run writes against the free disk under `results`, and whether the
-    disk is short (less free than the plan needs plus `margin` of it)."""
-    written, transient = sum(f.to_write for f in planned), checkpoint_peak(planned)
+def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float,
+                      jobs_at_once: int = 1) -> tuple[str, bool]:
+    """One line on what the run writes, and what `jobs_at_once` training jobs hold while they
+    run, against the free disk under `results`, and whether the disk is short (less free than
+    that plus `margin` of it)."""
+    written, transient = sum(f.to_write for f in planned), checkpoint_peak(planned, jobs_at_once)
     need = written + transient
     unsized = sum(1 for f in planned if f.pending and f.bytes is None)
     free = free_bytes(results)
     writes = f"the run writes {'at least ' if unsized else ''}{size_text(written)} under {results}"
     if transient:
-        writes += f" and a training job holds up to {size_text(transient)} of checkpoints as it runs"
+        writes += (f" and a training job holds up to {size_text(transient)} of checkpoints as it runs"
+                   if jobs_at_once == 1 else f" and {jobs_at_once} training jobs at once hold up to "
+                   f"{size_text(transient)} of checkpoints as they run")
     if need * (1 + margin) > free:
         return (f"{writes}, but only "
                 f"{size_text(free)} are free there (with a {margin:.0%} margin); free disk or "

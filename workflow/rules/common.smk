@@ -171,14 +171,35 @@ def check_free_disk():
     margin = config["disk_margin"]
     if margin is None:
         return
-    outputs = [(str(f), job.rule.name) for job in workflow.dag.needrun_jobs() for f in job.output]
+    jobs = list(workflow.dag.needrun_jobs())
+    outputs = [(str(f), job.rule.name) for job in jobs for f in job.output]
     planned = plan_outputs(config, outputs, Path.cwd())
-    line, short = free_disk_verdict(planned, results_folder(config, Path.cwd()), margin)
+    at_once = training_jobs_at_once(sum(job.rule.name == "train" for job in jobs))
+    line, short = free_disk_verdict(planned, results_folder(config, Path.cwd()), margin, at_once)
     if short:
         raise WorkflowError(
             f"amips-bench disk check: {line} (config key disk_margin: null skips this check)"
         )
     logger.info(f"amips-bench disk check: {line}")
+
+
+def training_jobs_at_once(pending):
+    """How many of the `pending` training jobs can run at once: --jobs, the cores over a
+    training job's threads when jobs run on this machine, and the gpu resource over
+    gpu_per_job where both are set. (Snakemake 9 holds these as Resource objects, 8 as ints.)"""
+
+    def value(name):
+        held = workflow.global_resources.get(name)
+        return getattr(held, "value", held)
+
+    limits = [pending]
+    if value("_nodes"):
+        limits.append(value("_nodes"))
+    if workflow.local_exec and value("_cores"):
+        limits.append(value("_cores") // min(config["threads"], value("_cores")))
+    if value("gpu") is not None and config["gpu_per_job"] > 0:
+        limits.append(value("gpu") // config["gpu_per_job"])
+    return max(1, min(limits))
 
 
 # ---------------------------------------------------------------- resources
