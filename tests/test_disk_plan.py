@@ -157,7 +157,9 @@ def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path
     peak = 2 * 4 * 3 * 10 ** 6
     assert checkpoint_peak(planned) == peak
     assert checkpoint_peak(planned, 2) == checkpoint_peak(planned, 5) == 2 * 4 * 4 * 10 ** 6
-    assert "2 training jobs at once hold up to 32.00 MB" in free_disk_verdict(planned, tmp_path, 0.1, 2)[0]
+    for jobs in (2, 5):  # two models still to train: two jobs at most
+        assert "2 training jobs at once hold up to 32.00 MB" in free_disk_verdict(
+            planned, tmp_path, 0.1, jobs)[0]
     line, short = free_disk_verdict(planned, tmp_path, 0.1)
     assert not short and "writes 9.00 MB" in line and f"up to {peak / 1e6:.2f} MB" in line
     free = shutil.disk_usage(tmp_path).free

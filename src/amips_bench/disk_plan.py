@@ -194,14 +194,18 @@ def checkpoint_bytes(model_file_bytes: int) -> int:
     return CHECKPOINT_MODELS * model_file_bytes
 
 
+def models_to_train(planned: list[PlannedFile]) -> list[int]:
+    """The sizes of the sized models that training jobs still have to write, largest first."""
+    return sorted((f.bytes for f in planned if f.pending and f.rule == "train" and f.bytes
+                   and f.path.endswith("model.pt")), reverse=True)
+
+
 def checkpoint_peak(planned: list[PlannedFile], jobs_at_once: int = 1) -> int:
     """The most disk the training jobs hold besides their outputs while they run: two
     checkpoints of each of the `jobs_at_once` largest models still to train, since a checkpoint
     being saved goes to a temporary name and replaces the previous one only when complete. A
     checkpoint is removed once its model is written, so only the jobs in flight count."""
-    models = sorted((f.bytes for f in planned if f.pending and f.rule == "train" and f.bytes
-                     and f.path.endswith("model.pt")), reverse=True)
-    return 2 * sum(checkpoint_bytes(b) for b in models[:max(1, jobs_at_once)])
+    return 2 * sum(checkpoint_bytes(b) for b in models_to_train(planned)[:max(1, jobs_at_once)])
 
 
 def results_folder(config: dict, workdir: Path) -> Path:
@@ -291,9 +295,10 @@ def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float,
     unsized = sum(1 for f in planned if f.pending and f.bytes is None)
     free = free_bytes(results)
     writes = f"the run writes {'at least ' if unsized else ''}{size_text(written)} under {results}"
+    in_flight = min(jobs_at_once, len(models_to_train(planned)))
     if transient:
         writes += (f" and a training job holds up to {size_text(transient)} of checkpoints as it runs"
-                   if jobs_at_once == 1 else f" and {jobs_at_once} training jobs at once hold up to "
+                   if in_flight <= 1 else f" and {in_flight} training jobs at once hold up to "
                    f"{size_text(transient)} of checkpoints as they run")
     if need * (1 + margin) > free:
         return (f"{writes}, but only "
