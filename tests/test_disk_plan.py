@@ -150,9 +150,9 @@ def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path
         return PlannedFile(f"results/a/models/{run}/model.pt", rule, "a", pending, size,
                            size if pending else 0)
 
-    planned = [model("keynet_S_L4_x1_c1_s0", "train", True, 10 ** 6),
-               model("keynet_M_L4_x1_c1_s0", "train", True, 3 * 10 ** 6),
-               model("keynet_L_L4_x1_c1_s0", "train", False, 9 * 10 ** 6),
+    planned = [model("keynet_S_L4_nx1_c1_s0", "train", True, 10 ** 6),
+               model("keynet_M_L4_nx1_c1_s0", "train", True, 3 * 10 ** 6),
+               model("keynet_L_L4_nx1_c1_s0", "train", False, 9 * 10 ** 6),
                model("router_S_L2_c4_s0", "train_router", True, 5 * 10 ** 6)]
     peak = 2 * 4 * 3 * 10 ** 6
     assert checkpoint_peak(planned) == peak
@@ -165,7 +165,7 @@ def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path
     free = shutil.disk_usage(tmp_path).free
     files = PlannedFile("results/a/embeddings/keys.npy", "synthetic", "a", True, free // 2, free // 2)
     assert not free_disk_verdict([files], tmp_path, 0.1)[1]
-    huge = model("keynet_XXL_L4_x1_c1_s0", "train", True, free // 8)  # 4 × 2 × free / 8
+    huge = model("keynet_XXL_L4_nx1_c1_s0", "train", True, free // 8)  # 4 × 2 × free / 8
     assert free_disk_verdict([files, huge], tmp_path, 0.1)[1]
     assert checkpoint_peak([files]) == 0
 
