@@ -30,7 +30,7 @@ from .config import LINEAR_ROUTER as LINEAR
 from .config import SIZES
 from .evaluation import load_dataset, true_clusters
 from .io import InputError, atomic_path, device_name, package_versions, save_json
-from .models import Trunk, solve_width
+from .models import Trunk, parameter_count, solve_width
 from .settings import TrainConfig
 
 
@@ -61,6 +61,13 @@ class RouterSpec:
     @property
     def name(self) -> str:
         return f"router_{self.size}_L{self.depth}_c{self.n_clusters}"
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the router this spec builds (the linear map has no bias)."""
+        if self.size == LINEAR:
+            return self.d * self.n_clusters
+        return parameter_count(self.d, self.width, self.depth, 0, self.n_clusters)
 
 
 class ClassifierRouter(nn.Module):

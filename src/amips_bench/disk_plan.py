@@ -138,13 +138,10 @@ def model_bytes(run_name: str, counts: Counts, width_rule: str) -> int | None:
         return None
     router = re.fullmatch(r"router_(?P<size>\w+?)_L(?P<depth>\d+)_c(?P<c>\d+)_s\d+", run_name)
     if router:
-        from .classifier import LINEAR, RouterSpec
-        from .models import parameter_count
+        from .classifier import RouterSpec
 
-        spec = RouterSpec(d=counts.d, n_keys=counts.n_keys, n_clusters=int(router["c"]),
-                          size=router["size"], depth=int(router["depth"]))
-        params = (spec.d * spec.n_clusters if spec.size == LINEAR else
-                  parameter_count(spec.d, spec.width, spec.depth, 0, spec.n_clusters))
+        params = RouterSpec(d=counts.d, n_keys=counts.n_keys, n_clusters=int(router["c"]),
+                            size=router["size"], depth=int(router["depth"])).n_parameters
     else:
         from .models import ModelSpec
 

@@ -171,10 +171,10 @@ def check_free_disk():
     margin = config["disk_margin"]
     if margin is None:
         return
-    jobs = list(workflow.dag.needrun_jobs())
+    jobs = workflow.dag.needrun_jobs()
     outputs = [(str(f), job.rule.name) for job in jobs for f in job.output]
     planned = plan_outputs(config, outputs, Path.cwd())
-    at_once = training_jobs_at_once(sum(job.rule.name == "train" for job in jobs))
+    at_once = training_jobs_at_once()
     line, short = free_disk_verdict(planned, results_folder(config, Path.cwd()), margin, at_once)
     if short:
         raise WorkflowError(
@@ -183,16 +183,17 @@ def check_free_disk():
     logger.info(f"amips-bench disk check: {line}")
 
 
-def training_jobs_at_once(pending):
-    """How many of the `pending` training jobs can run at once: --jobs, the cores over a
-    training job's threads when jobs run on this machine, and the gpu resource over
-    gpu_per_job where both are set. (Snakemake 9 holds these as Resource objects, 8 as ints.)"""
+def training_jobs_at_once():
+    """How many training jobs can run at once: --jobs, the cores over a training job's threads
+    when jobs run on this machine, and the gpu resource over gpu_per_job where both are set
+    (the verdict counts no more than there are models to train). Snakemake 9 holds these as
+    Resource objects, 8 as ints."""
 
     def value(name):
         held = workflow.global_resources.get(name)
         return getattr(held, "value", held)
 
-    limits = [pending]
+    limits = [sys.maxsize]
     if value("_nodes"):
         limits.append(value("_nodes"))
     if workflow.local_exec and value("_cores"):
