@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -106,6 +107,18 @@ def test_the_tiny_run_reproduces_the_committed_reference(finished):
     overlays = {p.name for p in (finished / "figures" / "compare").glob("*.png")}
     assert overlays == {"fig2_routing.png", "fig3_erel_mrr.png", "fig4_6_ivf_tiny.png",
                         "fig7_ood.png", "fig8_training.png", "table1.png"}
+
+
+def test_the_comparison_waits_for_the_report_that_names_the_runs_commit(finished):
+    """The compared run's commit comes from its report's provenance, so the comparison runs
+    after the report (not beside it, when it would read no provenance and say "not recorded")."""
+    commit = json.loads((finished / "results" / "report" / "provenance.json").read_text())
+    mine = next(line for line in (finished / "results" / "compare" / "summary.md").read_text()
+                .splitlines() if line.startswith("| mine"))
+    assert commit["git_commit"] in mine and "not recorded" not in mine, mine
+    run = snakemake(finished, "-n", "compare_runs", "--forcerun", "reproduction_report")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {"reproduction_report", "compare_runs"} <= planned_rules(run.stdout + run.stderr)
 
 
 def test_two_threads_reproduce_the_committed_reference_too(tmp_path):

@@ -587,9 +587,10 @@ def compare_runs_flag():
 
 
 def compare_inputs(wildcards):
-    """A compared run written by this workflow (its folder is `results`) is computed first.
-    Other runs are read as they are and are not inputs: a reference is never rebuilt by a
-    comparison (after changing one, force it: --forcerun compare_runs)."""
+    """A compared run written by this workflow (its folder is `results`) is computed first,
+    its report too: the report's provenance names the commit and devices of the run in the
+    comparison. Other runs are read as they are and are not inputs: a reference is never
+    rebuilt by a comparison (after changing one, force it: --forcerun compare_runs)."""
     inputs = {"code": [str(PACKAGE / f) for f in COMPARE_CODE]}
     for folder in config["compare"]["runs"].values():
         if Path(folder) == Path(R):
@@ -597,6 +598,7 @@ def compare_inputs(wildcards):
             for key in ("metrics", "histories", "routing", "ivf", "ood", "table1", "manifests"):
                 inputs[f"this_{key}"] = data[key]
             inputs["this_identity"] = identity_files(DATASETS)
+            inputs["this_provenance"] = f"{R}/report/provenance.json"
     return inputs
 
 
