@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -270,3 +271,19 @@ def test_the_report_draws_nothing():
 
     code = "import sys, amips_bench.report; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_provenance_names_every_device_that_made_a_reported_number(tmp_path):
+    """Training and Table 1's timings can run on different machines: the report names both."""
+    metrics, histories = _erel_runs(tmp_path, "quora", [("S", 0, -0.5, -0.5)])
+    record = json.loads(Path(metrics[0]).read_text())
+    Path(metrics[0]).write_text(json.dumps({**record, "device": "cuda:NVIDIA H100"}))
+    table1 = _write(tmp_path, "table1", [{
+        "dataset": "quora", "size": "S", "model": "supportnet", "grad_over_score": 1.8,
+        "grad_over_score_q1": 1.7, "grad_over_score_q3": 1.9, "score_median_s": 1.0,
+        "paper_score_s": 1.3e-3, "paper_grad_over_score": 1.87, "device": "cpu:AMD EPYC (2 threads)"}])
+    res = Results.load(metrics=metrics, histories=histories, routing=[], ivf=[], ood=[],
+                       table1=table1, kinds={"quora": "beir"})
+    write_report(tmp_path / "r", res, config_hash="x", seeds=[0], figures=[])
+    prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert prov["devices"] == ["cpu:AMD EPYC (2 threads)", "cuda:NVIDIA H100"]

@@ -77,6 +77,13 @@ class Results:
         return cls(frame, hist, *frames, read_tables([table1] if table1 else []), kinds,
                    split_modes, data)
 
+    def devices(self) -> list[str]:
+        """Every device that computed a number of the report: training, searches and Table 1's
+        timings may each have run on another machine."""
+        frames = [self.metrics, self.routing, self.ivf, self.ood, self.table1]
+        return sorted({d for f in frames if "device" in f for d in f["device"]
+                       if isinstance(d, str) and d})
+
 
 # --------------------------------------------------------------------------- claims
 
@@ -641,8 +648,7 @@ def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
     """reproduction.md, reproduction.html, claims.csv and provenance.json in out_dir; figure links are relative
     to out_dir, so the report opens with its figures wherever the results folder is moved."""
     claims = evaluate_claims(res)
-    devices = list(res.metrics.device) if len(res.metrics) else []
-    prov = provenance(config_hash, seeds, devices)
+    prov = provenance(config_hash, seeds, res.devices())
     out = Path(out_dir)
     links = [relative_link(f, out) for f in figures]
     markdown = render(claims, res, prov, links, leakage)
