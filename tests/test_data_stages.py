@@ -306,3 +306,40 @@ def test_sharing_a_missing_file_is_one_line_and_writes_nothing(tmp_path, capsys)
     assert main(["share", str(present), str(missing), "--out", str(tmp_path / "b")]) == 2
     assert capsys.readouterr().err == f"amips-bench share: error: {missing}: file not found (nothing to share)\n"
     assert not (tmp_path / "b").exists()
+
+
+def test_targets_size_their_files_to_the_byte_before_searching(good):
+    """targets_bytes, which the disk check uses, is what the stage writes: every file of c = 1,
+    and only the top-1 files of c = 3 whose queries are links to c = 1's."""
+    from amips_bench.targets import targets_bytes
+
+    root, keys, _ = good
+    write_clusters(keys, root / "clusters/c3", 3, restarts=1, niter=2, seed=0)
+    c1 = write_targets(root / "emb", root / "splits", root / "targets/c1", n_clusters=1,
+                       device="cpu", progress=False)
+    c3 = write_targets(root / "emb", root / "splits", root / "targets/c3", n_clusters=3,
+                       clusters_dir=root / "clusters/c3", device="cpu", progress=False,
+                       queries_from=root / "targets/c1")
+    for manifest, linked in ((c1, False), (c3, True)):
+        folder = root / "targets" / f"c{manifest['n_clusters']}"
+        written = sum(p.stat().st_size for p in folder.glob("*.npy") if not p.is_symlink())
+        assert written == targets_bytes(manifest["rows"], d=16, n_clusters=manifest["n_clusters"],
+                                        queries_linked=linked)
+
+
+def test_targets_refuse_a_short_disk_in_one_line_before_any_search(good, capsys):
+    """The disk of a run is planned before its BEIR queries are counted; the targets stage,
+    which writes their augmented copies, checks its own files against the free disk first."""
+    root, _, _ = good
+    out = root / "targets/c1"
+    args = ["targets", "--embeddings", str(root / "emb"), "--splits", str(root / "splits"),
+            "--clusters", "1", "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--disk-margin", "1e15"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert f"{out}: the targets of train, val, test take " in err and "disk_margin: null" in err
+    assert not out.exists() or not any(out.iterdir())
+    assert main([*args, "--disk-margin", "none"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{s}_{k}.npy" for s in ("train", "val", "test") for k in ("queries", "top1")]
+        + ["manifest.json"])

@@ -215,9 +215,21 @@ def _targets_args(p):
     p.add_argument("--queries-from", default=None,
                    help="a targets/c1 folder of the same splits: link its queries files, checked "
                         "equal row for row, instead of writing them again")
+    p.add_argument("--disk-margin", type=_margin_or_none, default=0.1,
+                   help="headroom the free disk must have over the files' size, checked before "
+                        "any search (the config's disk_margin; 'none': no check)")
     _add_device(p)
     _add_faiss_device(p)
     _add_threads(p)
+
+
+def _margin_or_none(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 @command("targets", "exact per-cluster top-1 keys of every split (streamed, never [N, n])")(_targets_args)
@@ -226,7 +238,8 @@ def _targets(args):
 
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
-                  faiss_device=args.faiss_device, queries_from=args.queries_from)
+                  faiss_device=args.faiss_device, queries_from=args.queries_from,
+                  disk_margin=args.disk_margin)
 
 
 def _identity_args(p):

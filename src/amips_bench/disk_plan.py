@@ -7,7 +7,8 @@ from the files already written where they exist (the arrays' headers, the split 
 a plan made after the encode or split stage is exact; before that they come from the config
 (a synthetic dataset's sizes; a BEIR dataset's expected `n_keys` and the encoder's width),
 and what cannot be known yet (a BEIR dataset's query count before encoding) is reported as
-unsized rather than guessed. CSVs, JSONs, logs and figures are kilobytes and count as nothing;
+unsized rather than guessed; the targets stage, the one that multiplies those queries, checks
+its own files with `require_free` before it searches. CSVs, JSONs, logs and figures are kilobytes and count as nothing;
 a link made by a `shared_*` rule costs nothing either.
 
 `amips-bench disk-plan` prints the plan per dataset and stage and, with `--check`, stops with
@@ -112,7 +113,8 @@ def dataset_counts(dataset: dict, folder: Path) -> Counts:
     return Counts(n_keys, n_queries, d, rows)
 
 
-def _npy(*dims: int | None, itemsize: int) -> int | None:
+def npy_bytes(*dims: int | None, itemsize: int) -> int | None:
+    """A .npy file of these dimensions; None where one is not known yet."""
     if any(x is None for x in dims):
         return None
     return NPY_HEADER + itemsize * math.prod(dims)
@@ -158,20 +160,20 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
     parts, name = relative.parts, relative.name
     n, q, d, rows = counts.n_keys, counts.n_queries, counts.d, counts.rows or {}
     if parts[0] == "embeddings" and name == "keys.npy":
-        return _npy(n, d, itemsize=4)
+        return npy_bytes(n, d, itemsize=4)
     if parts[0] == "embeddings" and name == "queries.npy":
-        return _npy(q, d, itemsize=4)
+        return npy_bytes(q, d, itemsize=4)
     if parts[0] == "splits" and name.endswith(".npy"):
-        return _npy(rows.get(name.removesuffix(".npy").removesuffix("_copy")), itemsize=8)
+        return npy_bytes(rows.get(name.removesuffix(".npy").removesuffix("_copy")), itemsize=8)
     if parts[0] in ("clusters", "targets") and len(parts) == 3 and name.endswith(".npy"):
         c = int(parts[1].removeprefix("c"))
         if name == "centroids.npy":
-            return _npy(c, d, itemsize=4)
+            return npy_bytes(c, d, itemsize=4)
         if name == "assignments.npy":
-            return _npy(n, itemsize=8)
+            return npy_bytes(n, itemsize=8)
         split, kind = name.removesuffix(".npy").rsplit("_", 1)
-        return (_npy(rows.get(split), d, itemsize=4) if kind == "queries"
-                else _npy(rows.get(split), c, itemsize=8))
+        return (npy_bytes(rows.get(split), d, itemsize=4) if kind == "queries"
+                else npy_bytes(rows.get(split), c, itemsize=8))
     if parts[0] == "index" and name.endswith(".faiss"):
         if n is None or d is None:
             return None
@@ -258,6 +260,20 @@ def free_bytes(folder: Path) -> int:
     while not folder.exists():
         folder = folder.parent
     return shutil.disk_usage(folder).free
+
+
+def require_free(folder: Path, need: int, margin: float | None, what: str) -> None:
+    """Refuse a stage whose files would not fit, in one line, before its long work starts: a
+    run's own check plans a BEIR dataset's queries only once they are encoded, so the stage
+    that writes their augmented copies checks again when it knows its row counts. A `margin`
+    of None skips the check (the config's disk_margin: null)."""
+    if margin is None:
+        return
+    free = free_bytes(folder)
+    if need * (1 + margin) > free:
+        raise InputError(f"{folder}: {what} take {size_text(need)}, but only {size_text(free)} "
+                         f"are free there (with a {margin:.0%} margin); free disk or point the "
+                         f"config's results: at a larger one (disk_margin: null skips this check)")
 
 
 def size_text(x: float) -> str:

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .devices import pick_device
+from .disk_plan import npy_bytes, require_free
 from .io import (
     InputError,
     load_embeddings,
@@ -202,7 +203,7 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
                   n_clusters: int, clusters_dir: str | Path | None = None,
                   splits: tuple[str, ...] = ("train", "val", "test"),
                   device: str | None = None, faiss_device: str = "auto",
-                  queries_from: str | Path | None = None,
+                  queries_from: str | Path | None = None, disk_margin: float | None = 0.1,
                   chunk_blocks: int = 4, progress: bool = True) -> dict:
     """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
 
@@ -218,6 +219,9 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
 
     The manifest records the checksums of the keys and of the cluster assignments the targets
     were computed against, so later stages can refuse to mix files from different runs.
+
+    Before any search, the files' size (`targets_bytes`) plus `disk_margin` of it must be free
+    under `out_dir` (None: no check): a short disk fails now, not after hours of search.
     """
     embeddings_dir, splits_dir, out = Path(embeddings_dir), Path(splits_dir), Path(out_dir)
     keys = load_embeddings(embeddings_dir / "keys.npy")
@@ -235,10 +239,14 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
         if len(assignments) != len(keys):
             raise InputError(f"{assignments_path}: {len(assignments)} assignments for {len(keys)} keys")
         assignments_sha = sha256_file(assignments_path)
+    plans = {split: load_plan(splits_dir, split, len(queries)) for split in splits}
+    need = targets_bytes({split: len(plan.source) for split, plan in plans.items()},
+                         d=keys.shape[1], n_clusters=n_clusters,
+                         queries_linked=queries_from is not None)
+    require_free(out, need, disk_margin, f"the targets of {', '.join(splits)}")
     search = ExactTop1(keys, assignments, n_clusters, device=device)
     rows = {}
-    for split in splits:
-        plan = load_plan(splits_dir, split, len(queries))
+    for split, plan in plans.items():
         same = Path(queries_from) / f"{split}_queries.npy" if queries_from else None
         rows[split] = stream_split_targets(queries, plan, search, out, split,
                                            sigma=split_manifest["sigma"],
@@ -256,6 +264,13 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
     }
     save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def targets_bytes(rows: dict[str, int], *, d: int, n_clusters: int, queries_linked: bool) -> int:
+    """What write_targets writes for splits of these row counts: each split's top-1 file and,
+    unless they are links to c1's, its queries."""
+    return sum(npy_bytes(n, n_clusters, itemsize=8)
+               + (0 if queries_linked else npy_bytes(n, d, itemsize=4)) for n in rows.values())
 
 
 def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1, out: Path,
