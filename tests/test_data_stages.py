@@ -343,3 +343,21 @@ def test_targets_refuse_a_short_disk_in_one_line_before_any_search(good, capsys)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}_{k}.npy" for s in ("train", "val", "test") for k in ("queries", "top1")]
         + ["manifest.json"])
+
+
+def test_the_realism_table_lists_linked_embeddings_once_with_their_twins(tmp_path):
+    """A dataset whose embeddings are links to a twin's (the leakage pairs) adds no second copy
+    of the same statistics; it is named beside the dataset that made them."""
+    from amips_bench.tables import realism_table
+
+    for name, seed in (("a", 1), ("c", 2)):
+        write_synthetic(tmp_path / name / "embeddings",
+                        SyntheticParams(n_keys=1500, n_queries=300, d=24, seed=seed))
+    assert main(["share", str(tmp_path / "a/embeddings"), "--out", str(tmp_path / "b/embeddings")]) == 0
+    manifests = [str(tmp_path / n / "embeddings/manifest.json") for n in ("b", "a", "c")]
+    table = realism_table(manifests)
+    assert list(table.drop_duplicates("dataset")[["dataset", "same_embeddings_in"]]
+                .itertuples(index=False, name=None)) == [("a", "b"), ("c", "")]
+    per_dataset = table.groupby("dataset").statistic.apply(list)
+    assert per_dataset["a"] == per_dataset["c"] and len(per_dataset["a"]) >= 10
+    assert list(table[table.dataset == "a"].ours) != list(table[table.dataset == "c"].ours)

@@ -57,14 +57,18 @@ def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:
 
 
 def realism_table(manifest_paths: list[str | Path]) -> pd.DataFrame:
+    """The realism statistics of each distinct set of embeddings, once: datasets that link
+    their embeddings from a twin (config.shared_data) are named in `same_embeddings_in` of the
+    dataset that made them, not repeated as if they were more evidence."""
+    owners: dict[Path, list[str]] = {}
+    for path in sorted(manifest_paths, key=lambda p: Path(p).is_symlink()):  # makers first
+        owners.setdefault(Path(path).resolve(), []).append(Path(path).parent.parent.name)
     rows = []
-    for path in manifest_paths:
-        manifest = load_json(path)
-        dataset = Path(path).parent.parent.name
-        realism = manifest.get("realism", {})
+    for manifest_file, (dataset, *twins) in owners.items():
+        realism = load_json(manifest_file).get("realism", {})
         for name, r in realism.get("vs_real_minilm", {}).items():
-            rows.append({"dataset": dataset, "statistic": name, "ours": r["ours"],
-                         "real_minilm": r["real_minilm"],
+            rows.append({"dataset": dataset, "same_embeddings_in": ", ".join(twins),
+                         "statistic": name, "ours": r["ours"], "real_minilm": r["real_minilm"],
                          "relative_deviation": r["relative_deviation"],
                          "within_30pct": r["within_tolerance"], "note": r.get("why", "")})
     return pd.DataFrame(rows)
