@@ -91,3 +91,19 @@ def test_written_leak_free_plan_is_byte_identical_to_make_splits(tmp_path):
             buffer = _io.BytesIO()
             np.save(buffer, array)
             assert (tmp_path / f"s/{name}{suffix}.npy").read_bytes() == buffer.getvalue(), name
+
+
+def test_a_written_plan_is_read_memory_mapped_and_materialises_the_same_rows(tmp_path, rng):
+    """The targets stage reads a training plan (16 bytes a row: 13 GB at 800M rows) from its
+    memory map, not whole into memory, and gets the rows of the in-memory plan."""
+    from amips_bench.splits import load_plan, write_splits
+
+    queries = unit_rows(rng, 300, 8)
+    np.save(tmp_path / "q.npy", queries)
+    write_splits(tmp_path / "q.npy", tmp_path / "s", val_size=20, test_size=20,
+                 augment_factor=4, sigma=0.02, seed=2)
+    read = load_plan(tmp_path / "s", "train", len(queries))
+    assert isinstance(read.source, np.memmap) and isinstance(read.copy, np.memmap)
+    plan = make_splits(300, val_size=20, test_size=20, augment_factor=4, seed=2)["train"]
+    assert (materialize(queries, read, sigma=0.02, seed=2, split="train").tobytes()
+            == materialize(queries, plan, sigma=0.02, seed=2, split="train").tobytes())

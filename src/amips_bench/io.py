@@ -220,9 +220,10 @@ def load_embeddings(path: str | os.PathLike, *, mmap: bool = False, d: int | Non
 
 
 def load_index_array(path: str | os.PathLike, *, upper: int | None = None,
-                     ndim: int = 1) -> np.ndarray:
-    """Load an int64 index array and check every entry lies in [0, upper)."""
-    array = load_array(path, dtype="int64", ndim=ndim)
+                     ndim: int = 1, mmap: bool = False) -> np.ndarray:
+    """Load an int64 index array (memory-mapped with `mmap`) and check every entry lies in
+    [0, upper)."""
+    array = load_array(path, dtype="int64", ndim=ndim, mmap=mmap)
     if upper is not None and array.size and (array.min() < 0 or array.max() >= upper):
         raise InputError(f"{path}: indices must lie in [0, {upper}), found range "
                          f"[{array.min()}, {array.max()}]")

@@ -203,9 +203,11 @@ def _write_leak_free(n: int, out: Path, *, val_size: int, test_size: int, augmen
 
 
 def load_plan(splits_dir: str | Path, split: str, n_queries: int) -> SplitPlan:
+    """A written split, memory-mapped: a paper-size training plan (16 bytes a row, 13 GB at
+    800M rows) is read block by block as the targets stage materialises it, not held whole."""
     splits_dir = Path(splits_dir)
-    source = load_index_array(splits_dir / f"{split}.npy", upper=n_queries)
-    copy = load_index_array(splits_dir / f"{split}_copy.npy")
+    source = load_index_array(splits_dir / f"{split}.npy", upper=n_queries, mmap=True)
+    copy = load_index_array(splits_dir / f"{split}_copy.npy", mmap=True)
     if copy.shape != source.shape:
         raise InputError(f"{splits_dir / f'{split}_copy.npy'}: {len(copy)} rows but "
                          f"{split}.npy has {len(source)}")
