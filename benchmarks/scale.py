@@ -43,6 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="amips-scale-"))
+    work.mkdir(parents=True, exist_ok=True)  # a --workdir not made yet
     need_gb = 1.2 * max(args.rows) * args.d * 4 / 1e9
     free_gb = shutil.disk_usage(work).free / 1e9
     print(f"# scratch {work}: {free_gb:,.0f} GB free, the largest size needs about {need_gb:,.1f} GB")
