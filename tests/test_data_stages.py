@@ -327,7 +327,7 @@ def test_targets_size_their_files_to_the_byte_before_searching(good):
                                         queries_linked=linked)
 
 
-def test_targets_refuse_a_short_disk_in_one_line_before_any_search(good, capsys):
+def test_targets_refuse_a_short_disk_in_one_line_before_any_search(good, capsys, monkeypatch):
     """The disk of a run is planned before its BEIR queries are counted; the targets stage,
     which writes their augmented copies, checks its own files against the free disk first."""
     root, _, _ = good
@@ -339,6 +339,12 @@ def test_targets_refuse_a_short_disk_in_one_line_before_any_search(good, capsys)
     assert err.count("\n") == 0, err
     assert f"{out}: the targets of train, val, test take " in err and "disk_margin: null" in err
     assert not out.exists() or not any(out.iterdir())
+    # a workflow run hands its disk_margin on in the environment; the flag overrides it
+    monkeypatch.setenv("AMIPS_BENCH_DISK_MARGIN", "1e15")
+    assert main(args) == 2 and "disk_margin: null" in capsys.readouterr().err
+    monkeypatch.setenv("AMIPS_BENCH_DISK_MARGIN", "ten")
+    assert main(args) == 2
+    assert "AMIPS_BENCH_DISK_MARGIN: 'ten' is not a margin" in capsys.readouterr().err
     assert main([*args, "--disk-margin", "none"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}_{k}.npy" for s in ("train", "val", "test") for k in ("queries", "top1")]

@@ -185,8 +185,8 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
 def test_a_run_stops_before_its_first_job_when_the_disk_is_short(tmp_path):
     """No disk holds the plan with a margin of 10^15: the run stops in one line that names the
     results folder, before any job and with no results folder; an empty disk_margin (null)
-    skips the check, and the same job runs."""
-    target = "results/tiny/embeddings/manifest.json"
+    skips the check, the targets stage's own check too, and the same jobs run."""
+    target = "results/tiny/targets/c1/manifest.json"
     short = snakemake(tmp_path, "--cores", "1", target, "--config", "disk_margin=1e15")
     assert short.returncode != 0
     assert re.search(rf"amips-bench disk check: the run writes [0-9.]+ MB under {tmp_path}/results, "
@@ -195,6 +195,15 @@ def test_a_run_stops_before_its_first_job_when_the_disk_is_short(tmp_path):
     unchecked = snakemake(tmp_path, "--cores", "1", target, "--config", "disk_margin=")
     assert unchecked.returncode == 0, unchecked.stderr[-2000:]
     assert (tmp_path / target).is_file() and "disk check" not in unchecked.stderr
+    assert "disk check" not in (tmp_path / "results/logs/tiny/targets_c1.log").read_text()
+
+
+def test_the_targets_stage_checks_its_own_files_with_the_runs_margin(finished):
+    """The run hands its disk_margin to the targets stage (in the environment, so that results
+    made before keep their targets), which sizes its files before its search."""
+    log = (finished / "results/logs/tiny/targets_c1.log").read_text()
+    assert re.search(r"disk check: the targets of train, val, test take [0-9.]+ MB \([0-9.]+ [MG]B "
+                     r"free under ", log), log[-2000:]
 
 
 def test_clustered_targets_link_the_queries_of_c1(finished):

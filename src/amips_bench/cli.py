@@ -215,31 +215,26 @@ def _targets_args(p):
     p.add_argument("--queries-from", default=None,
                    help="a targets/c1 folder of the same splits: link its queries files, checked "
                         "equal row for row, instead of writing them again")
-    p.add_argument("--disk-margin", type=_margin_or_none, default=0.1,
+    p.add_argument("--disk-margin", default=None,
                    help="headroom the free disk must have over the files' size, checked before "
-                        "any search (the config's disk_margin; 'none': no check)")
+                        "any search ('none': no check; default: $AMIPS_BENCH_DISK_MARGIN, which "
+                        "a workflow run sets to its disk_margin, else 0.1)")
     _add_device(p)
     _add_faiss_device(p)
     _add_threads(p)
 
 
-def _margin_or_none(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
-
-
 @command("targets", "exact per-cluster top-1 keys of every split (streamed, never [N, n])")(_targets_args)
 def _targets(args):
+    import os
+
+    from .disk_plan import stage_disk_margin
     from .targets import write_targets
 
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
                   faiss_device=args.faiss_device, queries_from=args.queries_from,
-                  disk_margin=args.disk_margin)
+                  disk_margin=stage_disk_margin(args.disk_margin, os.environ))
 
 
 def _identity_args(p):

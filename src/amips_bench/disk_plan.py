@@ -22,6 +22,7 @@ import io
 import math
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,9 @@ NPY_HEADER = 128
 MODEL_OVERHEAD = 4096
 #: a training checkpoint holds the weights, their EMA and Adam's two moments: four models
 CHECKPOINT_MODELS = 4
+#: the environment variable through which the workflow hands its disk_margin to the targets
+#: stage ("none": no check); see `stage_disk_margin`
+DISK_MARGIN_ENV = "AMIPS_BENCH_DISK_MARGIN"
 #: the columns of `snakemake --summary` that the plan reads (the first is the header's first)
 SUMMARY_COLUMNS = ("output_file", "rule", "plan")
 
@@ -262,18 +266,38 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def require_free(folder: Path, need: int, margin: float | None, what: str) -> None:
+def stage_disk_margin(flag: str | None, environ: Mapping[str, str]) -> float | None:
+    """The margin a stage checks its files with (None: no check): its --disk-margin flag, else
+    the workflow's disk_margin where a run handed it on (DISK_MARGIN_ENV), else 0.1. The
+    workflow passes it through the environment, not as a param or in the shell text: either
+    change would make Snakemake re-run every targets job of a results folder made before, and
+    every model trained on those targets."""
+    text, origin = ((flag, "--disk-margin") if flag is not None
+                    else (environ.get(DISK_MARGIN_ENV, "0.1"), DISK_MARGIN_ENV))
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        margin = float(text)
+    except ValueError:
+        margin = -1.0
+    if not margin >= 0:
+        raise InputError(f"{origin}: {text!r} is not a margin (a number >= 0, or none)")
+    return margin
+
+
+def require_free(folder: Path, need: int, margin: float | None, what: str) -> str | None:
     """Refuse a stage whose files would not fit, in one line, before its long work starts: a
     run's own check plans a BEIR dataset's queries only once they are encoded, so the stage
-    that writes their augmented copies checks again when it knows its row counts. A `margin`
-    of None skips the check (the config's disk_margin: null)."""
+    that writes their augmented copies checks again when it knows its row counts. Returns the
+    line to log; a `margin` of None skips the check (the config's disk_margin: null)."""
     if margin is None:
-        return
+        return None
     free = free_bytes(folder)
     if need * (1 + margin) > free:
         raise InputError(f"{folder}: {what} take {size_text(need)}, but only {size_text(free)} "
                          f"are free there (with a {margin:.0%} margin); free disk or point the "
                          f"config's results: at a larger one (disk_margin: null skips this check)")
+    return f"disk check: {what} take {size_text(need)} ({size_text(free)} free under {folder})"
 
 
 def size_text(x: float) -> str:

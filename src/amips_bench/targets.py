@@ -243,7 +243,9 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
     need = targets_bytes({split: len(plan.source) for split, plan in plans.items()},
                          d=keys.shape[1], n_clusters=n_clusters,
                          queries_linked=queries_from is not None)
-    require_free(out, need, disk_margin, f"the targets of {', '.join(splits)}")
+    checked = require_free(out, need, disk_margin, f"the targets of {', '.join(splits)}")
+    if checked:
+        print(checked, flush=True)
     search = ExactTop1(keys, assignments, n_clusters, device=device)
     rows = {}
     for split, plan in plans.items():

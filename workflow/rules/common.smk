@@ -33,7 +33,12 @@ from amips_bench.config import (
     queries_from_c1,
     shared_data,
 )
-from amips_bench.disk_plan import free_disk_verdict, plan_outputs, results_folder
+from amips_bench.disk_plan import (
+    DISK_MARGIN_ENV,
+    free_disk_verdict,
+    plan_outputs,
+    results_folder,
+)
 from amips_bench.plots import module_files
 from amips_bench.settings import TrainConfig
 
@@ -160,6 +165,10 @@ def report_code():
 
 
 # ---------------------------------------------------------------- disk
+
+# The targets stage checks its own files against the free disk with the run's disk_margin,
+# handed on in the environment (amips_bench.disk_plan.stage_disk_margin says why not a param).
+os.environ[DISK_MARGIN_ENV] = str(config["disk_margin"]).lower()
 
 
 def check_free_disk():

@@ -33,12 +33,10 @@ rule targets:
         out=lambda w, output: str(Path(output[0]).parent),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
-        disk_margin=str(config["disk_margin"]).lower(),
     shell:
         "amips-bench targets --embeddings {params.embeddings} --splits {params.splits} "
         "{params.clusters_dir} --clusters {wildcards.clusters} --out {params.out} "
-        "--device {params.device} --faiss-device {params.faiss_device} "
-        "--disk-margin {params.disk_margin} --threads {threads} > {log} 2>&1"
+        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
 
 
 rule identity:
