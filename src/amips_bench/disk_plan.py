@@ -8,8 +8,8 @@ a plan made after the encode or split stage is exact; before that they come from
 (a synthetic dataset's sizes; a BEIR dataset's expected `n_keys` and the encoder's width),
 and what cannot be known yet (a BEIR dataset's query count before encoding) is reported as
 unsized rather than guessed; the targets stage, the one that multiplies those queries, checks
-its own files with `require_free` before it searches. CSVs, JSONs, logs and figures are kilobytes and count as nothing;
-a link made by a `shared_*` rule costs nothing either.
+its own files with `require_free` before it searches. CSVs, JSONs, logs and figures are
+kilobytes and count as nothing; a link made by a `shared_*` rule costs nothing either.
 
 `amips-bench disk-plan` prints the plan per dataset and stage and, with `--check`, stops with
 one line when the results folder's disk has less free space than the plan needs.
@@ -43,6 +43,8 @@ CHECKPOINT_MODELS = 4
 #: the environment variable through which the workflow hands its disk_margin to the targets
 #: stage ("none": no check); see `stage_disk_margin`
 DISK_MARGIN_ENV = "AMIPS_BENCH_DISK_MARGIN"
+#: what a short disk's line tells the user to do
+SHORT_DISK_ADVICE = "free disk or point the config's results: at a larger one"
 #: the columns of `snakemake --summary` that the plan reads (the first is the header's first)
 SUMMARY_COLUMNS = ("output_file", "rule", "plan")
 
@@ -176,8 +178,7 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
         if name == "assignments.npy":
             return npy_bytes(n, itemsize=8)
         split, kind = name.removesuffix(".npy").rsplit("_", 1)
-        return (npy_bytes(rows.get(split), d, itemsize=4) if kind == "queries"
-                else npy_bytes(rows.get(split), c, itemsize=8))
+        return target_file_bytes(kind, rows.get(split), d, c)
     if parts[0] == "index" and name.endswith(".faiss"):
         if n is None or d is None:
             return None
@@ -189,6 +190,13 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
     if parts[0] == "models" and name == "model.pt":
         return model_bytes(parts[1], counts, width_rule)
     return 0
+
+
+def target_file_bytes(kind: str, rows: int | None, d: int | None, n_clusters: int) -> int | None:
+    """targets/c{C}/{split}_{kind}.npy: the split's query vectors (float32, `kind` "queries")
+    or each row's top-1 key per cluster (int64, "top1")."""
+    return (npy_bytes(rows, d, itemsize=4) if kind == "queries"
+            else npy_bytes(rows, n_clusters, itemsize=8))
 
 
 def checkpoint_bytes(model_file_bytes: int) -> int:
@@ -295,8 +303,8 @@ def require_free(folder: Path, need: int, margin: float | None, what: str) -> st
     free = free_bytes(folder)
     if need * (1 + margin) > free:
         raise InputError(f"{folder}: {what} take {size_text(need)}, but only {size_text(free)} "
-                         f"are free there (with a {margin:.0%} margin); free disk or point the "
-                         f"config's results: at a larger one (disk_margin: null skips this check)")
+                         f"are free there (with a {margin:.0%} margin); {SHORT_DISK_ADVICE} "
+                         f"(disk_margin: null skips this check)")
     return f"disk check: {what} take {size_text(need)} ({size_text(free)} free under {folder})"
 
 
@@ -338,9 +346,8 @@ def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float,
                    if in_flight <= 1 else f" and {in_flight} training jobs at once hold up to "
                    f"{size_text(transient)} of checkpoints as they run")
     if need * (1 + margin) > free:
-        return (f"{writes}, but only "
-                f"{size_text(free)} are free there (with a {margin:.0%} margin); free disk or "
-                f"point the config's results: at a larger one"), True
+        return (f"{writes}, but only {size_text(free)} are free there (with a {margin:.0%} "
+                f"margin); {SHORT_DISK_ADVICE}"), True
     line = f"{writes} ({size_text(free)} free there)"
     if unsized:
         line += (f"; {unsized} files are sized only once an earlier stage has run "

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .devices import pick_device
-from .disk_plan import npy_bytes, require_free
+from .disk_plan import require_free, target_file_bytes
 from .io import (
     InputError,
     load_embeddings,
@@ -271,8 +271,9 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
 def targets_bytes(rows: dict[str, int], *, d: int, n_clusters: int, queries_linked: bool) -> int:
     """What write_targets writes for splits of these row counts: each split's top-1 file and,
     unless they are links to c1's, its queries."""
-    return sum(npy_bytes(n, n_clusters, itemsize=8)
-               + (0 if queries_linked else npy_bytes(n, d, itemsize=4)) for n in rows.values())
+    return sum(target_file_bytes("top1", n, d, n_clusters)
+               + (0 if queries_linked else target_file_bytes("queries", n, d, n_clusters))
+               for n in rows.values())
 
 
 def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1, out: Path,

@@ -607,7 +607,7 @@ def compare_inputs(wildcards):
             for key in ("metrics", "histories", "routing", "ivf", "ood", "table1", "manifests"):
                 inputs[f"this_{key}"] = data[key]
             inputs["this_identity"] = identity_files(DATASETS)
-            inputs["this_provenance"] = f"{R}/report/provenance.json"
+            inputs["this_provenance"] = rules.reproduction_report.output.provenance
     return inputs
 
 
