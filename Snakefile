@@ -75,3 +75,10 @@ rule report:
 rule tables:
     input:
         table_outputs(),
+
+
+rule fetch:
+    # every BEIR dataset downloaded and its texts counted, so that the disk plan (and a run's
+    # own check) sizes its keys, queries and targets before hours of encoding
+    input:
+        [f"{R}/{d}/raw/manifest.json" for d in BEIR if d not in EMBEDDING_TWINS],

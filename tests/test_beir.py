@@ -253,3 +253,79 @@ def test_encoder_batch_and_chunk_sizes_re_encode_nothing(tmp_path):
     snakemake("--cores", "1", batch_size=64, chunk_size=100)
     assert "Nothing to be done" in snakemake("-n", batch_size=16, chunk_size=25)
     assert "rule encode:" in snakemake("-n", model=str(get_model_path()), batch_size=64, chunk_size=100)
+
+
+def test_the_fetch_stage_counts_the_texts_that_encoding_keeps(tmp_path):
+    """Counted at fetch, without the texts in memory, the unique keys and queries are what
+    load_texts keeps under every query_source and key_text: a question no qrels split names is
+    left out, a corpus _id given twice keeps its last record, a generated text read twice is
+    one key; and `fetch` writes them into raw/manifest.json."""
+    import json
+
+    from amips_bench.beir_data import count_unique_texts, expected_counts, fetch
+
+    src = tmp_path / "mirror" / "toyqa"
+    make_beir_folder(src)
+    with open(src / "queries.jsonl", "a") as fh:
+        fh.write(json.dumps({"_id": "unjudged", "text": "A question no qrels split names?"}) + "\n")
+    with open(src / "corpus.jsonl", "a") as fh:
+        fh.write(json.dumps({"_id": "d3", "title": "", "text": "d3 again, rewritten"}) + "\n")
+    records = [{"_id": f"d{i % 40}", "text": f"passage text {i % 40}", "query": f"Question {i % 70}?"}
+               for i in range(120)] + [{"_id": "d0", "text": "  ", "query": ""}]
+    generated = tmp_path / "mirror" / "toyqa-generated-queries.jsonl"
+    generated.write_text("".join(json.dumps(r) + "\n" for r in records))
+    counts = count_unique_texts(src, generated)
+    for query_source in ("beir", "generated"):
+        for key_text in ("text", "title_text"):
+            passages, queries, _ = load_texts(src, query_source=query_source,
+                                              generated_file=generated, key_text=key_text)
+            assert expected_counts(counts, query_source, key_text) == (
+                len(passages.texts), len(queries.texts)), (query_source, key_text)
+    assert counts["qrels questions"] == 140 and counts["generated text"] == 40
+
+    origin = fetch("toyqa", tmp_path / "raw", base_url="http://127.0.0.1:9/", mirror=str(src.parent),
+                   query_source="generated")
+    assert json.loads((tmp_path / "raw" / "manifest.json").read_text())["unique_texts"] == counts
+    assert origin["unique_texts"] == counts
+
+
+def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(tmp_path):
+    """`snakemake fetch` on a BEIR config (served from a mirror folder) counts the texts, and
+    the plan made then sizes keys.npy and queries.npy to the byte of what the encode stage
+    writes (no two texts here differ only in case), and the splits and targets too: nothing is
+    left unsized. (Its 40 keys are too few for the config's model sizes, so it plans no model.)"""
+    import yaml
+
+    from amips_bench.config import prepare
+    from amips_bench.disk_plan import plan, read_summary
+
+    make_beir_folder(tmp_path / "mirror" / "fiqa")
+    records = [{"_id": f"d{i % 40}", "text": f"passage text {i % 40}", "query": f"Question {i}?"}
+               for i in range(200)]
+    (tmp_path / "mirror" / "fiqa-generated-queries.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records))
+    config = yaml.safe_load((ROOT / "config" / "fiqa.yaml").read_text())
+    config["datasets"]["fiqa"]["beir"]["mirror"] = str(tmp_path / "mirror")
+    config["datasets"]["fiqa"]["splits"].update(val_size=20, test_size=20, augment_factor=3)
+    config_file = tmp_path / "fiqa_mirror.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+
+    def snakemake(*args: str) -> subprocess.CompletedProcess:
+        run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                              "--directory", str(tmp_path), *args, "--configfile", str(config_file)],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run
+
+    snakemake("--cores", "1", "fetch")
+    planned = plan(prepare(config), read_summary(snakemake(
+        "--summary", "results/fiqa/targets/c1/manifest.json").stdout), tmp_path)
+    arrays = {p.path.removeprefix("results/fiqa/"): p.bytes for p in planned
+              if p.path.endswith(".npy") and p.dataset == "fiqa"}
+    assert {"embeddings/keys.npy", "embeddings/queries.npy", "splits/train.npy",
+            "targets/c1/train_queries.npy"} <= set(arrays)
+    assert None not in arrays.values(), arrays
+    snakemake("--cores", "2", "results/fiqa/embeddings/manifest.json")
+    for name in ("keys.npy", "queries.npy"):
+        written = (tmp_path / "results/fiqa/embeddings" / name).stat().st_size
+        assert arrays[f"embeddings/{name}"] == written, name

@@ -111,6 +111,40 @@ def test_a_beir_dataset_before_encoding_is_sized_at_least(tmp_path):
     assert not short and "at least" in line and "2 files are sized only once" in line
 
 
+def test_a_fetched_beir_dataset_is_sized_from_the_texts_its_fetch_counted(tmp_path):
+    """Once fetched, a BEIR dataset's keys, queries, splits and targets are sized from the
+    unique texts the fetch stage counted under its query_source and key_text, for itself and
+    for a twin that takes its embeddings from it; the verdict no longer says "at least"."""
+    import copy
+    import json
+
+    from amips_bench.splits import train_rows
+
+    raw = yaml.safe_load((ROOT / "config" / "fiqa.yaml").read_text())
+    twin = copy.deepcopy(raw["datasets"]["fiqa"])
+    twin["splits"]["augment_factor"] = 10
+    raw["datasets"]["fiqa_twin"] = twin
+    config = prepare(raw)
+    config["results"] = "results"
+    fetched = tmp_path / "results" / "fiqa" / "raw" / "manifest.json"
+    fetched.parent.mkdir(parents=True)
+    unique = {"corpus title_text": 57_600, "corpus text": 57_500, "qrels questions": 6_648,
+              "generated questions": 171_000, "generated text": 57_300}
+    fetched.write_text(json.dumps({"name": "fiqa", "unique_texts": unique}))
+    files = [f"results/{name}/{inside}" for name in ("fiqa", "fiqa_twin") for inside in
+             ("embeddings/keys.npy", "embeddings/queries.npy", "splits/train.npy",
+              "targets/c1/train_queries.npy")]
+    planned = plan(config, read_summary(summary(*[(f, "encode", "update pending") for f in files])),
+                   tmp_path)
+    for name, factor, sizes in (("fiqa", 100, planned[:4]), ("fiqa_twin", 10, planned[4:])):
+        rows = train_rows(171_000, val_size=1000, test_size=1000, augment_factor=factor,
+                          mode="leak_free")
+        assert [p.bytes for p in sizes] == [128 + 57_300 * 384 * 4, 128 + 171_000 * 384 * 4,
+                                            128 + rows * 8, 128 + rows * 384 * 4], name
+    line, _ = free_disk_verdict(planned, tmp_path / "results", 0.1)
+    assert "at least" not in line and "sized only once" not in line
+
+
 def test_a_short_disk_is_one_line_naming_the_folder(tmp_path):
     free = shutil.disk_usage(tmp_path).free
     planned = [PlannedFile("results/a/embeddings/keys.npy", "synthetic", "a", True, free, free)]

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import zipfile
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .io import InputError, atomic_path, md5_file, sha256_file
 
@@ -196,11 +200,92 @@ def fetch(name: str, raw_dir: str | Path, *, base_url: str, mirror: str = "", md
 
     origin = fetch_dataset(name, raw_dir, base_url=base_url, mirror=mirror, md5=md5, size=size)
     origin["name"] = name
+    generated = None
     if query_source == "generated":
-        path = fetch_generated(name, raw_dir, url=generated_url, mirror=mirror)
-        origin["generated_queries"] = {"file": path.name, "sha256": sha256_file(path)}
+        generated = fetch_generated(name, raw_dir, url=generated_url, mirror=mirror)
+        origin["generated_queries"] = {"file": generated.name, "sha256": sha256_file(generated)}
+    origin["unique_texts"] = count_unique_texts(find_beir_root(Path(raw_dir) / name), generated)
     save_json(Path(raw_dir) / "manifest.json", origin)
     return origin
+
+
+# --------------------------------------------------------------------------- counting before encoding
+
+#: the texts a dataset's keys or queries can be made of, by the rule that picks them
+#: (`text_rules`); the fetch stage counts the unique ones of each (`count_unique_texts`)
+TEXT_RULES = ("corpus title_text", "corpus text", "generated text", "qrels questions",
+              "generated questions")
+
+
+def text_rules(query_source: str, key_text: str) -> tuple[str, str]:
+    """The rules (of TEXT_RULES) that `load_texts` takes its keys and its queries by."""
+    keys = "generated text" if (query_source, key_text) == ("generated", "text") else f"corpus {key_text}"
+    return keys, "generated questions" if query_source == "generated" else "qrels questions"
+
+
+def expected_counts(unique_texts: dict[str, int], query_source: str, key_text: str
+                    ) -> tuple[int | None, int | None]:
+    """(keys, queries) that encoding a fetched dataset with these settings writes at most: its
+    unique texts under their rules, as the fetch stage counted them (None where it did not).
+    At most, since texts that differ only in case can encode to one vector, merged then."""
+    keys, queries = text_rules(query_source, key_text)
+    return unique_texts.get(keys), unique_texts.get(queries)
+
+
+def _digest(text: str) -> int:
+    """An 8-byte digest of a text (0 for no text: as in TextSet.dedup, an empty text is none).
+    Two of 20M different texts share one with probability about 1e-5."""
+    if not text:
+        return 0
+    return int.from_bytes(hashlib.blake2b(text.encode("utf8"), digest_size=8).digest(), "little")
+
+
+def _as_numbers(digests: array) -> np.ndarray:
+    return np.frombuffer(digests, dtype=np.uint64)
+
+
+def _distinct(digests: np.ndarray) -> int:
+    """How many different texts these digests stand for."""
+    return int(np.count_nonzero(np.unique(digests)))
+
+
+def count_unique_texts(folder: Path, generated_file: Path | None = None) -> dict[str, int]:
+    """The unique texts of a BEIR folder (and generated-queries file) under every rule of
+    TEXT_RULES, counted as `load_texts` deduplicates them, so that the disk a dataset needs is
+    known when it is fetched rather than once it is encoded (hours on a GPU for HotpotQA). It
+    holds 8-byte digests, not texts: about 0.5 GB for HotpotQA's 5.2M passages and their questions.
+    The corpus is read as GenericDataLoader reads it: a repeated _id keeps its last record."""
+    ids, by_rule = array("Q"), {key_text: array("Q") for key_text in KEY_TEXTS}
+    for _, doc in iter_jsonl(folder / "corpus.jsonl"):
+        ids.append(_digest(str(doc.get("_id"))))
+        for key_text, digests in by_rule.items():
+            digests.append(_digest(passage_text(doc, key_text)))
+    last = len(ids) - 1 - np.unique(_as_numbers(ids)[::-1], return_index=True)[1]  # each _id's last line
+    counts = {f"corpus {key_text}": _distinct(_as_numbers(d)[last]) for key_text, d in by_rule.items()}
+    questions = {str(r.get("_id")): r.get("text") for _, r in iter_jsonl(folder / "queries.jsonl")}
+    splits = sorted((folder / "qrels").glob("*.tsv"))
+    asked = array("Q")
+    if splits:  # the questions that a qrels split names
+        for path in splits:
+            with open(path, newline="", encoding="utf8") as fh:
+                reader = csv.reader(fh, delimiter="\t")
+                next(reader, None)
+                for row in filter(None, reader):  # a blank line: the encode stage refuses it
+                    asked.append(_digest((questions.get(row[0]) or "").strip()))
+    else:  # every line of queries.jsonl, as load_texts reads a folder without qrels
+        for _, record in iter_jsonl(folder / "queries.jsonl"):
+            asked.append(_digest(str(record.get("text", "")).strip()))
+    counts["qrels questions"] = _distinct(_as_numbers(asked))
+    if generated_file is not None:
+        asked, texts, every_text = array("Q"), array("Q"), True
+        for _, record in iter_jsonl(generated_file):
+            asked.append(_digest(str(record.get("query", "")).strip()))
+            every_text &= "text" in record
+            texts.append(_digest(str(record.get("text", "")).strip()))
+        counts["generated questions"] = _distinct(_as_numbers(asked))
+        if every_text:  # else load_texts refuses the file with key_text "text"
+            counts["generated text"] = _distinct(_as_numbers(texts))
+    return counts
 
 
 # --------------------------------------------------------------------------- validation and loading

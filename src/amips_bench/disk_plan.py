@@ -4,11 +4,12 @@
 whether it is still to be made. This module sizes those files from the counts they hold: keys,
 queries, split rows, clusters, IVF lists, HNSW links and model parameters. The counts are read
 from the files already written where they exist (the arrays' headers, the split manifest), so
-a plan made after the encode or split stage is exact; before that they come from the config
-(a synthetic dataset's sizes; a BEIR dataset's expected `n_keys` and the encoder's width),
-and what cannot be known yet (a BEIR dataset's query count before encoding) is reported as
-unsized rather than guessed; the targets stage, the one that multiplies those queries, checks
-its own files with `require_free` before it searches. CSVs, JSONs, logs and figures are
+a plan made after the encode or split stage is exact. Before that a BEIR dataset's counts are
+the unique texts its fetch stage counted (raw/manifest.json), an upper bound as texts that
+differ only in case encode to one vector; a synthetic dataset's come from its config. What
+cannot be known yet (a BEIR dataset's queries before it is fetched) is reported as unsized
+rather than guessed; the targets stage, the one that multiplies those queries, checks its own
+files with `require_free` before it searches. CSVs, JSONs, logs and figures are
 kilobytes and count as nothing; a link made by a `shared_*` rule costs nothing either.
 
 `amips-bench disk-plan` prints the plan per dataset and stage and, with `--check`, stops with
@@ -28,7 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IVF_MULTIPLE_WILDCARD, dataset_n_keys, expand_grid, ivf_nlist, parse_run, queries_from_c1
+from .config import (
+    IVF_MULTIPLE_WILDCARD,
+    dataset_n_keys,
+    expand_grid,
+    ivf_nlist,
+    parse_run,
+    queries_from_c1,
+    shared_data,
+)
 from .io import InputError, load_json
 from .splits import train_rows
 
@@ -93,8 +102,10 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
         return None
 
 
-def dataset_counts(dataset: dict, folder: Path) -> Counts:
-    """The counts of one dataset: from its files where they exist, else from its config."""
+def dataset_counts(dataset: dict, folder: Path, fetched: Path | None = None) -> Counts:
+    """The counts of one dataset: from its files where they exist, else, for a BEIR dataset,
+    from the unique texts its fetch stage counted (`fetched`: the raw/manifest.json it reads
+    them from, its own or the twin's it takes its embeddings from), else from its config."""
     keys = _npy_shape(folder / "embeddings" / "keys.npy")
     queries = _npy_shape(folder / "embeddings" / "queries.npy")
     if keys and queries and len(keys) == 2:
@@ -103,10 +114,17 @@ def dataset_counts(dataset: dict, folder: Path) -> Counts:
         s = dataset["synthetic"]
         n_keys, n_queries, d = s["n_keys"], s["n_queries"], s["d"]
     else:
+        from .beir_data import expected_counts
         from .encode import OFFLINE_MODEL
 
         n_keys, n_queries = dataset_n_keys(dataset), None
         d = DEFAULT_ENCODER_D if dataset["encoder"]["model"] == OFFLINE_MODEL else None
+        fetched = fetched or folder / "raw" / "manifest.json"
+        unique = load_json(fetched).get("unique_texts") if fetched.is_file() else None
+        if unique:  # a fetch made before the count was kept leaves the config's n_keys
+            counted_keys, n_queries = expected_counts(unique, dataset["beir"]["query_source"],
+                                                      dataset["beir"]["key_text"])
+            n_keys = counted_keys or n_keys
     manifest = folder / "splits" / "manifest.json"
     rows = None
     if manifest.exists():
@@ -244,7 +262,9 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
             settings, inside = config["datasets"][dataset], Path(*relative.parts[1:])
             if not (_linked_queries(inside, settings, config["seeds"]) and not own):
                 if dataset not in counts:
-                    counts[dataset] = dataset_counts(settings, results / dataset)
+                    fetched_by = shared_data(config["datasets"])["embeddings"].get(dataset, dataset)
+                    counts[dataset] = dataset_counts(settings, results / dataset,
+                                                     results / fetched_by / "raw" / "manifest.json")
                 size = file_bytes(inside, settings, counts[dataset], config["width_rule"])
         existing = on_disk.stat().st_size if own else 0
         to_write = max(0, (size or 0) - existing) if pending else 0
@@ -295,8 +315,9 @@ def stage_disk_margin(flag: str | None, environ: Mapping[str, str]) -> float | N
 
 def require_free(folder: Path, need: int, margin: float | None, what: str) -> str | None:
     """Refuse a stage whose files would not fit, in one line, before its long work starts: a
-    run's own check plans a BEIR dataset's queries only once they are encoded, so the stage
-    that writes their augmented copies checks again when it knows its row counts. Returns the
+    run's own check can size a BEIR dataset's queries only once they are fetched (a run that
+    fetches them checks before), so the stage that writes their augmented copies checks again
+    when it knows its row counts. Returns the
     line to log; a `margin` of None skips the check (the config's disk_margin: null)."""
     if margin is None:
         return None
@@ -351,5 +372,5 @@ def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float,
     line = f"{writes} ({size_text(free)} free there)"
     if unsized:
         line += (f"; {unsized} files are sized only once an earlier stage has run "
-                 f"(a BEIR dataset's queries are counted when encoded): plan again then")
+                 f"(a BEIR dataset's texts are counted when fetched): plan again then")
     return line, False
