@@ -194,8 +194,9 @@ def check_free_disk():
 
 def training_jobs_at_once():
     """How many training jobs can run at once: --jobs, the cores over a training job's threads
-    when jobs run on this machine, and the gpu resource over gpu_per_job where both are set
-    (the verdict counts no more than there are models to train). Snakemake 9 holds these as
+    when jobs run on this machine, the gpu resource over gpu_per_job where both are set, and
+    the mem_mb resource (--resources mem_mb=N) over the smallest training job's memory (the
+    verdict counts no more than there are models to train). Snakemake 9 holds these as
     Resource objects, 8 as ints."""
 
     def value(name):
@@ -209,6 +210,8 @@ def training_jobs_at_once():
         limits.append(value("_cores") // min(config["threads"], value("_cores")))
     if value("gpu") is not None and config["gpu_per_job"] > 0:
         limits.append(value("gpu") // config["gpu_per_job"])
+    if value("mem_mb") is not None:
+        limits.append(value("mem_mb") // min(train_mem_mb(d) for d in DATASETS))
     return max(1, min(limits))
 
 
@@ -227,6 +230,11 @@ def embedding_mb(dataset):
 
 def mem_mb(dataset, factor, base=2000):
     return int(base + factor * embedding_mb(dataset))
+
+
+def train_mem_mb(dataset):
+    """The memory a training job of this dataset asks for (rule train)."""
+    return mem_mb(dataset, 4, base=4000)
 
 
 def train_minutes(dataset):

@@ -17,7 +17,7 @@ rule train:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 4, base=4000),
+        mem_mb=lambda w: train_mem_mb(w.dataset),
         runtime=lambda w: train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
     params:
