@@ -318,6 +318,8 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
         return run
 
     snakemake("--cores", "1", "fetch")
+    log = (tmp_path / "results/logs/fiqa/beir_fetch.log").read_text()
+    assert "generated questions 200, generated text 40" in log, log
     planned = plan(prepare(config), read_summary(snakemake(
         "--summary", "results/fiqa/targets/c1/manifest.json").stdout), tmp_path)
     arrays = {p.path.removeprefix("results/fiqa/"): p.bytes for p in planned
