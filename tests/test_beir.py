@@ -70,6 +70,7 @@ def test_download_verify_load_dedup_and_encode(served, tmp_path, encoder):
     direct = encoder.encode([passages.texts[0]], normalize_embeddings=True)[0]
     np.testing.assert_allclose(keys[0], direct, atol=1e-5)
     assert (tmp_path / "ds/embeddings/key_ids.txt").read_text().split()[0] == passages.ids[0]
+    assert not (tmp_path / "ds/embeddings/.encode").exists()  # the work files are removed
 
 
 def test_mirror_archive_and_mirror_folder(tmp_path, encoder):
@@ -297,7 +298,7 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     import yaml
 
     from amips_bench.config import prepare
-    from amips_bench.disk_plan import plan, read_summary
+    from amips_bench.disk_plan import plan, read_summary, size_text
 
     make_beir_folder(tmp_path / "mirror" / "fiqa")
     records = [{"_id": f"d{i % 40}", "text": f"passage text {i % 40}", "query": f"Question {i}?"}
@@ -327,7 +328,11 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     assert {"embeddings/keys.npy", "embeddings/queries.npy", "splits/train.npy",
             "targets/c1/train_queries.npy"} <= set(arrays)
     assert None not in arrays.values(), arrays
-    snakemake("--cores", "2", "results/fiqa/embeddings/manifest.json")
+    encoded = snakemake("--cores", "2", "results/fiqa/embeddings/manifest.json")
     for name in ("keys.npy", "queries.npy"):
         written = (tmp_path / "results/fiqa/embeddings" / name).stat().st_size
         assert arrays[f"embeddings/{name}"] == written, name
+    # its own check held the encode's work files, a second copy removed once it is done
+    work = arrays["embeddings/keys.npy"] + arrays["embeddings/queries.npy"]
+    assert f"an encode job holds up to {size_text(work)} of work files" in encoded.stderr
+    assert not (tmp_path / "results/fiqa/embeddings/.encode").exists()

@@ -204,6 +204,26 @@ def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path
     assert checkpoint_peak([files]) == 0
 
 
+def test_the_verdict_holds_the_work_files_of_the_largest_encodes_at_once(tmp_path):
+    """An encode job writes its keys and queries twice, into work files first: the verdict
+    holds that second copy for the largest encodes still to run, as many as run at once."""
+    from amips_bench.disk_plan import encode_work_peak, size_text
+
+    def encode(dataset, name, size, pending=True):
+        return PlannedFile(f"results/{dataset}/embeddings/{name}", "encode", dataset, pending,
+                           size, size if pending else 0)
+
+    planned = [encode("nq", "keys.npy", 4_000), encode("nq", "queries.npy", 1_000),
+               encode("quora", "keys.npy", 800), encode("quora", "queries.npy", 300),
+               encode("fiqa", "keys.npy", 90_000, pending=False),
+               PlannedFile("results/nq/embeddings/manifest.json", "encode", "nq", True, 0, 0)]
+    assert [encode_work_peak(planned, n) for n in (1, 2, 3)] == [5_000, 6_100, 6_100]
+    line, _ = free_disk_verdict(planned, tmp_path, 0.1, jobs_at_once=2)
+    assert f"the run writes {size_text(6_100)}" in line
+    assert f"2 encode jobs at once hold up to {size_text(6_100)} of work files" in line
+    assert "work files" not in free_disk_verdict(planned[4:], tmp_path, 0.1)[0]
+
+
 def test_a_summary_without_its_header_is_refused():
     with pytest.raises(InputError, match="output_file"):
         read_summary("Building DAG of jobs...\nNothing to be done.")

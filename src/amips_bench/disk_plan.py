@@ -237,6 +237,23 @@ def checkpoint_peak(planned: list[PlannedFile], jobs_at_once: int = 1) -> int:
     return 2 * sum(checkpoint_bytes(b) for b in models_to_train(planned)[:max(1, jobs_at_once)])
 
 
+def encode_work_peak(planned: list[PlannedFile], jobs_at_once: int = 1) -> int:
+    """The most disk the encode jobs hold besides their outputs while they run: an encode job
+    writes its dataset's keys and queries into work files first (.encode/, the size of its
+    outputs before identical vectors are merged) and removes them once its outputs are
+    written, so the `jobs_at_once` largest encodes still to run count."""
+    return sum(encodes_to_run(planned)[:max(1, jobs_at_once)])
+
+
+def encodes_to_run(planned: list[PlannedFile]) -> list[int]:
+    """The sized arrays that each encode job still to run writes, largest first."""
+    work: dict[str, int] = {}
+    for f in planned:
+        if f.pending and f.rule == "encode" and f.bytes and f.path.endswith(".npy"):
+            work[f.dataset] = work.get(f.dataset, 0) + f.bytes
+    return sorted(work.values(), reverse=True)
+
+
 def results_folder(config: dict, workdir: Path) -> Path:
     """The config's results folder as seen from the run's working folder."""
     return workdir / config["results"]  # an absolute results path stays itself
@@ -353,19 +370,24 @@ def table(planned: list[PlannedFile]) -> str:
 
 def free_disk_verdict(planned: list[PlannedFile], results: Path, margin: float,
                       jobs_at_once: int = 1) -> tuple[str, bool]:
-    """One line on what the run writes, and what `jobs_at_once` training jobs hold while they
-    run, against the free disk under `results`, and whether the disk is short (less free than
-    that plus `margin` of it)."""
-    written, transient = sum(f.to_write for f in planned), checkpoint_peak(planned, jobs_at_once)
-    need = written + transient
+    """One line on what the run writes, and what `jobs_at_once` training (and encode) jobs
+    hold while they run, against the free disk under `results`, and whether the disk is short
+    (less free than that plus `margin` of it)."""
+    written = sum(f.to_write for f in planned)
+    checkpoints, work = checkpoint_peak(planned, jobs_at_once), encode_work_peak(planned, jobs_at_once)
+    need = written + checkpoints + work
     unsized = sum(1 for f in planned if f.pending and f.bytes is None)
     free = free_bytes(results)
     writes = f"the run writes {'at least ' if unsized else ''}{size_text(written)} under {results}"
     in_flight = min(jobs_at_once, len(models_to_train(planned)))
-    if transient:
-        writes += (f" and a training job holds up to {size_text(transient)} of checkpoints as it runs"
+    if checkpoints:
+        writes += (f" and a training job holds up to {size_text(checkpoints)} of checkpoints as it runs"
                    if in_flight <= 1 else f" and {in_flight} training jobs at once hold up to "
-                   f"{size_text(transient)} of checkpoints as they run")
+                   f"{size_text(checkpoints)} of checkpoints as they run")
+    encoding = min(jobs_at_once, len(encodes_to_run(planned)))
+    if work:
+        writes += (f" and an encode job holds up to {size_text(work)} of work files" if encoding <= 1
+                   else f" and {encoding} encode jobs at once hold up to {size_text(work)} of work files")
     if need * (1 + margin) > free:
         return (f"{writes}, but only {size_text(free)} are free there (with a {margin:.0%} "
                 f"margin); {SHORT_DISK_ADVICE}"), True

