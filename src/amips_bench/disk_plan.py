@@ -334,8 +334,8 @@ def require_free(folder: Path, need: int, margin: float | None, what: str) -> st
     """Refuse a stage whose files would not fit, in one line, before its long work starts: a
     run's own check can size a BEIR dataset's queries only once they are fetched (a run that
     fetches them checks before), so the stage that writes their augmented copies checks again
-    when it knows its row counts. Returns the
-    line to log; a `margin` of None skips the check (the config's disk_margin: null)."""
+    when it knows its row counts. Returns the line to log; a `margin` of None skips the check
+    (the config's disk_margin: null)."""
     if margin is None:
         return None
     free = free_bytes(folder)
