@@ -294,11 +294,11 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     """`snakemake fetch` on a BEIR config (served from a mirror folder) counts the texts, and
     the plan made then sizes keys.npy and queries.npy to the byte of what the encode stage
     writes (no two texts here differ only in case), and the splits and targets too: nothing is
-    left unsized. (Its 40 keys are too few for the config's model sizes, so it plans no model.)"""
+    left unsized."""
     import yaml
 
     from amips_bench.config import prepare
-    from amips_bench.disk_plan import plan, read_summary, size_text
+    from amips_bench.disk_plan import plan_outputs, size_text
 
     make_beir_folder(tmp_path / "mirror" / "fiqa")
     records = [{"_id": f"d{i % 40}", "text": f"passage text {i % 40}", "query": f"Question {i}?"}
@@ -321,12 +321,11 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     snakemake("--cores", "1", "fetch")
     log = (tmp_path / "results/logs/fiqa/beir_fetch.log").read_text()
     assert "generated questions 200, generated text 40" in log, log
-    planned = plan(prepare(config), read_summary(snakemake(
-        "--summary", "results/fiqa/targets/c1/manifest.json").stdout), tmp_path)
-    arrays = {p.path.removeprefix("results/fiqa/"): p.bytes for p in planned
-              if p.path.endswith(".npy") and p.dataset == "fiqa"}
-    assert {"embeddings/keys.npy", "embeddings/queries.npy", "splits/train.npy",
-            "targets/c1/train_queries.npy"} <= set(arrays)
+    stages = {"embeddings/keys.npy": "encode", "embeddings/queries.npy": "encode",
+              "splits/train.npy": "split", "targets/c1/train_queries.npy": "targets"}
+    planned = plan_outputs(prepare(config), [(f"results/fiqa/{f}", rule) for f, rule in stages.items()],
+                           tmp_path)
+    arrays = {p.path.removeprefix("results/fiqa/"): p.bytes for p in planned}
     assert None not in arrays.values(), arrays
     encoded = snakemake("--cores", "2", "results/fiqa/embeddings/manifest.json")
     for name in ("keys.npy", "queries.npy"):
