@@ -211,14 +211,10 @@ def fetch(name: str, raw_dir: str | Path, *, base_url: str, mirror: str = "", md
 
 # --------------------------------------------------------------------------- counting before encoding
 
-#: the texts a dataset's keys or queries can be made of, by the rule that picks them
-#: (`text_rules`); the fetch stage counts the unique ones of each (`count_unique_texts`)
-TEXT_RULES = ("corpus title_text", "corpus text", "generated text", "qrels questions",
-              "generated questions")
-
-
 def text_rules(query_source: str, key_text: str) -> tuple[str, str]:
-    """The rules (of TEXT_RULES) that `load_texts` takes its keys and its queries by."""
+    """The rules that `load_texts` takes its keys and its queries by, as `count_unique_texts`
+    names them: "corpus title_text", "corpus text" or "generated text" for the keys,
+    "qrels questions" or "generated questions" for the queries."""
     keys = "generated text" if (query_source, key_text) == ("generated", "text") else f"corpus {key_text}"
     return keys, "generated questions" if query_source == "generated" else "qrels questions"
 
@@ -251,7 +247,7 @@ def _distinct(digests: np.ndarray) -> int:
 
 def count_unique_texts(folder: Path, generated_file: Path | None = None) -> dict[str, int]:
     """The unique texts of a BEIR folder (and generated-queries file) under every rule of
-    TEXT_RULES, counted as `load_texts` deduplicates them, so that the disk a dataset needs is
+    `text_rules`, counted as `load_texts` deduplicates them, so that the disk a dataset needs is
     known when it is fetched rather than once it is encoded (hours on a GPU for HotpotQA). It
     holds 8-byte digests, not texts: about 0.5 GB for HotpotQA's 5.2M passages and their questions.
     The corpus is read as GenericDataLoader reads it: a repeated _id keeps its last record."""
@@ -263,7 +259,7 @@ def count_unique_texts(folder: Path, generated_file: Path | None = None) -> dict
     last = len(ids) - 1 - np.unique(_as_numbers(ids)[::-1], return_index=True)[1]  # each _id's last line
     counts = {f"corpus {key_text}": _distinct(_as_numbers(d)[last]) for key_text, d in by_rule.items()}
     questions = {str(r.get("_id")): r.get("text") for _, r in iter_jsonl(folder / "queries.jsonl")}
-    splits = sorted((folder / "qrels").glob("*.tsv"))
+    splits = qrels_files(folder)
     asked = array("Q")
     if splits:  # the questions that a qrels split names
         for path in splits:
@@ -316,6 +312,11 @@ def _ids(path: Path, what: str) -> set[str]:
     return ids
 
 
+def qrels_files(folder: Path) -> list[Path]:
+    """A BEIR folder's qrels/{split}.tsv files, by split name."""
+    return sorted((folder / "qrels").glob("*.tsv"))
+
+
 def validate_folder(folder: Path) -> list[str]:
     """Check corpus, queries and every qrels file; return the qrels splits present."""
     corpus_file, query_file = folder / "corpus.jsonl", folder / "queries.jsonl"
@@ -326,7 +327,7 @@ def validate_folder(folder: Path) -> list[str]:
     if not corpus_ids:
         raise InputError(f"{corpus_file}: the corpus is empty")
     query_ids = _ids(query_file, "query")
-    splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+    splits = [p.stem for p in qrels_files(folder)]
     for split in splits:
         path = folder / "qrels" / f"{split}.tsv"
         with open(path, newline="", encoding="utf8") as fh:

@@ -102,7 +102,7 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
         return None
 
 
-def dataset_counts(dataset: dict, folder: Path, fetched: Path | None = None) -> Counts:
+def dataset_counts(dataset: dict, folder: Path, fetched: Path) -> Counts:
     """The counts of one dataset: from its files where they exist, else, for a BEIR dataset,
     from the unique texts its fetch stage counted (`fetched`: the raw/manifest.json it reads
     them from, its own or the twin's it takes its embeddings from), else from its config."""
@@ -119,7 +119,6 @@ def dataset_counts(dataset: dict, folder: Path, fetched: Path | None = None) -> 
 
         n_keys, n_queries = dataset_n_keys(dataset), None
         d = DEFAULT_ENCODER_D if dataset["encoder"]["model"] == OFFLINE_MODEL else None
-        fetched = fetched or folder / "raw" / "manifest.json"
         unique = load_json(fetched).get("unique_texts") if fetched.is_file() else None
         if unique:  # a fetch made before the count was kept leaves the config's n_keys
             counted_keys, n_queries = expected_counts(unique, dataset["beir"]["query_source"],
@@ -263,6 +262,7 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
     """Every output file of the summary with its size and what writing it adds to the disk."""
     results = results_folder(config, workdir)
     counts: dict[str, Counts] = {}
+    fetched_by = shared_data(config["datasets"])["embeddings"]  # a twin's texts are its maker's
     planned = []
     for row in summary:
         path = Path(row["output_file"])
@@ -279,9 +279,8 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
             settings, inside = config["datasets"][dataset], Path(*relative.parts[1:])
             if not (_linked_queries(inside, settings, config["seeds"]) and not own):
                 if dataset not in counts:
-                    fetched_by = shared_data(config["datasets"])["embeddings"].get(dataset, dataset)
-                    counts[dataset] = dataset_counts(settings, results / dataset,
-                                                     results / fetched_by / "raw" / "manifest.json")
+                    fetched = results / fetched_by.get(dataset, dataset) / "raw" / "manifest.json"
+                    counts[dataset] = dataset_counts(settings, results / dataset, fetched)
                 size = file_bytes(inside, settings, counts[dataset], config["width_rule"])
         existing = on_disk.stat().st_size if own else 0
         to_write = max(0, (size or 0) - existing) if pending else 0
