@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,59 @@ def test_truncated_and_corrupt_archives(served, tmp_path):
     with pytest.raises(InputError, match="bad.zip"):
         fetch_dataset("bad", tmp_path / "raw", base_url=server.url)
     assert not (tmp_path / "raw" / "bad").exists() and not (tmp_path / "raw" / "bad.zip").exists()
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_the_fetch_checks_the_disk_before_it_downloads_and_before_it_unpacks(
+        served, tmp_path, monkeypatch, capsys):
+    """The served archive's size and its unpacked files' size (measured on disk after a plain
+    extraction) are the bounds: one byte less free refuses the step with nothing written, and a
+    refused unpacking keeps the verified archive for the re-run."""
+    server, www, _ = served
+    archive_size = (www / "toyqa.zip").stat().st_size
+    with zipfile.ZipFile(www / "toyqa.zip") as zf:
+        zf.extractall(tmp_path / "plain")
+    unpacked = _bytes_under(tmp_path / "plain")
+    raw = tmp_path / "ds" / "raw"
+    free = {"bytes": archive_size - 1}
+    monkeypatch.setattr("amips_bench.disk_plan.free_bytes", lambda folder: free["bytes"])
+    with pytest.raises(InputError, match=r"raw: the bytes of toyqa.zip to download take .* "
+                                         r"only .* are free there \(with a 0% margin\)"):
+        fetch_dataset("toyqa", raw, base_url=server.url, disk_margin=0.0)
+    assert list(raw.iterdir()) == []
+    for bytes_free in (archive_size, unpacked - 1):
+        free["bytes"] = bytes_free
+        with pytest.raises(InputError, match="the unpacked files of toyqa.zip take"):
+            fetch_dataset("toyqa", raw, base_url=server.url, disk_margin=0.0)
+        assert [p.name for p in raw.iterdir()] == ["toyqa.zip"]
+    free["bytes"] = unpacked
+    origin = fetch_dataset("toyqa", raw, base_url=server.url, disk_margin=0.0)
+    assert origin["source"] == "previous download"  # the kept archive, not a second download
+    assert _bytes_under(raw / "toyqa") == unpacked
+    assert "disk check: the unpacked files of toyqa.zip take" in capsys.readouterr().out
+    free["bytes"] = 0  # disk_margin None: no check
+    fetch_dataset("toyqa", tmp_path / "unchecked", base_url=server.url, disk_margin=None)
+
+
+def test_the_fetch_checks_the_disk_before_it_copies_from_a_mirror(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    make_beir_folder(mirror / "toyqa")
+    folder_size = _bytes_under(mirror / "toyqa")
+    monkeypatch.setattr("amips_bench.disk_plan.free_bytes", lambda folder: folder_size - 1)
+    with pytest.raises(InputError, match="the files of .*toyqa to copy take"):
+        fetch_dataset("toyqa", tmp_path / "a", base_url="http://127.0.0.1:9/",
+                      mirror=str(mirror), disk_margin=0.0)
+    zip_folder(mirror / "toyqa", mirror / "toyqa.zip", "toyqa")
+    shutil.rmtree(mirror / "toyqa")
+    monkeypatch.setattr("amips_bench.disk_plan.free_bytes",
+                        lambda folder: (mirror / "toyqa.zip").stat().st_size - 1)
+    with pytest.raises(InputError, match="the bytes of .*toyqa.zip to copy take"):
+        fetch_dataset("toyqa", tmp_path / "a", base_url="http://127.0.0.1:9/",
+                      mirror=str(mirror), disk_margin=0.0)
+    assert list((tmp_path / "a").iterdir()) == []
 
 
 def test_member_escaping_the_folder(tmp_path):
@@ -321,6 +375,9 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     snakemake("--cores", "1", "fetch")
     log = (tmp_path / "results/logs/fiqa/beir_fetch.log").read_text()
     assert "generated questions 200, generated text 40" in log, log
+    # the run hands its disk_margin on: the fetch checked its copies against the free disk
+    assert (f"disk check: the files of {tmp_path / 'mirror' / 'fiqa'} to copy take "
+            f"{size_text(_bytes_under(tmp_path / 'mirror' / 'fiqa'))}") in log, log
     stages = {"embeddings/keys.npy": "encode", "embeddings/queries.npy": "encode",
               "splits/train.npy": "split", "targets/c1/train_queries.npy": "targets"}
     planned = plan_outputs(prepare(config), [(f"results/fiqa/{f}", rule) for f, rule in stages.items()],

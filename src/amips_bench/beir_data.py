@@ -8,6 +8,7 @@ per passage). Both sides are deduplicated on the exact string before encoding.
 
 Nothing half-done is left behind: archives are downloaded to a temporary name and kept only
 if they verify; archives are extracted into a temporary folder that is renamed into place.
+Each download, copy and unpacking is first checked against the free disk, in one line.
 """
 
 from __future__ import annotations
@@ -51,26 +52,51 @@ def passage_text(doc: dict[str, Any], key_text: str = "title_text") -> str:
 # --------------------------------------------------------------------------- fetching
 
 
-def _download(url: str, dest: Path) -> None:
-    """beir.util.download_url into a temporary file, renamed only after a complete download."""
+def _check_free(folder: Path, need: int, margin: float | None, what: str) -> None:
+    """Refuse a download, copy or unpacking that would not fit on the disk, before it starts
+    (`disk_plan.require_free`; the run's own check cannot size BEIR files before they exist)."""
+    from .disk_plan import require_free
+
+    line = require_free(folder, need, margin, what) if need else None
+    if line:
+        print(line, flush=True)
+
+
+def _download(url: str, dest: Path, disk_margin: float | None = None) -> None:
+    """beir.util.download_url into a temporary file, renamed only after a complete download;
+    the size the server announces is checked against the free disk first."""
     import requests
     from beir.util import download_url
 
     try:
+        response = requests.head(url, allow_redirects=True, timeout=30)
+        if response.status_code >= 400 and response.status_code != 405:  # 405: no HEAD
+            raise InputError(f"{url}: HTTP {response.status_code}; no mirror has {dest.name}")
+        announced = response.headers.get("Content-Length", "") if response.ok else ""
+        _check_free(dest.parent, int(announced) if announced.isdigit() else 0, disk_margin,
+                    f"the bytes of {dest.name} to download")
         with atomic_path(dest, suffix=".part") as tmp:
-            response = requests.head(url, allow_redirects=True, timeout=30)
-            if response.status_code >= 400 and response.status_code != 405:  # 405: no HEAD
-                raise InputError(f"{url}: HTTP {response.status_code}; no mirror has {dest.name}")
             download_url(url, str(tmp))
     except requests.RequestException as exc:
         raise InputError(f"{url}: cannot download ({type(exc).__name__}); no mirror has "
                          f"{dest.name} either") from None
 
 
-def _copy_file(src: Path, dest: Path) -> None:
+def _copy_file(src: Path, dest: Path, disk_margin: float | None = None) -> None:
     """Copy under a temporary name, renamed onto dest only when complete."""
+    _check_free(dest.parent, src.stat().st_size, disk_margin, f"the bytes of {src} to copy")
     with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def unpacked_bytes(archive: Path) -> int:
+    """The bytes unzipping `archive` writes, from its central directory (0 for a file that is
+    no zip: `safe_extract` says why)."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return sum(member.file_size for member in zf.infolist())
+    except zipfile.BadZipFile:
+        return 0
 
 
 def verify_archive(path: Path, *, size: int = 0, md5: str = "") -> dict[str, Any]:
@@ -131,11 +157,13 @@ def find_beir_root(folder: Path) -> Path:
 
 
 def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str = "",
-                  md5: str = "", size: int = 0) -> dict[str, Any]:
+                  md5: str = "", size: int = 0, disk_margin: float | None = None
+                  ) -> dict[str, Any]:
     """Make raw_dir/{name}/ a verified BEIR folder; returns provenance for the manifest.
 
     Order: a mirror folder (extracted {name}/ or {name}.zip), then the network. The archive is
-    kept (raw_dir/{name}.zip) only if it verified.
+    kept (raw_dir/{name}.zip) only if it verified. Each copy, download and unpacking is checked
+    against the free disk (with `disk_margin`; None: no check) before it starts.
     """
     raw = Path(raw_dir)
     known_size, known_md5 = KNOWN_ARCHIVES.get(name, (0, ""))
@@ -148,6 +176,8 @@ def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str 
             raise InputError(f"beir.mirror: {mirror} is not a folder")
         if (mirror_dir / name / "corpus.jsonl").exists():
             src = mirror_dir / name
+            _check_free(raw, sum(f.stat().st_size for f in src.rglob("*") if f.is_file()),
+                        disk_margin, f"the files of {src} to copy")
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=raw))
             shutil.copytree(src, tmp, dirs_exist_ok=True)
             if target.exists():
@@ -161,15 +191,17 @@ def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str 
         archive_src = None
     archive = raw / f"{name}.zip"
     if archive_src is not None and archive_src.exists():
-        _copy_file(archive_src, archive)
+        _copy_file(archive_src, archive, disk_margin)
         origin = {"source": "mirror archive", "path": str(archive_src)}
     elif archive.exists():
         origin = {"source": "previous download", "path": str(archive)}
     else:
         url = base_url.rstrip("/") + f"/{name}.zip"
-        _download(url, archive)
+        _download(url, archive, disk_margin)
         origin = {"source": "download", "url": url}
     origin["archive"] = verify_archive(archive, size=size, md5=md5)
+    # a short disk keeps the verified archive: the re-run after freeing space unpacks it
+    _check_free(raw, unpacked_bytes(archive), disk_margin, f"the unpacked files of {archive.name}")
     try:
         safe_extract(archive, target)
     except InputError:
@@ -178,31 +210,35 @@ def fetch_dataset(name: str, raw_dir: str | Path, *, base_url: str, mirror: str 
     return origin
 
 
-def fetch_generated(name: str, raw_dir: str | Path, *, url: str = "", mirror: str = "") -> Path:
+def fetch_generated(name: str, raw_dir: str | Path, *, url: str = "", mirror: str = "",
+                    disk_margin: float | None = None) -> Path:
     """The generated-queries file ({name}-generated-queries.jsonl[.gz]) from the mirror or the URL."""
     raw = Path(raw_dir)
     for suffix in (".jsonl.gz", ".jsonl"):
         if mirror and (Path(mirror) / f"{name}-generated-queries{suffix}").exists():
             dest = raw / f"{name}-generated-queries{suffix}"
-            _copy_file(Path(mirror) / f"{name}-generated-queries{suffix}", dest)
+            _copy_file(Path(mirror) / f"{name}-generated-queries{suffix}", dest, disk_margin)
             return dest
     dest = raw / f"{name}-generated-queries.jsonl.gz"
     if not dest.exists():
-        _download((url or DEFAULT_GENERATED_URL).format(name=name), dest)
+        _download((url or DEFAULT_GENERATED_URL).format(name=name), dest, disk_margin)
     return dest
 
 
 def fetch(name: str, raw_dir: str | Path, *, base_url: str, mirror: str = "", md5: str = "",
-          size: int = 0, query_source: str = "beir", generated_url: str = "") -> dict[str, Any]:
+          size: int = 0, query_source: str = "beir", generated_url: str = "",
+          disk_margin: float | None = None) -> dict[str, Any]:
     """The fetch stage: the verified BEIR folder (and the generated queries when asked for),
     with their provenance written to raw_dir/manifest.json."""
     from .io import save_json
 
-    origin = fetch_dataset(name, raw_dir, base_url=base_url, mirror=mirror, md5=md5, size=size)
+    origin = fetch_dataset(name, raw_dir, base_url=base_url, mirror=mirror, md5=md5, size=size,
+                           disk_margin=disk_margin)
     origin["name"] = name
     generated = None
     if query_source == "generated":
-        generated = fetch_generated(name, raw_dir, url=generated_url, mirror=mirror)
+        generated = fetch_generated(name, raw_dir, url=generated_url, mirror=mirror,
+                                    disk_margin=disk_margin)
         origin["generated_queries"] = {"file": generated.name, "sha256": sha256_file(generated)}
     origin["unique_texts"] = count_unique_texts(find_beir_root(Path(raw_dir) / name), generated)
     save_json(Path(raw_dir) / "manifest.json", origin)

@@ -96,6 +96,13 @@ def _synthetic(args):
         print(f"{name:28s} ours {row['ours']:.4f}  real {row['real_minilm']:.4f}  {flag}")
 
 
+def _add_disk_margin(p, before: str) -> None:
+    p.add_argument("--disk-margin", default=None,
+                   help=f"headroom the free disk must have over the files' size, checked before "
+                        f"{before} ('none': no check; default: $AMIPS_BENCH_DISK_MARGIN, which "
+                        f"a workflow run sets to its disk_margin, else 0.1)")
+
+
 def _beir_fetch_args(p):
     p.add_argument("--name", required=True, help="BEIR dataset name (archive NAME.zip)")
     p.add_argument("--raw-dir", required=True, help="results/{dataset}/raw")
@@ -105,15 +112,20 @@ def _beir_fetch_args(p):
     p.add_argument("--size-bytes", type=int, required=True, help="expected archive size (0: known value)")
     p.add_argument("--query-source", required=True, choices=["beir", "generated"])
     p.add_argument("--generated-url", default="", help="URL of NAME-generated-queries.jsonl.gz")
+    _add_disk_margin(p, "each download, copy and unpacking")
 
 
 @command("beir-fetch", "download (or take from a mirror), verify and unpack a BEIR dataset")(_beir_fetch_args)
 def _beir_fetch(args):
+    import os
+
     from .beir_data import fetch
+    from .disk_plan import stage_disk_margin
 
     origin = fetch(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
                    md5=args.md5, size=args.size_bytes, query_source=args.query_source,
-                   generated_url=args.generated_url)
+                   generated_url=args.generated_url,
+                   disk_margin=stage_disk_margin(args.disk_margin, os.environ))
     print(f"[beir-fetch] {args.name}: {origin['source']}; unique texts: "
           + ", ".join(f"{rule} {n:,}" for rule, n in origin["unique_texts"].items()))
 
@@ -216,10 +228,7 @@ def _targets_args(p):
     p.add_argument("--queries-from", default=None,
                    help="a targets/c1 folder of the same splits: link its queries files, checked "
                         "equal row for row, instead of writing them again")
-    p.add_argument("--disk-margin", default=None,
-                   help="headroom the free disk must have over the files' size, checked before "
-                        "any search ('none': no check; default: $AMIPS_BENCH_DISK_MARGIN, which "
-                        "a workflow run sets to its disk_margin, else 0.1)")
+    _add_disk_margin(p, "any search")
     _add_device(p)
     _add_faiss_device(p)
     _add_threads(p)
