@@ -188,6 +188,50 @@ def test_the_fetch_checks_the_disk_before_it_copies_from_a_mirror(tmp_path, monk
     assert list((tmp_path / "a").iterdir()) == []
 
 
+def test_the_encode_checks_the_disk_its_peak_needs_before_it_encodes(tmp_path, encoder, monkeypatch):
+    """Reference: the .npy bytes under the output folder at an unchecked encode's peak (just
+    before its work files go), plus the vectors merged after encoding (the check sizes the
+    outputs at the encoded count). One byte less free refuses before anything is encoded;
+    a resumed encode asks only for what it has still to write."""
+    from amips_bench import embeddings
+
+    make_beir_folder(tmp_path / "toyqa")
+    kwargs = dict(fetch_manifest={"source": "test"}, model="auto", batch_size=64, chunk_size=1000,
+                  device="cpu", encoder=encoder)
+    npy_bytes = {}
+    remove = shutil.rmtree
+
+    def measure_then_remove(work):
+        npy_bytes[work.parent.name] = sum(f.stat().st_size for f in work.parent.rglob("*.npy"))
+        remove(work)
+
+    monkeypatch.setattr(embeddings.shutil, "rmtree", measure_then_remove)
+    manifest = write_beir(tmp_path / "toyqa", tmp_path / "a", disk_margin=None, **kwargs)
+    need = npy_bytes["a"] + 4 * manifest["d"] * sum(manifest["identical_vectors_merged"].values())
+    free = {"bytes": need - 1}
+    monkeypatch.setattr("amips_bench.disk_plan.free_bytes", lambda folder: free["bytes"])
+    counts = manifest["counts_encoded"]
+    with pytest.raises(InputError, match=f"the vectors of {counts['keys']} passages and "
+                                         f"{counts['queries']} questions \\(work files and outputs\\) take"):
+        write_beir(tmp_path / "toyqa", tmp_path / "b", disk_margin=0.0, **kwargs)
+    assert not list((tmp_path / "b").rglob("*.npy"))
+    free["bytes"] = need
+    assert write_beir(tmp_path / "toyqa", tmp_path / "b", disk_margin=0.0, **kwargs)["sha256"] \
+        == manifest["sha256"]
+
+    def killed(*args, **kw):
+        raise RuntimeError("killed after encoding")
+
+    with monkeypatch.context() as m:
+        m.setattr(embeddings, "finalize_encoded", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            write_beir(tmp_path / "toyqa", tmp_path / "c", disk_margin=None, **kwargs)
+    encoded = sum(f.stat().st_size for f in (tmp_path / "c" / ".encode").glob("*.npy"))
+    free["bytes"] = need - encoded
+    assert write_beir(tmp_path / "toyqa", tmp_path / "c", disk_margin=0.0, **kwargs)["sha256"] \
+        == manifest["sha256"]
+
+
 def test_member_escaping_the_folder(tmp_path):
     archive = evil_zip(tmp_path / "evil.zip")
     with pytest.raises(InputError, match="member '../outside.txt' would be extracted outside"):
@@ -392,3 +436,5 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     work = arrays["embeddings/keys.npy"] + arrays["embeddings/queries.npy"]
     assert f"an encode job holds up to {size_text(work)} of work files" in encoded.stderr
     assert not (tmp_path / "results/fiqa/embeddings/.encode").exists()
+    # and the encode stage checked its own peak once it had counted the texts
+    assert "disk check: the vectors of" in (tmp_path / "results/logs/fiqa/encode.log").read_text()

@@ -96,6 +96,15 @@ def _synthetic(args):
         print(f"{name:28s} ours {row['ours']:.4f}  real {row['real_minilm']:.4f}  {flag}")
 
 
+def _disk_margin(args) -> float | None:
+    """The margin a stage checks its files with: its --disk-margin, else the workflow's."""
+    import os
+
+    from .disk_plan import stage_disk_margin
+
+    return stage_disk_margin(args.disk_margin, os.environ)
+
+
 def _add_disk_margin(p, before: str) -> None:
     p.add_argument("--disk-margin", default=None,
                    help=f"headroom the free disk must have over the files' size, checked before "
@@ -117,15 +126,12 @@ def _beir_fetch_args(p):
 
 @command("beir-fetch", "download (or take from a mirror), verify and unpack a BEIR dataset")(_beir_fetch_args)
 def _beir_fetch(args):
-    import os
-
     from .beir_data import fetch
-    from .disk_plan import stage_disk_margin
 
     origin = fetch(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
                    md5=args.md5, size=args.size_bytes, query_source=args.query_source,
                    generated_url=args.generated_url,
-                   disk_margin=stage_disk_margin(args.disk_margin, os.environ))
+                   disk_margin=_disk_margin(args))
     print(f"[beir-fetch] {args.name}: {origin['source']}; unique texts: "
           + ", ".join(f"{rule} {n:,}" for rule, n in origin["unique_texts"].items()))
 
@@ -141,6 +147,7 @@ def _encode_args(p):
     p.add_argument("--key-text", required=True, choices=["text", "title_text"],
                    help="keys as passage text alone (the official script) or 'title. text'")
     p.add_argument("--generated-file", default="", help="NAME-generated-queries.jsonl[.gz]")
+    _add_disk_margin(p, "any encoding")
     _add_device(p)
     _add_threads(p)
 
@@ -152,7 +159,8 @@ def _encode(args):
     m = encode_folder(args.folder, args.out, fetch_manifest=args.fetch_manifest,
                       generated_file=args.generated_file, query_source=args.query_source,
                       model=args.model, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                      device=str(args.device), key_text=args.key_text)
+                      device=str(args.device), key_text=args.key_text,
+                      disk_margin=_disk_margin(args))
     print(f"[encode] keys {m['counts_before_dedup']['keys']:,} -> {m['counts_after_dedup']['keys']:,}, "
           f"queries {m['counts_before_dedup']['queries']:,} -> {m['counts_after_dedup']['queries']:,}")
 
@@ -236,15 +244,12 @@ def _targets_args(p):
 
 @command("targets", "exact per-cluster top-1 keys of every split (streamed, never [N, n])")(_targets_args)
 def _targets(args):
-    import os
-
-    from .disk_plan import stage_disk_margin
     from .targets import write_targets
 
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
                   faiss_device=args.faiss_device, queries_from=args.queries_from,
-                  disk_margin=stage_disk_margin(args.disk_margin, os.environ))
+                  disk_margin=_disk_margin(args))
 
 
 def _identity_args(p):

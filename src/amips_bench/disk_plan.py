@@ -8,9 +8,9 @@ a plan made after the encode or split stage is exact. Before that a BEIR dataset
 the unique texts its fetch stage counted (raw/manifest.json), an upper bound as texts that
 differ only in case encode to one vector; a synthetic dataset's come from its config. What
 cannot be known yet (a BEIR dataset's queries before it is fetched) is reported as unsized
-rather than guessed; the fetch stage checks its downloads and unpacked files, and the targets
-stage, the one that multiplies those queries, its own files, with `require_free` before they
-start. CSVs, JSONs, logs and figures are
+rather than guessed; the fetch stage checks its downloads and unpacked files, the encode stage
+its vectors, and the targets stage, the one that multiplies those queries, its own files, with
+`require_free` before they start. CSVs, JSONs, logs and figures are
 kilobytes and count as nothing; a link made by a `shared_*` rule costs nothing either.
 
 `amips-bench disk-plan` prints the plan per dataset and stage and, with `--check`, stops with
@@ -334,8 +334,8 @@ def require_free(folder: Path, need: int, margin: float | None, what: str) -> st
     """Refuse a stage whose files would not fit, in one line, before its long work starts: a
     run's own check can size a BEIR dataset's files only once they are fetched (a run that
     fetches them checks before), so the fetch stage checks each download, copy and unpacking,
-    and the stage that writes the queries' augmented copies checks again when it knows its row
-    counts. Returns the line to log; a `margin` of None skips the check (the config's
+    the encode stage its work files and outputs once it has counted the texts, and the stage
+    that writes the queries' augmented copies checks again when it knows its row counts. Returns the line to log; a `margin` of None skips the check (the config's
     disk_margin: null)."""
     if margin is None:
         return None

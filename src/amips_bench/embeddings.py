@@ -200,13 +200,30 @@ def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, e
     return manifest
 
 
+def encode_disk_need(n_keys: int, n_queries: int, d: int, work: Path) -> int:
+    """The disk an encode still writes at its peak, just before its work files are removed:
+    the work files (every encoded text's vector, keys and queries, less what an interrupted
+    run already wrote into `work`: the blocks its files hold) and the outputs (at most as many
+    vectors, and a map row per encoded text)."""
+    from .disk_plan import npy_bytes
+
+    vectors = npy_bytes(n_keys, d, itemsize=4) + npy_bytes(n_queries, d, itemsize=4)
+    maps = npy_bytes(n_keys, itemsize=8) + npy_bytes(n_queries, itemsize=8)
+    written = sum(f.stat().st_blocks * 512 for f in work.glob("*.npy")) if work.is_dir() else 0
+    return max(0, vectors - written) + vectors + maps
+
+
 def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: dict[str, Any],
                model: str, batch_size: int, chunk_size: int, device: str,
                query_source: str = "beir", generated_file: Path | None = None,
-               key_text: str = "title_text", encoder=None) -> dict[str, Any]:
-    """Load a BEIR folder, encode its unique passages and questions, write the contract."""
+               key_text: str = "title_text", encoder=None, disk_margin: float | None = None
+               ) -> dict[str, Any]:
+    """Load a BEIR folder, encode its unique passages and questions, write the contract. The
+    disk it needs is checked (with `disk_margin`; None: no check) once the texts are counted,
+    before any encoding: the run's own check could not count them before the fetch."""
     from .beir_data import load_texts
-    from .encode import encode_resumable, load_encoder
+    from .disk_plan import require_free
+    from .encode import encode_resumable, encoder_dimension, load_encoder
     from .io import save_text
 
     passages, queries, info = load_texts(beir_folder, query_source=query_source,
@@ -214,6 +231,12 @@ def write_beir(beir_folder: str | Path, out_dir: str | Path, *, fetch_manifest: 
     out = Path(out_dir)
     work = out / ".encode"
     encoder = encoder or load_encoder(model, device)
+    need = encode_disk_need(len(passages.texts), len(queries.texts), encoder_dimension(encoder), work)
+    checked = require_free(out, need, disk_margin,
+                           f"the vectors of {len(passages.texts):,} passages and "
+                           f"{len(queries.texts):,} questions (work files and outputs)")
+    if checked:
+        print(checked, flush=True)
     encode_resumable(passages.texts, work / "keys.npy", model_name=model, batch_size=batch_size,
                      chunk_size=chunk_size, device=device, encoder=encoder)
     encode_resumable(queries.texts, work / "queries.npy", model_name=model, batch_size=batch_size,

@@ -51,6 +51,12 @@ def texts_digest(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
+def encoder_dimension(encoder) -> int:
+    """The width of the encoder's vectors, under the method's newer name where it exists."""
+    return (encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension")
+            else encoder.get_sentence_embedding_dimension())
+
+
 def encode_resumable(texts: list[str], out_path: str | Path, *, model_name: str = OFFLINE_MODEL,
                      batch_size: int = 256, chunk_size: int = 65_536, device: str = "cpu",
                      encoder=None, progress: bool = True) -> np.ndarray:
@@ -61,8 +67,7 @@ def encode_resumable(texts: list[str], out_path: str | Path, *, model_name: str 
     if not texts:
         raise InputError(f"{out}: nothing to encode (empty text list)")
     encoder = encoder or load_encoder(model_name, device)
-    d = (encoder.get_embedding_dimension() if hasattr(encoder, "get_embedding_dimension")
-         else encoder.get_sentence_embedding_dimension())
+    d = encoder_dimension(encoder)
     identity = {"n": len(texts), "d": d, "texts_sha256": texts_digest(texts),
                 "model": model_name, "chunk_size": chunk_size}
     done = 0

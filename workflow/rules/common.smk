@@ -166,7 +166,7 @@ def report_code():
 
 # ---------------------------------------------------------------- disk
 
-# The fetch and targets stages check their own files against the free disk with the run's disk_margin,
+# The fetch, encode and targets stages check their own files against the free disk with the run's disk_margin,
 # handed on in the environment (amips_bench.disk_plan.stage_disk_margin says why not a param).
 os.environ[DISK_MARGIN_ENV] = str(config["disk_margin"]).lower()
 
