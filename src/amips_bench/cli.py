@@ -130,8 +130,7 @@ def _beir_fetch(args):
 
     origin = fetch(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
                    md5=args.md5, size=args.size_bytes, query_source=args.query_source,
-                   generated_url=args.generated_url,
-                   disk_margin=_disk_margin(args))
+                   generated_url=args.generated_url, disk_margin=_disk_margin(args))
     print(f"[beir-fetch] {args.name}: {origin['source']}; unique texts: "
           + ", ".join(f"{rule} {n:,}" for rule, n in origin["unique_texts"].items()))
 

@@ -335,8 +335,9 @@ def require_free(folder: Path, need: int, margin: float | None, what: str) -> st
     run's own check can size a BEIR dataset's files only once they are fetched (a run that
     fetches them checks before), so the fetch stage checks each download, copy and unpacking,
     the encode stage its work files and outputs once it has counted the texts, and the stage
-    that writes the queries' augmented copies checks again when it knows its row counts. Returns the line to log; a `margin` of None skips the check (the config's
-    disk_margin: null)."""
+    that writes the queries' augmented copies checks again when it knows its row counts.
+    Returns the line to log; a `margin` of None skips the check (the config's disk_margin:
+    null)."""
     if margin is None:
         return None
     free = free_bytes(folder)
