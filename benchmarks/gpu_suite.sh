@@ -16,6 +16,11 @@
 # installed with --no-deps into a private site folder and the checkout runs from src/
 # (`bash benchmarks/fetch_wheels.sh DIR` downloads them: faiss-cpu, fvcore and Snakemake with
 # their dependencies, for the GPU machine's Python).
+#
+# For a machine that limits one command's time: THROUGHPUT_PRECISIONS (default "bf16 tf32 fp32")
+# and TABLE1_PRECISIONS (default "tf32 bf16 fp32") choose and order the precisions, the
+# throughput tables are rewritten after every row (a killed phase keeps what it measured), and
+# PACK=FILE packs OUT into FILE after every phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-benchmarks/results/gpu}
@@ -80,7 +85,8 @@ EOF
       python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests_$GPU.log"
       ;;
     throughput)
-      python3 benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 --graph on off \
+      # shellcheck disable=SC2086
+      python3 benchmarks/train_throughput.py --device cuda --precision ${THROUGHPUT_PRECISIONS:-bf16 tf32 fp32} --graph on off \
         --sizes S M --clusters 1 10 --out "$OUT/train_throughput_$GPU"
       ;;
     loader)  # the host's reader processes against the steps' appetite (a 3 GB file), targets both ways
@@ -91,7 +97,7 @@ EOF
       python3 benchmarks/targets.py --device cuda --repeats 3 --out "$OUT/targets_$GPU"
       ;;
     table1)
-      for precision in tf32 fp32 bf16; do
+      for precision in ${TABLE1_PRECISIONS:-tf32 bf16 fp32}; do
         python3 -m amips_bench.cli timing --datasets quora=513000 nq=2600000 hotpotqa=5200000 \
           --sizes S M L --depth 4 --nx 3 --batch 4096 --repeats 100 --warmup 10 --precision "$precision" \
           --device cuda --out "$OUT/table1_${GPU}_$precision"
@@ -101,4 +107,7 @@ EOF
       bash benchmarks/leakage_at_scale.sh "$OUT" config/hotpotqa_scale.yaml
       ;;
   esac
+  if [ -n "${PACK:-}" ]; then
+    tar -czf "$PACK.tmp" -C "$(dirname "$OUT")" "$(basename "$OUT")" && mv "$PACK.tmp" "$PACK"
+  fi
 done

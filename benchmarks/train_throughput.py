@@ -30,6 +30,7 @@ import platform
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -192,8 +193,18 @@ def main() -> None:
                     for graph in graphs:
                         rows.append(measure(model, size, clusters, args, data, device,
                                             precision, graph))
+                        # a run cut short (a time limit) keeps every row it measured
+                        write_tables(rows, peaks, args, gemm_size, device, final=False)
     for precision in peaks:
         peaks[precision] = max(peaks[precision], gemm_peak(device, precision, gemm_size))
+    write_tables(rows, peaks, args, gemm_size, device, final=True)
+
+
+def write_tables(rows: list[dict], peaks: dict[str, float], args, gemm_size: int,
+                 device: torch.device, final: bool) -> None:
+    """The Markdown table (printed when final) and, with --out, STEM.md and STEM.csv, each
+    written whole to a temporary name and renamed."""
+    gpu = device.type == "cuda"
     if gpu:
         name = torch.cuda.get_device_name(device)
         driver = torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version") else ""
@@ -227,15 +238,22 @@ def main() -> None:
             f"| {1e3 * r['step_s']:.2f} | {r['samples_per_s']:,.0f} "
             f"| {r['flop_per_step'] / 1e9:.1f} | {r['achieved_flops'] / 1e12:.2f} "
             f"| {r['pct_of_own_peak']:.0f} % | {bf16} | {syncs} |")
+    if not final:
+        lines.insert(1, f"\nPartial: {len(rows)} rows so far; the peaks are those measured before "
+                        f"the models only.")
     text = "\n".join(lines) + "\n"
-    print(text)
+    print(text if final else lines[-1], flush=True)
     if args.out:
-        with open(args.out + ".md", "w") as f:
-            f.write(text)
-        with open(args.out + ".csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        for suffix in (".md", ".csv"):
+            tmp = Path(args.out + suffix + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                if suffix == ".md":
+                    f.write(text)
+                else:
+                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    writer.writeheader()
+                    writer.writerows(rows)
+            tmp.replace(args.out + suffix)
 
 
 if __name__ == "__main__":
