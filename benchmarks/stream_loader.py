@@ -13,8 +13,8 @@ same epoch, twice:
 - cold: the file's pages are dropped from the page cache first (posix_fadvise DONTNEED), so
   every row is a random read from the disk (where the file is larger than the batches touch).
 
-The last table sets the median warm rate beside the samples/s of the committed H100 training
-steps (benchmarks/results/train_throughput_h100.csv, CUDA graph on): a model is fed where
+The last table sets the median warm rate beside the samples/s of the committed H200 training
+steps (benchmarks/results/train_throughput_h200.csv, CUDA graph on): a model is fed where
 the readers deliver at least that. The readers' rate is this machine's, not the GPU host's.
 Training caps the reader processes at one per usable core; this script times the counts asked.
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from paper_cost import DEFAULT_TABLE, load_rates  # the committed H100 steps, as paper_cost reads them
+from paper_cost import DEFAULT_TABLE, load_rates  # the committed GPU steps, as paper_cost reads them
 
 from amips_bench.config import schema_defaults
 from amips_bench.evaluation import StreamedSplit
@@ -159,7 +159,7 @@ def main() -> None:
     warm = [r for r in results if r["cache"] == "warm" and r["targets"] == fed_from]
     steps = [r for r in load_rates(DEFAULT_TABLE) if r["cuda_graph"]] if DEFAULT_TABLE.exists() else []
     if steps and warm:
-        lines += ["", "rows/s a training step consumes on the H100 (CUDA graph; committed table) and the fewest "
+        lines += ["", "rows/s a training step consumes on the committed GPU table's device (CUDA graph) and the fewest "
                   f"reader processes measured here that deliver them from the page cache (targets from {fed_from}):", "",
                   "| model | c | size | precision | step rows/s | fed by |", "|---|---:|---|---|---:|---|"]
         for s in steps:

@@ -18,7 +18,7 @@ PyTorch reported there (0 means the host never waits for the GPU inside a step).
 
     python benchmarks/train_throughput.py                        # CPU: KeyNet and SupportNet, S and M
     python benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 \
-        --clusters 1 10 --out benchmarks/results/train_throughput_h100
+        --clusters 1 10 --out benchmarks/results/train_throughput_h200
 """
 
 from __future__ import annotations

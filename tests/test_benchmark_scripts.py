@@ -63,6 +63,66 @@ def test_train_throughput_writes_a_row_per_model_size_and_cluster_count(tmp_path
     assert Path(f"{stem}.md").read_text().count("\n| keynet") == 4
 
 
+def test_train_throughput_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatch):
+    """A run stopped part-way (a machine's time limit) leaves every row it had measured in its
+    CSV and Markdown table, marked partial, and no temporary file."""
+    throughput = benchmark_script("train_throughput")
+    measured = []
+
+    def measure_then_stop(*args, **kwargs):
+        if len(measured) == 2:
+            raise KeyboardInterrupt  # what a kill looks like from inside the loop
+        measured.append(throughput_measure(*args, **kwargs))
+        return measured[-1]
+
+    throughput_measure = throughput.measure
+    monkeypatch.setattr(throughput, "measure", measure_then_stop)
+    stem = tmp_path / "tp"
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--n-keys", "20000", "--d", "32",
+                                      "--sizes", "XS", "--clusters", "1", "3", "--batch", "16",
+                                      "--steps", "1", "--blocks", "1", "--warmup", "0",
+                                      "--gemm-size", "64", "--out", str(stem)])
+    with pytest.raises(KeyboardInterrupt):
+        throughput.main()
+    rows = list(csv.DictReader(open(f"{stem}.csv")))
+    assert [(r["model"], r["clusters"]) for r in rows] == [("keynet", "1"), ("supportnet", "1")]
+    assert [float(r["step_s"]) for r in rows] == [m["step_s"] for m in measured]
+    text = Path(f"{stem}.md").read_text()
+    assert "Partial: 2 rows so far" in text and text.count("\n| keynet") == 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_table1_precisions_joins_each_precision_beside_the_paper(tmp_path):
+    """The per-precision Table 1 files of one GPU become one CSV (every row) and one Markdown
+    table with a score and a grad/score column per precision; tables of other rows are refused."""
+    fields = ["dataset", "n_keys", "size", "model", "width", "score_median_s", "grad_over_score",
+              "paper_score_s", "paper_grad_over_score", "device", "precision"]
+    keys = [("quora", "S", "supportnet"), ("quora", "S", "keynet"), ("nq", "M", "keynet")]
+    for i, precision in enumerate(("tf32", "bf16")):
+        with open(tmp_path / f"table1_g1_{precision}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for j, (dataset, size, model) in enumerate(keys):
+                writer.writerow({"dataset": dataset, "n_keys": 513000, "size": size, "model": model,
+                                 "width": 100 + j, "score_median_s": 0.001 * (j + 1) * (i + 1),
+                                 "grad_over_score": 1.5 + j + i / 10, "paper_score_s": 0.002,
+                                 "paper_grad_over_score": 1.87, "device": "GPU One",
+                                 "precision": precision})
+    run = _run([sys.executable, "benchmarks/table1_precisions.py", str(tmp_path), "g1"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "table1_g1.csv")))
+    assert [r["precision"] for r in rows] == ["tf32"] * 3 + ["bf16"] * 3
+    table = [line for line in (tmp_path / "table1_g1.md").read_text().splitlines()
+             if line.startswith("| quora") or line.startswith("| nq")]
+    assert table[2] == "| nq (513,000) | M | keynet | 102 | 0.002 | 0.003 | 0.006 | 1.87 | 3.50 | 3.60 |"
+    assert len(table) == 3 and "on one GPU One" in (tmp_path / "table1_g1.md").read_text()
+    with open(tmp_path / "table1_g1_fp32.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+    run = _run([sys.executable, "benchmarks/table1_precisions.py", str(tmp_path), "g1"])
+    assert run.returncode != 0 and "table1_g1_fp32.csv has other rows" in run.stderr
+
+
 def test_targets_benchmark_finds_the_same_top_keys_as_faiss():
     run = _run([sys.executable, "benchmarks/targets.py", "--quick"])
     assert run.returncode == 0, run.stderr[-2000:]
@@ -91,7 +151,7 @@ def test_table1_phase_command_times_every_dataset_size_and_model(tmp_path):
 
 def test_stream_loader_times_every_reader_count_warm_and_cold(tmp_path):
     """The loader phase's script on the CPU: a row per page-cache state, place of the targets
-    and reader count, each a positive rate, and the committed H100 steps set beside them."""
+    and reader count, each a positive rate, and the committed GPU steps set beside them."""
     stem = tmp_path / "loader"
     run = _run([sys.executable, "benchmarks/stream_loader.py", "--rows", "40000", "--d", "32",
                 "--batch", "256", "--batches", "3", "--readers", "0", "2", "--targets", "disk", "memory",

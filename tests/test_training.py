@@ -259,3 +259,25 @@ def test_reader_processes_are_at_most_one_per_usable_core(requested, cores, used
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert reader_processes(requested) == used
+
+
+def test_a_refused_capture_is_logged_by_its_first_error_and_where_it_was_issued():
+    """CUDA reports a refused capture at its end as 'a previous error during capture'; the log
+    names the error that came first and the line that issued it (in this package and innermost)."""
+    from amips_bench.training import capture_refusal
+
+    def step_body():
+        raise RuntimeError("CUDA error: operation would make the legacy stream depend on a "
+                           "capturing blocking stream\nSearch for `cudaErrorStreamCaptureImplicit'")
+
+    try:
+        try:
+            step_body()
+        finally:  # what leaving torch.cuda.graph does after a failed body
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+    except RuntimeError as err:
+        line = capture_refusal(err)
+    assert line.startswith("CUDA error: operation would make the legacy stream depend on a "
+                           "capturing blocking stream at ")
+    assert "\n" not in line and line.endswith(" step_body")
+    assert capture_refusal(RuntimeError("plain")) == "plain"  # no traceback: the message alone

@@ -17,6 +17,7 @@ import contextlib
 import gc
 import os
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -144,25 +145,16 @@ class StreamedBatches:
             self._readers.close()
 
 
-_AUTOGRAD_PRIMED: set[int] = set()
-
-
-def prime_autograd_on_default_stream(device: torch.device) -> None:
-    """Run one tiny eager forward and backward on the device's default stream, once per process.
-
-    Seen with torch 2.11 on an H100: the first CUDA-graph capture of a training step in a
-    process was refused ("operation would make the legacy stream depend on a capturing blocking
-    stream") whenever no backward had yet run on the default stream, while every capture made
-    after an eager step succeeded; a primer that itself ran on a side stream did not help. This
-    one runs where eager steps run, before any capture (tests/test_gpu.py captures first).
-    """
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index in _AUTOGRAD_PRIMED:
-        return
-    _AUTOGRAD_PRIMED.add(index)
-    weight = torch.ones(8, 8, device=device, requires_grad=True)  # no random init: no RNG drawn
-    (torch.ones(4, 8, device=device) @ weight).square().sum().backward()
-    torch.cuda.synchronize(device)  # its graph is freed on return; the capture collects next
+def capture_refusal(err: BaseException) -> str:
+    """What refused a capture, for the log: the first error (CUDA reports the rest as 'a
+    previous error during capture') and the innermost line of Python that issued it."""
+    first = err
+    while first.__context__ is not None and isinstance(first.__context__, RuntimeError):
+        first = first.__context__
+    frames = traceback.extract_tb(first.__traceback__)
+    ours = [f for f in frames if Path(f.filename).parent == Path(__file__).parent]
+    lines = dict.fromkeys(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in ours[-1:] + frames[-1:])
+    return str(first).splitlines()[0] + (f" at {' → '.join(lines)}" if lines else "")
 
 
 class Trainer:
@@ -324,7 +316,6 @@ class Trainer:
         Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
         steps are the run's steps, as in eager mode.
         """
-        prime_autograd_on_default_stream(self.device)
         if self.batches is not None:
             self.batches.settle()  # no pinned allocation on the loader thread during capture
         gc.collect()  # drop stale autograd graphs (of any model) before capturing
@@ -346,13 +337,21 @@ class Trainer:
             with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
                 self._step_body(*self._static)          # gradient accumulators match it
         except RuntimeError as err:
-            # a refused capture (see prime_autograd_on_default_stream) costs speed, not
-            # results: the same step runs eagerly, from the state the warm-up started at
+            # a refused capture costs speed, not results: the same step runs eagerly, from
+            # the state the warm-up started at. Seen with torch 2.11 on an H100 and an H200:
+            # the first capture of a process is refused ("operation would make the legacy
+            # stream depend on a capturing blocking stream"), later ones in it are taken; an
+            # eager backward on the default stream before it, an eager step of the same
+            # trainer, relaxed or thread-local capture modes and eager module loading did not
+            # change that (tests/test_gpu.py::test_cuda_graph_steps_equal_eager_steps)
+            cause = capture_refusal(err)
+            del err  # its traceback holds the failed step's autograd graph
+            gc.collect()
             torch.cuda.synchronize(self.device)
             self._restore(core, saved_core, saved_state)
             self.use_graph = False
-            print(f"[train] CUDA graph capture refused ({str(err).splitlines()[0]}); "
-                  f"training continues without it", flush=True)
+            print(f"[train] CUDA graph capture refused ({cause}); training continues without it",
+                  flush=True)
             return
         self._graph = graph
 
