@@ -47,7 +47,10 @@ def main() -> None:
             writer.writerows(rows)
     tmp.replace(out_csv)
 
-    device = first[0]["device"]
+    r0 = first[0]
+    device = r0["device"]
+    datasets = " ".join(dict.fromkeys(f"{r['dataset']}={r['n_keys']}" for r in first))
+    sizes = " ".join(dict.fromkeys(r["size"] for r in first))
     environment = Path(args.environment).read_text().strip().replace("\n", ". ") if args.environment else ""
     precisions = list(tables)
     head = ("| dataset (n) | size | model | width | paper score (s) | "
@@ -55,12 +58,13 @@ def main() -> None:
             + " | paper grad/score | " + " | ".join(precisions) + " |")
     lines = [f"# Table 1 at the paper's key counts on one {device}", "",
              *([f"Device, driver and software: {environment}.", ""] if environment else []),
-             f"Made by `amips-bench timing --datasets quora=513000 nq=2600000 hotpotqa=5200000 --sizes S M L "
-             f"--depth 4 --nx 3 --batch 4096 --repeats 100 --warmup 10 --precision P --device cuda` for P in "
-             f"{', '.join(precisions)} (`benchmarks/gpu_suite.sh`, phase table1), joined by "
-             f"`python benchmarks/table1_precisions.py`. Widths by the paper's rule (eq. 3.3); median of "
-             f"100 runs after 10 warm-ups, score and grad timed in alternation; grad/score is the median "
-             f"of the per-pair ratios. IQRs: `table1_{args.gpu}_P.md`; all rows: `table1_{args.gpu}.csv`.",
+             f"Made by `amips-bench timing --datasets {datasets} --sizes {sizes} --depth {r0['depth']} "
+             f"--nx {r0['n_x']} --batch {r0['batch']} --repeats {r0['repeats']} --warmup {r0['warmup']} "
+             f"--precision P --device cuda` for P in {', '.join(precisions)} (`benchmarks/gpu_suite.sh`, "
+             f"phase table1), joined by `python benchmarks/table1_precisions.py`. Widths by the "
+             f"{r0['width_rule']} rule; median of {r0['repeats']} runs after {r0['warmup']} warm-ups, score "
+             f"and grad timed in alternation; grad/score is the median of the per-pair ratios. IQRs: "
+             f"`table1_{args.gpu}_P.md`; all rows: `table1_{args.gpu}.csv`.",
              "",
              "The paper names neither its GPU nor its precision (its HotpotQA L KeyNet score implies "
              "115 TFLOP/s, beyond IEEE float32 on a GPU of this class): tf32 and bf16 are the comparable "

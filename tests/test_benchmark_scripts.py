@@ -95,8 +95,9 @@ def test_train_throughput_keeps_the_rows_of_a_run_cut_short(tmp_path, monkeypatc
 def test_table1_precisions_joins_each_precision_beside_the_paper(tmp_path):
     """The per-precision Table 1 files of one GPU become one CSV (every row) and one Markdown
     table with a score and a grad/score column per precision; tables of other rows are refused."""
-    fields = ["dataset", "n_keys", "size", "model", "width", "score_median_s", "grad_over_score",
-              "paper_score_s", "paper_grad_over_score", "device", "precision"]
+    fields = ["dataset", "n_keys", "size", "model", "depth", "n_x", "width", "width_rule", "batch",
+              "score_median_s", "grad_over_score", "paper_score_s", "paper_grad_over_score",
+              "repeats", "warmup", "device", "precision"]
     keys = [("quora", "S", "supportnet"), ("quora", "S", "keynet"), ("nq", "M", "keynet")]
     for i, precision in enumerate(("tf32", "bf16")):
         with open(tmp_path / f"table1_g1_{precision}.csv", "w", newline="") as f:
@@ -104,7 +105,9 @@ def test_table1_precisions_joins_each_precision_beside_the_paper(tmp_path):
             writer.writeheader()
             for j, (dataset, size, model) in enumerate(keys):
                 writer.writerow({"dataset": dataset, "n_keys": 513000, "size": size, "model": model,
-                                 "width": 100 + j, "score_median_s": 0.001 * (j + 1) * (i + 1),
+                                 "depth": 4, "n_x": 3, "width": 100 + j, "width_rule": "paper",
+                                 "batch": 4096, "repeats": 100, "warmup": 10,
+                                 "score_median_s": 0.001 * (j + 1) * (i + 1),
                                  "grad_over_score": 1.5 + j + i / 10, "paper_score_s": 0.002,
                                  "paper_grad_over_score": 1.87, "device": "GPU One",
                                  "precision": precision})
@@ -115,7 +118,10 @@ def test_table1_precisions_joins_each_precision_beside_the_paper(tmp_path):
     table = [line for line in (tmp_path / "table1_g1.md").read_text().splitlines()
              if line.startswith("| quora") or line.startswith("| nq")]
     assert table[2] == "| nq (513,000) | M | keynet | 102 | 0.002 | 0.003 | 0.006 | 1.87 | 3.50 | 3.60 |"
-    assert len(table) == 3 and "on one GPU One" in (tmp_path / "table1_g1.md").read_text()
+    text = (tmp_path / "table1_g1.md").read_text()
+    assert len(table) == 3 and "on one GPU One" in text
+    assert ("`amips-bench timing --datasets quora=513000 nq=513000 --sizes S M --depth 4 --nx 3 "
+            "--batch 4096 --repeats 100 --warmup 10 --precision P --device cuda` for P in tf32, bf16") in text
     with open(tmp_path / "table1_g1_fp32.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
