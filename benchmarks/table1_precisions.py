@@ -12,6 +12,8 @@ import argparse
 import csv
 from pathlib import Path
 
+from amips_bench.io import save_csv, save_text
+
 PRECISIONS = ("tf32", "bf16", "fp32")
 
 
@@ -38,14 +40,7 @@ def main() -> None:
             raise SystemExit(f"table1_precisions: table1_{args.gpu}_{p}.csv has other rows than "
                              f"table1_{args.gpu}_{next(iter(tables))}.csv")
 
-    out_csv = folder / f"table1_{args.gpu}.csv"
-    tmp = out_csv.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(first[0]))
-        writer.writeheader()
-        for rows in tables.values():
-            writer.writerows(rows)
-    tmp.replace(out_csv)
+    save_csv(folder / f"table1_{args.gpu}.csv", [r for rows in tables.values() for r in rows])
 
     r0 = first[0]
     device = r0["device"]
@@ -77,10 +72,7 @@ def main() -> None:
         lines.append(f"| {row['dataset']} ({int(row['n_keys']):,}) | {row['size']} | {row['model']} "
                      f"| {row['width']} | {float(row['paper_score_s']):.3g} | {scores} "
                      f"| {float(row['paper_grad_over_score']):.2f} | {ratios} |")
-    out_md = folder / f"table1_{args.gpu}.md"
-    tmp = out_md.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out_md)
+    save_text(folder / f"table1_{args.gpu}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

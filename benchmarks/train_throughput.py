@@ -24,18 +24,17 @@ PyTorch reported there (0 means the host never waits for the GPU inside a step).
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import platform
 import statistics
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from amips_bench.evaluation import DatasetTensors, SplitData
+from amips_bench.io import save_csv, save_text
 from amips_bench.models import ModelSpec
 from amips_bench.settings import TrainConfig
 from amips_bench.targets import ClusterLayout, full_fp32_matmul
@@ -244,16 +243,8 @@ def write_tables(rows: list[dict], peaks: dict[str, float], args, gemm_size: int
     text = "\n".join(lines) + "\n"
     print(text if final else lines[-1], flush=True)
     if args.out:
-        for suffix in (".md", ".csv"):
-            tmp = Path(args.out + suffix + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                if suffix == ".md":
-                    f.write(text)
-                else:
-                    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    writer.writeheader()
-                    writer.writerows(rows)
-            tmp.replace(args.out + suffix)
+        save_text(args.out + ".md", text)
+        save_csv(args.out + ".csv", rows)
 
 
 if __name__ == "__main__":
