@@ -145,6 +145,22 @@ def test_defaults_are_filled_and_runs_round_trip():
     assert parse_run("supportnet_XS_L8_nx2_c10_res_clip_s3").convexity == "clip"
 
 
+def test_supportnet_run_names_carry_convexity_and_init_and_keynets_neither():
+    """Every SupportNet convexity × init gets its own folder name and parses back to itself;
+    a KeyNet's name ignores the SupportNet-only settings (one KeyNet per grid point)."""
+    grid = [{"model": ["supportnet", "keynet"], "size": ["S"], "convexity": ["none", "penalty", "clip"],
+             "init": ["principled", "official", "plain", "unit_variance"]}]
+    config = prepare({"datasets": {"d": {"grid": grid}}}, SCHEMA)
+    runs = expand_grid(config["datasets"]["d"], config["seeds"])
+    support = [r for r in runs if r.model == "supportnet"]
+    assert len(support) == 12 and len({r.name for r in support}) == 12
+    assert all(parse_run(r.name) == r for r in runs)
+    assert [r.name for r in runs if r.model == "keynet"] == ["keynet_S_L4_nx3_c1_s0"]
+    names = {r.name for r in support}
+    assert {"supportnet_S_L4_nx3_c1_s0", "supportnet_S_L4_nx3_c1_pen_s0",
+            "supportnet_S_L4_nx3_c1_clip_iofficial_s0", "supportnet_S_L4_nx3_c1_iunit_variance_s0"} <= names
+
+
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
 def test_the_order_of_keys_in_a_file_does_not_change_the_completed_config(name):
     """Snakemake records a rule's params by their repr, dict order included: keys reordered in
@@ -199,6 +215,8 @@ def test_settings_dataclasses_take_the_schema_defaults():
     for key, value in ds["train"].items():
         if key.startswith("lambda_"):
             assert getattr(weights, key.removeprefix("lambda_")) == value, key
+        elif key == "key_reduction":  # a setting of the loss, carried by LossWeights
+            assert weights.key_reduction == value
         else:
             assert getattr(cfg, key) == value, key
     synthetic = SyntheticParams()
@@ -215,7 +233,8 @@ def test_a_hand_run_train_parses_to_the_schema_defaults():
     train = prepare({"datasets": {"d": {}}}, SCHEMA)["datasets"]["d"]["train"]
     for key, value in train.items():
         assert getattr(args, key) == value, key
-    assert TrainConfig(**{k: v for k, v in train.items() if not k.startswith("lambda_")})
+    assert TrainConfig(**{k: v for k, v in train.items()
+                          if not k.startswith("lambda_") and k != "key_reduction"})
     flipped = build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model",
                                          "keynet", "--size", "S", "--depth", "4", "--nx", "3",
                                          "--no-cuda-graph"])

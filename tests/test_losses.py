@@ -46,7 +46,7 @@ def test_losses_equal_the_papers_equations_by_hand(kind):
     """SupportNet: λ_score·mean (f − σ)² + λ_grad·mean ||∇f − y*||² with ∇f by finite
     differences; KeyNet: λ_key·mean ||F − y*||² + λ_consist·mean (<F, x> − σ)²."""
     model = _model(kind)
-    weights = LossWeights(score=0.01, grad=1.0, key=1.0, consist=0.01, convex=0.0)
+    weights = LossWeights(score=0.01, grad=1.0, key=1.0, consist=0.01, convex=0.0, key_reduction="sum")
     y_star, sigma = _targets()
     x = torch.from_numpy(X)
     loss, parts = compute_loss(model, x, torch.from_numpy(y_star)[:, None, :],
@@ -89,3 +89,38 @@ def test_the_double_backward_reaches_the_parameters():
         down = compute_loss(model, *args)[0].item()
         weight.data[index] += eps
         assert float(weight.grad[index]) == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["supportnet", "keynet"])
+def test_mean_key_reduction_averages_the_key_term_over_coordinates_by_hand(kind):
+    """key_reduction "mean" (the official code's squared_error(pred, target).mean()): the key
+    term is the mean over queries, clusters and the d = 2 coordinates, i.e. the summed term / d,
+    while the score / consistency term is unchanged."""
+    model = _model(kind)
+    y_star, sigma = _targets()
+    x = torch.from_numpy(X)
+    args = (x, torch.from_numpy(y_star)[:, None, :], torch.from_numpy(sigma)[:, None])
+    _, summed = compute_loss(model, *args, LossWeights(convex=0.0, key_reduction="sum"))
+    loss, meaned = compute_loss(model, *args, LossWeights(score=0.01, grad=1.0, key=1.0,
+                                                          consist=0.01, convex=0.0,
+                                                          key_reduction="mean"))
+    with torch.no_grad():
+        if kind == "supportnet":
+            keys = np.stack([_numeric_grad(lambda v: float(model(torch.from_numpy(v[None]))[0, 0]), v)
+                             for v in X])
+            values = model(x).numpy()[:, 0]
+        else:
+            keys = model(x).numpy()[:, 0, :]
+            values = np.sum(keys * X, axis=1)
+    key_term = np.mean((keys - y_star) ** 2)  # over 4 queries × 2 coordinates
+    score_term = np.mean((values - sigma) ** 2)
+    key_name, score_name = ("grad_loss", "score_loss") if kind == "supportnet" else ("key_loss", "consist_loss")
+    assert meaned[key_name].item() == pytest.approx(key_term, rel=1e-5)
+    assert meaned[key_name].item() == pytest.approx(summed[key_name].item() / 2, rel=1e-9)
+    assert meaned[score_name].item() == pytest.approx(summed[score_name].item(), rel=1e-12)
+    assert loss.item() == pytest.approx(1.0 * key_term + 0.01 * score_term, rel=1e-5)
+
+
+def test_an_unknown_key_reduction_is_refused_by_name():
+    with pytest.raises(Exception, match="train.key_reduction: unknown reduction 'median'"):
+        LossWeights(key_reduction="median")

@@ -178,3 +178,91 @@ def test_keynet_keys_are_the_trunk_outputs_in_cluster_order():
 def test_bad_model_specs(kw, message):
     with pytest.raises(InputError, match=message):
         _spec(**kw)
+
+
+def _shipped_supportnet_shapes() -> list[tuple[int, str, int, int, int]]:
+    """(n_keys, size, depth, n_x, c) of every SupportNet the quick config trains, and of the
+    paper config's at FIQA's key count at depths 8 and 16: the shapes whose units must live."""
+    from pathlib import Path
+
+    import yaml
+
+    from amips_bench.config import dataset_n_keys, expand_grid, prepare
+
+    root = Path(__file__).resolve().parents[1]
+    shapes = set()
+    for name, only in (("config.yaml", None), ("paper.yaml", "fiqa")):
+        config = prepare(yaml.safe_load((root / "config" / name).read_text()))
+        for dataset, ds in config["datasets"].items():
+            if only and dataset != only:
+                continue
+            for run in expand_grid(ds, config["seeds"]):
+                if run.model == "supportnet" and (only is None or run.depth > 4):
+                    shapes.add((dataset_n_keys(ds), run.size, run.depth, run.n_x, run.clusters))
+    # the quick grid's sizes XS–M at depth 8 too (the quick config trains depth 8 KeyNets only)
+    shapes |= {(20_000, size, 8, n_x, 1) for size in ("XS", "S", "M") for n_x in (7, 2)}
+    return sorted(shapes)
+
+
+def _unit_norm_inputs(n: int = 1024, d: int = 384) -> dict[str, torch.Tensor]:
+    """Isotropic unit vectors, and unit vectors in a cone around one direction (cosine ≈ 0.3
+    to it, as the quick data's queries and MiniLM's, whose mean has norm ≈ 0.25)."""
+    gen = torch.Generator().manual_seed(123)
+    iso = torch.randn(n, d, generator=gen)
+    axis = torch.randn(1, d, generator=gen)
+    cone = axis / axis.norm() + 3 * torch.randn(n, d, generator=gen) / d ** 0.5
+    return {name: x / x.norm(dim=-1, keepdim=True) for name, x in (("isotropic", iso), ("cone", cone))}
+
+
+def test_a_fresh_supportnet_of_every_shipped_shape_has_live_hidden_units():
+    """25–75 % positive pre-activations in every hidden layer on isotropic unit-norm inputs
+    (15–85 % on inputs in a cone, as real queries are), for every
+    SupportNet shape of the shipped configs under the default (principled) initialisation;
+    the earlier initialisation (Hoedt's bias for unit-variance inputs) kills every unit of
+    layers 2..L on the same inputs, so this test fails on it."""
+    shapes = _shipped_supportnet_shapes()
+    assert {depth for _, _, depth, _, _ in shapes} >= {4, 8, 16}
+    inputs = _unit_norm_inputs()
+    for n_keys, size, depth, n_x, c in shapes:
+        # the old initialisation is shown dead on the quick shapes (it is so on every shape)
+        for init in ("principled", "unit_variance") if n_keys == 20_000 else ("principled",):
+            torch.manual_seed(0)
+            spec = ModelSpec(model="supportnet", d=384, n_keys=n_keys, size=size, depth=depth,
+                             n_x=n_x, n_clusters=c, init=init)
+            trunk = SupportNet(spec).trunk
+            for name, x in inputs.items():
+                live = trunk.live_fractions(x)
+                assert len(live) == depth
+                # a narrow deep net drifts on concentrated inputs (width 32, depth 16: up to
+                # 0.77 in layer 12 for one seed), so the cone gets a wider band
+                low, high = (0.25, 0.75) if name == "isotropic" else (0.15, 0.85)
+                if init == "principled":
+                    assert all(low <= f <= high for f in live), (spec.name, spec.width, name, live)
+                else:
+                    assert max(live[1:]) < 0.25, (spec.name, name, live)
+    assert ModelSpec.init == "principled"
+
+
+def test_live_fractions_count_positive_pre_activations_by_hand():
+    """Layer 1's pre-activation is W0 x + b0: its positive share, counted by hand."""
+    torch.manual_seed(1)
+    spec = ModelSpec(model="keynet", d=16, n_keys=10, size="M", depth=3, n_x=2, width=8)
+    trunk = KeyNet(spec).trunk
+    x = torch.randn(64, 16)
+    pre1 = x @ trunk.input_proj.weight[:8].T + trunk.bias0
+    assert trunk.live_fractions(x)[0] == pytest.approx(float((pre1 > 0).float().mean()))
+    with torch.no_grad():
+        trunk.bias0.fill_(-1e3)
+    assert trunk.live_fractions(x)[0] == 0.0
+
+
+@pytest.mark.parametrize("init", ["principled", "official", "plain", "unit_variance"])
+def test_every_initialisation_starts_with_non_negative_w_z(init):
+    """Every SupportNet initialisation starts convex (W^z ≥ 0); `official` puts a positive bias
+    on the hidden layers and none on the output, as ott-jax's fixed-point initialiser."""
+    torch.manual_seed(0)
+    model = SupportNet(_spec(init=init, convexity="none"))
+    assert model.negative_fraction() == 0.0
+    if init == "official":
+        assert all(float(layer.bias.min()) > 0 for layer in model.trunk.hidden)
+        assert float(model.trunk.out.bias.abs().max()) == 0.0

@@ -287,3 +287,30 @@ def test_the_provenance_names_every_device_that_made_a_reported_number(tmp_path)
     write_report(tmp_path / "r", res, config_hash="x", seeds=[0], figures=[])
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert prov["devices"] == ["cpu:AMD EPYC (2 threads)", "cuda:NVIDIA H100"]
+
+
+def test_the_report_flags_a_model_with_mostly_dead_units_and_names_its_conventions(tmp_path):
+    """A model whose smallest live-unit fraction is under 5 % is flagged by name; one at 5 %
+    or more is not; the conventions each run recorded are listed."""
+    from amips_bench.report import training_section
+
+    metrics, histories = _erel_runs(tmp_path, "quick", [("S", 0, -0.5, -0.5), ("M", 0, -0.6, -0.6)])
+    for path, live, init in zip(metrics, [0.049, 0.05], ["unit_variance", "principled"]):
+        m = json.loads(Path(path).read_text())
+        m.update({"model": "supportnet", "live_min": live, "convexity": "penalty", "init": init,
+                  "key_reduction": "sum", "ema_warmup": False})
+        Path(path).write_text(json.dumps(m))
+    res = Results.load(metrics=metrics, histories=histories, routing=[], ivf=[], ood=[],
+                       table1=None, kinds={"quick": "synthetic"})
+    text = training_section(res)
+    assert "1 of 2 models" in text and "⚠ mostly dead units" in text
+    flagged = [line for line in text.splitlines() if "mostly dead units" in line and "|" in line]
+    assert len(flagged) == 1 and "_S_" in flagged[0] and "0.049" in flagged[0]
+    assert "unit_variance" in text and "principled" in text and "penalty" in text
+    # all live: no flag, the smallest fraction is named
+    for path in metrics:
+        m = json.loads(Path(path).read_text())
+        Path(path).write_text(json.dumps({**m, "live_min": 0.4}))
+    res = Results.load(metrics=metrics, histories=histories, routing=[], ivf=[], ood=[],
+                       table1=None, kinds={"quick": "synthetic"})
+    assert "⚠" not in training_section(res) and "smallest: 0.400" in training_section(res)

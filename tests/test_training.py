@@ -45,15 +45,19 @@ def test_lr_schedule_and_ema_scaling():
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # cosine decays monotonically
 
 
-def test_ema_weights_equal_their_closed_form(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_weights_equal_their_closed_form(tiny_dataset, tmp_path, warmup):
     """After k steps with decays d_1..d_k, EMA = Π d_i · θ_0 + Σ_i (1 − d_i) Π_{j>i} d_j · θ_i,
-    summed in float64 from the recorded weights θ_i, the decays from the schedule."""
+    summed in float64 from the recorded weights θ_i. With warm-up d_t = min(d, (1+t)/(10+t));
+    without (ema_warmup false, the official code) every d_t is the fixed d = 0.999^(64/128)."""
     data = load_dataset(tiny_dataset, 1, DEVICE)
-    trainer = Trainer(_spec("keynet"), data, _cfg(), tmp_path, DEVICE)
+    trainer = Trainer(_spec("keynet"), data, _cfg(ema_warmup=warmup), tmp_path, DEVICE)
     theta = [[p.detach().double().clone() for p in trainer.params]]
     decays = []
-    for _ in range(12):
-        decays.append(trainer.cfg.ema_decay_at(trainer.step))
+    fixed = 0.999 ** (64 / 128)
+    for t in range(12):
+        decays.append(min(fixed, (1 + t) / (10 + t)) if warmup else fixed)
+        assert trainer.cfg.ema_decay_at(trainer.step) == pytest.approx(decays[-1])
         trainer.train_step()
         theta.append([p.detach().double().clone() for p in trainer.params])
     for n, ema in enumerate(trainer.ema_params):
@@ -157,6 +161,42 @@ def test_training_reduces_validation_e_rel(tiny_dataset, tmp_path, model, c):
         chosen = predict_scores(ema, test.queries).argmax(dim=1).numpy()
         expected = float((chosen == true_clusters(test, data.keys)).mean())
         assert metrics["test"]["routing@1"] == pytest.approx(expected)
+
+
+def test_live_unit_fractions_are_recorded_at_every_evaluation_and_at_the_end(tiny_dataset, tmp_path):
+    """live_l1..live_lL and live_min in every history row and in metrics.json: the positive
+    share of each hidden layer's pre-activations of the EMA model on validation queries,
+    recomputed here from the saved model."""
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    metrics = Trainer(_spec("supportnet"), data, _cfg(steps=40, eval_every=20), tmp_path, DEVICE).run()
+    history = pd.read_csv(tmp_path / "history.csv")
+    layers = [f"live_l{i}" for i in range(1, 5)]
+    assert len(history) == 3 and history[layers + ["live_min"]].notna().all().all()
+    assert (history.live_min == history[layers].min(axis=1)).all()
+    ema, _ = load_model(tmp_path / "model.pt")
+    val = data.splits["val"].queries
+    by_hand = [float((pre > 0).float().mean()) for pre, _ in ema.trunk.hidden_states(val)]
+    assert metrics["live_fractions"] == pytest.approx(by_hand)
+    assert metrics["live_min"] == pytest.approx(min(by_hand))
+    assert list(history[layers].iloc[-1]) == pytest.approx(by_hand)
+    assert metrics["convexity"] == "none" and metrics["init"] == "principled"
+    assert metrics["key_reduction"] == "mean" and metrics["ema_warmup"] is True
+
+
+def test_an_unconstrained_supportnet_can_end_with_negative_w_z(tiny_dataset, tmp_path):
+    """convexity none (the official identity rectifier): W^z starts non-negative and is then
+    trained freely, so some weights cross zero; clip keeps every one ≥ 0 under the same steps."""
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    fractions = {}
+    for mode in ("none", "clip"):
+        spec = ModelSpec(model="supportnet", d=32, n_keys=3000, size="M", depth=4, n_x=1,
+                         convexity=mode)
+        trainer = Trainer(spec, data, _cfg(steps=60, lr_at_128=1e-2), tmp_path / mode, DEVICE)
+        assert trainer.model.negative_fraction() == 0.0
+        for _ in range(60):
+            trainer.train_step()
+        fractions[mode] = trainer.model.negative_fraction()
+    assert fractions["none"] > 0.0 and fractions["clip"] == 0.0
 
 
 def test_targets_for_other_keys_are_refused(tiny_dataset, tmp_path):

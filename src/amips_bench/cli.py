@@ -267,7 +267,8 @@ def _identity(args):
 
 
 def _train_args(p):
-    from .settings import LossWeights, TrainConfig
+    from .models import CONVEXITY_MODES, INITS, ModelSpec
+    from .settings import KEY_REDUCTIONS, LossWeights, TrainConfig
 
     p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
     p.add_argument("--out", required=True, help="model folder to write (model.pt, history.csv, metrics.json)")
@@ -277,14 +278,16 @@ def _train_args(p):
     p.add_argument("--nx", type=int, required=True, help="number of later layers that re-inject x")
     p.add_argument("--clusters", type=int, default=1)
     p.add_argument("--residual", action="store_true")
-    p.add_argument("--convexity", default="penalty", choices=["penalty", "clip"],
-                   help="penalty (paper) or clip (exact projection)")
-    p.add_argument("--init", default="hoedt", choices=["hoedt", "plain"],
-                   help="SupportNet's non-negative weights: hoedt (log-normal, negative bias) or "
-                        "plain (|default uniform| / sqrt(fan_in))")
+    p.add_argument("--convexity", default=ModelSpec.convexity, choices=CONVEXITY_MODES,
+                   help="SupportNet's W^z: none (non-negative start, then free: the official "
+                        "code), penalty (the paper's text) or clip (exact projection)")
+    p.add_argument("--init", default=ModelSpec.init, choices=INITS,
+                   help="SupportNet's initialisation (models.init_supportnet_)")
     _add_width_rule(p)
     _dataclass_arguments(p, TrainConfig, skip=("weights",))
-    _dataclass_arguments(p, LossWeights, prefix="lambda_")
+    _dataclass_arguments(p, LossWeights, prefix="lambda_", skip=("key_reduction",))
+    p.add_argument("--key-reduction", default=LossWeights.key_reduction, choices=KEY_REDUCTIONS,
+                   help="the key term summed (paper) or averaged (official code) over coordinates")
     _add_device(p)
     _add_threads(p)
 
@@ -301,7 +304,9 @@ def _train(args):
     from .training import train_run
 
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
-                      weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_")))
+                      weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_",
+                                                              skip=("key_reduction",)),
+                                          key_reduction=args.key_reduction))
     metrics = train_run(args.dataset_dir, args.out, cfg, args.device, progress=_show_progress,
                         model=args.model, size=args.size, depth=args.depth, n_x=args.nx,
                         n_clusters=args.clusters, residual=args.residual,
@@ -316,7 +321,7 @@ def _train(args):
 
 #: the training recipe a learned router shares with the models (`train` block of its dataset)
 ROUTER_RECIPE = ("steps", "batch_size", "lr_at_128", "end_lr_fraction", "warmup_fraction",
-                 "ema_at_128", "grad_clip", "seed")
+                 "ema_at_128", "ema_warmup", "grad_clip", "seed")
 
 
 def _not_router_recipe() -> tuple[str, ...]:

@@ -177,12 +177,21 @@ class Run:
     residual: bool
     convexity: str
     seed: int
+    init: str = "principled"
 
     @property
     def name(self) -> str:
-        extra = ("_res" if self.residual else "") + ("_clip" if self.convexity == "clip" else "")
+        extra = ("_res" if self.residual else "") + CONVEXITY_SUFFIX[self.convexity]
+        extra += "" if self.init == "principled" else f"_i{self.init}"
         return (f"{self.model}_{self.size}_L{self.depth}_nx{self.n_x}_c{self.clusters}"
                 f"{extra}_s{self.seed}")
+
+
+#: a SupportNet run name's mark of its convexity mode (KeyNet runs carry none); its init is
+#: marked _i<init> unless principled; the marks do not depend on the schema's defaults
+CONVEXITY_SUFFIX = {"none": "", "penalty": "_pen", "clip": "_clip"}
+#: what a KeyNet run records for the SupportNet-only settings
+KEYNET_CONVEXITY, KEYNET_INIT = "none", "principled"
 
 
 #: size name -> ρ, the parameter budget as a fraction of n·d (in the order of the figures)
@@ -195,7 +204,8 @@ LINEAR_ROUTER = "linear"
 #: the one grammar of run names (the inverse of Run.name); the Snakefile's wildcard constraint
 #: is RUN_WILDCARD, the same expression without group names
 RUN_PATTERN = (rf"(?P<model>{'|'.join(MODELS)})_(?P<size>{'|'.join(SIZES)})_L(?P<depth>\d+)"
-               r"_nx(?P<n_x>\d+)_c(?P<clusters>\d+)(?P<residual>_res)?(?P<clip>_clip)?_s(?P<seed>\d+)")
+               r"_nx(?P<n_x>\d+)_c(?P<clusters>\d+)(?P<residual>_res)?(?P<convexity>_pen|_clip)?"
+               r"(?:_i(?P<init>official|plain|unit_variance))?_s(?P<seed>\d+)")
 RUN_WILDCARD = re.sub(r"\(\?P<\w+>", "(", RUN_PATTERN)
 
 
@@ -206,7 +216,8 @@ def parse_run(name: str) -> Run:
         raise ConfigError(f"model folder {name!r} does not match {RUN_PATTERN}")
     g = match.groupdict()
     return Run(g["model"], g["size"], int(g["depth"]), int(g["n_x"]), int(g["clusters"]),
-               bool(g["residual"]), "clip" if g["clip"] else "penalty", int(g["seed"]))
+               bool(g["residual"]), {"_pen": "penalty", "_clip": "clip"}.get(g["convexity"], "none"),
+               int(g["seed"]), g["init"] or "principled")
 
 
 def nx_for(depth: int, every: int) -> int:
@@ -219,11 +230,13 @@ def nx_for(depth: int, every: int) -> int:
 def expand_grid(dataset: dict, seeds: list[int]) -> list[Run]:
     runs: dict[str, Run] = {}
     for entry in dataset["grid"]:
-        for model, size, depth, every, c, residual, convexity, seed in itertools.product(
+        for model, size, depth, every, c, residual, convexity, init, seed in itertools.product(
                 entry["model"], entry["size"], entry["depth"], entry["reinject_every"],
-                entry["clusters"], entry["residual"], entry["convexity"], seeds):
+                entry["clusters"], entry["residual"], entry["convexity"], entry["init"], seeds):
+            support = model == "supportnet"
             run = Run(model, size, depth, nx_for(depth, every), c, residual,
-                      convexity if model == "supportnet" else "penalty", seed)
+                      convexity if support else KEYNET_CONVEXITY, seed,
+                      init if support else KEYNET_INIT)
             runs.setdefault(run.name, run)
     return list(runs.values())
 
@@ -440,14 +453,14 @@ def check_leakage_pair(datasets: dict, pair: dict, key: str, known) -> None:
 def ood_run(config: dict, dataset: str) -> Run:
     """The grid model the OOD test uses (first seed); an error if the grid lacks it."""
     spec = config["datasets"][dataset]["ood"]
-    wanted = Run(spec["model"], spec["size"], spec["depth"],
-                 nx_for(spec["depth"], spec["reinject_every"]), 1, False, "penalty",
-                 config["seeds"][0])
-    names = {r.name for r in expand_grid(config["datasets"][dataset], config["seeds"])}
-    if wanted.name not in names:
-        raise ConfigError(f"config key 'datasets.{dataset}.ood': model {wanted.name} is not in "
-                          f"the grid of {dataset!r}")
-    return wanted
+    wanted = (spec["model"], spec["size"], spec["depth"], nx_for(spec["depth"], spec["reinject_every"]),
+              1, False, config["seeds"][0])
+    for run in expand_grid(config["datasets"][dataset], config["seeds"]):  # first convexity, init
+        if (run.model, run.size, run.depth, run.n_x, run.clusters, run.residual, run.seed) == wanted:
+            return run
+    raise ConfigError(f"config key 'datasets.{dataset}.ood': no {spec['model']} {spec['size']} "
+                      f"of depth {spec['depth']} (n_x {wanted[3]}, c = 1, seed {wanted[-1]}) in "
+                      f"the grid of {dataset!r}")
 
 
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:

@@ -2,6 +2,10 @@
 
 SupportNet: λ_score·(f(x)_j − σ_j(x))² + λ_grad·||∇_x f(x)_j − y*_j||²  (needs double backward)
 KeyNet:     λ_key·||F(x)_j − y*_j||² + λ_consist·(<F(x)_j, x> − σ_j(x))²  (Euler consistency)
+
+The key term is summed over the d coordinates (the paper's ||·||², key_reduction "sum") or
+averaged over them as the official code's `squared_error(pred, target).mean()` does ("mean"):
+relative to the key term the second reading weighs the score/consistency term d times more.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ def prediction_losses(model_kind: str, scores: torch.Tensor, keys: torch.Tensor,
     For KeyNet `scores` are <F(x)_j, x>, so the score term is the consistency loss.
     """
     score_loss = (scores - sigma).pow(2).mean()
-    key_loss = (keys - y_star).pow(2).sum(-1).mean()
+    squared = (keys - y_star).pow(2)
+    key_loss = squared.mean() if weights.key_reduction == "mean" else squared.sum(-1).mean()
     if model_kind == "supportnet":
         total = weights.score * score_loss + weights.grad * key_loss
         return total, {"score_loss": score_loss, "grad_loss": key_loss}

@@ -14,6 +14,7 @@ or, as an alternative reading, from the full parameter count; see `solve_width`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -24,8 +25,13 @@ from .config import MODELS, SIZES
 from .io import InputError
 
 WIDTH_RULES = ("paper", "full")
-CONVEXITY_MODES = ("penalty", "clip")
-INITS = ("hoedt", "plain")
+#: how SupportNet keeps W^z >= 0: not at all after a non-negative start (the official code's
+#: identity rectifier), the paper's penalty Σ||ReLU(−W^z)||², or exact clipping after each step
+CONVEXITY_MODES = ("none", "penalty", "clip")
+#: SupportNet's initialisation (see `init_supportnet_`)
+INITS = ("principled", "official", "plain", "unit_variance")
+#: inputs the principled initialisation passes through the layers to centre their biases
+CENTRING_PROBES = 4096
 
 
 # --------------------------------------------------------------------------- sizing
@@ -89,9 +95,9 @@ class ModelSpec:
     n_x: int
     n_clusters: int = 1
     residual: bool = False
-    convexity: str = "penalty"
+    convexity: str = "none"
     width_rule: str = "paper"
-    init: str = "hoedt"  # SupportNet's non-negative layers: hoedt (log-normal) or plain
+    init: str = "principled"  # SupportNet's initialisation, one of INITS
     alpha: float = 0.1
     beta: float = 20.0
     rho: float = field(default=0.0)
@@ -180,39 +186,120 @@ class Trunk(nn.Module):
         return [layer.weight for layer in self.hidden] + [self.out.weight]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden_states(x)[-1][1])
+
+    def hidden_states(self, x: torch.Tensor, adjust: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(pre-activation, state) of hidden layers 1..L: what `live_fractions` and the
+        principled initialisation look at. `adjust(i, pre)`, if given, may replace the
+        pre-activation of layer i ≥ 2 before it is activated (one pass, layer by layer)."""
         projections = self.input_proj(x)
         if self.inject:
             projections = projections.split(self.width, dim=-1)
-            z = self.act(projections[0] + self.bias0)
+            pre = projections[0] + self.bias0
         else:
-            z = self.act(projections + self.bias0)
+            pre = projections + self.bias0
+        z = self.act(pre)
+        states = [(pre, z)]
         for i, layer in enumerate(self.hidden, start=1):
             pre = layer(z)
             if i in self._slot:
                 pre = pre + projections[self._slot[i]]
+            if adjust is not None:
+                pre = adjust(i, pre)
             z = z + self.act(pre) if self.residual else self.act(pre)
-        return self.out(z)
+            states.append((pre, z))
+        return states
+
+    @torch.no_grad()
+    def live_fractions(self, x: torch.Tensor) -> list[float]:
+        """Fraction of positive pre-activations in each hidden layer 1..L on inputs x: near 0
+        is a layer of dead units, where the network is nearly linear."""
+        return [float((pre > 0).float().mean()) for pre, _ in self.hidden_states(x)]
 
 
-def init_convex_(weight: torch.Tensor, bias: torch.Tensor | None, *, corr: float = 0.5,
-                 var: float = 1.0, alpha: float = 0.1) -> None:
-    """Hoedt & Klambauer (2023) initialisation of a non-negative layer.
-
-    Log-normal weights whose mean and variance keep the variance and correlation of the
-    pre-activations at a fixed point, and a negative bias that re-centres them.
-    """
-    fan_in = weight.shape[1]
+def lognormal_moments(fan_in: int, *, corr: float = 0.5, alpha: float = 0.1) -> tuple[float, float, float]:
+    """(log-mean, log-std, squared mean) of Hoedt & Klambauer's (2023) log-normal weights of a
+    non-negative layer: they keep the variance and correlation of its pre-activations at a fixed
+    point (correlation `corr`, an activation of negative slope `alpha`)."""
     mix = math.sqrt(1 - corr ** 2) + corr * math.acos(-corr)
     corr_term = fan_in * (math.pi - fan_in + (fan_in - 1) * mix) / (2 * math.pi)
     mean_sq = corr / corr_term
     variance = (2.0 / (1.0 + alpha ** 2)) * (1.0 - corr) / fan_in
     second_moment = math.log(mean_sq + variance)
     log_mean = math.log(mean_sq) - second_moment / 2
-    log_std = math.sqrt(second_moment - math.log(mean_sq))
+    return log_mean, math.sqrt(second_moment - math.log(mean_sq)), mean_sq
+
+
+def init_convex_(weight: torch.Tensor, bias: torch.Tensor | None, *, corr: float = 0.5,
+                 var: float = 1.0, alpha: float = 0.1, bias_sign: float = -1.0) -> None:
+    """Hoedt & Klambauer (2023) initialisation of a non-negative layer: log-normal weights and
+    the constant bias ±fan_in·sqrt(mean_sq·var/2π) derived for inputs of variance `var`
+    (their centring bias is negative; ott-jax's fixed-point variant, which the official code
+    calls, gives it a positive sign)."""
+    log_mean, log_std, mean_sq = lognormal_moments(weight.shape[1], corr=corr, alpha=alpha)
     with torch.no_grad():
         weight.normal_(log_mean, log_std).exp_()
         if bias is not None:
-            bias.fill_(-fan_in * math.sqrt(mean_sq * var / (2 * math.pi)))
+            bias.fill_(bias_sign * weight.shape[1] * math.sqrt(mean_sq * var / (2 * math.pi)))
+
+
+@torch.no_grad()
+def centre_biases_(trunk: Trunk, probes: int = CENTRING_PROBES) -> None:
+    """Set each hidden layer's bias so that half of its pre-activations are positive on
+    unit-norm inputs passed through the layers below (one constant per layer, as Hoedt's bias;
+    the median rather than the mean, since the log-normal weights skew the pre-activations:
+    centred on their mean, the deep layers of a depth-16 network keep under 10 % live).
+
+    Hoedt's analytic bias assumes unit-variance inputs; a query of unit norm has coordinates of
+    variance 1/d, and the soft leaky ReLU adds log 2/β to every unit at that scale, so the
+    analytic bias leaves every unit dead (tests/test_models.py). The probes are isotropic
+    unit vectors drawn from torch's global generator (the run's seed decides them)."""
+    x = torch.randn(probes, trunk.input_proj.in_features)
+    x = x / x.norm(dim=-1, keepdim=True)
+
+    def centre(i: int, pre: torch.Tensor) -> torch.Tensor:
+        shift = pre.median()
+        trunk.hidden[i - 1].bias.sub_(shift)
+        return pre - shift
+
+    trunk.hidden_states(x, adjust=centre)
+
+
+def init_supportnet_(trunk: Trunk, init: str, alpha: float) -> None:
+    """SupportNet's initialisation (every variant keeps W^z ≥ 0 at the start).
+
+    principled: Hoedt & Klambauer's log-normal W^z, biases centred on unit-norm inputs
+        (`centre_biases_`): about half of every hidden layer's units are active.
+    official: as the official code calls ott-jax's ICNN (principled_init, identity rectifier):
+        the fixed-point log-normal W^z for a ReLU-like activation (slope 0; slope 1 for the
+        output layer) with its positive bias on hidden layers and none on the output,
+        LeCun-normal W^x and a zero first bias. On unit-norm queries nearly every unit is on.
+    plain: |PyTorch's default uniform| / √fan_in, zero-mean uniform biases.
+    unit_variance: Hoedt's analytic bias for unit-variance inputs (an earlier default): on
+        unit-norm queries it leaves every hidden unit dead.
+    """
+    if init not in INITS:
+        raise InputError(f"init: unknown initialisation {init!r}; expected one of {INITS}")
+    with torch.no_grad():
+        if init == "plain":
+            for w in trunk.z_weights():
+                w.abs_().div_(math.sqrt(w.shape[1]))
+            return
+        if init == "official":
+            nn.init.normal_(trunk.input_proj.weight, std=1 / math.sqrt(trunk.input_proj.in_features))
+            trunk.bias0.zero_()
+            for layer in trunk.hidden:
+                init_convex_(layer.weight, layer.bias, alpha=0.0, bias_sign=1.0)
+            init_convex_(trunk.out.weight, None, alpha=1.0)
+            trunk.out.bias.zero_()
+            return
+        for layer in trunk.hidden:
+            init_convex_(layer.weight, layer.bias, alpha=alpha)
+        init_convex_(trunk.out.weight, None, alpha=alpha)
+        trunk.out.bias.zero_()
+        if init == "principled":
+            centre_biases_(trunk)
 
 
 # --------------------------------------------------------------------------- models
@@ -238,15 +325,7 @@ class SupportNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.trunk = trunk_for(spec, "supportnet")
-        if spec.init == "hoedt":
-            for layer in self.trunk.hidden:
-                init_convex_(layer.weight, layer.bias, alpha=spec.alpha)
-            init_convex_(self.trunk.out.weight, None, alpha=spec.alpha)
-            nn.init.zeros_(self.trunk.out.bias)
-        else:  # plain: |PyTorch's default uniform| / √fan_in, biases left zero-mean uniform
-            with torch.no_grad():
-                for w in self.trunk.z_weights():
-                    w.abs_().div_(math.sqrt(w.shape[1]))
+        init_supportnet_(self.trunk, spec.init, spec.alpha)
 
     def potential(self, u: torch.Tensor) -> torch.Tensor:
         """The un-homogenised ICNN g(u), [B, c]."""
@@ -355,8 +434,11 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dic
     if not Path(path).exists():
         raise InputError(f"{path}: model file not found")
     payload = torch.load(path, map_location=device, weights_only=False)
-    # models saved before the width rule was recorded were sized by the full count
-    spec = ModelSpec(**{"width_rule": "full", "init": "hoedt", **payload["spec"]})
+    # models saved before the width rule, initialisation and convexity modes were recorded:
+    # the full count, Hoedt's unit-variance initialisation, the penalty
+    saved = {"width_rule": "full", "init": "unit_variance", "convexity": "penalty", **payload["spec"]}
+    saved["init"] = {"hoedt": "unit_variance"}.get(saved["init"], saved["init"])
+    spec = ModelSpec(**saved)
     model = build_model(spec).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval()

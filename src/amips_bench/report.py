@@ -24,6 +24,7 @@ import pandas as pd
 from .io import InputError, git_state, load_json, package_versions, relative_link, save_csv, save_json, save_text
 from .paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
 from .results import (
+    IDENTITY,
     at_flops,
     gain_at_equal_flops,
     largest_recall,
@@ -587,6 +588,10 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
         "",
         data_section(res),
         "",
+        "## Models as trained",
+        "",
+        training_section(res),
+        "",
         "## Table 1 beside the paper",
         "",
     ]
@@ -606,6 +611,43 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
         lines += ["## Leakage study (Figure 9)", "", leakage_section(res, leakage), ""]
     lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+#: a hidden layer with fewer positive pre-activations than this (validation queries, end of
+#: training) makes its model "mostly dead units": the network is nearly linear
+DEAD_UNIT_FLOOR = 0.05
+
+
+def training_section(res: Results) -> str:
+    """How the models were trained (the conventions each run recorded) and which of them have
+    a layer of mostly dead units."""
+    m = res.metrics
+    m = m[m.model != IDENTITY] if len(m) else m
+    if not len(m):
+        return "No trained model was given."
+    conventions = ["model", "convexity", "init", "key_reduction", "ema_warmup"]
+    used = (m.reindex(columns=conventions).fillna("").astype(str)
+            .groupby(conventions).size().reset_index(name="models"))
+    used["convexity"] = used["convexity"].replace("", "—")
+    used["init"] = used["init"].replace("", "—")
+    lines = ["Conventions (convexity and init are SupportNet's; key_reduction: the key term "
+             "summed over coordinates as the paper's norm, or averaged as the official code):",
+             "", markdown_table(used), ""]
+    live = m["live_min"] if "live_min" in m else pd.Series(dtype=float)
+    dead = m[live < DEAD_UNIT_FLOOR]
+    if not live.notna().any():
+        lines.append("No model recorded its live-unit fractions.")
+    elif len(dead):
+        rows = [{"model": r.run, "smallest live fraction": f"{r.live_min:.3f}",
+                 "flag": "⚠ mostly dead units"} for r in dead.itertuples()]
+        lines += [f"{len(dead)} of {live.notna().sum()} models have a hidden layer with fewer "
+                  f"than {DEAD_UNIT_FLOOR:.0%} positive pre-activations on validation queries: "
+                  f"mostly dead units, a nearly linear network.", "",
+                  markdown_table(pd.DataFrame(rows))]
+    else:
+        lines.append(f"Every model keeps at least {DEAD_UNIT_FLOOR:.0%} of the units of each "
+                     f"hidden layer live on validation queries (smallest: {live.min():.3f}).")
     return "\n".join(lines)
 
 

@@ -76,6 +76,11 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
             **{k: test.get(k, test["e_rel"] / 2 if k == "e_rel_half" else None)
                for k in TEST_COLUMNS},
             "negative_wz_fraction": m.get("negative_wz_fraction", np.nan),
+            "live_min": m.get("live_min", np.nan),
+            "convexity": m.get("convexity", m.get("spec", {}).get("convexity", "")),
+            "init": m.get("init", m.get("spec", {}).get("init", "")),
+            "key_reduction": m.get("key_reduction", "sum"),
+            "ema_warmup": m.get("ema_warmup", m.get("config", {}).get("ema_warmup", True)),
             "train_seconds": m.get("train_seconds", np.nan), "device": m.get("device", ""),
             **{f"routing@{k}": test[f"routing@{k}"] for k in range(1, 6) if f"routing@{k}" in test},
             "run": run_key(path, m["dataset"]),

@@ -9,6 +9,9 @@ from .config import schema_defaults
 from .io import InputError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+#: how the key term ||ŷ − y*||² is reduced over the d coordinates: summed (the paper's norm) or
+#: averaged (the official code's squared_error(...).mean(), which weighs the score term d× more)
+KEY_REDUCTIONS = ("sum", "mean")
 
 #: the schema's `train` block is the one source of every default below (docs in the schema)
 _TRAIN = schema_defaults("train")
@@ -21,6 +24,12 @@ class LossWeights:
     key: float = _TRAIN["lambda_key"]
     consist: float = _TRAIN["lambda_consist"]
     convex: float = _TRAIN["lambda_convex"]  # Σ||ReLU(−W^z)||², SupportNet in penalty mode
+    key_reduction: str = _TRAIN["key_reduction"]  # one of KEY_REDUCTIONS (train.key_reduction)
+
+    def __post_init__(self) -> None:
+        if self.key_reduction not in KEY_REDUCTIONS:
+            raise InputError(f"train.key_reduction: unknown reduction {self.key_reduction!r}; "
+                             f"expected one of {KEY_REDUCTIONS}")
 
 
 @dataclass
@@ -31,6 +40,7 @@ class TrainConfig:
     end_lr_fraction: float = _TRAIN["end_lr_fraction"]  # official: 5.66e-5 / 4.53e-4
     warmup_fraction: float = _TRAIN["warmup_fraction"]
     ema_at_128: float = _TRAIN["ema_at_128"]  # EMA decay at batch 128, scaled as decay**(batch/128)
+    ema_warmup: bool = _TRAIN["ema_warmup"]  # False: the fixed decay from step 0 (official code)
     grad_clip: float = _TRAIN["grad_clip"]
     weights: LossWeights = field(default_factory=LossWeights)
     eval_every: int = _TRAIN["eval_every"]
@@ -79,7 +89,10 @@ class TrainConfig:
         return self.peak_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def ema_decay_at(self, step: int) -> float:
-        """EMA decay with the usual warm-up so short runs are not dominated by the init."""
+        """EMA decay of step `step`: with warm-up, min(decay, (1 + t)/(10 + t)) so that short
+        runs are not dominated by the initialisation; without, the fixed decay (official)."""
+        if not self.ema_warmup:
+            return self.ema_decay
         return min(self.ema_decay, (1 + step) / (10 + step))
 
     def to_dict(self) -> dict:

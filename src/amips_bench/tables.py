@@ -42,7 +42,8 @@ def write_table(df: pd.DataFrame, stem: str | Path, title: str = "") -> None:
 #: columns of the final-metrics table, in order (routing@k follow when a model has them)
 FINAL_METRICS_COLUMNS = ["dataset", "model", "size", "depth", "n_x", "clusters", "seed",
                          "split_mode", "width_rule", "width", "budget", "parameters", "steps",
-                         *TEST_COLUMNS, "negative_wz_fraction", "train_seconds", "device"]
+                         "convexity", "init", "key_reduction", *TEST_COLUMNS,
+                         "negative_wz_fraction", "live_min", "train_seconds", "device"]
 
 
 def final_metrics_table(metrics_paths: list[str | Path]) -> pd.DataFrame:

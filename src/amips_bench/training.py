@@ -34,6 +34,7 @@ from .targets import cuda_matmul_mode, full_fp32_matmul
 
 CHECKPOINT_NAME = "checkpoint.pt"
 TRIM_EVERY = 25  # steps between returns of freed heap memory to the OS (CPU only)
+LIVE_QUERIES = 4096  # validation queries the live-unit fractions are measured on
 
 
 class NonFiniteLoss(RuntimeError):
@@ -376,6 +377,11 @@ class Trainer:
             return evaluate_model(self.ema, self.data.splits[split], self.data, self.cfg.weights,
                                   batch=self.cfg.eval_batch)
 
+    def live_fractions(self) -> list[float]:
+        """Positive pre-activations per hidden layer of the EMA model on validation queries."""
+        with full_fp32_matmul():
+            return self.ema.trunk.live_fractions(self.data.splits["val"].queries[:LIVE_QUERIES])
+
     def log_evaluation(self) -> dict[str, Any]:
         row: dict[str, Any] = {"step": self.step, "lr": self.cfg.lr_at(max(0, self.step - 1)),
                                "elapsed_s": round(self.elapsed, 3)}
@@ -386,6 +392,7 @@ class Trainer:
                     else k: v for k, v in self.evaluate("val").items()})
         if isinstance(self.ema, SupportNet):
             row["negative_wz_fraction"] = self.ema.negative_fraction()
+        row.update(live_columns(self.live_fractions()))
         self.history.append(row)
         self.train_loss_sum.zero_()
         self.train_loss_count = 0
@@ -442,18 +449,29 @@ class Trainer:
             "split_mode": self.data.split_mode, "leaky": self.data.split_mode == "paper",
             "steps": self.step, "train_seconds": round(self.elapsed, 3),
             "device": device_name(self.device), "precision": self.cfg.precision,
+            "convexity": self.spec.convexity if self.spec.model == "supportnet" else "",
+            "init": self.spec.init if self.spec.model == "supportnet" else "",
+            "key_reduction": self.cfg.weights.key_reduction, "ema_warmup": self.cfg.ema_warmup,
             "seed": self.cfg.seed, "spec": self.spec.to_dict(), "config": self.cfg.to_dict(),
             "versions": package_versions(),
             "test": test, "n_test": len(self.data.splits["test"].queries),
         }
         if isinstance(self.ema, SupportNet):
             metrics["negative_wz_fraction"] = self.ema.negative_fraction()
+        live = self.live_fractions()
+        metrics["live_fractions"] = live
+        metrics.update(live_columns(live))
         save_model(self.out_dir / "model.pt", self.ema,
                    {"steps": self.step, "config": self.cfg.to_dict()})
         save_csv(self.out_dir / "history.csv", self.history)
         save_json(self.out_dir / "metrics.json", metrics)
         self.checkpoint_path.unlink(missing_ok=True)
         return metrics
+
+
+def live_columns(fractions: list[float]) -> dict[str, float]:
+    """live_l1 … live_lL (positive pre-activations of each hidden layer) and their minimum."""
+    return {**{f"live_l{i}": f for i, f in enumerate(fractions, start=1)}, "live_min": min(fractions)}
 
 
 def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, device: torch.device,

@@ -277,7 +277,7 @@ def router_cli(dataset, size):
         "steps": r["classifier_steps"],
         "batch_size": r["classifier_batch_size"],
         "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
-        **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "grad_clip")},
+        **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup", "grad_clip")},
     }
     return " ".join(cli_flag(k, v) for k, v in recipe.items())
 
@@ -293,7 +293,7 @@ def run_cli(run_name):
     r = parse_run(run_name)
     flags = (
         f"--model {r.model} --size {r.size} --depth {r.depth} --nx {r.n_x} "
-        f"--clusters {r.clusters} --seed {r.seed} --convexity {r.convexity} "
+        f"--clusters {r.clusters} --seed {r.seed} --convexity {r.convexity} --init {r.init} "
         f"--width-rule {config['width_rule']}"
     )
     return flags + (" --residual" if r.residual else "")
