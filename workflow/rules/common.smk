@@ -277,7 +277,10 @@ def router_cli(dataset, size):
         "steps": r["classifier_steps"],
         "batch_size": r["classifier_batch_size"],
         "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
-        **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup", "grad_clip")},
+        **{
+            k: t[k]
+            for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup", "grad_clip")
+        },
     }
     return " ".join(cli_flag(k, v) for k, v in recipe.items())
 
