@@ -65,6 +65,7 @@ rule compare:
     input:
         rules.all.input,
         rules.compare_runs.output,
+        rules.compare_gate.output,
 
 
 rule report:

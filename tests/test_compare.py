@@ -70,10 +70,42 @@ def test_values_are_compared_at_equal_flops_in_log_space():
     a = pd.DataFrame({"dataset": "d", "method": "m", "size": "S", "seed": 0,
                       "flops_total": [1e3, 1e5, 1e7], "accuracy": [3.0, 5.0, 7.0]})
     b = pd.DataFrame({"dataset": "d", "method": "m", "size": "S", "seed": 0,
-                      "flops_total": [1e4, 1e6, 1e8], "accuracy": [4.0, 6.0, 8.0]})
+                      "flops_total": [1.5e3, 1e4, 1e6, 1e8], "accuracy": [np.log10(1.5e3), 4.0, 6.0, 8.0]})
     (row,) = _compare({"reference": a, "mine": b}).to_dict("records")
     assert row["verdict"] == "agrees" and row["max_abs_delta"] == pytest.approx(0, abs=1e-12)
-    assert (row["x_from"], row["x_to"], row["points"]) == (1e4, 1e7, 4)
+    assert (row["x_from"], row["x_to"], row["points"]) == (1.5e3, 1e7, 5)
+
+
+@pytest.mark.parametrize("decades, verdict", [
+    ((3.0, 6.6), "agrees"),  # 3.6 of the baseline's 4 decades: 90 %
+    ((5.0, 7.0), "shorter (covers 50% of the baseline's range; agrees)"),
+    ((6.5, 6.5), "shorter (covers 0% of the baseline's range; agrees)"),  # cut to one point
+])
+def test_a_curve_that_lost_points_is_shorter_not_agreeing(decades, verdict):
+    """A run whose curve covers less than 90 % of the baseline's log-FLOP range is "shorter",
+    even where it agrees on what is left (a curve cut to one point would always agree); 90 %
+    and more is compared as usual."""
+    def curve(exponents):
+        flops = 10.0 ** np.asarray(exponents)
+        return pd.DataFrame({"dataset": "d", "method": "m", "size": "S", "seed": 0,
+                             "flops_total": flops, "accuracy": np.log10(flops)})
+
+    base = curve(np.linspace(3, 7, 9))
+    lo, hi = decades
+    (row,) = _compare({"reference": base, "mine": curve(sorted({lo, hi}))}).to_dict("records")
+    assert row["verdict"] == verdict
+
+
+def test_sigma_seed_counts_distinct_seeds_not_rows():
+    """Two rows of the same seed (say two variants pooled by mistake) are one seed: no σ_seed
+    tolerance, the absolute one."""
+    rows = pd.DataFrame({"dataset": "d", "method": "m", "size": "S", "seed": [0, 0],
+                         "flops_total": [1e3, 1e3], "accuracy": [0.5, 0.6]})
+    (row,) = _compare({"reference": rows, "mine": rows.copy()}).to_dict("records")
+    assert "absolute" in row["tolerance"]
+    two = rows.assign(seed=[0, 1])
+    (row,) = _compare({"reference": two, "mine": two.copy()}).to_dict("records")
+    assert "σ_seed" in row["tolerance"]
 
 
 def test_a_curve_in_one_run_only_is_listed_not_dropped():

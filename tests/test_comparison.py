@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +157,10 @@ def test_runs_of_different_grids_are_one_line_and_compared_where_both_have_value
     assert result.problems == ["fig4_6_ivf, dataset tiny: the budget grids differ (reference: "
                                "1, 4, 8, 16, 32; mine: 1, 4, 8, 16); compared where both have values"]
     ivf = result.rows[result.rows.figure == "fig4_6_ivf"]
-    assert (ivf.verdict == "agrees").all()
+    assert (ivf[ivf["index"] == "ivf"].verdict == "agrees").all()
+    # the HNSW curves (efSearch 8 and 32) are cut to one point: they agree there, but are shorter
+    hnsw = ivf[ivf["index"] == "hnsw"]
+    assert len(hnsw) and hnsw.verdict.str.startswith("shorter (covers 0% of the baseline's range").all()
 
 
 def test_a_baseline_not_among_the_runs_is_one_line(copy, tmp_path, capsys):
@@ -178,4 +183,55 @@ def test_the_gate_exits_1_and_names_the_curve_that_differs(copy, tmp_path, capsy
               "--fail-on-difference"])
     assert stop.value.code == 1
     err = capsys.readouterr().err
-    assert "differs: fig7_ood · run mine · dataset=tiny · std=0.1 · query=natural · mrr:" in err
+    assert ("differs: fig7_ood · run mine · dataset=tiny · std=0.1 · query=natural · "
+            "variant=keynet_M_L3_nx2_c1 · split_mode=leak_free · mrr: differs (Δ = -0.3)") in err
+    assert (tmp_path / "out" / "summary.md").is_file()  # written before the gate failed
+
+
+def _gate(tmp_path, copy, *fail_on):
+    """`amips-bench compare` of the copy against the reference, then `compare-gate` on its
+    differences.csv as the workflow's compare_gate rule runs it: (exit status, stderr lines)."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    compare_runs({"reference": REFERENCE, "mine": copy}, "reference").rows.to_csv(
+        out / "differences.csv", index=False)  # what `compare` writes, without its overlays
+    cmd = [sys.executable, "-m", "amips_bench.cli", "compare-gate", "--differences",
+           str(out / "differences.csv"), "--baseline", "reference", "--out", str(out / "gate.txt"),
+           "--fail-on", *fail_on]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    return run.returncode, run.stderr.splitlines()
+
+
+@pytest.mark.parametrize("case", ["clean", "differs", "missing", "shorter", "new curve", "table1"])
+def test_the_compare_gate_fails_on_a_moved_missing_or_shorter_curve_only(copy, tmp_path, case):
+    """The default gate (differs, missing) fails, naming the curve, when a reference curve moved,
+    is missing from the run or is shorter than the reference's; it passes on an identical run,
+    on a curve only the run has (new, not a regression) and on a different Table 1 (a
+    measurement of the machine). Only a passing gate writes gate.txt."""
+    ivf = sorted((copy / "tiny" / "ivf").glob("keynet_*_s0.csv"))[0]
+    if case == "differs":
+        _edit_csvs(copy, "tiny/routing/keynet_*.csv", lambda f: f.assign(accuracy=f.accuracy - 0.4))
+    elif case == "missing":
+        for path in (copy / "tiny" / "routing").glob("router_linear_*"):
+            path.unlink()
+    elif case == "shorter":
+        _edit_csvs(copy, "tiny/ivf/*.csv", lambda f: f[(f["index"] != "ivf") | (f.budget == 1)])
+    elif case == "new curve":
+        shutil.copy(ivf, ivf.with_name(ivf.name.replace("keynet_M", "keynet_L")))
+        _edit_csvs(copy, "tiny/ivf/keynet_L*.csv", lambda f: f.assign(size="L"))
+    elif case == "table1":
+        _edit_csvs(copy, "timing/table1.csv", lambda f: f.assign(grad_over_score=f.grad_over_score * 3))
+    status, err = _gate(tmp_path, copy, "differs", "missing")
+    gate_file = tmp_path / "out" / "gate.txt"
+    if case in ("clean", "new curve", "table1"):
+        assert status == 0 and gate_file.is_file(), err
+        return
+    assert status == 1 and not gate_file.exists()
+    named = [line for line in err if line.startswith(("differs:", "missing:"))]
+    expected = {"differs": ("differs: fig2_routing", "method=keynet"),
+                "missing": ("missing: fig2_routing", "method=linear_router"),
+                "shorter": ("differs: fig4_6_ivf", "shorter (covers 0%")}[case]
+    assert named and all(line.startswith(expected[0]) and expected[1] in line for line in named), named
+    assert err[-1].startswith("amips-bench compare-gate:") and "see " in err[-1]
+    if case == "missing":  # without "missing" the same comparison passes
+        assert _gate(tmp_path, copy, "differs")[0] == 0

@@ -640,14 +640,17 @@ def _compare_args(p):
     p.add_argument("--floor", type=float, default=0.005, help="absolute slack under the seed term")
     p.add_argument("--absolute", type=float, default=0.02,
                    help="|Δ| ≤ ABSOLUTE where neither run has two seeds")
-    p.add_argument("--fail-on-difference", action="store_true",
-                   help="exit with status 1 when a curve differs (a regression gate)")
+    p.add_argument("--fail-on", nargs="*", default=[], metavar="KIND",
+                   help="exit with status 1, naming the curves, when a baseline curve differs "
+                        "(beyond its tolerance, shorter, no common x) or is missing from a run "
+                        "(KIND: differs, missing); the summary is written first")
+    p.add_argument("--fail-on-difference", action="store_true", help="the same as --fail-on differs")
 
 
 @command("compare", "compare runs figure by figure with a baseline, within seed noise")(_compare_args)
 def _compare(args):
     from .compare import Tolerance
-    from .comparison import compare_runs, verdict_counts, write_comparison
+    from .comparison import check_fail_on, compare_runs, failures, verdict_counts, write_comparison
     from .io import InputError
 
     runs = {}
@@ -658,17 +661,53 @@ def _compare(args):
         if name in runs:
             raise InputError(f"--run: the name {name!r} is given twice")
         runs[name] = folder
+    fail_on = tuple(dict.fromkeys(args.fail_on + (["differs"] if args.fail_on_difference else [])))
+    check_fail_on(fail_on)  # before the comparison: a misspelled kind costs nothing
     result = compare_runs(runs, args.baseline, Tolerance(args.seed_factor, args.floor, args.absolute))
     summary = write_comparison(result, args.out, args.figures)
     counts = verdict_counts(result.rows)
     print(counts.to_string(index=False))
     print(f"summary: {summary}")
-    if args.fail_on_difference and counts["differs"].sum():
-        differ = result.rows[result.rows.verdict.str.startswith("differs")]
-        for r in differ.itertuples():
-            print(f"differs: {r.figure} · run {r.run} · {r.curve} · {r.metric}: {r.verdict}, "
-                  f"{r.tolerance}", file=sys.stderr)
+    failed = failures(result.rows, args.baseline, fail_on)
+    for r in failed.itertuples():
+        print(f"{r.failure}: {r.figure} · run {r.run} · {r.curve} · {r.metric}: {r.verdict}"
+              + (f", {r.tolerance}" if r.tolerance else ""), file=sys.stderr)
+    if len(failed):
         raise SystemExit(1)
+
+
+def _compare_gate_args(p):
+    p.add_argument("--differences", required=True, help="differences.csv of `amips-bench compare`")
+    p.add_argument("--baseline", required=True, help="the baseline run of that comparison")
+    p.add_argument("--fail-on", nargs="*", default=["differs", "missing"], metavar="KIND",
+                   help="differs and/or missing (comparison.FAIL_ON)")
+    p.add_argument("--out", required=True, help="written (with the counts) only when the gate passes")
+
+
+@command("compare-gate", "fail, naming the curves, when a finished comparison found a regression")(
+    _compare_gate_args)
+def _compare_gate(args):
+    import pandas as pd
+
+    from .comparison import check_fail_on, failures
+    from .io import InputError, save_text
+
+    check_fail_on(tuple(args.fail_on))
+    if not Path(args.differences).is_file():
+        raise InputError(f"--differences: {args.differences} not found")
+    rows = pd.read_csv(args.differences, keep_default_na=False)
+    failed = failures(rows, args.baseline, tuple(args.fail_on))
+    for r in failed.itertuples():
+        print(f"{r.failure}: {r.figure} · run {r.run} · {r.curve} · {r.metric}: {r.verdict}",
+              file=sys.stderr)
+    if len(failed):
+        print(f"amips-bench compare-gate: {len(failed)} of {len(rows)} compared curves fail "
+              f"({', '.join(args.fail_on)}); see {Path(args.differences).parent / 'summary.md'}",
+              file=sys.stderr)
+        raise SystemExit(1)
+    save_text(args.out, f"passed: {len(rows)} compared curves, none "
+                        f"{' or '.join(args.fail_on) or 'gated'}\n")
+    print(f"compare gate passed ({len(rows)} curves; fail on: {', '.join(args.fail_on) or 'nothing'})")
 
 
 def _freeze_reference_args(p):

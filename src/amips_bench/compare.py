@@ -8,7 +8,10 @@ both cover; a table without `x` is compared point for point. A curve's tolerance
 spread of its seeds where either run has two or more (|Δ| ≤ factor·σ_seed + floor at every
 compared x), or from a measured spread of repeats (Table 1's timed pairs), else from a stated
 absolute tolerance; every row says which one it used. A curve
-present in only one run is a row of its own ("only in run X"), never dropped.
+present in only one run is a row of its own ("only in run X"), never dropped; a curve whose x
+range covers less than `SHORTER_THAN` of the baseline's (in log-space on FLOP axes) is
+"shorter", since agreeing over a common range cut to a point proves nothing. σ_seed is the
+spread over distinct seeds: a seed counted twice is still one seed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from .results import at_flops
 
 #: where a curve's spread comes from, as the verdicts state it
 SPREAD_NAMES = {"seeds": "σ_seed", "repeats": "σ_repeats"}
+#: a compared curve whose x range covers less of the baseline's than this is "shorter"
+SHORTER_THAN = 0.9
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ def curves(table: pd.DataFrame, keys: list[str], y: str, x: str | None = None,
         table = table[table[x].notna()]
     per_point = table.groupby(keys + [point], dropna=False)
     stats = per_point[y].agg(mean="mean", sd="std", n="count")
+    if seed is not None and seed in table:
+        stats["n"] = per_point[seed].nunique()
     stats["x"] = per_point[x].mean() if x else stats.index.get_level_values(point)
     # a mean of equal costs can differ from the cost in the last bit: 12 significant digits
     stats["x"] = [float(f"{v:.12g}") for v in stats["x"]]
@@ -107,11 +114,22 @@ def _not_compared(verdict: str) -> dict[str, Any]:
             "max_abs_delta": np.nan, "mean_delta": np.nan, "tolerance": ""}
 
 
+def coverage(base: Curve, other: Curve, log_x: bool) -> float:
+    """The share of the baseline's x range (log range on FLOP axes) that `other` covers."""
+    scale = np.log if log_x else (lambda v: v)
+    b_lo, b_hi = scale(base.x.min()), scale(base.x.max())
+    o_lo, o_hi = scale(other.x.min()), scale(other.x.max())
+    if b_hi == b_lo:
+        return 1.0 if o_lo <= b_lo <= o_hi else 0.0
+    return float(max(0.0, min(b_hi, o_hi) - max(b_lo, o_lo)) / (b_hi - b_lo))
+
+
 def compare_curve(base: Curve, other: Curve, *, log_x: bool, tol: Tolerance) -> dict[str, Any]:
     """Δ = other − base at equal x over the common range, and the verdict."""
     lo, hi = max(base.x.min(), other.x.min()), min(base.x.max(), other.x.max())
     if lo > hi:
         return _not_compared("no common x range")
+    covered = coverage(base, other, log_x)
     xs = np.union1d(base.x, other.x)
     xs = xs[(xs >= lo) & (xs <= hi)]
     mean_b, sd_b = _at(base, xs, log_x)
@@ -124,7 +142,10 @@ def compare_curve(base: Curve, other: Curve, *, log_x: bool, tol: Tolerance) -> 
         allowed = np.full(len(xs), tol.absolute)
     worst = int(np.argmax(np.abs(delta)))
     agrees = bool(np.all(np.abs(delta) <= allowed + 1e-12))
-    return {"verdict": "agrees" if agrees else f"differs (Δ = {delta[worst]:+.4g})",
+    verdict = "agrees" if agrees else f"differs (Δ = {delta[worst]:+.4g})"
+    if covered < SHORTER_THAN - 1e-9:
+        verdict = f"shorter (covers {covered:.0%} of the baseline's range; {verdict})"
+    return {"verdict": verdict,
             "x_from": float(lo), "x_to": float(hi), "points": len(xs),
             "max_abs_delta": float(np.abs(delta).max()), "mean_delta": float(delta.mean()),
             "tolerance": tol.describe(spread)}

@@ -17,10 +17,15 @@ import pandas as pd
 
 from .compare import Tolerance, check_baseline, compare_tables
 from .io import InputError, relative_link, save_csv, save_text
-from .run_trees import FIGURES, RunTree, load_tree
+from .run_trees import FIGURE_BY_NAME, FIGURES, RunTree, load_tree
 from .tables import markdown_table
 
-VERDICT_KINDS = ["agrees", "differs", "only in one run", "no common x range"]
+VERDICT_KINDS = ["agrees", "differs", "shorter", "only in one run", "no common x range"]
+#: what `compare.fail_on` may name, and the curves each one fails on: a baseline curve that
+#: moved ("differs": beyond its tolerance, shorter than the baseline's x range, or with no x
+#: in common) or that a compared run lacks ("missing"). A curve only the compared run has is
+#: new, not a regression; figures that measure the machine (Table 1) never fail.
+FAIL_ON = ("differs", "missing")
 
 
 @dataclass
@@ -122,7 +127,29 @@ def compare_runs(runs: dict[str, str | Path], baseline: str,
 
 def verdict_kind(verdict: str) -> str:
     return ("differs" if verdict.startswith("differs") else
+            "shorter" if verdict.startswith("shorter") else
             "only in one run" if verdict.startswith("only in run") else verdict)
+
+
+def check_fail_on(fail_on: tuple[str, ...]) -> None:
+    unknown = [kind for kind in fail_on if kind not in FAIL_ON]
+    if unknown:
+        raise InputError(f"compare.fail_on: unknown kind {unknown[0]!r}; expected some of {FAIL_ON}")
+
+
+def failures(rows: pd.DataFrame, baseline: str, fail_on: tuple[str, ...] = FAIL_ON) -> pd.DataFrame:
+    """The compared curves the gate fails on (see FAIL_ON), with the reason in `failure`."""
+    check_fail_on(fail_on)
+    if not len(rows):
+        return rows.assign(failure=[])
+    gated = rows[rows.figure.map(lambda f: FIGURE_BY_NAME[f].gates if f in FIGURE_BY_NAME else True)]
+    kind = gated.verdict.map(verdict_kind)
+    reason = pd.Series("", index=gated.index)
+    if "differs" in fail_on:
+        reason[kind.isin(["differs", "shorter", "no common x range"])] = "differs"
+    if "missing" in fail_on:
+        reason[gated.verdict == f"only in run {baseline}"] = "missing"
+    return gated.assign(failure=reason)[reason != ""]
 
 
 def verdict_counts(rows: pd.DataFrame) -> pd.DataFrame:
@@ -188,6 +215,10 @@ def render_summary(c: Comparison, overlays: list[str]) -> str:
         lines += [markdown_table(differ[["figure", "run", "curve", "metric", "verdict",
                                          "max_abs_delta", "mean_delta", "x_from", "x_to",
                                          "tolerance"]]) if len(differ) else "None.", ""]
+        short = c.rows[c.rows.verdict.str.startswith("shorter")]
+        lines += ["## Curves shorter than the baseline's", ""]
+        lines += [markdown_table(short[["figure", "run", "curve", "metric", "verdict", "x_from",
+                                        "x_to"]]) if len(short) else "None.", ""]
         alone = c.rows[c.rows.verdict.map(verdict_kind).isin(["only in one run", "no common x range"])]
         lines += ["## Curves not compared", ""]
         lines += [markdown_table(alone[["figure", "run", "curve", "metric", "verdict"]])

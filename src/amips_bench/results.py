@@ -33,10 +33,13 @@ def _typed(column: pd.Series) -> pd.Series:
     return column
 
 
-def read_tables(paths: list[str | Path]) -> pd.DataFrame:
+def read_tables(paths: list[str | Path], source: str | None = None) -> pd.DataFrame:
     """Result CSVs (routing, IVF, OOD, Table 1, pipelines) stacked into one frame, typed by the
-    rule of this module after stacking (a column empty in one file is typed by the others)."""
+    rule of this module after stacking (a column empty in one file is typed by the others);
+    `source` names a column that receives each row's file stem."""
     frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths]
+    if source:
+        frames = [f.assign(**{source: Path(p).stem}) for f, p in zip(frames, paths)]
     if not frames:
         return pd.DataFrame()
     stacked = pd.concat(frames, ignore_index=True).fillna("")

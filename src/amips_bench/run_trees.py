@@ -25,6 +25,15 @@ from .io import InputError, git_state, load_json, package_versions, save_json
 from .results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
+#: keys of every learned curve besides its figure's own: the run's name without its seed (so
+#: clusters, residual, convexity and initialisation keep variants apart instead of pooling
+#: them as seeds) and the split mode its rows record
+VARIANT_KEYS = ["variant", "split_mode"]
+
+
+def variant_of(name: str) -> str:
+    """A run's (or result file's) name without its seed: what its seeds have in common."""
+    return re.sub(r"_s\d+$", "", Path(name).name)
 
 
 @dataclass(frozen=True)
@@ -42,30 +51,31 @@ class FigureData:
     seed: str | None = "seed"
     spread: str | None = None  # a column holding a measured spread (timing repeats)
     panels: list[str] = field(default_factory=lambda: ["dataset"])  # one overlay panel per value
+    gates: bool = True  # False: a measurement of the machine, compared but never a failure
 
 
 FIGURES = [
     FigureData("fig2_routing", "Figure 2 — routing accuracy vs FLOPs", "{dataset}/routing/*.csv",
-               ["dataset", "method"] + MODEL_KEYS, ["accuracy"], x="flops_total", along="k",
+               ["dataset", "method"] + MODEL_KEYS + VARIANT_KEYS, ["accuracy"], x="flops_total", along="k",
                log_x=True, panels=["dataset", "family"]),
     FigureData("fig3_erel_mrr", "Figure 3 — test E_rel and MRR at the end of training (c = 1)",
-               "{dataset}/models/*_c1_*/metrics.json", ["dataset"] + MODEL_KEYS, ["e_rel", "mrr"],
+               "{dataset}/models/*_c1_*/metrics.json", ["dataset"] + MODEL_KEYS + VARIANT_KEYS, ["e_rel", "mrr"],
                panels=["dataset", "model"]),
     FigureData("fig4_6_ivf", "Figures 4–6 — natural vs mapped queries on IVF and HNSW",
-               "{dataset}/ivf/*.csv", ["dataset", "index", "quantizer", "nlist", "query"] + MODEL_KEYS,
+               "{dataset}/ivf/*.csv", ["dataset", "index", "quantizer", "nlist", "query"] + MODEL_KEYS + VARIANT_KEYS,
                ["recall@1", "recall@10", "recall@100", "mrr"], x="flops_total", along="budget",
                log_x=True, panels=["dataset", "index"]),
     FigureData("fig7_ood", "Figure 7 — MRR vs FLOPs under query noise", "{dataset}/ood/*.csv",
-               ["dataset", "std", "query"] + MODEL_KEYS, ["mrr"], x="flops_total", along="budget",
+               ["dataset", "std", "query"] + MODEL_KEYS + VARIANT_KEYS, ["mrr"], x="flops_total", along="budget",
                log_x=True, panels=["dataset", "query"]),
     FigureData("fig8_training", "Figure 8 — validation E_rel over training steps",
-               "{dataset}/models/*_c1_*/history.csv", ["dataset"] + MODEL_KEYS, ["e_rel"],
+               "{dataset}/models/*_c1_*/history.csv", ["dataset"] + MODEL_KEYS + VARIANT_KEYS, ["e_rel"],
                x="step", panels=["dataset", "model"]),
     FigureData("table1", "Table 1 — gradient / score time ratio", "timing/table1.csv",
                ["dataset", "model", "size", "depth", "n_x"], ["grad_over_score"], seed=None,
-               spread="grad_over_score_sd", panels=["dataset"]),
+               spread="grad_over_score_sd", panels=["dataset"], gates=False),
     FigureData("final_metrics", "Final test metrics of every model", "{dataset}/models/*/metrics.json",
-               ["dataset", "clusters"] + MODEL_KEYS,
+               ["dataset", "clusters"] + MODEL_KEYS + VARIANT_KEYS,
                [c for c in TEST_COLUMNS if c != "x_is_target"]
                + [f"routing@{k}" for k in range(1, 6)], panels=[]),
 ]
@@ -135,7 +145,10 @@ def _metrics_files(dataset_dir: Path) -> list[Path]:
 def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
     """Each figure's rows from the files of the tree (a figure the run lacks is absent)."""
     def tables(sub: str) -> pd.DataFrame:
-        return read_tables(sorted(f for d in datasets for f in (d / sub).glob("*.csv")))
+        frame = read_tables(sorted(f for d in datasets for f in (d / sub).glob("*.csv")), source="variant")
+        if len(frame):
+            frame["variant"] = frame["variant"].map(variant_of)
+        return frame
 
     frames: dict[str, pd.DataFrame] = {}
     routing = tables("routing")
@@ -147,6 +160,7 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
                   if (d / "targets/c1/identity.json").is_file()]
     if metrics_files:
         metrics = read_metrics(metrics_files)
+        metrics["variant"] = metrics["run"].map(variant_of)
         frames["final_metrics"] = metrics
         c1 = pd.concat([metrics, read_metrics(identities)], ignore_index=True) if identities \
             else metrics
@@ -156,7 +170,7 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
                          if c == 1]
         if all(p.is_file() for p in history_paths):
             histories = read_histories(c1_runs, history_paths)
-            rows = [h[["step", "e_rel"]].assign(**{k: r[k] for k in ["dataset", "seed"] + MODEL_KEYS})
+            rows = [h[["step", "e_rel"]].assign(**{k: r[k] for k in ["dataset", "seed"] + MODEL_KEYS + VARIANT_KEYS})
                     for r, h in ((r, histories[r["run"]]) for r in c1_runs.to_dict("records"))]
             if rows:
                 frames["fig8_training"] = pd.concat(rows, ignore_index=True)

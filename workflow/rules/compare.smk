@@ -31,6 +31,25 @@ rule compare_runs:
         "--floor {params.c[floor]} --absolute {params.c[absolute]} > {log} 2>&1"
 
 
+rule compare_gate:
+    # a separate job, so that a failing gate keeps the summary it judged
+    input:
+        rules.compare_runs.output.csv,
+    output:
+        f"{R}/compare/gate.txt",
+    log:
+        f"{R}/logs/compare_gate.log",
+    conda:
+        ENV
+    params:
+        c=config["compare"],
+        fail_on=" ".join(config["compare"]["fail_on"]),
+    shell:
+        "amips-bench compare-gate --differences {input} --baseline {params.c[baseline]} "
+        "--fail-on {params.fail_on} --out {output} > {log} 2>&1 || "
+        "(tail -n 30 {log} >&2; exit 1)"
+
+
 rule freeze_reference:
     input:
         figures=figure_outputs(),
