@@ -4,6 +4,7 @@ changed on purpose, and folders that are not what they claim to be (issue 12).""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,35 @@ def test_the_compare_gate_fails_on_a_moved_missing_or_shorter_curve_only(copy, t
     assert err[-1].startswith("amips-bench compare-gate:") and "see " in err[-1]
     if case == "missing":  # without "missing" the same comparison passes
         assert _gate(tmp_path, copy, "differs")[0] == 0
+
+
+def test_two_datasets_of_equal_counts_but_different_keys_are_told_apart(tmp_path):
+    """The data fingerprint of the embeddings manifest: two synthetic datasets of the same
+    counts and different seeds are "not the same data"; the same seed written twice (and its
+    rows rounded in the last float32 bit, as another CPU might) is."""
+    from amips_bench.embeddings import data_fingerprint, write_synthetic
+    from amips_bench.synthetic import SyntheticParams
+
+    prints = {}
+    for seed in (1, 2):
+        out = tmp_path / f"data{seed}"
+        manifest = write_synthetic(out, SyntheticParams(n_keys=3000, n_queries=1230, d=32, seed=seed))
+        prints[seed] = manifest["fingerprint"]
+        assert manifest["counts_after_dedup"]["keys"] == 3000
+    keys = np.load(tmp_path / "data1" / "keys.npy")
+    nudged = np.nextafter(keys, np.float32(2))  # one float32 ulp up everywhere
+    np.save(tmp_path / "nudged.npy", nudged)
+    assert all(abs(a - b) <= 2e-5 for a, b in zip(data_fingerprint(tmp_path / "nudged.npy").values(),
+                                                  prints[1].values()))
+    runs = {}
+    for name, seed in (("reference", 1), ("same", 1), ("other", 2)):
+        runs[name] = tmp_path / name
+        shutil.copytree(REFERENCE, runs[name])
+        manifest_file = runs[name] / "tiny" / "embeddings" / "manifest.json"
+        manifest = json.loads(manifest_file.read_text())
+        manifest_file.write_text(json.dumps({**manifest, "fingerprint": prints[seed]}))
+    result = compare_runs(runs, "reference")
+    problems = [p for p in result.problems if "not the same data" in p]
+    assert len(problems) == 1 and problems[0].startswith(
+        "dataset tiny is not the same data (equal counts, different keys): key mean")
+    assert "in other" in problems[0] and "in same" not in problems[0]

@@ -74,7 +74,18 @@ def _dataset_problems(base: RunTree, run: RunTree) -> list[str]:
         if differing:
             lines.append(f"dataset {ds} is not the same data: " + ", ".join(
                 f"{k} {a[k]} in {base.name}, {b[k]} in {run.name}" for k in differing))
+            continue
+        fa, fb = a.get("fingerprint"), b.get("fingerprint")
+        moved = [k for k in (fa or {}) if fb and k in fb and abs(fa[k] - fb[k]) > FINGERPRINT_TOLERANCE]
+        if moved:
+            lines.append(f"dataset {ds} is not the same data (equal counts, different keys): "
+                         + ", ".join(f"key {k} {fa[k]} in {base.name}, {fb[k]} in {run.name}"
+                                     for k in moved))
     return lines
+
+
+#: how far two runs' data fingerprints (embeddings.data_fingerprint, 5 decimals) may differ
+FINGERPRINT_TOLERANCE = 2e-5
 
 
 def compare_runs(runs: dict[str, str | Path], baseline: str,

@@ -37,6 +37,29 @@ REALISM_MAX_KEYS = 100_000  # realism statistics are measured on at most this ma
 REALISM_SEARCH_BUDGET = 2 * 10**10
 
 
+#: decimals of the data fingerprint: float rounding across CPUs and BLAS builds stays below it
+FINGERPRINT_DECIMALS = 5
+
+
+def data_fingerprint(path: str | Path, chunk: int = 65_536) -> dict[str, float]:
+    """Statistics of a key matrix that two machines computing the same data agree on to
+    1e-5 (a checksum does not survive float rounding): the mean entry, the norm of the mean
+    row, the mean of each row's largest entry and the mean |first coordinate|. Streamed in
+    row chunks, in float64."""
+    rows = load_array(path, dtype="float32", ndim=2, mmap=True)
+    total, col_sum, row_max, first_abs = 0.0, np.zeros(rows.shape[1]), 0.0, 0.0
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(rows[start:start + chunk], dtype=np.float64)
+        total += block.sum()
+        col_sum += block.sum(axis=0)
+        row_max += block.max(axis=1).sum()
+        first_abs += np.abs(block[:, 0]).sum()
+    n = max(1, len(rows))
+    stats = {"mean": total / (n * rows.shape[1]), "mean_row_norm": float(np.linalg.norm(col_sum / n)),
+             "mean_row_max": row_max / n, "mean_abs_first": first_abs / n}
+    return {k: round(float(v), FINGERPRINT_DECIMALS) for k, v in stats.items()}
+
+
 def dedup_rows(array: np.ndarray) -> np.ndarray:
     """Indices of the first occurrence of every distinct row, in original order."""
     view = np.ascontiguousarray(array).view(np.dtype((np.void, array.dtype.itemsize * array.shape[1])))
@@ -153,6 +176,7 @@ def write_embeddings(out_dir: str | Path, key_file: str | Path, queries: np.ndar
             manifest["realism"] = measure_realism(keys, queries, seed)
         save_npy(out / "queries.npy", queries.astype(np.float32, copy=False))
     manifest["sha256"] = {name: sha256_file(out / name) for name in ("keys.npy", "queries.npy")}
+    manifest["fingerprint"] = data_fingerprint(out / "keys.npy")
     save_json(out / "manifest.json", manifest)
     return manifest
 
@@ -196,6 +220,7 @@ def finalize_encoded(out_dir: str | Path, key_file: Path, query_file: Path, *, e
         "realism": measure_realism(keys, queries, seed),
     }
     manifest["sha256"] = {name: sha256_file(out / name) for name in ("keys.npy", "queries.npy")}
+    manifest["fingerprint"] = data_fingerprint(out / "keys.npy")
     save_json(out / "manifest.json", manifest)
     return manifest
 

@@ -195,7 +195,8 @@ def _data_identity(dataset_dir: Path) -> dict[str, Any]:
     if manifest.is_file():
         m = load_json(manifest)
         counts = m.get("counts_after_dedup", {})
-        return {"keys": counts.get("keys"), "queries": counts.get("queries"), "d": m.get("d")}
+        return {"keys": counts.get("keys"), "queries": counts.get("queries"), "d": m.get("d"),
+                "fingerprint": m.get("fingerprint")}
     files = _metrics_files(dataset_dir)
     if files:
         spec = load_json(files[0]).get("spec", {})
