@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from amips_bench.report import CLAIMS, Results, evaluate_claims, write_report
 
@@ -314,3 +315,31 @@ def test_the_report_flags_a_model_with_mostly_dead_units_and_names_its_conventio
     res = Results.load(metrics=metrics, histories=histories, routing=[], ivf=[], ood=[],
                        table1=None, kinds={"quick": "synthetic"})
     assert "⚠" not in training_section(res) and "smallest: 0.400" in training_section(res)
+
+
+def _keynet_lead_rows(lead, keynet_cost=1.0):
+    """Quora routing rows: SupportNet M at 1.2e6·k FLOPs, KeyNet M `lead` points above it at
+    `keynet_cost` times those FLOPs, and a small SupportNet S that gives its front a range."""
+    rows = []
+    for k, base in ((1, 0.60), (2, 0.75), (5, 0.90)):
+        for model, size, acc, cost in (("supportnet", "M", base, 1.2e6 * k),
+                                       ("supportnet", "S", base - 0.1, 0.6e6 * k),
+                                       ("keynet", "M", base + lead, 1.2e6 * k * keynet_cost)):
+            rows.append({"dataset": "quora", "method": model, "model": model, "size": size,
+                         "depth": 4, "n_x": 3, "k": k, "accuracy": acc, "flops_total": cost,
+                         "seed": 0})
+    return rows
+
+
+@pytest.mark.parametrize("lead, keynet_cost, verdict", [
+    (0.11, 1.0, "not reproduced"),   # +0.11 is no "slight" lead
+    (0.02, 1.0, "reproduced"),       # slight at equal ρ, and ahead at equal FLOPs
+    (-0.01, 1.0, "not reproduced"),  # behind
+    (0.02, 3.3, "not reproduced"),   # slight at equal ρ, but behind at equal FLOPs
+])
+def test_keynet_slightly_ahead_needs_a_bounded_lead_and_no_loss_at_equal_flops(tmp_path, lead,
+                                                                               keynet_cost, verdict):
+    claims = _verdicts(tmp_path, _keynet_lead_rows(lead, keynet_cost), {"quora": "beir"})
+    claim = claims[("routing-keynet-ahead", "quora")]
+    assert claim["verdict"] == verdict, claim["ours"]
+    assert f"{lead:+.3f}" in claim["ours"] and "equal FLOPs" in claim["ours"]

@@ -257,7 +257,35 @@ def check_baseline_low_cost_learned_scale(res: Results, dataset: str) -> Outcome
     return Outcome(f"{text}; {best_text}", holds, best_holds)
 
 
+#: "slightly ahead": KeyNet's mean routing-accuracy lead over SupportNet at equal ρ within
+#: [0, KEYNET_AHEAD_BOUND] (the paper: "both models perform similarly at most sizes, with slight
+#: performance gains across the board for KeyNet"); a larger lead is not "slight"
+KEYNET_AHEAD_BOUND = 0.05
+
+
+def _front(points: pd.DataFrame) -> pd.DataFrame:
+    """A model family's Pareto front of (FLOPs, accuracy) over its sizes, depths and k."""
+    front = pareto_front(list(zip(points.flops_total, points.accuracy)))
+    return pd.DataFrame(front, columns=["flops_total", "accuracy"])
+
+
+def keynet_lead_at_equal_flops(learned: pd.DataFrame) -> float:
+    """KeyNet's front minus SupportNet's at equal FLOPs, averaged over KeyNet's front points
+    inside SupportNet's FLOP range (log-FLOP interpolation); NaN where the ranges do not meet.
+    Under eq. 3.3 a clustered KeyNet carries c·d outputs the rule does not count, so equal ρ
+    is not equal cost: this is the fair second reading."""
+    points = _learned_points(learned)
+    key = _front(points[points.method == "keynet"])
+    sup = _front(points[points.method == "supportnet"])
+    inside = key[(key.flops_total >= sup.flops_total.min()) & (key.flops_total <= sup.flops_total.max())]
+    if not len(inside) or len(sup) < 2:
+        return float("nan")
+    return float((inside.accuracy - at_flops(inside.flops_total, sup.flops_total, sup.accuracy)).mean())
+
+
 def check_keynet_ahead(res: Results, dataset: str) -> Outcome:
+    """0 ≤ mean(KeyNet − SupportNet) ≤ KEYNET_AHEAD_BOUND over matched (size, depth, n_x, k)
+    settings at equal ρ, and KeyNet ahead (≥ 0) at equal FLOPs too."""
     r = _routing(res, dataset)
     learned = r[r.method.isin(LEARNED)] if len(r) else r
     if not len(learned) or learned.method.nunique() < 2:
@@ -265,9 +293,15 @@ def check_keynet_ahead(res: Results, dataset: str) -> Outcome:
     pivot = learned.groupby(["size", "depth", "n_x", "k", "method"]).accuracy.mean().unstack("method").dropna()
     if not len(pivot):
         return Outcome("no matched SupportNet/KeyNet pairs", None)
-    diff = (pivot["keynet"] - pivot["supportnet"]).mean()
-    return Outcome(f"KeyNet − SupportNet accuracy over {len(pivot)} matched settings: {diff:+.3f}",
-                   bool(diff >= 0))
+    diff = float((pivot["keynet"] - pivot["supportnet"]).mean())
+    at_cost = keynet_lead_at_equal_flops(learned)
+    slight = 0 <= diff <= KEYNET_AHEAD_BOUND
+    holds = slight and not (at_cost < 0)
+    cost_text = ("no common FLOP range" if np.isnan(at_cost) else f"{at_cost:+.3f}")
+    return Outcome(f"KeyNet − SupportNet accuracy over {len(pivot)} matched settings at equal ρ: "
+                   f"{diff:+.3f} (slight: 0 to +{KEYNET_AHEAD_BOUND:g}"
+                   f"{'' if slight else ', not met'}); at equal FLOPs (Pareto fronts): {cost_text}",
+                   bool(holds))
 
 
 def _c1_metrics(res: Results, dataset: str, model: str | None = None) -> pd.DataFrame:
@@ -458,7 +492,7 @@ CLAIMS: list[Claim] = [
     Claim("routing-small-sizes", "§4.4, Fig. 2", "Small models (XS, S) dominate the routing trade-off",
           ["quora"], "XS/S on the Pareto front", check_small_sizes_dominate, datasets_of=ROUTED),
     Claim("routing-keynet-ahead", "§4.4, Fig. 2", "KeyNet is slightly ahead of SupportNet",
-          ["quora", "nq"], "small positive difference", check_keynet_ahead, datasets_of=ROUTED),
+          ["quora", "nq"], f"small positive difference (0 to +{KEYNET_AHEAD_BOUND:g} at equal ρ; ≥ 0 at equal FLOPs)", check_keynet_ahead, datasets_of=ROUTED),
     Claim("size-improves-tradeoff", "§4.3, Fig. 3", "Model size improves the E_rel–MRR trade-off",
           ["fiqa", "quora"], "larger ρ, lower E_rel", check_size_improves, datasets_of=TRAINED),
     Claim("erel-below-minus-one-squared", "§4.2–4.3, Fig. 3",
