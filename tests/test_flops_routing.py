@@ -123,6 +123,15 @@ def test_equal_cost_centroid_routing_counts_2md_and_matches_brute_force(tiny_dat
     expected = np.mean(first == assignments[top1])
     assert rows[(f"centroid_fine_m{m}", 1)]["accuracy"] == pytest.approx(expected)
     assert rows[(f"centroid_fine_m{m}", 2)]["accuracy"] >= rows[(f"centroid_fine_m{m}", 1)]["accuracy"]
+    # the spherical variant: unit-norm centroids, routed by the same brute force, same 2·m·d
+    sph, sph_owner = fine_centroids(ctx.keys, ctx.assignments, 4, m, seed=3, spherical=True)
+    assert np.allclose(np.linalg.norm(sph, axis=1), 1.0, atol=1e-5)
+    assert rows[(f"centroid_fine_sph_m{m}", 1)]["flops_router"] == 2 * m * 32
+    nearest = np.argmax(keys @ sph.T.astype(np.float64), axis=1)  # unit keys: nearest = max IP
+    for f in range(m):
+        assert sph_owner[f] == np.argmax(np.bincount(assignments[nearest == f], minlength=4)), f
+    first = sph_owner[np.argmax(queries @ sph.T.astype(np.float64), axis=1)]
+    assert rows[(f"centroid_fine_sph_m{m}", 1)]["accuracy"] == pytest.approx(np.mean(first == assignments[top1]))
     with pytest.raises(InputError, match=r"^routing.fine_centroids: m = 4 must lie between the 4 "
                                          r"clusters and the 3000 keys$"):
         fine_centroids(ctx.keys, ctx.assignments, 4, 4, seed=0)

@@ -88,6 +88,7 @@ def test_every_table_parses(finished):
     routing = pd.concat(pd.read_csv(p) for p in (results / "tiny" / "routing").glob("*.csv"))
     assert set(routing.method) == {"supportnet", "keynet", "centroid_ip", "centroid_l2",
                                    "centroid_cos", "centroid_fine_m100", "centroid_fine_m1000",
+                                   "centroid_fine_sph_m100", "centroid_fine_sph_m1000",
                                    "oracle", "classifier", "linear_router"}
     assert set(routing.split_mode) == {"leak_free"}
     for _, curve in routing.groupby(["method", "size", "depth", "n_x", "seed"], dropna=False):

@@ -58,10 +58,13 @@ def assign_nearest(keys: np.ndarray, centroids: np.ndarray,
 
 
 def kmeans_once(keys: np.ndarray, n_clusters: int, *, seed: int, niter: int,
-                max_points_per_centroid: int) -> Clustering:
-    """One FAISS k-means run, then assignment of all keys (FAISS may train on a subsample)."""
+                max_points_per_centroid: int, spherical: bool = False) -> Clustering:
+    """One FAISS k-means run, then assignment of all keys (FAISS may train on a subsample).
+    `spherical`: centroids re-normalised after every iteration, as FAISS trains an
+    inner-product IVF (for unit-norm keys the nearest centroid is then the largest inner
+    product)."""
     d = keys.shape[1]
-    km = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed, verbose=False,
+    km = faiss.Kmeans(d, n_clusters, niter=niter, seed=seed, verbose=False, spherical=spherical,
                       max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1)
     train = _training_sample(keys, n_clusters * max_points_per_centroid, seed)
     km.train(train)

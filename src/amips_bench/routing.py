@@ -8,7 +8,9 @@ sizes.
 Equal-cost centroid routing gives the non-learned rule a budget like a learned router's: m fine
 k-means centroids of the keys, each owned by the coarse cluster holding most of its keys; a
 query ranks the coarse clusters by their best fine centroid (largest inner product, as the
-paper's rule), at 2·m·d FLOPs.
+paper's rule), at 2·m·d FLOPs. Both plain k-means centroids and spherical ones (normalised
+after each iteration, as FAISS trains them for inner-product search) are offered: raw inner
+products favour long plain centroids, which spherical ones do not have.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .models import load_model
 
 CENTROID_RULES = ("centroid_ip", "centroid_l2", "centroid_cos")
 FINE_RULE = "centroid_fine_m"  # + m: centroid routing at equal cost
+FINE_SPHERICAL_RULE = "centroid_fine_sph_m"  # + m: the same with spherical k-means centroids
 LINEAR_METHOD = "linear_router"  # W·q, W ∈ R^{c×d} (Vecchiato et al., SIGIR 2024)
 
 
@@ -105,15 +108,15 @@ def centroid_scores(ctx: RoutingContext, rule: str) -> np.ndarray:
 
 
 def fine_centroids(keys: np.ndarray, assignments: np.ndarray, n_clusters: int, m: int, *,
-                   seed: int, niter: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """m k-means centroids of the keys and the owner of each: the coarse cluster holding most
-    of its keys (ties and empty cells: the lowest cluster index)."""
+                   seed: int, niter: int = 20, spherical: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """m k-means centroids of the keys (unit-norm ones with `spherical`) and the owner of each:
+    the coarse cluster holding most of its keys (ties and empty cells: the lowest index)."""
     from .clusters import kmeans_once
 
     if not n_clusters < m < len(keys):
         raise InputError(f"routing.fine_centroids: m = {m} must lie between the {n_clusters} "
                          f"clusters and the {len(keys)} keys")
-    fine = kmeans_once(keys, m, seed=seed, niter=niter, max_points_per_centroid=256)
+    fine = kmeans_once(keys, m, seed=seed, niter=niter, max_points_per_centroid=256, spherical=spherical)
     counts = np.zeros((m, n_clusters), dtype=np.int64)
     np.add.at(counts, (fine.assignments, assignments), 1)
     return fine.centroids, counts.argmax(axis=1)
@@ -140,10 +143,12 @@ def baseline_rows(ctx: RoutingContext, seed: int, fine: tuple[int, ...] = ()) ->
                                  centroid_flops(ctx.n_clusters, ctx.d), {**base, "method": rule})
     queries = ctx.queries.cpu().numpy()
     for m in fine:
-        centroids, owner = fine_centroids(ctx.keys, ctx.assignments, ctx.n_clusters, m, seed=seed)
-        rows += rows_from_scores(ctx, fine_centroid_scores(queries, centroids, owner, ctx.n_clusters),
-                                 centroid_flops(m, ctx.d),
-                                 {**base, "method": f"{FINE_RULE}{m}", "parameters": m * ctx.d})
+        for rule, spherical in ((FINE_RULE, False), (FINE_SPHERICAL_RULE, True)):
+            centroids, owner = fine_centroids(ctx.keys, ctx.assignments, ctx.n_clusters, m, seed=seed,
+                                              spherical=spherical)
+            rows += rows_from_scores(ctx, fine_centroid_scores(queries, centroids, owner, ctx.n_clusters),
+                                     centroid_flops(m, ctx.d),
+                                     {**base, "method": f"{rule}{m}", "parameters": m * ctx.d})
     # oracle: the true cluster is known for free; only its scan is paid (k = 1)
     scan = float(scan_flops(ctx.sizes[ctx.true_cluster], ctx.d).mean())
     rows.append({**base, "method": "oracle", "dataset": ctx.dataset, "clusters": ctx.n_clusters,

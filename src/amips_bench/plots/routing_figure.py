@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..config import SIZE_ORDER
 from ..results import pareto_front, read_tables
-from ..routing import FINE_RULE, LINEAR_METHOD
+from ..routing import FINE_RULE, FINE_SPHERICAL_RULE, LINEAR_METHOD
 from . import style
 from .style import plt
 
@@ -65,11 +65,13 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
                               ("centroid_cos", "centroid (cosine)")):
             _curve(ax, d[d.method == method], color=style.BASELINE_COLORS[method], marker="x",
                    ls=":", label=label)
-        fine = sorted((m for m in d.method.unique() if m.startswith(FINE_RULE)),
-                      key=lambda m: int(m[len(FINE_RULE):]))
-        for i, method in enumerate(fine):  # centroid routing at equal cost
-            _curve(ax, d[d.method == method], color=FINE_COLORS[i % len(FINE_COLORS)], marker="+",
-                   ms=7, ls="-.", label=f"fine centroids, m = {method[len(FINE_RULE):]} (2·m·d)")
+        for rule, kind, ls in ((FINE_RULE, "", "-."), (FINE_SPHERICAL_RULE, "spherical ", (0, (1, 1)))):
+            fine = sorted((m for m in d.method.unique() if m.startswith(rule)),
+                          key=lambda m: int(m[len(rule):]))
+            for i, method in enumerate(fine):  # centroid routing at equal cost
+                _curve(ax, d[d.method == method], color=FINE_COLORS[i % len(FINE_COLORS)],
+                       marker="+", ms=7, ls=ls,
+                       label=f"{kind}fine centroids, m = {method[len(rule):]} (2·m·d)")
         for size, sub in d[d.method == "classifier"].groupby("size"):
             _curve(ax, sub, color=style.BASELINE_COLORS["classifier"], marker="D", ms=4,
                    alpha=0.5 + 0.1 * SIZE_ORDER.index(size), label=f"classifier router {size}")
