@@ -343,3 +343,60 @@ def test_keynet_slightly_ahead_needs_a_bounded_lead_and_no_loss_at_equal_flops(t
     claim = claims[("routing-keynet-ahead", "quora")]
     assert claim["verdict"] == verdict, claim["ours"]
     assert f"{lead:+.3f}" in claim["ours"] and "equal FLOPs" in claim["ours"]
+
+
+def test_the_html_report_shows_each_figure_under_its_claims_and_every_image_resolves(tmp_path):
+    """Parsed as a browser would: every <img> of reproduction.html names a file that exists
+    relative to the page; Figure 2 is shown under the routing claims, Figure 1 (no claim) at the
+    end; the verdicts carry their symbols and the top line counts them."""
+    from html.parser import HTMLParser
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for stem in ("fig1_toy", "fig2_routing", "fig7_ood"):
+        path = tmp_path / "figures" / f"{stem}.png"
+        path.parent.mkdir(exist_ok=True)
+        plt.figure(figsize=(2, 2)).savefig(path)
+        plt.close("all")
+        figures += [str(path), str(path.with_suffix(".pdf"))]
+    res = Results.load(metrics=[], histories=[], routing=[_write(tmp_path, "routing", _routing_rows("nq", 0.15))],
+                       ivf=[], ood=[], table1=None, kinds={"nq": "beir"})
+    out = tmp_path / "results" / "report"
+    claims = write_report(out, res, config_hash="x", seeds=[0], figures=figures)
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.headings, self._in_heading = [], [], False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.images.append((dict(attrs)["src"], len(self.headings)))
+            self._in_heading = tag == "h3"
+
+        def handle_data(self, data):
+            if self._in_heading:
+                self.headings.append(data)
+                self._in_heading = False
+
+    page = Page()
+    html_text = (out / "reproduction.html").read_text()
+    page.feed(html_text)
+    assert len(page.images) == 3
+    for src, _ in page.images:
+        assert (out / src).resolve().is_file(), src
+    under = {Path(src).stem: page.headings[at - 1] for src, at in page.images}
+    assert under == {stem: stem for stem in ("fig1_toy", "fig2_routing", "fig7_ood")}
+    fig2_from, fig2_image = html_text.index("<h3>fig2_routing"), html_text.index('src="../../figures/fig2_routing.png"')
+    routing_claims = [c.statement for c in CLAIMS if "Fig. 2" in c.section]
+    assert routing_claims and all(fig2_from < html_text.index(s, fig2_from) < fig2_image
+                                  for s in routing_claims)
+    toy = html_text[html_text.index("<h3>fig1_toy"):]
+    assert "No claim of the paper is judged on this figure." in toy[:toy.index("<img")]
+    assert "✅ reproduced" in html_text and "⏸ not run" in html_text
+    reproduced = sum(c["verdict"] == "reproduced" for c in claims)
+    assert f"✅ reproduced: {reproduced}" in html_text and reproduced >= 1

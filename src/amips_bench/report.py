@@ -596,10 +596,78 @@ def leakage_section(res: Results, pairs: list[str]) -> str:
     return "\n".join(lines + ["", markdown_table(table)])
 
 
+#: a verdict at a glance: its symbol, by the verdict's first words
+VERDICT_MARKS = [("reproduced", "✅"), ("not reproduced", "❌"), ("holds on synthetic", "🟢"),
+                 ("fails on synthetic", "🔴"), ("holds under the leaky", "🟡"),
+                 ("fails under the leaky", "🟠"), ("no paper claim", "⚪"), ("not run", "⏸")]
+
+
+def marked(verdict_text: str) -> str:
+    """A verdict with its symbol in front (a dash stays a dash)."""
+    for start, mark in VERDICT_MARKS:
+        if verdict_text.startswith(start):
+            return f"{mark} {verdict_text}"
+    return verdict_text
+
+
+def verdict_summary(claims: list[dict]) -> str:
+    """One line: how many checks came out each way, symbols first."""
+    counts: dict[str, int] = {}
+    for row in claims:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    order = {start: i for i, (start, _) in enumerate(VERDICT_MARKS)}
+    shown = sorted(counts, key=lambda v: min((order[s] for s in order if v.startswith(s)), default=99))
+    return " · ".join(f"{marked(v)}: {counts[v]}" for v in shown)
+
+
+def _figure_numbers(section: str) -> list[int]:
+    """Paper figure numbers a claim's section names ("§4.5, A.2, Figs. 4–6" -> 4, 5, 6)."""
+    import re
+
+    numbers: list[int] = []
+    for first, last in re.findall(r"Figs?\. (\d+)(?:[–-](\d+))?", section):
+        numbers += range(int(first), int(last or first) + 1)
+    return numbers
+
+
+def figures_by_claim(claims: list[dict], figures: list[str]) -> str:
+    """Each figure (its PNG, inline) under the claims it bears on (fig{N}_* for the paper's
+    Figure N), their verdicts at a glance; then the claims no shown figure illustrates."""
+    pngs = [f for f in figures if f.endswith(".png")]
+    lines: list[str] = []
+    illustrated: set[str] = set()
+
+    def claim_lines(claim: Claim) -> list[str]:
+        rows = [r for r in claims if r["claim"] == claim.id]
+        return ([f"**{claim.statement}** ({claim.section})", ""]
+                + [f"- {r['dataset'] or '—'}: {marked(r['verdict'])} — {r['ours'] or 'not run'}"
+                   for r in rows] + [""])
+
+    for figure in pngs:
+        stem = Path(figure).stem
+        about = [c for c in CLAIMS if any(stem.startswith(f"fig{n}_") for n in _figure_numbers(c.section))]
+        lines += [f"### {stem}", ""]
+        for claim in about:
+            lines += claim_lines(claim)
+            illustrated.add(claim.id)
+        if not about:
+            lines += ["No claim of the paper is judged on this figure.", ""]
+        lines += [f"![{stem}]({figure})", ""]
+    rest = [c for c in CLAIMS if c.id not in illustrated]
+    if rest:
+        lines += ["### Claims without a figure here", ""]
+        for claim in rest:
+            lines += claim_lines(claim)
+    return "\n".join(lines)
+
+
 def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list[str],
            leakage: list[str] | None = None) -> str:
     counted = sum(r["counts_as_reproduction"] for r in claims)
     real = sum(r["real_data_check"] for r in claims)
+    shown_claims = [{**r, "verdict": marked(r["verdict"]),
+                     "verdict vs best baseline": marked(r["verdict vs best baseline"])}
+                    for r in claims]
     lines = [
         "# Reproduction report: Amortizing MIPS with Learned Support Functions",
         "",
@@ -611,9 +679,11 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
         f"distances (the paper's formula) or of distances (half of it, the paper's prose). "
         f"Reproduced on the paper's datasets: {counted} of {real} real-data checks.",
         "",
+        f"**At a glance:** {verdict_summary(claims)}",
+        "",
         "## Claims",
         "",
-        markdown_table(pd.DataFrame(claims, columns=["section", "statement", "paper_datasets",
+        markdown_table(pd.DataFrame(shown_claims, columns=["section", "statement", "paper_datasets",
                                                      "paper_value", "dataset", "data",
                                                      "split_mode", "ours", "verdict",
                                                      "verdict vs best baseline"])),
@@ -643,6 +713,7 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
         lines += ["Table 1 was not run.", ""]
     if leakage:
         lines += ["## Leakage study (Figure 9)", "", leakage_section(res, leakage), ""]
+    lines += ["## Figures by claim", "", figures_by_claim(claims, figures), ""]
     lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=2, sort_keys=True), "```", ""]
     return "\n".join(lines)
@@ -715,7 +786,7 @@ def markdown_to_html(text: str, title: str) -> str:
     return (f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-            f"padding:3px 6px}}</style></head><body>\n{body}\n</body></html>\n")
+            f"padding:3px 6px}}img{{max-width:100%}}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
