@@ -400,3 +400,39 @@ def test_the_html_report_shows_each_figure_under_its_claims_and_every_image_reso
     assert "✅ reproduced" in html_text and "⏸ not run" in html_text
     reproduced = sum(c["verdict"] == "reproduced" for c in claims)
     assert f"✅ reproduced: {reproduced}" in html_text and reproduced >= 1
+
+
+def test_mapped_beats_natural_judges_the_model_chosen_on_validation(tmp_path):
+    """KeyNet L wins at equal FLOPs on the test IVF sweep, KeyNet S loses; S has the better
+    validation MRR, so S is judged and the claim is not reproduced (picking L, the test-best,
+    would read reproduced). Swapping the validation MRRs flips the verdict."""
+    def ivf_rows():
+        rows = []
+        for budget in (1, 2, 4, 8):
+            rows.append({"dataset": "hotpotqa", "index": "ivf", "query": "natural", "model": "",
+                         "size": "", "depth": "", "n_x": "", "seed": 0, "budget": budget,
+                         "flops_total": 1e6 * budget, "recall@100": 0.5 + 0.05 * budget, "nlist": 100})
+            for size, gain in (("S", -0.1), ("L", +0.1)):
+                rows.append({"dataset": "hotpotqa", "index": "ivf", "query": "mapped",
+                             "model": "keynet", "size": size, "depth": 4, "n_x": 3, "seed": 0,
+                             "budget": budget, "flops_total": 1e6 * budget * 1.01,
+                             "recall@100": 0.5 + 0.05 * budget + gain, "nlist": 100})
+        return rows
+
+    def verdict_with(val_mrr):
+        metrics, histories = _erel_runs(tmp_path / str(val_mrr["S"]), "hotpotqa",
+                                        [("S", 0, -0.5, -0.5), ("L", 0, -0.5, -0.5)])
+        for path, size in zip(histories, ("S", "L")):
+            pd.DataFrame({"step": [0, 10], "e_rel": [0.5, -0.5], "mrr": [0.1, val_mrr[size]]}).to_csv(path, index=False)
+        res = Results.load(metrics=metrics, histories=histories, routing=[],
+                           ivf=[_write(tmp_path, "ivf", ivf_rows())], ood=[], table1=None,
+                           kinds={"hotpotqa": "beir"})
+        claim = {c["claim"]: c for c in evaluate_claims(res)}["mapped-beats-natural"]
+        return claim["verdict"], claim["ours"]
+
+    (tmp_path / "0.9").mkdir()
+    (tmp_path / "0.1").mkdir()
+    verdict_s, text = verdict_with({"S": 0.9, "L": 0.5})
+    assert verdict_s == "not reproduced" and "keynet S" in text and "chosen on validation" in text
+    verdict_l, text = verdict_with({"S": 0.1, "L": 0.5})
+    assert verdict_l == "reproduced" and "keynet L" in text
