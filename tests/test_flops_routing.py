@@ -192,3 +192,18 @@ def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_data
         moved = step[step > 0]
         assert moved.median().item() == pytest.approx(0.002, rel=0.05), name
         torch.testing.assert_close(ema[name], 0.1 * w0[name] + 0.9 * w1[name], rtol=0, atol=1e-6)
+
+
+def test_every_routing_row_carries_its_validation_accuracy(tiny_dataset):
+    """val_accuracy of the paper's centroid rule, recomputed by brute force on the validation
+    split's queries and targets (the true cluster holds the global top key)."""
+    ctx = load_context(tiny_dataset, 4, (1, 2), torch.device("cpu"))
+    rows = {(r["method"], r["k"]): r for r in baseline_rows(ctx, seed=0)}
+    queries = np.load(tiny_dataset / "targets/c1/val_queries.npy").astype(np.float64)
+    top1 = np.load(tiny_dataset / "targets/c1/val_top1.npy")[:, 0]
+    assignments = np.load(tiny_dataset / "clusters/c4/assignments.npy")
+    centroids = np.load(tiny_dataset / "clusters/c4/centroids.npy").astype(np.float64)
+    chosen = np.argmax(queries @ centroids.T, axis=1)
+    assert rows[("centroid_ip", 1)]["val_accuracy"] == pytest.approx(np.mean(chosen == assignments[top1]))
+    assert all(0 <= r["val_accuracy"] <= 1 for r in rows.values())
+    assert rows[("oracle", 1)]["val_accuracy"] == 1.0

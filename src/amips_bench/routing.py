@@ -48,6 +48,8 @@ class RoutingContext:
     device: torch.device
     keys: np.ndarray | None = None  # [n, d] (for the fine-centroid rule)
     assignments: np.ndarray | None = None  # [n] coarse cluster of every key
+    val_queries: torch.Tensor | None = None  # validation queries: what a method is chosen on
+    val_true_cluster: np.ndarray | None = None
 
 
 def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
@@ -66,37 +68,43 @@ def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
     if recorded != actual:
         raise InputError(f"{target_manifest}: targets were computed for other cluster assignments "
                          f"than {cluster_dir / 'assignments.npy'} (checksum mismatch); re-run targets")
-    data = load_dataset(root, n_clusters, device, splits=("test",))
+    data = load_dataset(root, n_clusters, device, splits=("val", "test"))
     assignments = load_index_array(cluster_dir / "assignments.npy", upper=n_clusters)
     centroids = load_array(cluster_dir / "centroids.npy", dtype="float32", ndim=2)
     return RoutingContext(root.name, n_clusters, data.keys.shape[1],
                           np.bincount(assignments, minlength=n_clusters), centroids,
                           data.splits["test"].queries,
                           true_clusters(data.splits["test"], data.keys), tuple(ks), device,
-                          data.keys.cpu().numpy(), assignments)
+                          data.keys.cpu().numpy(), assignments, data.splits["val"].queries,
+                          true_clusters(data.splits["val"], data.keys))
 
 
 def rows_from_scores(ctx: RoutingContext, scores: np.ndarray, flops_router: float,
-                     meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per k: accuracy and mean FLOPs (router + scan of the k selected clusters)."""
+                     meta: dict[str, Any], val_scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """One row per k: test accuracy and mean FLOPs (router + scan of the k selected clusters);
+    with `val_scores`, the accuracy on validation queries too (`val_accuracy`), on which a
+    verdict chooses among methods before judging them on test."""
     if scores.shape != (len(ctx.true_cluster), ctx.n_clusters):
         raise InputError(f"routing: scores of shape {scores.shape}, expected "
                          f"({len(ctx.true_cluster)}, {ctx.n_clusters})")
     order = np.argsort(-scores, axis=1, kind="stable")
     accuracy = routing_accuracy(scores, ctx.true_cluster, ctx.ks)
+    val = (routing_accuracy(val_scores, ctx.val_true_cluster, ctx.ks) if val_scores is not None
+           else {k: float("nan") for k in ctx.ks})
     rows = []
     for k in ctx.ks:
         scanned = ctx.sizes[order[:, :k]].sum(axis=1)
         flops_scan = float(scan_flops(scanned, ctx.d).mean())
         rows.append({**meta, "dataset": ctx.dataset, "clusters": ctx.n_clusters, "k": k,
-                     "accuracy": accuracy[k], "flops_router": flops_router,
+                     "accuracy": accuracy[k], "val_accuracy": val[k], "flops_router": flops_router,
                      "flops_scan": flops_scan, "flops_total": flops_router + flops_scan,
                      "n_queries": len(ctx.true_cluster), "device": device_name(ctx.device)})
     return rows
 
 
-def centroid_scores(ctx: RoutingContext, rule: str) -> np.ndarray:
-    q = ctx.queries.cpu().numpy().astype(np.float64)
+def centroid_scores(ctx: RoutingContext, rule: str, queries: torch.Tensor | None = None) -> np.ndarray:
+    """Scores of the test queries (or `queries`) against the coarse centroids under `rule`."""
+    q = (ctx.queries if queries is None else queries).cpu().numpy().astype(np.float64)
     c = ctx.centroids.astype(np.float64)
     if rule == "centroid_ip":
         return q @ c.T
@@ -140,19 +148,21 @@ def baseline_rows(ctx: RoutingContext, seed: int, fine: tuple[int, ...] = ()) ->
     base = {"model": "", "size": "", "depth": "", "n_x": "", "seed": seed, "parameters": 0}
     for rule in CENTROID_RULES:
         rows += rows_from_scores(ctx, centroid_scores(ctx, rule),
-                                 centroid_flops(ctx.n_clusters, ctx.d), {**base, "method": rule})
-    queries = ctx.queries.cpu().numpy()
+                                 centroid_flops(ctx.n_clusters, ctx.d), {**base, "method": rule},
+                                 centroid_scores(ctx, rule, ctx.val_queries))
+    queries, val_queries = ctx.queries.cpu().numpy(), ctx.val_queries.cpu().numpy()
     for m in fine:
         for rule, spherical in ((FINE_RULE, False), (FINE_SPHERICAL_RULE, True)):
             centroids, owner = fine_centroids(ctx.keys, ctx.assignments, ctx.n_clusters, m, seed=seed,
                                               spherical=spherical)
             rows += rows_from_scores(ctx, fine_centroid_scores(queries, centroids, owner, ctx.n_clusters),
                                      centroid_flops(m, ctx.d),
-                                     {**base, "method": f"{rule}{m}", "parameters": m * ctx.d})
+                                     {**base, "method": f"{rule}{m}", "parameters": m * ctx.d},
+                                     fine_centroid_scores(val_queries, centroids, owner, ctx.n_clusters))
     # oracle: the true cluster is known for free; only its scan is paid (k = 1)
     scan = float(scan_flops(ctx.sizes[ctx.true_cluster], ctx.d).mean())
     rows.append({**base, "method": "oracle", "dataset": ctx.dataset, "clusters": ctx.n_clusters,
-                 "k": 1, "accuracy": 1.0, "flops_router": 0.0, "flops_scan": scan,
+                 "k": 1, "accuracy": 1.0, "val_accuracy": 1.0, "flops_router": 0.0, "flops_scan": scan,
                  "flops_total": scan, "n_queries": len(ctx.true_cluster),
                  "device": device_name(ctx.device)})
     return rows
@@ -172,10 +182,11 @@ def model_rows(ctx: RoutingContext, model_path: str | Path) -> list[dict[str, An
         raise InputError(f"{model_path}: model was built for {spec.n_keys} keys, the dataset has "
                          f"{int(ctx.sizes.sum())}")
     scores = predict_scores(model, ctx.queries).cpu().numpy()
+    val_scores = predict_scores(model, ctx.val_queries).cpu().numpy()
     metrics = load_json(Path(model_path).parent / "metrics.json")
     meta = {"method": spec.model, **spec.row_fields(), "seed": metrics["seed"],
             "parameters": sum(p.numel() for p in model.parameters())}
-    return rows_from_scores(ctx, scores, router_flops(model.cpu(), spec.d), meta)
+    return rows_from_scores(ctx, scores, router_flops(model.cpu(), spec.d), meta, val_scores)
 
 
 def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[str, Any]]:
@@ -188,12 +199,13 @@ def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[s
                          f"has {ctx.n_clusters} clusters")
     with torch.no_grad():
         scores = router(ctx.queries).cpu().numpy()
+        val_scores = router(ctx.val_queries).cpu().numpy()
     metrics = load_json(Path(router_path).parent / "metrics.json")
     method = LINEAR_METHOD if spec.size == LINEAR_ROUTER else "classifier"
     meta = {"method": method, "model": method, "size": spec.size, "depth": spec.depth,
             "n_x": 0, "seed": metrics["seed"],
             "parameters": sum(p.numel() for p in router.parameters())}
-    return rows_from_scores(ctx, scores, fvcore_flops(router.cpu(), spec.d), meta)
+    return rows_from_scores(ctx, scores, fvcore_flops(router.cpu(), spec.d), meta, val_scores)
 
 
 def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
