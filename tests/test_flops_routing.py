@@ -166,6 +166,29 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
                      cfg=cfg, device=torch.device("cpu"))
 
 
+def test_a_router_lr_sweep_keeps_the_validation_best_and_records_the_sweep(tiny_dataset, tmp_path):
+    """Three learning rates: the saved router is the one of best validation top-1 accuracy
+    (its weights equal a single training at that rate), never the test-best by construction."""
+    from amips_bench.classifier import train_router
+    from amips_bench.settings import TrainConfig
+
+    cfg = TrainConfig(steps=40, batch_size=256, lr_at_128=0.01, seed=2)
+    m = train_router(tiny_dataset, tmp_path / "sweep", n_clusters=4, size="linear", depth=1,
+                     cfg=cfg, device=torch.device("cpu"), lr_factors=(0.1, 1.0, 10.0))
+    sweep = {round(r["lr_at_128"], 6): r["val_top1"] for r in m["lr_sweep"]}
+    assert sorted(sweep) == [0.001, 0.01, 0.1] and m["chosen_on"] == "validation top-1 accuracy"
+    best = max(sweep, key=lambda lr: (sweep[lr], -lr))
+    assert m["recipe"]["lr_at_128"] == pytest.approx(best)
+    assert m["top1_accuracy"]["val"] == pytest.approx(sweep[best])
+    single = train_router(tiny_dataset, tmp_path / "single", n_clusters=4, size="linear", depth=1,
+                          cfg=TrainConfig(steps=40, batch_size=256, lr_at_128=best, seed=2),
+                          device=torch.device("cpu"))
+    assert single["top1_accuracy"] == m["top1_accuracy"]
+    a = torch.load(tmp_path / "sweep" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "single" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_dataset, tmp_path):
     """One Adam step moves each weight by about the learning rate, which must be
     lr_at_128·sqrt(batch/128) (warmup of one step); the saved weights are the EMA, whose

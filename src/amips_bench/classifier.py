@@ -18,6 +18,7 @@ the same FLOP accounting in the routing experiment.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,26 +85,62 @@ class ClassifierRouter(nn.Module):
 
 
 def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: int, size: str,
-                 depth: int, cfg: TrainConfig, device: torch.device) -> dict:
+                 depth: int, cfg: TrainConfig, device: torch.device,
+                 lr_factors: tuple[float, ...] = (1.0,)) -> dict:
     """Train on the (augmented) training queries with the models' recipe (cfg: steps, batch,
-    LR at batch 128, warmup, cosine floor, clipping, EMA); write the EMA weights to model.pt
-    and metrics.json."""
+    LR at batch 128, warmup, cosine floor, clipping, EMA), once per learning rate
+    cfg.lr_at_128 × factor; keep the EMA weights best on validation top-1 accuracy (never
+    chosen on test) in model.pt, and the sweep in metrics.json."""
     data = load_dataset(dataset_dir, n_clusters, device)
-    torch.manual_seed(cfg.seed)
     spec = RouterSpec(d=data.keys.shape[1], n_keys=len(data.keys), n_clusters=n_clusters,
                       size=size, depth=depth)
-    model = ClassifierRouter(spec).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
     labels = {s: torch.from_numpy(true_clusters(data.splits[s], data.keys)).to(device)
               for s in ("train", "val", "test")}
-    train_x = data.splits["train"].queries
-    if cfg.batch_size > len(train_x):
+    if cfg.batch_size > len(data.splits["train"].queries):
         raise InputError(f"routing.classifier_batch_size: {cfg.batch_size} is larger than the "
-                         f"{len(train_x)} training queries")
+                         f"{len(data.splits['train'].queries)} training queries")
+    if not lr_factors or min(lr_factors) <= 0:
+        raise InputError(f"routing.router_lr_factors: need positive factors, got {list(lr_factors)}")
+    t0 = time.perf_counter()
+    sweep = []
+    for factor in lr_factors:
+        run_cfg = dataclasses.replace(cfg, lr_at_128=cfg.lr_at_128 * factor)
+        ema = _fit_router(spec, data, labels, run_cfg, device)
+        with torch.no_grad():
+            accuracy = {s: float((ema(data.splits[s].queries).argmax(1) == labels[s]).float().mean())
+                        for s in ("val", "test")}
+        sweep.append((accuracy["val"], -factor, run_cfg, ema, accuracy))
+    _, _, cfg, ema, accuracy = max(sweep, key=lambda t: (t[0], t[1]))  # ties: the smaller LR
+    seconds = time.perf_counter() - t0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({"spec": asdict(spec), "state_dict": ema.state_dict()}, tmp)
+    metrics = {"dataset": data.name, "name": spec.name, "size": size, "depth": depth,
+               "width": spec.width, "n_clusters": n_clusters, "seed": cfg.seed,
+               "parameters": sum(p.numel() for p in ema.parameters()), "steps": cfg.steps,
+               "recipe": {"batch_size": cfg.batch_size, "lr_at_128": cfg.lr_at_128,
+                          "peak_lr": cfg.peak_lr, "warmup_fraction": cfg.warmup_fraction,
+                          "end_lr_fraction": cfg.end_lr_fraction, "ema_decay": cfg.ema_decay,
+                          "grad_clip": cfg.grad_clip},
+               "lr_sweep": [{"lr_at_128": c.lr_at_128, "val_top1": a["val"]} for _, _, c, _, a in sweep],
+               "chosen_on": "validation top-1 accuracy",
+               "train_seconds": round(seconds, 3), "top1_accuracy": accuracy,
+               "device": device_name(device), "versions": package_versions()}
+    save_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _fit_router(spec: RouterSpec, data, labels: dict, cfg: TrainConfig,
+                device: torch.device) -> ClassifierRouter:
+    """One training of a router under cfg; its EMA weights, in eval mode."""
+    torch.manual_seed(cfg.seed)
+    model = ClassifierRouter(spec).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    train_x = data.splits["train"].queries
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.peak_lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.perf_counter()
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
@@ -117,26 +154,7 @@ def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: in
         with torch.no_grad():
             for e, p in zip(ema.parameters(), params):
                 e.lerp_(p, 1.0 - cfg.ema_decay_at(step))
-    seconds = time.perf_counter() - t0
-    ema.eval()
-    with torch.no_grad():
-        accuracy = {s: float((ema(data.splits[s].queries).argmax(1) == labels[s]).float().mean())
-                    for s in ("val", "test")}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({"spec": asdict(spec), "state_dict": ema.state_dict()}, tmp)
-    metrics = {"dataset": data.name, "name": spec.name, "size": size, "depth": depth,
-               "width": spec.width, "n_clusters": n_clusters, "seed": cfg.seed,
-               "parameters": sum(p.numel() for p in model.parameters()), "steps": cfg.steps,
-               "recipe": {"batch_size": cfg.batch_size, "lr_at_128": cfg.lr_at_128,
-                          "peak_lr": cfg.peak_lr, "warmup_fraction": cfg.warmup_fraction,
-                          "end_lr_fraction": cfg.end_lr_fraction, "ema_decay": cfg.ema_decay,
-                          "grad_clip": cfg.grad_clip},
-               "train_seconds": round(seconds, 3), "top1_accuracy": accuracy,
-               "device": device_name(device), "versions": package_versions()}
-    save_json(out / "metrics.json", metrics)
-    return metrics
+    return ema.eval()
 
 
 def load_router(path: str | Path, device: str | torch.device = "cpu") -> ClassifierRouter:

@@ -340,6 +340,8 @@ def _train_router_args(p):
                    help="linear (W ∈ R^{c×d}, depth 1) or a size XS…XXL of the classifier MLP")
     p.add_argument("--depth", type=int, required=True)
     _dataclass_arguments(p, TrainConfig, skip=_not_router_recipe())
+    p.add_argument("--lr-factors", type=float, nargs="+", default=[1.0],
+                   help="train at lr_at_128 × each factor, keep the best on validation")
     _add_device(p)
     _add_threads(p)
 
@@ -352,7 +354,7 @@ def _train_router(args):
 
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=_not_router_recipe()))
     m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, size=args.size,
-                     depth=args.depth, cfg=cfg, device=args.device)
+                     depth=args.depth, cfg=cfg, device=args.device, lr_factors=tuple(args.lr_factors))
     print(f"[{m['name']}] {m['parameters']:,} parameters, test top-1 accuracy "
           f"{m['top1_accuracy']['test']:.3f}")
 

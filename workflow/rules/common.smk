@@ -282,7 +282,10 @@ def router_cli(dataset, size):
             for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup", "grad_clip")
         },
     }
-    return " ".join(cli_flag(k, v) for k, v in recipe.items())
+    return (
+        " ".join(cli_flag(k, v) for k, v in recipe.items())
+        + f" --lr-factors {words(r['router_lr_factors'])}"
+    )
 
 
 def learned_routers(dataset):
