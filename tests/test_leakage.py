@@ -187,3 +187,34 @@ def test_the_study_at_scale_stops_before_any_job_when_the_disk_is_short(tmp_path
     assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
     assert "amips-bench disk-plan: error: the run writes" in run.stderr
     assert not (tmp_path / "results").exists() and not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("gain, sd, seeds, said", [
+    (0.05, 0.02, 3, "yes"),            # 0.05 − 2·0.02/√3 = 0.027 > 0
+    (0.02, 0.03, 3, "within noise"),   # 0.02 − 0.035 < 0 < 0.02 + 0.035
+    (-0.05, 0.02, 3, "no"),
+    (0.05, float("nan"), 1, "undecided (one seed: no spread)"),
+])
+def test_mapped_beats_natural_only_beyond_the_seeds_noise(gain, sd, seeds, said):
+    from amips_bench.leakage import beats_natural
+
+    assert beats_natural(gain, sd, seeds) == said
+
+
+def test_the_leakage_verdict_judges_the_model_chosen_on_validation():
+    """KeyNet M has the larger test gain, KeyNet S the better validation MRR: S is judged (its
+    gain is negative: "no"); the figure and the report share chosen_model and beats_natural."""
+    import pandas as pd
+
+    from amips_bench.leakage import verdicts
+
+    rows = []
+    for size, gain, val_mrr in (("S", -0.05, 0.8), ("M", 0.2, 0.5)):
+        rows.append({"pair": "a / b", "mode": "leak_free", "dataset": "a", "model": "keynet",
+                     "size": size, "depth": 4, "n_x": 3, "recall": "recall@100", "e_rel": -0.5,
+                     "mrr": 0.6, "ivf_gain": gain, "ivf_share": 0.5, "val_mrr": val_mrr,
+                     "e_rel_sd": 0.01, "mrr_sd": 0.01, "ivf_gain_sd": 0.01, "ivf_share_sd": 0.1,
+                     "val_mrr_sd": 0.0, "seeds": 3})
+    (row,) = verdicts(pd.DataFrame(rows)).to_dict("records")
+    assert row["model (chosen on validation MRR)"] == "keynet S L=4"
+    assert row["mapped beats natural"] == "no"

@@ -85,10 +85,21 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
             "key_reduction": m.get("key_reduction", "sum"),
             "ema_warmup": m.get("ema_warmup", m.get("config", {}).get("ema_warmup", True)),
             "train_seconds": m.get("train_seconds", np.nan), "device": m.get("device", ""),
+            "val_mrr": _last_validation(path, "mrr"),
             **{f"routing@{k}": test[f"routing@{k}"] for k in range(1, 6) if f"routing@{k}" in test},
             "run": run_key(path, m["dataset"]),
         })
     return pd.DataFrame(rows)
+
+
+def _last_validation(metrics_path: str | Path, column: str) -> float:
+    """A model's validation `column` at the end of training: the last row of the history.csv
+    beside its metrics.json (NaN where there is none)."""
+    history = Path(metrics_path).parent / "history.csv"
+    if not history.is_file():
+        return np.nan
+    frame = pd.read_csv(history)
+    return float(frame[column].iloc[-1]) if column in frame and len(frame) else np.nan
 
 
 def read_histories(metrics: pd.DataFrame, history_paths: list[str | Path]) -> dict[str, pd.DataFrame]:
