@@ -224,6 +224,15 @@ def test_settings_dataclasses_take_the_schema_defaults():
         assert getattr(synthetic, key) == value, key
 
 
+def test_a_model_spec_takes_the_schemas_grid_defaults():
+    """A SupportNet built by hand (ModelSpec, `amips-bench train` without --convexity/--init)
+    is the one the workflow's default grid trains."""
+    from amips_bench.models import ModelSpec
+
+    (entry,) = prepare({"datasets": {"d": {"grid": [{"model": ["supportnet"]}]}}}, SCHEMA)["datasets"]["d"]["grid"]
+    assert entry["convexity"] == [ModelSpec.convexity] and entry["init"] == [ModelSpec.init]
+
+
 def test_a_hand_run_train_parses_to_the_schema_defaults():
     from amips_bench.cli import build_parser
     from amips_bench.settings import TrainConfig

@@ -179,7 +179,7 @@ def test_live_unit_fractions_are_recorded_at_every_evaluation_and_at_the_end(tin
     assert metrics["live_fractions"] == pytest.approx(by_hand)
     assert metrics["live_min"] == pytest.approx(min(by_hand))
     assert list(history[layers].iloc[-1]) == pytest.approx(by_hand)
-    assert metrics["convexity"] == "none" and metrics["init"] == "principled"
+    assert metrics["convexity"] == "penalty" and metrics["init"] == "principled"
     assert metrics["key_reduction"] == "mean" and metrics["ema_warmup"] is True
 
 

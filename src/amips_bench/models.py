@@ -95,7 +95,7 @@ class ModelSpec:
     n_x: int
     n_clusters: int = 1
     residual: bool = False
-    convexity: str = "none"
+    convexity: str = "penalty"  # the schema's grid default (benchmarks/supportnet_ablation.py)
     width_rule: str = "paper"
     init: str = "principled"  # SupportNet's initialisation, one of INITS
     alpha: float = 0.1
