@@ -132,7 +132,8 @@ def spread(values: list[float]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
-def table(results: list[dict], steps: int, seeds: list[int], train: dict) -> str:
+def table(results: list[dict], steps: int, seeds: list[int], train: dict,
+          sizes: list[str] | None = None) -> str:
     lines = [f"# Training conventions on the quick data (c = 10, depth 4, n_x 3, {steps} steps, "
              f"batch {train['batch_size']}, lr_at_128 {train['lr_at_128']}, seeds {seeds})",
              "",
@@ -166,6 +167,10 @@ def table(results: list[dict], steps: int, seeds: list[int], train: dict) -> str
                      f"{spread([r['test_e_rel'] for r in rows])} | "
                      f"{spread([r['live_min'] for r in rows])} | "
                      f"{spread(neg) if neg else '—'} |")
+    missing = [label(v) for v in variants(sizes or []) if label(v) not in groups]
+    if missing:
+        lines += ["", f"Not trained ({len(missing)} of the full cross; `--only` chose the rest): "
+                  + "; ".join(missing) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -203,7 +208,7 @@ def main() -> None:
     results = [json.loads((cache / f"{run_id(v, s)}_{args.steps}.json").read_text())
                for v in variants(args.sizes) for s in args.seeds
                if (cache / f"{run_id(v, s)}_{args.steps}.json").exists()]
-    text = table(results, args.steps, args.seeds, train)
+    text = table(results, args.steps, args.seeds, train, args.sizes)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
