@@ -463,6 +463,9 @@ def _ivf_args(p):
                    help="HNSW efSearch sweep (omitted or empty: no HNSW rows)")
     p.add_argument("--timed-queries", type=int, default=schema_defaults("ivf")["timed_queries"],
                    help="queries timed per budget for seconds_per_query (0: not timed)")
+    p.add_argument("--evaluator", default=schema_defaults("ivf")["evaluator"],
+                   choices=["auto", "faiss", "all_nprobe"],
+                   help="FAISS search per nprobe, or one exact pass for every nprobe (ivf_ranks)")
     _add_ivf_variant_args(p, "of the IVF variants swept besides ivf.faiss",
                           schema_defaults("ivf")["quantizers"],
                           schema_defaults("ivf")["nlist_multiples"])
@@ -478,7 +481,7 @@ def _ivf(args):
                             hnsw_budgets=args.ef_search, ks=args.recall_at, model_path=args.model,
                             device=args.device, faiss_device=args.faiss_device,
                             timed_queries=args.timed_queries, quantizers=tuple(args.quantizers),
-                            nlist_multiples=tuple(args.nlist_multiples))
+                            nlist_multiples=tuple(args.nlist_multiples), evaluator=args.evaluator)
     save_result_rows(args.out, rows, args.dataset_dir)
 
 

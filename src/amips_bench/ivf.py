@@ -293,13 +293,17 @@ def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
 def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
           budgets: list[int], ks: list[int], d: int, n_keys: int,
           faiss_device: str = "cpu", setup: dict[str, Any] | None = None,
-          timed_queries: int = TIMED_QUERIES) -> list[dict[str, Any]]:
+          timed_queries: int = TIMED_QUERIES, evaluator: str = "faiss") -> list[dict[str, Any]]:
     """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW), with the index's `setup`
     (quantizer, paper_setup) and the wall-clock seconds per query of its first `timed_queries`
     queries (0: not timed, NaN).
 
     IVF searches run on `faiss_device` (a GPU copy of the index for 'gpu'; budgets above FAISS's
     GPU limit fall back to the CPU); HNSW always runs on the CPU. Each row names where it ran.
+    With `evaluator` all_nprobe an IVF's recall, MRR and scanned codes at every nprobe come
+    from one exact pass (`ivf_ranks`, equal to FAISS's search) instead of a search per nprobe;
+    FAISS still times the first `timed_queries` queries at each nprobe (after one warm-up
+    search of them); FAISS's own counter (`ndis_faiss`) is then not read (NaN).
     """
     if not ks:
         raise InputError("ivf.recall_at: the list of k values is empty")
@@ -307,9 +311,22 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
     on_gpu = kind == "ivf" and faiss_device == "gpu"
     gpu_index = search_copy(index, "gpu") if on_gpu else None
     sizes = list_sizes(index) if kind == "ivf" else None
+    one_pass = kind == "ivf" and evaluator == "all_nprobe"
+    if one_pass:
+        from .ivf_ranks import all_nprobe_metrics
+
+        passed = dict(zip(budgets, all_nprobe_metrics(
+            index, queries.vectors, target, budgets, ks,
+            "cuda" if torch.cuda.is_available() else "cpu")))
     rows = []
     for budget in budgets:
-        if kind == "ivf":
+        if one_pass:
+            where, searched = "cpu", index
+            ndis, measured = passed[budget]["ndis_per_query"], float("nan")
+            flops_search = ivf_flops(index.nlist, ndis, d)
+            if timed_queries > 0:  # the timing's warm-up, as the counted search is otherwise
+                search_ivf(index, queries.vectors[:timed_queries], budget, kmax, None, sizes)
+        elif kind == "ivf":
             where = "gpu" if on_gpu and budget <= GPU_MAX_NPROBE and kmax <= GPU_MAX_NPROBE else "cpu"
             searched = gpu_index if where == "gpu" else index
             ids, ndis, measured = search_ivf(index, queries.vectors, budget, kmax,
@@ -329,8 +346,10 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
                "flops_search": flops_search, "flops_total": queries.flops_model + flops_search,
                "n_queries": len(target), "n_keys": n_keys,
                "nlist": getattr(index, "nlist", ""), "faiss_device": where,
-               "faiss_threads": faiss.omp_get_max_threads()}
-        row.update(recall_and_mrr(ids, target, ks))
+               "faiss_threads": faiss.omp_get_max_threads(),
+               "evaluator": "all_nprobe" if one_pass else ("faiss" if kind == "ivf" else "")}
+        row.update({k: v for k, v in passed[budget].items() if k != "ndis_per_query"} if one_pass
+                   else recall_and_mrr(ids, target, ks))
         rows.append(row)
     return rows
 
@@ -349,13 +368,18 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                      device: torch.device, faiss_device: str = "cpu",
                      timed_queries: int = TIMED_QUERIES,
                      quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
-                     nlist_multiples: tuple[float, ...] = (1.0,)) -> list[dict[str, Any]]:
+                     nlist_multiples: tuple[float, ...] = (1.0,),
+                     evaluator: str = "faiss") -> list[dict[str, Any]]:
     """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset: the
     paper's IVF, its variants of quantizers × nlist_multiples, and HNSW when efSearch is swept.
 
-    `faiss_device` is a setting (auto, cpu, gpu), resolved here.
+    `faiss_device` (auto, cpu, gpu) and `evaluator` (auto, faiss, all_nprobe) are settings,
+    resolved here.
     """
+    from .ivf_ranks import resolve_evaluator
+
     faiss_device = resolve_faiss_device(faiss_device)
+    evaluator = resolve_evaluator(evaluator, ivf_budgets, faiss_device)
     queries, target, n_keys, d = load_test(dataset_dir)
     indexes = ivf_indexes(index_dir, list(quantizers), list(nlist_multiples))
     qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
@@ -373,7 +397,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                              f"({index_dir}/{built['file']})")
         setup = {"quantizer": built["quantizer"], "paper_setup": built["paper_setup"]}
         rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
-                      timed_queries)
+                      timed_queries, evaluator)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss", rule="hnsw_index")
         built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest

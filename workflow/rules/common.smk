@@ -316,7 +316,8 @@ def ivf_sweep(dataset):
     v = DATASETS[dataset]["ivf"]
     return (
         f"--quantizers {words(v['quantizers'])} --nlist-multiples {words(v['nlist_multiples'])} "
-        f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']}"
+        f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']} "
+        f"--evaluator {v['evaluator']}"
     )
 
 
