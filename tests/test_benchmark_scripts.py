@@ -204,3 +204,14 @@ def test_keys_scale_measures_both_stages_at_every_key_count(tmp_path):
         ("6,000", "synthetic"), ("6,000", "IVF (nlist = √n)")]
     assert all(float(r[3].replace(",", "")) > 0 for r in rows)
     assert list(tmp_path.iterdir()) == []  # each size's files are removed after it
+
+
+def test_ivf_evaluators_benchmark_times_both_and_finds_the_same_metrics(tmp_path):
+    out = tmp_path / "ivf_evaluators.md"
+    run = _run([sys.executable, "benchmarks/ivf_evaluators.py", "--keys", "4000", "--queries", "200",
+                "--d", "32", "--out", str(out)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    (row,) = [line for line in out.read_text().splitlines() if line.startswith("| 4,000")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "63" and cells[3] == "6" and cells[-1] == "yes"  # nlist √4000, nprobe 1..32
+    assert float(cells[4]) > 0 and float(cells[5]) > 0
