@@ -139,3 +139,27 @@ def test_clustered_targets_link_the_c1_queries_after_checking_them_row_for_row(t
         stream_split_targets(queries, plan, clustered, other, "train", sigma=0.02, seed=6,
                              chunk_blocks=1, same_queries=c1 / "train_queries.npy")
     assert list(other.iterdir()) == []
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_certified_reduced_precision_top1_equals_the_fp32_path_index_for_index(precision):
+    """Reduced-precision candidates, exact rescoring and a certificate: the same top-1 index as
+    the exact float32 path for every query, including planted near-ties (a key duplicated with
+    a perturbation far below the precision's error) which must not be certified and fall back;
+    most other rows are certified."""
+    from amips_bench.targets import certified_top1, exact_top1
+
+    rng = np.random.default_rng(5)
+    keys = rng.standard_normal((5000, 64)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    queries = rng.standard_normal((400, 64)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    _, before = exact_top1(queries, keys, device="cpu")
+    planted = before[:40, 0]  # a near twin of each of the first 40 rows' top key
+    twins = keys[planted] + 1e-6 * rng.standard_normal((40, 64)).astype(np.float32)
+    keys = np.concatenate([keys, twins / np.linalg.norm(twins, axis=1, keepdims=True)])
+    _, expected = exact_top1(queries, keys, device="cpu")
+    top1, certified = certified_top1(queries, keys, precision=precision, key_block=700)
+    assert np.array_equal(top1, expected[:, 0])
+    assert not certified[:40].any()  # every planted near-tie falls back to the exact path
+    assert certified[40:].mean() > 0.5

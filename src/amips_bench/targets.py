@@ -317,3 +317,83 @@ def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1
     if same_queries is not None:
         share_files([same_queries], out)
     return n_rows
+
+
+#: unit roundoff of each reduced precision's inputs (bf16: 8 significant bits; tf32: 11)
+UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "tf32": 2.0 ** -11}
+CANDIDATES = 8  # keys per row and cluster rescored exactly
+
+
+def reduced_score_bound(precision: str, d: int, norm: float = 1.0) -> float:
+    """|reduced − real| of one inner product of two vectors of norm ≤ `norm` in dimension d:
+    rounding both inputs to the precision moves each product by at most (2u + u²)·|q_i k_i|,
+    and float32 accumulation adds γ_d = d·u32 / (1 − d·u32) of the sum of |products|; by
+    Cauchy–Schwarz both sums are at most norm². The fp32 path's own error is γ_d·norm²."""
+    u, u32 = UNIT_ROUNDOFF[precision], 2.0 ** -24
+    gamma = d * u32 / (1 - d * u32)
+    return ((2 * u + u * u) + gamma * (1 + u) ** 2) * norm * norm
+
+
+def fp32_score_bound(d: int, norm: float = 1.0) -> float:
+    u32 = 2.0 ** -24
+    return d * u32 / (1 - d * u32) * norm * norm
+
+
+@torch.no_grad()
+def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "bf16",
+                   key_block: int = 2048, candidates: int = CANDIDATES
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The fp32 path's top-1 key of each query (c = 1), found with reduced-precision products.
+
+    Per row: the `candidates` best keys by the reduced-precision score are rescored in float64
+    (the real inner product, to float64 rounding); the best of them is certified when it beats
+    every other candidate by more than twice the fp32 path's error and the best non-candidate's
+    reduced score by more than that score's error bound plus the fp32 error — then no key can
+    win the fp32 path's comparison, and the index is the fp32 path's. Rows that are not
+    certified (near-ties) are searched again by the exact float32 path. Returns (top-1 global
+    index int64 [N], certified bool [N]).
+    """
+    if precision not in UNIT_ROUNDOFF:
+        raise InputError(f"targets.precision: {precision!r} has no certified search; expected one "
+                         f"of {list(UNIT_ROUNDOFF)}")
+    q32 = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    k32 = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
+    norm = float(max(q32.norm(dim=1).max(), k32.norm(dim=1).max()))
+    bound, fp32 = reduced_score_bound(precision, q32.shape[1], norm), fp32_score_bound(q32.shape[1], norm)
+    m = min(candidates, len(keys))
+    qr = q32.to(torch.bfloat16) if precision == "bf16" else _tf32_round(q32)
+    top_val = torch.full((len(q32), m + 1), -torch.inf)
+    top_idx = torch.zeros((len(q32), m + 1), dtype=torch.int64)
+    for k0 in range(0, len(keys), key_block):
+        block = k32[k0:k0 + key_block]
+        # bf16 products; tf32's on the CPU emulated by rounding the inputs' mantissas
+        scores = (qr @ block.to(torch.bfloat16).T).float() if precision == "bf16" else qr @ _tf32_round(block).T
+        val, idx = torch.topk(scores, min(m + 1, scores.shape[1]), dim=1)
+        merged_val = torch.cat([top_val, val], 1)
+        merged_idx = torch.cat([top_idx, idx + k0], 1)
+        keep = torch.topk(merged_val, m + 1, dim=1).indices
+        top_val, top_idx = torch.gather(merged_val, 1, keep), torch.gather(merged_idx, 1, keep)
+    cand, threshold = top_idx[:, :m], top_val[:, m]  # the best non-candidate's reduced score
+    exact = torch.einsum("nd,nmd->nm", q32.double(), k32.double()[cand])
+    # the best candidate; among exact ties the lowest index, as the fp32 path
+    order = torch.argsort(cand, dim=1)
+    exact_sorted, cand_sorted = torch.gather(exact, 1, order), torch.gather(cand, 1, order)
+    best = torch.argmax(exact_sorted, dim=1)
+    best_exact = exact_sorted[torch.arange(len(q32)), best]
+    others = exact_sorted.clone()
+    others[torch.arange(len(q32)), best] = -torch.inf
+    certified = ((best_exact - others.max(dim=1).values > 2 * fp32)
+                 & (best_exact - threshold.double() > bound + fp32))
+    top1 = cand_sorted[torch.arange(len(q32)), best].numpy().copy()
+    if (~certified).any():
+        rows = (~certified).nonzero()[:, 0].numpy()
+        _, exact_idx = exact_top1(np.asarray(queries)[rows], keys, device="cpu")
+        top1[rows] = exact_idx[:, 0]
+    return top1, certified.numpy()
+
+
+def _tf32_round(x: torch.Tensor) -> torch.Tensor:
+    """float32 values rounded to tf32's 10 stored mantissa bits (round to nearest even)."""
+    bits = x.contiguous().view(torch.int32)
+    rounded = (bits + 0x0FFF + ((bits >> 13) & 1)) & ~0x1FFF
+    return rounded.view(torch.float32)
