@@ -40,7 +40,7 @@ def _curve(ax, sub: pd.DataFrame, **kw) -> None:
 def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
     df = _aggregate(csv_paths)
     datasets = sorted(df.dataset.unique())
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(12.5, 3.6 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
         d = df[df.dataset == dataset]
         learned = d[d.method.isin(["supportnet", "keynet"])]
@@ -84,7 +84,8 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
         for ax in row:
             style.flops_axis(ax)
             ax.set_ylabel("routing accuracy (top key's cluster selected)")
-            ax.legend(frameon=False, fontsize=6, loc="lower right")
+        row[0].legend(frameon=False, fontsize=6, loc="lower right")
+        style.legend_beside(row[1])  # a dozen baselines: beside the panel, never over a curve
     fig.suptitle("Figure 2 — routing to the top-k of c clusters (k = 1…5 along each curve), "
                  "cost = router + exact scan of the selected clusters", fontsize=9)
     fig.tight_layout()
