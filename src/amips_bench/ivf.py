@@ -33,6 +33,7 @@ from .config import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_varian
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
 from .flops import ivf_flops, key_flops
 from .io import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
+from .ivf_ranks import all_nprobe_metrics, resolve_evaluator
 from .models import load_model, scores_and_keys
 
 PAPER_QUANTIZER = PAPER_IVF_SETUP[0]
@@ -313,8 +314,6 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
     sizes = list_sizes(index) if kind == "ivf" else None
     one_pass = kind == "ivf" and evaluator == "all_nprobe"
     if one_pass:
-        from .ivf_ranks import all_nprobe_metrics
-
         passed = dict(zip(budgets, all_nprobe_metrics(
             index, queries.vectors, target, budgets, ks,
             "cuda" if torch.cuda.is_available() else "cpu")))
@@ -376,8 +375,6 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
     `faiss_device` (auto, cpu, gpu) and `evaluator` (auto, faiss, all_nprobe) are settings,
     resolved here.
     """
-    from .ivf_ranks import resolve_evaluator
-
     faiss_device = resolve_faiss_device(faiss_device)
     evaluator = resolve_evaluator(evaluator, ivf_budgets, faiss_device)
     queries, target, n_keys, d = load_test(dataset_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,19 +368,21 @@ def check_erel_below_minus_one_norms(res: Results, dataset: str) -> Outcome:
     return _check_erel_below(res, dataset, "e_rel_half", "log-ratio of distances")
 
 
-def mapped_vs_natural(v: pd.DataFrame, recall: str, chosen: tuple | None = None) -> tuple[float, str]:
+def mapped_vs_natural(v: pd.DataFrame, recall: str, chosen: tuple | None = None) -> tuple[float, str, bool]:
     """On one IVF setup: the share of the chosen mapped model's operating points whose `recall`
     beats natural x at equal FLOPs, and that model; share −1 when it has no point inside the
     natural FLOP range. `chosen` (model, size, depth, n_x) is picked on validation queries by
-    the caller; without it the first model in sort order is judged (never the test-best)."""
+    the caller; without it (or when it has no IVF rows) the first model in sort order is
+    judged, never the test-best. The third value says whether `chosen` was the one judged."""
     natural = v[v["query"] == "natural"]
     models = dict(list(v[v["query"] == "mapped"].groupby(["model", "size", "depth", "n_x"])))
     if not models:
-        return -1.0, ""
-    key = next((k for k in models if chosen is not None and tuple(k[:2]) == tuple(chosen[:2])
-                and int(k[2]) == int(chosen[2]) and int(k[3]) == int(chosen[3])), sorted(models)[0])
+        return -1.0, "", False
+    found = [k for k in models if chosen is not None and tuple(k[:2]) == tuple(chosen[:2])
+             and int(k[2]) == int(chosen[2]) and int(k[3]) == int(chosen[3])]
+    key = found[0] if found else sorted(models)[0]
     _, share = gain_at_equal_flops(models[key], natural, recall)
-    return (-1.0 if np.isnan(share) else share), f"{key[0]} {key[1]} L={int(key[2])}"
+    return (-1.0 if np.isnan(share) else share), f"{key[0]} {key[1]} L={int(key[2])}", bool(found)
 
 
 def _chosen_on_validation(res: Results, dataset: str) -> tuple | None:
@@ -413,18 +416,18 @@ def check_mapped_beats_natural(res: Results, dataset: str) -> Outcome:
     recall = largest_recall(v)
     chosen = _chosen_on_validation(res, dataset)
     shares = {setup: mapped_vs_natural(sub, recall, chosen) for setup, sub in _ivf_setups(v).items()}
-    (quantizer, nlist), (share, model) = next(iter(shares.items()))
+    (quantizer, nlist), (share, model, on_val) = next(iter(shares.items()))
     if share < 0:
         return Outcome("mapped and natural FLOP ranges do not overlap", False)
-    how = "chosen on validation MRR" if chosen is not None else "no validation numbers: first in order"
+    how = "chosen on validation MRR" if on_val else "no validation choice among its IVF rows: first in order"
     text = (f"{recall}: model {model} ({how}) beats natural at equal FLOPs on {share:.0%} of its "
             f"operating points ({quantizer} IVF, nlist {nlist:,})")
     others = list(shares.items())[1:]
     if not others:
         return Outcome(text, bool(share > 0.5))
     text += "; other IVF setups: " + ", ".join(
-        f"{q} nlist {n:,}: {max(sh, 0):.0%} ({m or 'no overlap'})" for (q, n), (sh, m) in others)
-    return Outcome(text, bool(share > 0.5), all(sh > 0.5 for sh, _ in shares.values()))
+        f"{q} nlist {n:,}: {max(sh, 0):.0%} ({m or 'no overlap'})" for (q, n), (sh, m, _) in others)
+    return Outcome(text, bool(share > 0.5), all(sh > 0.5 for sh, _, _ in shares.values()))
 
 
 OOD_GAP_FLOOR = -0.05  # mapped may trail natural by at most 5 MRR points at the largest noise
@@ -650,8 +653,6 @@ def verdict_summary(claims: list[dict]) -> str:
 
 def _figure_numbers(section: str) -> list[int]:
     """Paper figure numbers a claim's section names ("§4.5, A.2, Figs. 4–6" -> 4, 5, 6)."""
-    import re
-
     numbers: list[int] = []
     for first, last in re.findall(r"Figs?\. (\d+)(?:[–-](\d+))?", section):
         numbers += range(int(first), int(last or first) + 1)
