@@ -62,8 +62,6 @@ class Results:
         hist = read_histories(frame, histories)
         if len(frame):
             frame["val_e_rel"] = [float(hist[key].e_rel.iloc[-1]) for key in frame.run]
-            frame["val_mrr"] = [float(hist[key].mrr.iloc[-1]) if "mrr" in hist[key] else np.nan
-                                for key in frame.run]  # the histories given (read_metrics: beside)
             for k in range(1, 6):
                 column = f"routing@{k}"
                 if any(column in h for h in hist.values()):
