@@ -49,6 +49,23 @@ def test_paper_mode_is_the_leaky_post_augmentation_split():
     check_disjoint(plans, "paper")  # but no (source, copy) row is in two splits
 
 
+def test_paper_mode_holds_out_the_leak_free_test_questions_whole_and_matches_train_rows():
+    # the leakage study's third arm scores the paper-trained model on questions it never saw
+    n, val, test, factor = 400, 30, 50, 4
+    paper = make_splits(n, val_size=val, test_size=test, augment_factor=factor, mode="paper", seed=7)
+    leak_free = make_splits(n, val_size=val, test_size=test, augment_factor=factor, seed=7)
+    clean = set(leak_free["test"].source.tolist())
+    assert len(clean) == test
+    for name, plan in paper.items():
+        assert not clean & set(plan.source.tolist()), name  # no copy anywhere in the paper split
+    # the rest of the pool is used: every other question has copies in some split
+    used = set().union(*(set(p.source.tolist()) for p in paper.values()))
+    assert used == set(range(n)) - clean
+    # as many training rows as the leak-free split, drawn from the leaky pool
+    assert len(paper["train"].source) == len(leak_free["train"].source) == (n - val - test) * factor
+    assert set(paper["train"].source.tolist()) & set(paper["test"].source.tolist())  # still leaky
+
+
 @pytest.mark.parametrize("mode", ["leak_free", "paper"])
 @pytest.mark.parametrize("n, val, test, factor", [(1000, 100, 150, 4), (37, 5, 3, 1), (90, 40, 49, 7)])
 def test_train_rows_counts_the_rows_make_splits_makes(mode, n, val, test, factor):

@@ -503,6 +503,34 @@ def _ood(args):
     save_result_rows(args.out, rows, args.dataset_dir)
 
 
+def _clean_test_args(p):
+    p.add_argument("--paper-dir", required=True, help="results/{dataset} of the paper-split dataset")
+    p.add_argument("--leak-free-dir", required=True,
+                   help="results/{dataset} of its leak-free twin, whose test questions are scored")
+    p.add_argument("--index-dir", required=True, help="folder of ivf.faiss (the paper's IVF setup)")
+    p.add_argument("--model", required=True, help="models/*/model.pt of a c = 1 paper-split model")
+    p.add_argument("--nprobe", type=int, nargs="+", required=True)
+    p.add_argument("--recall-at", type=int, nargs="+", required=True)
+    p.add_argument("--out-json", required=True, help="metrics of the model on the clean questions")
+    p.add_argument("--out-csv", required=True, help="IVF rows of natural and mapped queries")
+    p.add_argument("--ivf-models", nargs="+", default=["keynet", "supportnet"],
+                   help="models whose mapped queries are swept (the dataset's ivf.models)")
+    _add_device(p)
+    _add_faiss_device(p)
+    _add_threads(p)
+
+
+@command("clean-test", "leakage study: a paper-split model on the test questions its split "
+                       "held out whole")(_clean_test_args)
+def _clean_test(args):
+    from .clean_test import write_clean_test
+
+    write_clean_test(args.paper_dir, args.leak_free_dir, args.index_dir, args.model,
+                     args.out_json, args.out_csv, nprobes=args.nprobe, ks=args.recall_at,
+                     device=args.device, faiss_device=args.faiss_device,
+                     ivf_models=tuple(args.ivf_models))
+
+
 # --------------------------------------------------------------------------- timing (Table 1)
 
 
@@ -577,6 +605,8 @@ def _figure_args(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pairs", nargs="*", default=[], metavar="LEAK_FREE:PAPER",
                    help="leakage figure: datasets that differ only in their split mode")
+    p.add_argument("--clean-test", nargs="*", default=[],
+                   help="leakage figure: clean_test/*.json of the third arm (CSV beside each)")
     _add_threads(p)
 
 
@@ -585,7 +615,7 @@ def _figure(args):
     from .plots import draw
 
     draw(args.name, args.out, metrics=args.metrics, histories=args.history, csvs=args.csv,
-         number=args.number, seed=args.seed, pairs=args.pairs)
+         number=args.number, seed=args.seed, pairs=args.pairs, clean_tests=args.clean_test)
 
 
 def _table_args(p):
@@ -617,6 +647,8 @@ def _report_args(p):
     p.add_argument("--seeds", type=int, nargs="*", default=[0])
     p.add_argument("--leakage", nargs="*", default=[], metavar="LEAK_FREE:PAPER",
                    help="dataset pairs of the leakage study (a report section per pair)")
+    p.add_argument("--clean-test", nargs="*", default=[],
+                   help="clean_test/*.json of the leakage study's third arm (CSV beside each)")
 
 
 @command("report", "the paper's claims beside our results (reproduction.md / .html)")(_report_args)
@@ -627,7 +659,7 @@ def _report(args):
         args.out, metrics=args.metrics, histories=args.histories, routing=args.routing,
         ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=args.kinds,
         manifests=args.manifests, figures=args.figures, config_hash=args.config_hash,
-        seeds=args.seeds, leakage=args.leakage)
+        seeds=args.seeds, leakage=args.leakage, clean_tests=args.clean_test)
     for c in claims:
         print(f"{c['claim']:<26} {c['dataset'] or '-':<10} {c['verdict']}")
 

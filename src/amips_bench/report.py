@@ -602,27 +602,34 @@ def provenance(config_hash: str, seeds: list[int], devices: list[str]) -> dict[s
             "versions": package_versions()}
 
 
-def leakage_section(res: Results, pairs: list[str]) -> str:
-    """Per dataset pair and split mode: does the mapped key beat the natural query on the
-    paper's IVF setup at equal FLOPs (best model, mean ± sd over seeds), with E_rel and MRR."""
-    from .leakage import LeakagePair, per_seed, summary, verdicts
+def leakage_section(res: Results, pairs: list[str], clean_tests: list[str] | None = None) -> str:
+    """Per dataset pair and arm: does the mapped key beat the natural query on the paper's IVF
+    setup at equal FLOPs (model chosen on validation, mean ± sd over seeds), with E_rel and MRR."""
+    from .leakage import ARMS, LeakagePair, per_seed, read_clean_tests, summary, verdicts
 
     parsed = [LeakagePair.parse(p) for p in pairs]
-    table = verdicts(summary(per_seed(res.metrics, res.ivf, parsed)))
+    clean = read_clean_tests(clean_tests) if clean_tests else None
+    table = verdicts(summary(per_seed(res.metrics, res.ivf, parsed, clean)))
     lines = ["The same data, grid and seeds trained under both split modes: leak-free (unique "
              "questions split first, only training questions augmented) and the official code's "
              "(every question augmented, then split, so noisy copies of test questions are "
-             "trained on). Under each mode the model of best validation MRR is judged. Gain: "
-             "mean over its operating points of its recall minus natural x's recall at the same "
-             "FLOPs (the paper's IVF setup), mean ± sd over seeds; mapped beats natural when "
-             "the gain clears its noise, mean − 2·sd/√seeds > 0 (the criterion of Figure 9).", ""]
+             "trained on; the leak-free test questions are held out of it whole and its training "
+             "rows subsampled to the leak-free count). Three arms: "
+             + "; ".join(f"({i}) {text}" for i, text in enumerate(ARMS.values(), 1))
+             + ". Arms 1 and 3 score the same questions after as many training rows, so their "
+             "difference is the leak; arm 2 also differs in its test set (mostly noisy copies). "
+             "Under each arm the model of best validation MRR is judged. Gain: mean over its "
+             "operating points of its recall minus natural x's recall at the same FLOPs (the "
+             "paper's IVF setup), mean ± sd over seeds; mapped beats natural when the gain clears "
+             "its noise, mean − 2·sd/√seeds > 0 (one seed: two binomial standard errors over the "
+             "test questions), the criterion of Figure 9.", ""]
     for pair in parsed:
         sub = table[table.pair == f"{pair.leak_free} / {pair.paper}"]
         said = {r["mode"]: r["mapped beats natural"] for _, r in sub.iterrows()}
-        lines.append(f"- **{pair.leak_free} / {pair.paper}**: mapped beats natural under the "
-                     f"leak-free split: {said.get('leak_free', 'not run')}; under the paper's "
-                     f"split: {said.get('paper', 'not run')}.")
-    return "\n".join(lines + ["", markdown_table(table)])
+        lines.append(f"- **{pair.leak_free} / {pair.paper}**: mapped beats natural: "
+                     + "; ".join(f"{text}: {said.get(arm, 'not run')}" for arm, text in ARMS.items())
+                     + ".")
+    return "\n".join(lines + ["", markdown_table(table.drop(columns=["mode"]))])
 
 
 #: a verdict at a glance: its symbol, by the verdict's first words
@@ -689,7 +696,7 @@ def figures_by_claim(claims: list[dict], figures: list[str]) -> str:
 
 
 def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list[str],
-           leakage: list[str] | None = None) -> str:
+           leakage: list[str] | None = None, clean_tests: list[str] | None = None) -> str:
     counted = sum(r["counts_as_reproduction"] for r in claims)
     real = sum(r["real_data_check"] for r in claims)
     shown_claims = [{**r, "verdict": marked(r["verdict"]),
@@ -739,7 +746,7 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
     else:
         lines += ["Table 1 was not run.", ""]
     if leakage:
-        lines += ["## Leakage study (Figure 9)", "", leakage_section(res, leakage), ""]
+        lines += ["## Leakage study (Figure 9)", "", leakage_section(res, leakage, clean_tests), ""]
     lines += ["## Figures by claim", "", figures_by_claim(claims, figures), ""]
     lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=2, sort_keys=True), "```", ""]
@@ -817,15 +824,15 @@ def markdown_to_html(text: str, title: str) -> str:
 
 
 def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
-                 seeds: list[int], figures: list[str],
-                 leakage: list[str] | None = None) -> list[dict[str, Any]]:
+                 seeds: list[int], figures: list[str], leakage: list[str] | None = None,
+                 clean_tests: list[str] | None = None) -> list[dict[str, Any]]:
     """reproduction.md, reproduction.html, claims.csv and provenance.json in out_dir; figure links are relative
     to out_dir, so the report opens with its figures wherever the results folder is moved."""
     claims = evaluate_claims(res)
     prov = provenance(config_hash, seeds, res.devices())
     out = Path(out_dir)
     links = [relative_link(f, out) for f in figures]
-    markdown = render(claims, res, prov, links, leakage)
+    markdown = render(claims, res, prov, links, leakage, clean_tests)
     save_text(out / "reproduction.md", markdown)
     save_text(out / "reproduction.html", markdown_to_html(markdown, "amips-bench reproduction report"))
     save_csv(out / "claims.csv", claims)
@@ -835,12 +842,13 @@ def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
 
 def write_report_from_files(out_dir: str | Path, *, kinds: list[str], figures: list[str],
                             config_hash: str, seeds: list[int], leakage: list[str] | None = None,
-                            **inputs) -> list[dict[str, Any]]:
+                            clean_tests: list[str] | None = None, **inputs) -> list[dict[str, Any]]:
     """The report stage: result files in (`inputs`: metrics, histories, routing, ivf, ood,
-    table1, manifests), report out. `kinds` are DATASET=KIND items."""
+    table1, manifests; `clean_tests`: the leakage study's third arm), report out. `kinds` are
+    DATASET=KIND items."""
     bad = [item for item in kinds if "=" not in item]
     if bad:
         raise InputError(f"--kinds: {bad[0]!r} is not DATASET=KIND")
     res = Results.load(kinds=dict(item.split("=", 1) for item in kinds), **inputs)
     return write_report(out_dir, res, config_hash=config_hash, seeds=seeds, figures=figures,
-                        leakage=leakage)
+                        leakage=leakage, clean_tests=clean_tests)

@@ -87,7 +87,7 @@ ROUTING_FAMILY = {"supportnet": "SupportNet", "keynet": "KeyNet"}
 #: tidy files a frozen reference keeps, relative to the tree (no models, indexes or embeddings)
 TIDY_FILES = ["*/routing/*.csv", "*/routing/*.versions.json", "*/ivf/*.csv",
               "*/ivf/*.versions.json", "*/ood/*.csv", "*/ood/*.versions.json",
-              "*/models/*/metrics.json", "*/models/*/history.csv", "*/targets/c1/identity.json",
+              "*/clean_test/*.json", "*/clean_test/*.csv", "*/models/*/metrics.json", "*/models/*/history.csv", "*/targets/c1/identity.json",
               "*/embeddings/manifest.json", "*/index/manifest.json", "*/index/ivf_*.json",
               "*/index/hnsw.json",
               "*/timing/pipelines.csv", "*/timing/pipelines.versions.json", "timing/table1.*", "tables/*",

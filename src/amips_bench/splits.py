@@ -9,6 +9,12 @@ x + ε, ε ~ N(0, σ²I), re-normalised. The noise is a pure function of
 noisy copy of a val/test question is ever trained on. `paper` mimics the official code: it
 augments every query and then splits the augmented pool, which puts near-duplicates of
 evaluation queries into the training set. It exists for comparison and is labelled leaky.
+
+So that the leakage study can tell the leak from everything else, `paper` differs from the
+official code in two stated ways: the questions the leak-free split with the same seed tests on
+are held out of its pool whole (no copy is trained on, so a paper-trained model can be scored
+on them clean: the study's third arm), and its training rows are subsampled to the leak-free
+split's count where the pool allows, so both modes train on as many rows.
 """
 
 from __future__ import annotations
@@ -48,24 +54,37 @@ def make_splits(n_queries: int, *, val_size: int, test_size: int, augment_factor
             "val": SplitPlan(val, np.zeros(val_size, dtype=np.int64)),
             "test": SplitPlan(test, np.zeros(test_size, dtype=np.int64)),
         }
-    pool = n_queries * augment_factor
+    clean = held_out_clean(n_queries, val_size=val_size, test_size=test_size, seed=seed)
+    kept = np.setdiff1d(np.arange(n_queries, dtype=np.int64), clean)
+    pool = len(kept) * augment_factor
     if val_size + test_size >= pool:
         raise InputError(f"splits: val_size + test_size = {val_size + test_size} leaves no "
                          f"training query out of {pool} augmented queries")
     perm = np.random.default_rng([seed, 0]).permutation(pool).astype(np.int64)
     val, test, train = np.split(perm, [val_size, val_size + test_size])
+    matched = train_rows(n_queries, val_size=val_size, test_size=test_size,
+                         augment_factor=augment_factor, mode="leak_free")
+    if len(train) > matched:  # as many training rows as the leak-free split
+        train = np.random.default_rng([seed, 1]).choice(train, matched, replace=False)
     out = {}
     for name, rows in (("train", np.sort(train)), ("val", np.sort(val)), ("test", np.sort(test))):
-        out[name] = SplitPlan(rows // augment_factor, rows % augment_factor)
+        out[name] = SplitPlan(kept[rows // augment_factor], rows % augment_factor)
     return out
+
+
+def held_out_clean(n_queries: int, *, val_size: int, test_size: int, seed: int) -> np.ndarray:
+    """The questions a `paper` split holds out whole: those the leak-free split with the same
+    seed tests on (sorted), so a paper-trained model can be scored on them with no copy trained on."""
+    return _leak_free_partition(n_queries, val_size, test_size, seed)[1]
 
 
 def train_rows(n_queries: int, *, val_size: int, test_size: int, augment_factor: int,
                mode: str) -> int:
     """Rows of the training split `make_splits` makes, known before any data exists."""
+    leak_free = (n_queries - val_size - test_size) * augment_factor
     if mode == "leak_free":
-        return (n_queries - val_size - test_size) * augment_factor
-    return n_queries * augment_factor - val_size - test_size
+        return leak_free
+    return min(leak_free, (n_queries - test_size) * augment_factor - val_size - test_size)
 
 
 def _check_sizes(augment_factor: int, val_size: int, test_size: int) -> None:
@@ -149,7 +168,7 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
     if sigma < 0:
         raise InputError(f"splits.sigma: must be >= 0, got {sigma}")
     n = len(queries)
-    if mode == "leak_free" and val_size + test_size >= n:
+    if val_size + test_size >= n:
         raise InputError(f"splits: val_size + test_size = {val_size + test_size} must be smaller "
                          f"than the {n} queries of {queries_path}")
     out = Path(out_dir)
@@ -167,11 +186,17 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
     manifest = {
         "mode": mode, "leaky": mode == "paper",
         "note": ("paper mode: queries were augmented before splitting, so val/test contain noisy "
-                 "copies of training questions (leaky, for comparison with the official code)"
+                 "copies of training questions (leaky, for comparison with the official code); "
+                 "the leak-free split's test questions of this seed are held out whole, and the "
+                 "training rows are subsampled to the leak-free split's count where the pool allows"
                  if mode == "paper" else
                  "leak-free: unique queries split first, only train is augmented"),
         "augment_factor": augment_factor, "sigma": sigma, "seed": seed,
         "n_source_queries": n, "rows": rows,
+        **({"held_out_clean": int(test_size),
+            "train_rows_leak_free": train_rows(n, val_size=val_size, test_size=test_size,
+                                               augment_factor=augment_factor, mode="leak_free")}
+           if mode == "paper" else {}),
         "queries_sha256": sha256_file(queries_path),
     }
     save_json(out / "manifest.json", manifest)

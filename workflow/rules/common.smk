@@ -516,6 +516,20 @@ def leakage_pairs():
     return " ".join(f"{p['leak_free']}:{p['paper']}" for p in config["figures"]["leakage"])
 
 
+#: the paper-split dataset of each leakage pair -> its leak-free twin, whose test questions the
+#: clean_test rule scores the paper-split models on (the study's third arm)
+LEAK_FREE_TWIN = {p["paper"]: p["leak_free"] for p in config["figures"]["leakage"]}
+
+
+def clean_test_files(suffix):
+    """The clean_test outputs (json or csv) of every c = 1 model of every leakage pair."""
+    return [
+        f"{R}/{paper}/clean_test/{r.name}.{suffix}"
+        for paper in LEAK_FREE_TWIN
+        for r in runs_where(paper, clusters=1)
+    ]
+
+
 def leakage_files(files_of, **conditions):
     """files_of(dataset, ...) for both datasets of every leakage pair."""
     pairs = config["figures"]["leakage"]
@@ -584,6 +598,7 @@ def report_inputs(wildcards):
         "table1": [f"{R}/timing/table1.csv"] if config["table1"]["datasets"] else [],
         "figures": figures,
         "manifests": [f"{R}/{ds}/embeddings/manifest.json" for ds in DATASETS],
+        "clean_tests": clean_test_files("json") + clean_test_files("csv"),
         "code": report_code(),
     }
 

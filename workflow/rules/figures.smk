@@ -98,6 +98,7 @@ use rule fig1_toy as fig9_leakage with:
     input:
         metrics=leakage_files(metrics_files, clusters=1),
         csv=leakage_files(ivf_csvs),
+        clean=clean_test_files("json") + clean_test_files("csv"),
         code=figure_code("leakage"),
     output:
         **figure_output("fig9_leakage", "fig9.rst"),
@@ -106,7 +107,7 @@ use rule fig1_toy as fig9_leakage with:
     params:
         figure="leakage",
         args=lambda w, input: f"--pairs {leakage_pairs()} --metrics {paths(input.metrics)} "
-        f"--csv {paths(input.csv)}",
+        f"--csv {paths(input.csv)} --clean-test {paths(clean_test_files('json'))}",
 
 
 rule final_metrics_table:

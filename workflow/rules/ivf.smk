@@ -173,3 +173,41 @@ use rule ivf_mapped as ood with:
     params:
         stage="ood",
         sweep=lambda w: f"--stds {words(DATASETS[w.dataset]['ood']['stds'])}",
+
+
+# the leakage study's third arm: a paper-split model on the test questions of its leak-free
+# twin, which the paper split held out whole (which of them are clean is computed from the splits)
+rule clean_test:
+    input:
+        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
+        splits=f"{R}/{{dataset}}/splits/manifest.json",
+        twin_splits=lambda w: f"{R}/{LEAK_FREE_TWIN[w.dataset]}/splits/manifest.json",
+        twin_targets=lambda w: f"{R}/{LEAK_FREE_TWIN[w.dataset]}/targets/c1/manifest.json",
+        ivf=lambda w: f"{R}/{LEAK_FREE_TWIN[w.dataset]}/index/ivf.faiss",
+    output:
+        json=f"{R}/{{dataset}}/clean_test/{{run}}.json",
+        csv=f"{R}/{{dataset}}/clean_test/{{run}}.csv",
+    log:
+        f"{R}/logs/{{dataset}}/clean_test/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/clean_test/{{run}}.tsv"
+    wildcard_constraints:
+        dataset=either(LEAK_FREE_TWIN),
+    conda:
+        ENV
+    threads: config["threads"]
+    resources:
+        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        runtime=30,
+    params:
+        flags=lambda w: f"{ivf_flags(w.dataset)} --ivf-models {words(DATASETS[w.dataset]['ivf']['models'])}",
+        paper_dir=lambda w, input: str(Path(input.splits).parent.parent),
+        twin_dir=lambda w, input: str(Path(input.twin_splits).parent.parent),
+        index_dir=lambda w, input: str(Path(input.ivf).parent),
+        device=DEVICE,
+        faiss_device=FAISS_DEVICE,
+    shell:
+        "amips-bench clean-test --paper-dir {params.paper_dir} --leak-free-dir {params.twin_dir} "
+        "--index-dir {params.index_dir} --model {input.model} {params.flags} "
+        "--out-json {output.json} --out-csv {output.csv} --device {params.device} "
+        "--faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"

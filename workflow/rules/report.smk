@@ -26,7 +26,11 @@ rule reproduction_report:
         config_hash=config_hash(),
         seeds=words(config["seeds"]),
         table1=lambda w, input: f"--table1 {input.table1}" if input.table1 else "",
-        leakage=lambda w: f"--leakage {leakage_pairs()}" if leakage_pairs() else "",
+        leakage=lambda w: (
+            f"--leakage {leakage_pairs()} --clean-test {paths(clean_test_files('json'))}"
+            if leakage_pairs()
+            else ""
+        ),
     shell:
         "amips-bench report --out {params.out} --metrics {input.metrics} "
         "--histories {input.histories} --routing {input.routing} --ivf {input.ivf} "

@@ -24,7 +24,8 @@ def module_files(name: str, package: str | Path = Path(__file__).parent.parent) 
 
 
 def draw(name: str, out_stem: str | Path, *, metrics: list, histories: list, csvs: list,
-         number: int = 4, seed: int = 0, pairs: list[str] | None = None) -> None:
+         number: int = 4, seed: int = 0, pairs: list[str] | None = None,
+         clean_tests: list[str] | None = None) -> None:
     """Draw figure `name` from result files into STEM.pdf, STEM.png and STEM.csv."""
     if name == "toy":
         from .training_figures import fig1_toy
@@ -53,6 +54,6 @@ def draw(name: str, out_stem: str | Path, *, metrics: list, histories: list, csv
     elif name == "leakage":
         from .leakage_figure import fig9_leakage
 
-        fig9_leakage(metrics, csvs, pairs or [], out_stem)
+        fig9_leakage(metrics, csvs, pairs or [], out_stem, clean_tests or [])
     else:
         raise ValueError(f"unknown figure {name!r}")

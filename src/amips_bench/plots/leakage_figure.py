@@ -1,11 +1,12 @@
 """Figure 9: the leakage study — the same data and grid split leak-free and as the official code
-does (augment, then split), side by side.
+does (augment, then split), side by side, in three arms (leakage.ARMS): the leak-free model,
+the paper-split model on its own test set, and the paper-split model on the clean questions.
 
-Per dataset pair one row: (a) test E_rel and (b) test MRR of every c = 1 model under each mode,
+Per dataset pair one row: (a) test E_rel and (b) test MRR of every c = 1 model under each arm,
 (c) the IVF Recall@k gain of mapped ŷ over natural x at equal FLOPs (mean over operating
 points), all with the spread over seeds, the verdict of the report's criterion (the gain of the
-model chosen on validation MRR clears mean − 2·sd/√seeds > 0) written per mode, and (d) the
-Recall@k vs FLOPs curves of natural x and of that chosen model, per mode.
+model chosen on validation MRR clears mean − 2·sd/√seeds > 0) written per arm, and (d) the
+Recall@k vs FLOPs curves of natural x and of that chosen model, per arm.
 """
 
 from __future__ import annotations
@@ -15,34 +16,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..leakage import LeakagePair, beats_natural, chosen_model, paper_ivf, per_seed, summary
+from ..leakage import (ARMS, LeakagePair, beats_natural, chosen_model, paper_ivf, per_seed,
+                       read_clean_tests, summary)
 from ..results import read_metrics, read_tables
 from . import style
 from .style import plt
 
-MODE_COLORS = {"leak_free": "#1f77b4", "paper": "#d62728"}
-MODE_LABELS = {"leak_free": "leak-free split", "paper": "paper split (augment, then split)"}
+MODE_COLORS = {"leak_free": "#1f77b4", "paper": "#d62728", "paper_clean": "#9467bd"}
 
 
 def _bars(ax, table: pd.DataFrame, column: str, ylabel: str) -> None:
     labels = list(dict.fromkeys(f"{style.model_label(r.model, r.size, r.depth)}"
                                 for r in table.itertuples()))
     x = np.arange(len(labels))
+    arms = list(dict.fromkeys(table["mode"]))
     for i, (mode, sub) in enumerate(table.groupby("mode", sort=False)):
         where = [labels.index(style.model_label(r.model, r.size, r.depth)) for r in sub.itertuples()]
-        ax.errorbar(x[where] + (i - 0.5) * 0.25, sub[column], yerr=sub[f"{column}_sd"],
-                    fmt="o", ms=5, capsize=3, color=MODE_COLORS[mode], label=MODE_LABELS[mode])
+        ax.errorbar(x[where] + (i - (len(arms) - 1) / 2) * 0.2, sub[column], yerr=sub[f"{column}_sd"],
+                    fmt="o", ms=5, capsize=3, color=MODE_COLORS[mode], label=ARMS[mode])
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
     ax.set_xlim(-0.5, len(labels) - 0.5)  # one slot per model, however few
     ax.set_ylabel(ylabel)
 
 
 def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], pairs: list[str],
-                 out_stem: str | Path) -> None:
+                 out_stem: str | Path, clean_tests: list[str | Path] = ()) -> None:
     parsed = [LeakagePair.parse(p) for p in pairs]
     metrics = read_metrics(metrics_paths)
     ivf = read_tables(ivf_paths)
-    seeds = per_seed(metrics, ivf, parsed)
+    clean = read_clean_tests(list(clean_tests)) if clean_tests else None
+    seeds = per_seed(metrics, ivf, parsed, clean)
     table = summary(seeds)
     fig, axes = plt.subplots(len(parsed), 4, figsize=(15, 3.6 * len(parsed)), squeeze=False)
     for row, pair in zip(axes, parsed):
@@ -56,21 +59,22 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
         _bars(row[2], t, "ivf_gain", f"{recall} gain (mapped − natural)")
         row[2].axhline(0, color="k", lw=0.8, ls="--")
         said = []
-        for mode in pair.modes():
+        for mode in dict.fromkeys(t["mode"]):
             best = chosen_model(t[t["mode"] == mode])
-            said.append(f"{MODE_LABELS[mode].split(' (')[0]}: " + (
+            said.append(f"{ARMS[mode]}: " + (
                 "not measured" if best is None else
-                f"{beats_natural(best.ivf_gain, best.ivf_gain_sd, int(best.seeds))} "
+                f"{beats_natural(best.ivf_gain, best.ivf_gain_sd, int(best.seeds), best.one_seed_margin)} "
                 f"({style.model_label(best.model, best['size'], best.depth)})"))
         row[2].set_title("IVF gain of mapped ŷ; beats natural (mean − 2·sd/√seeds > 0)?\n"
-                         + "; ".join(said), fontsize=7)
+                         + "\n".join(said), fontsize=7)
         ax = row[3]
-        for mode, dataset in pair.modes().items():
-            v = paper_ivf(ivf[ivf.dataset == dataset])
+        for mode in dict.fromkeys(t["mode"]):
+            source = clean[1] if mode == "paper_clean" else ivf
+            v = paper_ivf(source[source.dataset == pair.modes()[mode]])
             nat = v[v["query"] == "natural"].groupby("budget")[["flops_total", recall]].mean()
             nat = nat.sort_values("flops_total")
             ax.plot(nat.flops_total, nat[recall], color=MODE_COLORS[mode], ls="--", marker="x",
-                    ms=4, label=f"natural x, {MODE_LABELS[mode]}")
+                    ms=4, label=f"natural x, {ARMS[mode]}")
             best = chosen_model(t[t["mode"] == mode])
             if best is None:
                 continue
@@ -82,7 +86,7 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
             x, y = curve[("flops_total", "mean")], curve[(recall, "mean")]
             ax.plot(x, y, color=MODE_COLORS[mode], marker="o", ms=4,
                     label=f"mapped ŷ ({style.model_label(best.model, best['size'], best.depth)}), "
-                          f"{MODE_LABELS[mode]}")
+                          f"{ARMS[mode]}")
             sd = curve[(recall, "std")].fillna(0)
             ax.fill_between(x, y - sd, y + sd, color=MODE_COLORS[mode], alpha=0.2)
         style.flops_axis(ax, 7)
