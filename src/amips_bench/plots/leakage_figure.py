@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..leakage import (ARMS, LeakagePair, beats_natural, chosen_model, paper_ivf, per_seed,
-                       read_clean_tests, summary)
+from ..leakage import ARMS, LeakagePair, beats_natural, chosen_model, paper_ivf, per_seed, read_clean_tests, summary
 from ..results import read_metrics, read_tables
 from . import style
 from .style import plt
