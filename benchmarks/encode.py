@@ -39,7 +39,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from amips_bench.encode import load_encoder
+    from amips_bench.datasets.encode import load_encoder
 
     model = load_encoder("auto", "cpu")
     params = sum(p.numel() for p in model.parameters())

@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 import torch
 
-from amips_bench.ivf import build_ivf, recall_and_mrr
-from amips_bench.ivf_ranks import all_nprobe_metrics
+from amips_bench.experiments.ivf import build_ivf, recall_and_mrr
+from amips_bench.experiments.ivf_ranks import all_nprobe_metrics
 
 
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

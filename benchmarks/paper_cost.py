@@ -33,8 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from amips_bench.config import dataset_n_keys, expand_grid, prepare
-from amips_bench.models import ModelSpec
+from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
+from amips_bench.models.networks import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TABLE = ROOT / "benchmarks" / "results" / "train_throughput_h200.csv"

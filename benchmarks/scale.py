@@ -52,7 +52,7 @@ def main() -> None:
                          f"pass --workdir on a larger disk or fewer --rows")
     py = sys.executable
     base = work / "embeddings"
-    code = ("from amips_bench.embeddings import write_synthetic; from amips_bench.synthetic import "
+    code = ("from amips_bench.datasets.embeddings import write_synthetic; from amips_bench.datasets.synthetic import "
             f"SyntheticParams; write_synthetic({str(base)!r}, SyntheticParams(n_keys={args.keys}, "
             f"n_queries={args.unique}, d={args.d}, seed=0))")
     run_stage([py, "-c", code])

@@ -38,10 +38,10 @@ import numpy as np
 import torch
 from paper_cost import DEFAULT_TABLE, load_rates  # the committed GPU steps, as paper_cost reads them
 
-from amips_bench.config import schema_defaults
-from amips_bench.evaluation import StreamedSplit
-from amips_bench.io import NpyRows, cpu_model, npy_row_writer, save_csv, save_text
-from amips_bench.training import EpochSampler, StreamedBatches, reader_processes
+from amips_bench.core.config import schema_defaults
+from amips_bench.core.files import NpyRows, cpu_model, npy_row_writer, save_csv, save_text
+from amips_bench.models.evaluation import StreamedSplit
+from amips_bench.models.training import EpochSampler, StreamedBatches, reader_processes
 
 
 def write_split(folder: Path, rows: int, d: int, chunk: int = 65_536) -> tuple[NpyRows, NpyRows]:

@@ -60,11 +60,11 @@ def label(v: dict) -> str:
 
 def build_quick_data(root: Path, config: dict) -> None:
     """embeddings, splits, clusters c = 10 and targets c = 10 exactly as the workflow makes them."""
-    from amips_bench.clusters import write_clusters
-    from amips_bench.embeddings import write_synthetic
-    from amips_bench.splits import write_splits
-    from amips_bench.synthetic import SyntheticParams
-    from amips_bench.targets import write_targets
+    from amips_bench.datasets.clusters import write_clusters
+    from amips_bench.datasets.embeddings import write_synthetic
+    from amips_bench.datasets.splits import write_splits
+    from amips_bench.datasets.synthetic import SyntheticParams
+    from amips_bench.datasets.targets import write_targets
 
     ds = config["datasets"]["quick"]
     if (root / "targets/c10/manifest.json").exists():
@@ -85,10 +85,10 @@ _DATA = {}
 
 def train_one(job: tuple[dict, int, int, dict, str]) -> dict:
     """Train one variant under one seed (one thread) and return its numbers."""
-    from amips_bench.evaluation import load_dataset
-    from amips_bench.models import ModelSpec
-    from amips_bench.settings import LossWeights, TrainConfig
-    from amips_bench.training import Trainer
+    from amips_bench.core.settings import LossWeights, TrainConfig
+    from amips_bench.models.evaluation import load_dataset
+    from amips_bench.models.networks import ModelSpec
+    from amips_bench.models.training import Trainer
 
     v, seed, steps, train, work = job
     torch.set_num_threads(1)
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--out", default="", help="also write the table here (Markdown)")
     args = parser.parse_args()
 
-    from amips_bench.config import prepare
+    from amips_bench.core.config import prepare
 
     config = prepare(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
     train = dict(config["datasets"]["quick"]["train"])

@@ -1,4 +1,4 @@
-"""Exact-targets throughput: amips_bench.targets.exact_top1 against faiss.IndexFlatIP.search(k=1).
+"""Exact-targets throughput: amips_bench.datasets.targets.exact_top1 against faiss.IndexFlatIP.search(k=1).
 
 Both run on identical random unit-norm data. Every timed run is its own subprocess (so its
 peak resident memory, ru_maxrss, is its own), and the two methods alternate — FAISS, ours,
@@ -35,7 +35,7 @@ def _child(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict
     import numpy as np
     import torch
 
-    from amips_bench.targets import exact_top1
+    from amips_bench.datasets.targets import exact_top1
 
     rng = np.random.default_rng(seed)
     keys, queries = _unit_rows(rng, n, d), _unit_rows(rng, m, d)
@@ -81,7 +81,7 @@ def gpu_main(args) -> None:
     import numpy as np
     import torch
 
-    from amips_bench.targets import exact_top1, full_fp32_matmul
+    from amips_bench.datasets.targets import exact_top1, full_fp32_matmul
 
     device = torch.device("cuda")
     d = 384

@@ -33,12 +33,12 @@ import warnings
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from amips_bench.evaluation import DatasetTensors, SplitData
-from amips_bench.io import save_csv, save_text
-from amips_bench.models import ModelSpec
-from amips_bench.settings import TrainConfig
-from amips_bench.targets import ClusterLayout, full_fp32_matmul
-from amips_bench.training import Trainer, precision_context
+from amips_bench.core.files import save_csv, save_text
+from amips_bench.core.settings import TrainConfig
+from amips_bench.datasets.targets import ClusterLayout, full_fp32_matmul
+from amips_bench.models.evaluation import DatasetTensors, SplitData
+from amips_bench.models.networks import ModelSpec
+from amips_bench.models.training import Trainer, precision_context
 
 MATMUL_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 

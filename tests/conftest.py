@@ -32,11 +32,11 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """results/{dataset} with embeddings, splits, clusters (c=4) and targets for c=1 and c=4."""
-    from amips_bench.clusters import write_clusters
-    from amips_bench.embeddings import write_synthetic
-    from amips_bench.splits import write_splits
-    from amips_bench.synthetic import SyntheticParams
-    from amips_bench.targets import write_targets
+    from amips_bench.datasets.clusters import write_clusters
+    from amips_bench.datasets.embeddings import write_synthetic
+    from amips_bench.datasets.splits import write_splits
+    from amips_bench.datasets.synthetic import SyntheticParams
+    from amips_bench.datasets.targets import write_targets
 
     root = tmp_path_factory.mktemp("tiny")
     write_synthetic(root / "embeddings", SyntheticParams(n_keys=3000, n_queries=1230, d=32, seed=3))

@@ -46,7 +46,7 @@ def collisions(fig) -> list[str]:
 
 def drawn_figures(monkeypatch, draw) -> list:
     """The figures `draw` makes, kept open instead of saved."""
-    from amips_bench.plots import style
+    from amips_bench.reporting.plots import style
 
     kept = []
     monkeypatch.setattr(style, "save_figure", lambda fig, stem, rows=None: kept.append(fig))

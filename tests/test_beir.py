@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from beir_fixture import LoopbackServer, evil_zip, make_beir_folder, zip_folder
 
-from amips_bench.beir_data import fetch_dataset, load_texts, passage_text, safe_extract
-from amips_bench.embeddings import write_beir
-from amips_bench.encode import encode_resumable
-from amips_bench.io import InputError, md5_file
+from amips_bench.core.files import InputError, md5_file
+from amips_bench.datasets.beir import fetch_dataset, load_texts, passage_text, safe_extract
+from amips_bench.datasets.embeddings import write_beir
+from amips_bench.datasets.encode import encode_resumable
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def encoder():
-    from amips_bench.encode import load_encoder
+    from amips_bench.datasets.encode import load_encoder
 
     return load_encoder("auto", "cpu")
 
@@ -151,7 +151,7 @@ def test_the_fetch_checks_the_disk_before_it_downloads_and_before_it_unpacks(
     unpacked = _bytes_under(tmp_path / "plain")
     raw = tmp_path / "ds" / "raw"
     free = {"bytes": archive_size - 1}
-    monkeypatch.setattr("amips_bench.disk_plan.free_bytes", lambda folder: free["bytes"])
+    monkeypatch.setattr("amips_bench.core.disk.free_bytes", lambda folder: free["bytes"])
     with pytest.raises(InputError, match=r"raw: the bytes of toyqa.zip to download take .* "
                                          r"only .* are free there \(with a 0% margin\)"):
         fetch_dataset("toyqa", raw, base_url=server.url, disk_margin=0.0)
@@ -174,13 +174,13 @@ def test_the_fetch_checks_the_disk_before_it_copies_from_a_mirror(tmp_path, monk
     mirror = tmp_path / "mirror"
     make_beir_folder(mirror / "toyqa")
     folder_size = _bytes_under(mirror / "toyqa")
-    monkeypatch.setattr("amips_bench.disk_plan.free_bytes", lambda folder: folder_size - 1)
+    monkeypatch.setattr("amips_bench.core.disk.free_bytes", lambda folder: folder_size - 1)
     with pytest.raises(InputError, match="the files of .*toyqa to copy take"):
         fetch_dataset("toyqa", tmp_path / "a", base_url="http://127.0.0.1:9/",
                       mirror=str(mirror), disk_margin=0.0)
     zip_folder(mirror / "toyqa", mirror / "toyqa.zip", "toyqa")
     shutil.rmtree(mirror / "toyqa")
-    monkeypatch.setattr("amips_bench.disk_plan.free_bytes",
+    monkeypatch.setattr("amips_bench.core.disk.free_bytes",
                         lambda folder: (mirror / "toyqa.zip").stat().st_size - 1)
     with pytest.raises(InputError, match="the bytes of .*toyqa.zip to copy take"):
         fetch_dataset("toyqa", tmp_path / "a", base_url="http://127.0.0.1:9/",
@@ -193,7 +193,7 @@ def test_the_encode_checks_the_disk_its_peak_needs_before_it_encodes(tmp_path, e
     before its work files go), plus the vectors merged after encoding (the check sizes the
     outputs at the encoded count). One byte less free refuses before anything is encoded;
     a resumed encode asks only for what it has still to write."""
-    from amips_bench import embeddings
+    from amips_bench.datasets import embeddings
 
     make_beir_folder(tmp_path / "toyqa")
     kwargs = dict(fetch_manifest={"source": "test"}, model="auto", batch_size=64, chunk_size=1000,
@@ -209,7 +209,7 @@ def test_the_encode_checks_the_disk_its_peak_needs_before_it_encodes(tmp_path, e
     manifest = write_beir(tmp_path / "toyqa", tmp_path / "a", disk_margin=None, **kwargs)
     need = npy_bytes["a"] + 4 * manifest["d"] * sum(manifest["identical_vectors_merged"].values())
     free = {"bytes": need - 1}
-    monkeypatch.setattr("amips_bench.disk_plan.free_bytes", lambda folder: free["bytes"])
+    monkeypatch.setattr("amips_bench.core.disk.free_bytes", lambda folder: free["bytes"])
     counts = manifest["counts_encoded"]
     with pytest.raises(InputError, match=f"the vectors of {counts['keys']} passages and "
                                          f"{counts['queries']} questions \\(work files and outputs\\) take"):
@@ -308,7 +308,7 @@ def test_generated_queries_and_text_only_keys_as_the_official_script(tmp_path):
     corpus passages with their titles."""
     import json
 
-    from amips_bench.beir_data import load_texts
+    from amips_bench.datasets.beir import load_texts
 
     info = make_beir_folder(tmp_path / "ds")
     records = [{"_id": f"d{i % 40}", "title": "Some Title", "text": f"passage text {i % 40}",
@@ -361,7 +361,7 @@ def test_the_fetch_stage_counts_the_texts_that_encoding_keeps(tmp_path):
     one key; and `fetch` writes them into raw/manifest.json."""
     import json
 
-    from amips_bench.beir_data import count_unique_texts, expected_counts, fetch
+    from amips_bench.datasets.beir import count_unique_texts, expected_counts, fetch
 
     src = tmp_path / "mirror" / "toyqa"
     make_beir_folder(src)
@@ -395,8 +395,9 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
     left unsized."""
     import yaml
 
-    from amips_bench.config import prepare
-    from amips_bench.disk_plan import plan_outputs, size_text
+    from amips_bench.core.config import prepare
+    from amips_bench.core.disk import size_text
+    from amips_bench.disk_plan import plan_outputs
 
     make_beir_folder(tmp_path / "mirror" / "fiqa")
     records = [{"_id": f"d{i % 40}", "text": f"passage text {i % 40}", "query": f"Question {i}?"}

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import benchmark_script
 
-from amips_bench.models import ModelSpec
+from amips_bench.models.networks import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import unit_rows
 
-from amips_bench.clusters import Clustering, balanced_kmeans, select_most_balanced
-from amips_bench.io import InputError
+from amips_bench.core.files import InputError
+from amips_bench.datasets.clusters import Clustering, balanced_kmeans, select_most_balanced
 
 
 def _clustering(sizes, inertia, seed=0):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amips_bench.compare import Tolerance, compare_tables
-from amips_bench.io import InputError
+from amips_bench.comparing.curves import Tolerance, compare_tables
+from amips_bench.core.files import InputError
 
 KEYS = ["dataset", "method", "size"]
 
@@ -133,7 +133,7 @@ def test_point_tables_compare_value_for_value_and_a_bad_baseline_is_one_line():
 def test_a_swept_setting_averages_the_seeds_cost_and_measures_their_spread():
     """With `along` (k), each point is one k: x is the seeds' mean FLOPs (they differ a little
     from seed to seed), the value their mean and the spread their sample standard deviation."""
-    from amips_bench.compare import curves
+    from amips_bench.comparing.curves import curves
 
     table = pd.DataFrame({"method": ["m"] * 6, "seed": [0, 0, 1, 1, 2, 2], "k": [1, 2] * 3,
                           "flops_total": [100.0, 200.0, 110.0, 190.0, 90.0, 210.0],

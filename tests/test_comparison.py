@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from amips_bench.cli import main
-from amips_bench.compare import Tolerance
-from amips_bench.comparison import compare_runs, write_comparison
-from amips_bench.io import InputError
-from amips_bench.run_trees import FIGURES
+from amips_bench.comparing.curves import Tolerance
+from amips_bench.comparing.stage import compare_runs, write_comparison
+from amips_bench.comparing.trees import FIGURES
+from amips_bench.core.files import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "fixtures" / "reference_tiny"
@@ -242,8 +242,8 @@ def test_two_datasets_of_equal_counts_but_different_keys_are_told_apart(tmp_path
     """The data fingerprint of the embeddings manifest: two synthetic datasets of the same
     counts and different seeds are "not the same data"; the same seed written twice (and its
     rows rounded in the last float32 bit, as another CPU might) is."""
-    from amips_bench.embeddings import data_fingerprint, write_synthetic
-    from amips_bench.synthetic import SyntheticParams
+    from amips_bench.datasets.embeddings import data_fingerprint, write_synthetic
+    from amips_bench.datasets.synthetic import SyntheticParams
 
     prints = {}
     for seed in (1, 2):

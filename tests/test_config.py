@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amips_bench.config import SCHEMA_PATH, ConfigError, expand_grid, parse_run, prepare
+from amips_bench.core.config import SCHEMA_PATH, ConfigError, expand_grid, parse_run, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = SCHEMA_PATH
@@ -207,8 +207,8 @@ def test_snakemake_config_override_of_seeds_plans_every_seed(tmp_path):
 def test_settings_dataclasses_take_the_schema_defaults():
     """One source for defaults: TrainConfig, LossWeights and SyntheticParams equal the defaults
     the schema fills into an empty dataset block."""
-    from amips_bench.settings import LossWeights, TrainConfig
-    from amips_bench.synthetic import SyntheticParams
+    from amips_bench.core.settings import LossWeights, TrainConfig
+    from amips_bench.datasets.synthetic import SyntheticParams
 
     ds = prepare({"datasets": {"d": {}}}, SCHEMA)["datasets"]["d"]
     cfg, weights = TrainConfig(), LossWeights()
@@ -227,7 +227,7 @@ def test_settings_dataclasses_take_the_schema_defaults():
 def test_a_model_spec_takes_the_schemas_grid_defaults():
     """A SupportNet built by hand (ModelSpec, `amips-bench train` without --convexity/--init)
     is the one the workflow's default grid trains."""
-    from amips_bench.models import ModelSpec
+    from amips_bench.models.networks import ModelSpec
 
     (entry,) = prepare({"datasets": {"d": {"grid": [{"model": ["supportnet"]}]}}}, SCHEMA)["datasets"]["d"]["grid"]
     assert entry["convexity"] == [ModelSpec.convexity] and entry["init"] == [ModelSpec.init]
@@ -235,7 +235,7 @@ def test_a_model_spec_takes_the_schemas_grid_defaults():
 
 def test_a_hand_run_train_parses_to_the_schema_defaults():
     from amips_bench.cli import build_parser
-    from amips_bench.settings import TrainConfig
+    from amips_bench.core.settings import TrainConfig
 
     args = build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model",
                                       "keynet", "--size", "S", "--depth", "4", "--nx", "3"])
@@ -258,7 +258,7 @@ def test_one_grammar_of_run_names():
     the size table's; every grid run's name parses back to itself."""
     import re
 
-    from amips_bench.config import RUN_PATTERN, RUN_WILDCARD, SIZES, nx_for
+    from amips_bench.core.config import RUN_PATTERN, RUN_WILDCARD, SIZES, nx_for
 
     schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["$defs"]["size_name"]["enum"] == list(SIZES)
@@ -353,7 +353,7 @@ def test_datasets_with_the_same_data_draw_and_index_their_keys_once(tmp_path):
 def test_encoded_datasets_share_only_what_the_same_encoder_wrote():
     """How an encoding job runs (batch and chunk size) writes the same vectors; another model,
     query source or dataset does not."""
-    from amips_bench.config import shared_data
+    from amips_bench.core.config import shared_data
 
     config = yaml.safe_load((ROOT / "config" / "fiqa.yaml").read_text())
     fiqa = config["datasets"]["fiqa"]

@@ -10,13 +10,13 @@ import pytest
 from conftest import unit_rows
 
 from amips_bench.cli import main
-from amips_bench.clusters import write_clusters
-from amips_bench.embeddings import measure_realism, write_synthetic
-from amips_bench.io import InputError
-from amips_bench.realism import exact_top2_ids
-from amips_bench.splits import write_splits
-from amips_bench.synthetic import SyntheticParams
-from amips_bench.targets import write_targets
+from amips_bench.core.files import InputError
+from amips_bench.datasets.clusters import write_clusters
+from amips_bench.datasets.embeddings import measure_realism, write_synthetic
+from amips_bench.datasets.realism import exact_top2_ids
+from amips_bench.datasets.splits import write_splits
+from amips_bench.datasets.synthetic import SyntheticParams
+from amips_bench.datasets.targets import write_targets
 
 
 def _run_pipeline(root: Path) -> None:
@@ -144,11 +144,11 @@ def test_identical_vectors_are_merged_so_a_copy_never_outranks_y_star(tmp_path):
     IVF search that finds the vector finds y* itself (a hit, not a miss on a copy)."""
     import torch
 
-    from amips_bench.embeddings import finalize_encoded
-    from amips_bench.io import load_embeddings
-    from amips_bench.ivf import build_ivf, search_ivf
-    from amips_bench.metrics import retrieval_metrics
-    from amips_bench.targets import ClusterLayout, exact_top1
+    from amips_bench.core.files import load_embeddings
+    from amips_bench.datasets.embeddings import finalize_encoded
+    from amips_bench.datasets.targets import ClusterLayout, exact_top1
+    from amips_bench.experiments.ivf import build_ivf, search_ivf
+    from amips_bench.models.metrics import retrieval_metrics
 
     rng = np.random.default_rng(11)
     base = unit_rows(rng, 500, 16)
@@ -183,7 +183,7 @@ def test_synthetic_keys_streamed_to_disk_equal_the_in_memory_draw(tmp_path, monk
     """write_synthetic draws the keys chunk by chunk into the file (here 3 chunks of 700 keys)
     and reads back the questions' source keys: the files hold exactly generate()'s arrays, and
     nothing but the contract is left in the folder."""
-    from amips_bench import synthetic
+    from amips_bench.datasets import synthetic
 
     monkeypatch.setattr(synthetic, "KEY_CHUNK", 700)
     params = SyntheticParams(n_keys=2000, n_queries=820, d=16, seed=4)
@@ -202,7 +202,7 @@ def test_synthetic_keys_streamed_to_disk_equal_the_in_memory_draw(tmp_path, monk
 def test_identical_key_rows_of_a_drawn_file_are_merged_in_order(tmp_path, rng):
     """Keys that arrive as a file are deduplicated by hash without loading them: keys.npy
     holds each distinct row once, at its first position, and the drawn file is consumed."""
-    from amips_bench.embeddings import write_embeddings
+    from amips_bench.datasets.embeddings import write_embeddings
 
     base = unit_rows(rng, 6, 8)
     drawn = _save(tmp_path / "drawn.npy", base[[0, 1, 0, 2, 3, 1, 4, 5, 5]])
@@ -220,7 +220,7 @@ def test_a_failed_synthetic_draw_leaves_no_files(tmp_path, monkeypatch):
     """An error after the keys were drawn to disk (no micro-group asked about; the realism
     statistics failing after the keys were deduplicated) leaves the folder without keys,
     queries, manifest, drawn file or temporary."""
-    import amips_bench.embeddings as embeddings
+    import amips_bench.datasets.embeddings as embeddings
 
     with pytest.raises(InputError, match="no micro-group receives queries"):
         write_synthetic(tmp_path / "a", SyntheticParams(n_keys=500, n_queries=10, d=8,
@@ -311,7 +311,7 @@ def test_sharing_a_missing_file_is_one_line_and_writes_nothing(tmp_path, capsys)
 def test_targets_size_their_files_to_the_byte_before_searching(good):
     """targets_bytes, which the disk check uses, is what the stage writes: every file of c = 1,
     and only the top-1 files of c = 3 whose queries are links to c = 1's."""
-    from amips_bench.targets import targets_bytes
+    from amips_bench.datasets.targets import targets_bytes
 
     root, keys, _ = good
     write_clusters(keys, root / "clusters/c3", 3, restarts=1, niter=2, seed=0)
@@ -354,7 +354,7 @@ def test_targets_refuse_a_short_disk_in_one_line_before_any_search(good, capsys,
 def test_the_realism_table_lists_linked_embeddings_once_with_their_twins(tmp_path):
     """A dataset whose embeddings are links to a twin's (the leakage pairs) adds no second copy
     of the same statistics; it is named beside the dataset that made them."""
-    from amips_bench.tables import realism_table
+    from amips_bench.reporting.tables import realism_table
 
     for name, seed in (("a", 1), ("c", 2)):
         write_synthetic(tmp_path / name / "embeddings",

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import unit_rows
 
-from amips_bench.config import prepare
+from amips_bench.core.config import prepare
+from amips_bench.core.files import InputError
 from amips_bench.disk_plan import (
     MODEL_OVERHEAD,
     Counts,
@@ -26,8 +27,7 @@ from amips_bench.disk_plan import (
     plan,
     read_summary,
 )
-from amips_bench.io import InputError
-from amips_bench.ivf import build_hnsw, build_ivf, write_index
+from amips_bench.experiments.ivf import build_hnsw, build_ivf, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "output_file\tdate\trule\tlog-file(s)\tstatus\tplan"
@@ -118,7 +118,7 @@ def test_a_fetched_beir_dataset_is_sized_from_the_texts_its_fetch_counted(tmp_pa
     import copy
     import json
 
-    from amips_bench.splits import train_rows
+    from amips_bench.datasets.splits import train_rows
 
     raw = yaml.safe_load((ROOT / "config" / "fiqa.yaml").read_text())
     twin = copy.deepcopy(raw["datasets"]["fiqa"])
@@ -159,9 +159,9 @@ def test_a_checkpoint_is_sized_from_its_model(tiny_dataset, tmp_path):
     history) is within 2 % and 4 KB of four times its model.pt."""
     import torch
 
-    from amips_bench.evaluation import load_dataset
-    from amips_bench.models import ModelSpec
-    from amips_bench.training import CHECKPOINT_NAME, TrainConfig, Trainer
+    from amips_bench.models.evaluation import load_dataset
+    from amips_bench.models.networks import ModelSpec
+    from amips_bench.models.training import CHECKPOINT_NAME, TrainConfig, Trainer
 
     cpu = torch.device("cpu")
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="L", depth=4, n_x=1)
@@ -207,7 +207,8 @@ def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path
 def test_the_verdict_holds_the_work_files_of_the_largest_encodes_at_once(tmp_path):
     """An encode job writes its keys and queries twice, into work files first: the verdict
     holds that second copy for the largest encodes still to run, as many as run at once."""
-    from amips_bench.disk_plan import encode_work_peak, size_text
+    from amips_bench.core.disk import size_text
+    from amips_bench.disk_plan import encode_work_peak
 
     def encode(dataset, name, size, pending=True):
         return PlannedFile(f"results/{dataset}/embeddings/{name}", "encode", dataset, pending,

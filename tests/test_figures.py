@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from figure_checks import collisions, drawn_figures
 
-from amips_bench.plots.ivf_figures import fig_ivf
-from amips_bench.plots.training_figures import fig3_erel_mrr, fig8_training
+from amips_bench.reporting.plots.ivf_figures import fig_ivf
+from amips_bench.reporting.plots.training_figures import fig3_erel_mrr, fig8_training
 
 
 def _run(tmp_path, seed, e_rel):
@@ -59,8 +59,8 @@ def test_ivf_figure_averages_seeds(tmp_path):
 def test_identity_reference_is_computed_and_drawn(tiny_dataset, tmp_path):
     """ŷ = x on the real targets of a dataset: MRR = match = recall@1 = 1 and E_rel = 0, as the
     unit-norm argument says; Figure 3 plots it as its own point and the table has its row."""
-    from amips_bench.evaluation import identity_metrics
-    from amips_bench.tables import final_metrics_table
+    from amips_bench.models.evaluation import identity_metrics
+    from amips_bench.reporting.tables import final_metrics_table
 
     ident = identity_metrics(tiny_dataset)
     t = ident["test"]
@@ -85,7 +85,7 @@ def _visible_tick_labels(ax) -> list[str]:
 @pytest.mark.parametrize("width", [2.2, 3.3, 6.0])
 def test_flop_axis_tick_labels_never_overlap_and_at_least_two_show(width):
     # spans from a tenth of a decade to seven decades, placed anywhere within a decade
-    from amips_bench.plots import style
+    from amips_bench.reporting.plots import style
 
     rng = np.random.default_rng(7)
     spans = [0.1, 0.25, 0.4, 0.6, 0.9, 1.1, 1.3, 1.6, 2.0, 3.0, 7.0, 12.0]
@@ -110,7 +110,7 @@ def test_flop_axis_tick_labels_never_overlap_and_at_least_two_show(width):
 
 
 def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():
-    from amips_bench.plots import style
+    from amips_bench.reporting.plots import style
 
     fig, (narrow, wide) = style.plt.subplots(1, 2)
     for ax, (lo, hi) in ((narrow, (2e6, 5e6)), (wide, (1e3, 1e9))):
@@ -125,11 +125,11 @@ def test_a_flop_axis_spanning_under_a_decade_still_has_tick_labels():
 def test_no_figure_has_colliding_text_or_a_legend_over_its_points(monkeypatch, tmp_path):
     # every figure of the committed 3-seed quick reference, its comparison overlays, and Fig. 1
     # after a short training (its layout does not depend on how well the toy model fits)
-    from amips_bench.plots.compare_figures import draw_overlays
-    from amips_bench.plots.ivf_figures import fig7_ood
-    from amips_bench.plots.routing_figure import fig2_routing
-    from amips_bench.plots.training_figures import fig1_toy
-    from amips_bench.run_trees import load_tree
+    from amips_bench.comparing.overlays import draw_overlays
+    from amips_bench.comparing.trees import load_tree
+    from amips_bench.reporting.plots.ivf_figures import fig7_ood
+    from amips_bench.reporting.plots.routing_figure import fig2_routing
+    from amips_bench.reporting.plots.training_figures import fig1_toy
 
     root = Path(__file__).resolve().parents[1] / "results" / "reference" / "quick"
     quick = root / "quick"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from amips_bench.evaluation import load_dataset, true_clusters
-from amips_bench.flops import analytic_forward_macs, analytic_key_flops, forward_flops, key_flops, router_flops
-from amips_bench.io import InputError, load_json
-from amips_bench.models import ModelSpec, build_model, save_model
-from amips_bench.routing import baseline_rows, load_context, model_rows
+from amips_bench.core.files import InputError, load_json
+from amips_bench.experiments.routing import baseline_rows, load_context, model_rows
+from amips_bench.models.evaluation import load_dataset, true_clusters
+from amips_bench.models.flops import analytic_forward_macs, analytic_key_flops, forward_flops, key_flops, router_flops
+from amips_bench.models.networks import ModelSpec, build_model, save_model
 
 SHAPES = [dict(d=32, n_keys=3000, size="M", depth=4, n_x=1, n_clusters=1),
           dict(d=48, n_keys=9000, size="S", depth=6, n_x=5, n_clusters=4)]
@@ -104,7 +104,7 @@ def test_equal_cost_centroid_routing_counts_2md_and_matches_brute_force(tiny_dat
     """m fine centroids, each owned by the coarse cluster holding most of its keys, recomputed
     here by brute force (nearest fine centroid by distance, majority vote, best fine centroid
     by inner product); the router costs 2·m·d FLOPs."""
-    from amips_bench.routing import fine_centroids
+    from amips_bench.experiments.routing import fine_centroids
 
     m = 40
     ctx = load_context(tiny_dataset, 4, (1, 2), torch.device("cpu"))
@@ -141,9 +141,9 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
     """The linear router W·q (W ∈ R^{c×d}) costs c·d multiply-accumulates (2·c·d FLOPs, as
     centroid routing); its k = 1 accuracy equals argmax(W·q) against the top key's cluster,
     recomputed here from the saved weights and the brute-force top keys."""
-    from amips_bench.classifier import train_router
-    from amips_bench.routing import classifier_rows
-    from amips_bench.settings import TrainConfig
+    from amips_bench.core.settings import TrainConfig
+    from amips_bench.experiments.routing import classifier_rows
+    from amips_bench.models.routers import train_router
 
     cfg = TrainConfig(steps=60, batch_size=256, lr_at_128=0.01, eval_every=60,
                       checkpoint_every=60, seed=1)
@@ -169,8 +169,8 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
 def test_a_router_lr_sweep_keeps_the_validation_best_and_records_the_sweep(tiny_dataset, tmp_path):
     """Three learning rates: the saved router is the one of best validation top-1 accuracy
     (its weights equal a single training at that rate), never the test-best by construction."""
-    from amips_bench.classifier import train_router
-    from amips_bench.settings import TrainConfig
+    from amips_bench.core.settings import TrainConfig
+    from amips_bench.models.routers import train_router
 
     cfg = TrainConfig(steps=40, batch_size=256, lr_at_128=0.01, seed=2)
     m = train_router(tiny_dataset, tmp_path / "sweep", n_clusters=4, size="linear", depth=1,
@@ -194,8 +194,8 @@ def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_data
     lr_at_128·sqrt(batch/128) (warmup of one step); the saved weights are the EMA, whose
     first update (decay min(decay, 1/10)) gives 0.1·w0 + 0.9·w1 — w1 read from a run whose
     EMA decay is 0."""
-    from amips_bench.classifier import ClassifierRouter, RouterSpec, train_router
-    from amips_bench.settings import TrainConfig
+    from amips_bench.core.settings import TrainConfig
+    from amips_bench.models.routers import ClassifierRouter, RouterSpec, train_router
 
     def saved(name, ema):
         cfg = TrainConfig(steps=1, batch_size=512, lr_at_128=0.001, ema_at_128=ema,

@@ -23,7 +23,7 @@ def _gpu_faiss() -> bool:
 @pytest.mark.parametrize("clusters", [1, 7])
 def test_exact_targets_on_gpu_equal_cpu_index_for_index(clusters):
     """fp32 accumulation with TF32 off, even when the caller left TF32 on globally."""
-    from amips_bench.targets import cuda_matmul_mode, exact_top1
+    from amips_bench.datasets.targets import cuda_matmul_mode, exact_top1
 
     rng = np.random.default_rng(20 + clusters)
     keys, queries = unit_rows(rng, 60_000, 384), unit_rows(rng, 5_000, 384)
@@ -38,10 +38,10 @@ def test_exact_targets_on_gpu_equal_cpu_index_for_index(clusters):
 
 def _trainer(model: str, precision: str, tiny_dataset, tmp_path, clusters: int = 1,
              cuda_graph: bool = True, steps: int = 40):
-    from amips_bench.evaluation import load_dataset
-    from amips_bench.models import ModelSpec
-    from amips_bench.settings import TrainConfig
-    from amips_bench.training import Trainer
+    from amips_bench.core.settings import TrainConfig
+    from amips_bench.models.evaluation import load_dataset
+    from amips_bench.models.networks import ModelSpec
+    from amips_bench.models.training import Trainer
 
     device = torch.device("cuda")
     data = load_dataset(tiny_dataset, clusters, device)
@@ -90,10 +90,10 @@ def test_streamed_batches_on_gpu_take_the_resident_path_step_for_step(tiny_datas
     """Rows read from disk per batch (pinned, prefetched on a thread, copied without blocking;
     the targets read too or held in host memory) feed a captured step: the same weights as the
     resident split after steps that cross epoch boundaries, and the capture is not refused."""
-    from amips_bench.evaluation import StreamedSplit, load_dataset
-    from amips_bench.models import ModelSpec
-    from amips_bench.settings import TrainConfig
-    from amips_bench.training import Trainer
+    from amips_bench.core.settings import TrainConfig
+    from amips_bench.models.evaluation import StreamedSplit, load_dataset
+    from amips_bench.models.networks import ModelSpec
+    from amips_bench.models.training import Trainer
 
     device = torch.device("cuda")
     spec = ModelSpec(model="supportnet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
@@ -133,14 +133,14 @@ def test_training_step_never_waits_for_the_host(model, tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("precision", ["bf16", "tf32"])
 def test_metrics_are_float32_whatever_the_training_precision(precision, tiny_dataset, tmp_path):
-    from amips_bench.evaluation import evaluate_model
+    from amips_bench.models.evaluation import evaluate_model
 
     trainer = _trainer("keynet", precision, tiny_dataset, tmp_path)
     for _ in range(5):
         trainer.train_step()
     ours = trainer.evaluate("val")
     # reference: the same EMA weights, copied to the CPU, evaluated in plain float32
-    from amips_bench.evaluation import load_dataset
+    from amips_bench.models.evaluation import load_dataset
 
     data = load_dataset(tiny_dataset, 1, torch.device("cpu"))
     ema = trainer.ema.to("cpu")
@@ -160,7 +160,7 @@ def test_bf16_training_learns_on_gpu(tiny_dataset, tmp_path):
 
 @pytest.mark.skipif("not _gpu_faiss()", reason="needs the GPU build of FAISS (faiss-gpu)")
 def test_ivf_sweep_on_gpu_matches_cpu_and_shares_the_flop_axis():
-    from amips_bench.ivf import build_ivf, natural_queries, sweep
+    from amips_bench.experiments.ivf import build_ivf, natural_queries, sweep
 
     rng = np.random.default_rng(5)
     keys, queries = unit_rows(rng, 20_000, 64), unit_rows(rng, 500, 64)
@@ -178,7 +178,7 @@ def test_ivf_sweep_on_gpu_matches_cpu_and_shares_the_flop_axis():
 
 
 def test_table1_rows_on_gpu_name_the_device():
-    from amips_bench.timing import table1_rows
+    from amips_bench.experiments.timing import table1_rows
 
     rows = table1_rows({"tiny": 20_000}, sizes=["S"], depth=4, n_x=3, batch=256, repeats=5,
                        warmup=2, device=torch.device("cuda"))

@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import unit_rows
 
-from amips_bench.faiss_backend import ivf_scanned_codes, list_sizes, resolve_faiss_device
-from amips_bench.io import InputError
-from amips_bench.ivf import (
+from amips_bench.core.files import InputError
+from amips_bench.experiments.faiss_backend import ivf_scanned_codes, list_sizes, resolve_faiss_device
+from amips_bench.experiments.ivf import (
     build_hnsw,
     build_ivf,
     evaluate_indexes,
@@ -22,8 +22,8 @@ from amips_bench.ivf import (
     sweep,
     write_index,
 )
-from amips_bench.models import ModelSpec, build_model, save_model
-from amips_bench.robustness import perturb
+from amips_bench.experiments.ood import perturb
+from amips_bench.models.networks import ModelSpec, build_model, save_model
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_exhaustive_nprobe_is_exact_and_recall_grows_with_nprobe(data):
 def test_only_the_first_timed_queries_are_timed_and_none_when_zero(data, monkeypatch):
     """ivf.timed_queries: the seconds come from searches of the first N queries only (recall
     and FLOPs still from all of them); 0 times nothing and leaves the seconds NaN."""
-    import amips_bench.ivf as ivf
+    import amips_bench.experiments.ivf as ivf
 
     keys, queries, target = data
     index = build_ivf(keys, 30)
@@ -76,7 +76,7 @@ def test_an_ivf_built_chunk_by_chunk_from_a_mapped_file_is_the_one_added_whole(t
     byte the one FAISS makes from the same training and a single add of every key."""
     import faiss
 
-    import amips_bench.ivf as ivf
+    import amips_bench.experiments.ivf as ivf
 
     monkeypatch.setattr(ivf, "IVF_ADD_CHUNK", 4096)
     keys = unit_rows(np.random.default_rng(n_keys), n_keys, 16)
@@ -179,8 +179,8 @@ def test_faiss_device_setting_resolves_and_rejects_bad_values():
 def test_ood_recomputes_the_exact_targets_of_the_noisy_queries(tiny_dataset, tmp_path, monkeypatch):
     """"Correct" under noise means the true MIPS answer of the query actually sent: the target
     of every noisy query is its own brute-force argmax, not the clean query's."""
-    from amips_bench import robustness
-    from amips_bench.ivf import load_test
+    from amips_bench.experiments import ood as robustness
+    from amips_bench.experiments.ivf import load_test
 
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="M", depth=3, n_x=1)
     save_model(tmp_path / "m/model.pt", build_model(spec))
@@ -215,8 +215,8 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
     carries measured seconds per query."""
     import faiss
 
-    from amips_bench.io import load_json
-    from amips_bench.ivf import write_hnsw_index, write_ivf_indexes
+    from amips_bench.core.files import load_json
+    from amips_bench.experiments.ivf import write_hnsw_index, write_ivf_indexes
 
     out = tmp_path / "index"
     keys_path = tiny_dataset / "embeddings/keys.npy"

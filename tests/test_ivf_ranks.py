@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from amips_bench.ivf import build_ivf, recall_and_mrr
-from amips_bench.ivf_ranks import all_nprobe_metrics
+from amips_bench.experiments.ivf import build_ivf, recall_and_mrr
+from amips_bench.experiments.ivf_ranks import all_nprobe_metrics
 
 
 def _unit(rng, n, d):
@@ -45,7 +45,7 @@ def test_all_nprobe_metrics_equal_faiss_search_at_every_nprobe(nlist):
 def test_the_ivf_stage_rows_are_the_same_under_either_evaluator(tiny_dataset, tmp_path):
     """`amips-bench ivf` on the tiny data with evaluator faiss and all_nprobe: the same recall,
     MRR and scanned codes at every nprobe (FAISS's own counter is read only by the first)."""
-    from amips_bench.ivf import evaluate_indexes, write_ivf_indexes
+    from amips_bench.experiments.ivf import evaluate_indexes, write_ivf_indexes
 
     write_ivf_indexes(tiny_dataset / "embeddings" / "keys.npy", tmp_path / "index", nlist=0)
     rows = {}

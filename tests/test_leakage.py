@@ -18,10 +18,10 @@ import torch
 import yaml
 from figure_checks import collisions, drawn_figures
 
-from amips_bench.io import InputError
-from amips_bench.leakage import LeakagePair, per_seed, summary, verdicts
-from amips_bench.report import Results, write_report
-from amips_bench.results import gain_at_equal_flops as ivf_gain
+from amips_bench.core.files import InputError
+from amips_bench.reporting.leakage import LeakagePair, per_seed, summary, verdicts
+from amips_bench.reporting.report import Results, write_report
+from amips_bench.reporting.results import gain_at_equal_flops as ivf_gain
 
 FLOPS = [1e5, 2e5, 4e5, 8e5]
 NATURAL = [0.2, 0.4, 0.6, 0.8]
@@ -95,7 +95,7 @@ def test_the_verdict_per_split_mode_follows_the_gain_with_its_seed_spread(monkey
             "model, its own test (as published): yes; paper-split model, clean test: not run.") in md
     assert "+0.100 ± 0.014" in md
 
-    from amips_bench.plots.leakage_figure import fig9_leakage
+    from amips_bench.reporting.plots.leakage_figure import fig9_leakage
 
     fig9_leakage([str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9")
     plotted = pd.read_csv(tmp_path / "fig9.csv")
@@ -197,7 +197,7 @@ def test_the_study_at_scale_stops_before_any_job_when_the_disk_is_short(tmp_path
     (0.05, float("nan"), 1, "undecided (one seed: no spread)"),
 ])
 def test_mapped_beats_natural_only_beyond_the_seeds_noise(gain, sd, seeds, said):
-    from amips_bench.leakage import beats_natural
+    from amips_bench.reporting.leakage import beats_natural
 
     assert beats_natural(gain, sd, seeds) == said
 
@@ -207,7 +207,7 @@ def test_the_leakage_verdict_judges_the_model_chosen_on_validation():
     gain is negative: "no"); the figure and the report share chosen_model and beats_natural."""
     import pandas as pd
 
-    from amips_bench.leakage import verdicts
+    from amips_bench.reporting.leakage import verdicts
 
     rows = []
     for size, gain, val_mrr in (("S", -0.05, 0.8), ("M", 0.2, 0.5)):
@@ -223,7 +223,7 @@ def test_the_leakage_verdict_judges_the_model_chosen_on_validation():
 
 def _paper_twin(tiny_dataset, root):
     """A paper-split dataset on the tiny dataset's queries and keys, split with its sizes and seed."""
-    from amips_bench.splits import write_splits
+    from amips_bench.datasets.splits import write_splits
 
     root.mkdir(parents=True)
     (root / "embeddings").symlink_to(tiny_dataset / "embeddings")
@@ -235,7 +235,7 @@ def _paper_twin(tiny_dataset, root):
 def test_clean_questions_are_computed_from_the_splits_not_assumed(tiny_dataset, tmp_path):
     """A paper split holds every leak-free test question out; a split that trained on some of
     them (as an older paper split did) leaves exactly the others clean; none clean is an error."""
-    from amips_bench.clean_test import clean_rows
+    from amips_bench.experiments.clean_test import clean_rows
 
     paper = _paper_twin(tiny_dataset, tmp_path / "pp")
     rows, n_test = clean_rows(paper, tiny_dataset)
@@ -249,7 +249,7 @@ def test_clean_questions_are_computed_from_the_splits_not_assumed(tiny_dataset, 
     assert np.array_equal(rows, np.setdiff1d(np.arange(200), leaked))
     np.save(paper / "splits" / "train.npy", np.concatenate([train, test]))
     np.save(paper / "splits" / "train_copy.npy", np.zeros(len(train) + 200, dtype=np.int64))
-    from amips_bench.clean_test import clean_test
+    from amips_bench.experiments.clean_test import clean_test
 
     with pytest.raises(InputError, match=r"^clean test: every one of the 200 test questions of "):
         clean_test(paper, tiny_dataset, tmp_path, tmp_path / "no.pt", nprobes=[1], ks=[1],
@@ -261,9 +261,9 @@ def test_clean_questions_are_computed_from_the_splits_not_assumed(tiny_dataset, 
 def test_the_clean_test_scores_the_paper_model_on_the_held_out_questions(tiny_dataset, tmp_path):
     """E_rel and MRR against a brute-force recomputation on the leak-free test questions; the
     natural rows are exhaustive at nprobe = nlist; the rows are labelled as the third arm."""
-    from amips_bench.clean_test import write_clean_test
-    from amips_bench.ivf import build_ivf, write_index
-    from amips_bench.models import ModelSpec, build_model, save_model
+    from amips_bench.experiments.clean_test import write_clean_test
+    from amips_bench.experiments.ivf import build_ivf, write_index
+    from amips_bench.models.networks import ModelSpec, build_model, save_model
 
     paper = _paper_twin(tiny_dataset, tmp_path / "pp")
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="M", depth=3, n_x=1)
@@ -280,7 +280,7 @@ def test_the_clean_test_scores_the_paper_model_on_the_held_out_questions(tiny_da
     assert metrics["n_clean"] == metrics["n_test"] == 200 and metrics["test_set"] == "clean"
     x = np.load(tiny_dataset / "targets/c1/test_queries.npy")
     top1 = np.load(tiny_dataset / "targets/c1/test_top1.npy")[:, 0]
-    from amips_bench.models import scores_and_keys
+    from amips_bench.models.networks import scores_and_keys
 
     model.eval()
     pred = scores_and_keys(model, torch.from_numpy(x))[1][:, 0, :].detach().numpy()
@@ -297,7 +297,7 @@ def test_the_clean_test_scores_the_paper_model_on_the_held_out_questions(tiny_da
     assert exhaustive["recall@1"].item() == 1.0
     assert json.loads((tmp_path / "out.json").read_text())["scored_on"] == tiny_dataset.name
     # a model the other arms do not sweep on the IVF (ivf.models) gets natural rows only
-    from amips_bench.clean_test import clean_test
+    from amips_bench.experiments.clean_test import clean_test
 
     again, rows = clean_test(paper, tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt",
                              nprobes=[1], ks=[1], device=torch.device("cpu"),
@@ -328,7 +328,7 @@ def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
     res = Results.load(metrics=[str(p) for p in metrics],
                        histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
                        ivf=[str(path)], ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
-    from amips_bench.leakage import read_clean_tests
+    from amips_bench.reporting.leakage import read_clean_tests
 
     table = verdicts(summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")],
                                       read_clean_tests(clean_jsons))))
@@ -343,7 +343,7 @@ def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
     assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: no; paper-split "
             "model, its own test (as published): yes; paper-split model, clean test: no.") in md
 
-    from amips_bench.plots.leakage_figure import fig9_leakage
+    from amips_bench.reporting.plots.leakage_figure import fig9_leakage
 
     fig9_leakage([str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9", clean_jsons)
     plotted = pd.read_csv(tmp_path / "fig9.csv")
@@ -353,7 +353,7 @@ def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
 def test_one_seed_is_judged_on_the_binomial_spread_over_test_questions():
     """With one seed the margin is two binomial standard errors at the worst operating point:
     recall 0.5 on both curves over 100 questions gives 2·sqrt(0.25/100 + 0.25/100) = 0.141."""
-    from amips_bench.leakage import beats_natural, one_seed_margin
+    from amips_bench.reporting.leakage import beats_natural, one_seed_margin
 
     natural = pd.DataFrame({"budget": [0, 1], "flops_total": [1e5, 4e5], "recall@10": [0.4, 0.6],
                             "n_queries": [100, 100]})

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from amips_bench.losses import compute_loss
-from amips_bench.models import KeyNet, ModelSpec, SupportNet
-from amips_bench.settings import LossWeights
+from amips_bench.core.settings import LossWeights
+from amips_bench.models.losses import compute_loss
+from amips_bench.models.networks import KeyNet, ModelSpec, SupportNet
 
 KEYS = np.array([[1.0, 0.0], [0.0, 1.0], [-0.6, -0.8]])  # three unit keys in 2-D
 X = np.array([[0.9, 0.3], [-0.2, 1.0], [-1.0, -0.5], [0.5, -0.9]])

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import unit_rows
 
-from amips_bench.metrics import global_top_cluster, retrieval_metrics, routing_accuracy
-from amips_bench.targets import ClusterLayout, exact_top1
+from amips_bench.datasets.targets import ClusterLayout, exact_top1
+from amips_bench.models.metrics import global_top_cluster, retrieval_metrics, routing_accuracy
 
 
 def brute_force(pred, queries, top1, keys, assignments):

@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from amips_bench.config import SIZES, nx_for
-from amips_bench.io import InputError
-from amips_bench.models import (
+from amips_bench.core.config import SIZES, nx_for
+from amips_bench.core.files import InputError
+from amips_bench.models.networks import (
     KeyNet,
     ModelSpec,
     SupportNet,
@@ -31,7 +31,7 @@ def test_paper_width_rule_is_eq_3_3_on_every_grid_point_of_the_paper_config():
 
     import yaml
 
-    from amips_bench.config import dataset_n_keys, expand_grid, prepare
+    from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
 
     root = Path(__file__).resolve().parents[1]
     config = prepare(yaml.safe_load((root / "config/paper.yaml").read_text()))
@@ -187,7 +187,7 @@ def _shipped_supportnet_shapes() -> list[tuple[int, str, int, int, int]]:
 
     import yaml
 
-    from amips_bench.config import dataset_n_keys, expand_grid, prepare
+    from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
 
     root = Path(__file__).resolve().parents[1]
     shapes = set()

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import benchmark_script
 
-from amips_bench.models import ModelSpec, build_model
-from amips_bench.settings import TrainConfig
+from amips_bench.core.settings import TrainConfig
+from amips_bench.models.networks import ModelSpec, build_model
 
 paper_cost = benchmark_script("paper_cost")
 

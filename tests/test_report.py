@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from amips_bench.report import CLAIMS, Results, evaluate_claims, write_report
+from amips_bench.reporting.report import CLAIMS, Results, evaluate_claims, write_report
 
 
 def _routing_rows(dataset, learned_gain):
@@ -289,7 +289,7 @@ def test_the_report_draws_nothing():
     import subprocess
     import sys
 
-    code = "import sys, amips_bench.report; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, amips_bench.reporting.report; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -312,7 +312,7 @@ def test_the_provenance_names_every_device_that_made_a_reported_number(tmp_path)
 def test_the_report_flags_a_model_with_mostly_dead_units_and_names_its_conventions(tmp_path):
     """A model whose smallest live-unit fraction is under 5 % is flagged by name; one at 5 %
     or more is not; the conventions each run recorded are listed."""
-    from amips_bench.report import training_section
+    from amips_bench.reporting.report import training_section
 
     metrics, histories = _erel_runs(tmp_path, "quick", [("S", 0, -0.5, -0.5), ("M", 0, -0.6, -0.6)])
     for path, live, init in zip(metrics, [0.049, 0.05], ["unit_variance", "principled"]):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import unit_rows
 
-from amips_bench.io import InputError
-from amips_bench.splits import check_disjoint, make_splits, materialize, train_rows
+from amips_bench.core.config import train_rows
+from amips_bench.core.files import InputError
+from amips_bench.datasets.splits import check_disjoint, make_splits, materialize
 
 
 def test_leak_free_splits_are_disjoint_and_only_train_is_augmented():
@@ -95,7 +96,7 @@ def test_written_leak_free_plan_is_byte_identical_to_make_splits(tmp_path):
     files equal np.save of the in-memory reference, across several chunks."""
     import io as _io
 
-    from amips_bench.splits import make_splits, write_splits
+    from amips_bench.datasets.splits import make_splits, write_splits
 
     rng = np.random.default_rng(3)
     q = rng.standard_normal((150_000, 4)).astype(np.float32)
@@ -113,7 +114,7 @@ def test_written_leak_free_plan_is_byte_identical_to_make_splits(tmp_path):
 def test_a_written_plan_is_read_memory_mapped_and_materialises_the_same_rows(tmp_path, rng):
     """The targets stage reads a training plan (16 bytes a row: 13 GB at 800M rows) from its
     memory map, not whole into memory, and gets the rows of the in-memory plan."""
-    from amips_bench.splits import load_plan, write_splits
+    from amips_bench.datasets.splits import load_plan, write_splits
 
     queries = unit_rows(rng, 300, 8)
     np.save(tmp_path / "q.npy", queries)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import unit_rows
 
-from amips_bench.targets import exact_top1
+from amips_bench.datasets.targets import exact_top1
 
 
 def brute_force_top1(queries, keys, assignments, n_clusters):
@@ -84,8 +84,8 @@ def test_streamed_targets_are_byte_identical_to_building_them_whole(tmp_path, cl
     np.save on the whole in-memory arrays, across chunk boundaries and a partial last block."""
     import io as _io
 
-    from amips_bench.splits import NOISE_BLOCK, SplitPlan, materialize
-    from amips_bench.targets import ExactTop1, exact_top1, stream_split_targets
+    from amips_bench.datasets.splits import NOISE_BLOCK, SplitPlan, materialize
+    from amips_bench.datasets.targets import ExactTop1, exact_top1, stream_split_targets
 
     rng = np.random.default_rng(7)
     queries, keys = unit_rows(rng, 5000, 16), unit_rows(rng, 3000, 16)
@@ -109,9 +109,9 @@ def test_clustered_targets_link_the_c1_queries_after_checking_them_row_for_row(t
     noise seed) is refused in one line with no top-1 file left behind."""
     import os
 
-    from amips_bench.io import InputError
-    from amips_bench.splits import NOISE_BLOCK, SplitPlan
-    from amips_bench.targets import ExactTop1, stream_split_targets
+    from amips_bench.core.files import InputError
+    from amips_bench.datasets.splits import NOISE_BLOCK, SplitPlan
+    from amips_bench.datasets.targets import ExactTop1, stream_split_targets
 
     rng = np.random.default_rng(11)
     queries, keys = unit_rows(rng, 4000, 16), unit_rows(rng, 2000, 16)
@@ -147,7 +147,7 @@ def test_certified_reduced_precision_top1_equals_the_fp32_path_index_for_index(p
     the exact float32 path for every query, including planted near-ties (a key duplicated with
     a perturbation far below the precision's error) which must not be certified and fall back;
     most other rows are certified."""
-    from amips_bench.targets import certified_top1, exact_top1
+    from amips_bench.datasets.targets import certified_top1, exact_top1
 
     rng = np.random.default_rng(5)
     keys = rng.standard_normal((5000, 64)).astype(np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from amips_bench.timing import table1_markdown, table1_rows, time_callable, time_interleaved
+from amips_bench.experiments.timing import table1_markdown, table1_rows, time_callable, time_interleaved
 
 
 class FakeDevice:

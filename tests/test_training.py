@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from amips_bench import losses as losses_module
-from amips_bench import training
-from amips_bench.evaluation import load_dataset
-from amips_bench.io import InputError
-from amips_bench.models import ModelSpec, load_model
-from amips_bench.training import NonFiniteLoss, TrainConfig, Trainer
+from amips_bench.core.files import InputError
+from amips_bench.models import losses as losses_module
+from amips_bench.models import training
+from amips_bench.models.evaluation import load_dataset
+from amips_bench.models.networks import ModelSpec, load_model
+from amips_bench.models.training import NonFiniteLoss, TrainConfig, Trainer
 
 DEVICE = torch.device("cpu")
 
@@ -154,7 +154,7 @@ def test_training_reduces_validation_e_rel(tiny_dataset, tmp_path, model, c):
         negative = sum(int((w < 0).sum()) for w in weights) / sum(w.numel() for w in weights)
         assert metrics["negative_wz_fraction"] == pytest.approx(negative)
     if c > 1:  # routing accuracy at k = 1 recomputed from the EMA model's cluster scores
-        from amips_bench.evaluation import predict_scores, true_clusters
+        from amips_bench.models.evaluation import predict_scores, true_clusters
 
         ema, _ = load_model(tmp_path / "model.pt")
         test = data.splits["test"]
@@ -226,9 +226,9 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
     or by the thread alone; its targets read too or held in memory) trains on the same rows in
     the same order as the resident one: identical weights after steps that cross epoch
     boundaries, and a run of either kind resumes the other's checkpoint."""
-    from amips_bench.evaluation import StreamedSplit
+    from amips_bench.models.evaluation import StreamedSplit
 
-    monkeypatch.setattr("amips_bench.training.reader_processes", lambda n: n)  # whatever the cores
+    monkeypatch.setattr("amips_bench.models.training.reader_processes", lambda n: n)  # whatever the cores
 
     resident = load_dataset(tiny_dataset, 1, DEVICE)
     budget = 0 if targets == "disk" else 100_000  # the queries take 354 KB, the targets 22 KB
@@ -252,8 +252,8 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
 
 
 def test_a_streamed_split_holds_its_targets_in_memory_only_within_the_budget(tiny_dataset):
-    from amips_bench.evaluation import load_streamed
-    from amips_bench.io import NpyRows
+    from amips_bench.core.files import NpyRows
+    from amips_bench.models.evaluation import load_streamed
 
     folder = tiny_dataset / "targets" / "c4"
     expected = np.load(folder / "train_top1.npy")
@@ -268,7 +268,7 @@ def test_a_streamed_split_holds_its_targets_in_memory_only_within_the_budget(tin
 
 @pytest.mark.parametrize("budget", [0, 1e9])
 def test_a_streamed_split_refuses_a_target_out_of_range_in_any_chunk(tiny_dataset, tmp_path, budget):
-    from amips_bench.evaluation import load_streamed
+    from amips_bench.models.evaluation import load_streamed
 
     folder = tiny_dataset / "targets" / "c1"
     top1 = np.load(folder / "train_top1.npy")
@@ -281,7 +281,7 @@ def test_a_streamed_split_refuses_a_target_out_of_range_in_any_chunk(tiny_datase
 
 
 def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr("amips_bench.training.reader_processes", lambda n: n)
+    monkeypatch.setattr("amips_bench.models.training.reader_processes", lambda n: n)
     streamed = load_dataset(tiny_dataset, 1, DEVICE, stream_train_over_bytes=0)
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
     trainer = Trainer(spec, streamed, TrainConfig(steps=4, batch_size=128, eval_every=4,
@@ -295,7 +295,7 @@ def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_pa
                                                     (0, 8, 0)])
 def test_reader_processes_are_at_most_one_per_usable_core(requested, cores, used, monkeypatch):
     """More readers than cores only take turns; a single reader process only adds a copy."""
-    from amips_bench.training import reader_processes
+    from amips_bench.models.training import reader_processes
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert reader_processes(requested) == used
@@ -304,7 +304,7 @@ def test_reader_processes_are_at_most_one_per_usable_core(requested, cores, used
 def test_a_refused_capture_is_logged_by_its_first_error_and_where_it_was_issued():
     """CUDA reports a refused capture at its end as 'a previous error during capture'; the log
     names the error that came first and the line that issued it (in this package and innermost)."""
-    from amips_bench.training import capture_refusal
+    from amips_bench.models.training import capture_refusal
 
     def step_body():
         raise RuntimeError("CUDA error: operation would make the legacy stream depend on a "

@@ -76,7 +76,7 @@ def _dataclass_values(args, cls, prefix: str = "", skip: tuple[str, ...] = ()) -
 
 
 def _synthetic_args(p):
-    from .synthetic import SyntheticParams
+    from .datasets.synthetic import SyntheticParams
 
     p.add_argument("--out", required=True, help="embeddings folder to write (keys.npy, queries.npy, manifest.json)")
     _dataclass_arguments(p, SyntheticParams, skip=("n_keys", "n_queries", "d", "seed"))
@@ -87,8 +87,8 @@ def _synthetic_args(p):
 
 @command("synthetic", "generate the embedded synthetic dataset (no network)")(_synthetic_args)
 def _synthetic(args):
-    from .embeddings import write_synthetic
-    from .synthetic import SyntheticParams
+    from .datasets.embeddings import write_synthetic
+    from .datasets.synthetic import SyntheticParams
 
     manifest = write_synthetic(args.out, SyntheticParams(**_dataclass_values(args, SyntheticParams)))
     for name, row in manifest["realism"]["vs_real_minilm"].items():
@@ -100,7 +100,7 @@ def _disk_margin(args) -> float | None:
     """The margin a stage checks its files with: its --disk-margin, else the workflow's."""
     import os
 
-    from .disk_plan import stage_disk_margin
+    from .core.disk import stage_disk_margin
 
     return stage_disk_margin(args.disk_margin, os.environ)
 
@@ -126,7 +126,7 @@ def _beir_fetch_args(p):
 
 @command("beir-fetch", "download (or take from a mirror), verify and unpack a BEIR dataset")(_beir_fetch_args)
 def _beir_fetch(args):
-    from .beir_data import fetch
+    from .datasets.beir import fetch
 
     origin = fetch(args.name, args.raw_dir, base_url=args.base_url, mirror=args.mirror,
                    md5=args.md5, size=args.size_bytes, query_source=args.query_source,
@@ -153,7 +153,7 @@ def _encode_args(p):
 
 @command("encode", "encode a BEIR folder with all-MiniLM-L6-v2 (deduplicated, resumable)")(_encode_args)
 def _encode(args):
-    from .embeddings import encode_folder
+    from .datasets.embeddings import encode_folder
 
     m = encode_folder(args.folder, args.out, fetch_manifest=args.fetch_manifest,
                       generated_file=args.generated_file, query_source=args.query_source,
@@ -173,7 +173,7 @@ def _share_args(p):
 @command("share", "link the embeddings or an index of a dataset with the same data settings "
                   "(keys drawn, encoded and indexed once)")(_share_args)
 def _share(args):
-    from .io import InputError, share_files
+    from .core.files import InputError, share_files
 
     sources = [Path(s) for s in args.sources]
     if len(sources) == 1 and sources[0].is_dir():
@@ -199,7 +199,7 @@ def _split_args(p):
 
 @command("split", "split unique queries into train/val/test before augmentation")(_split_args)
 def _split(args):
-    from .splits import write_splits
+    from .datasets.splits import write_splits
 
     write_splits(args.queries, args.out, val_size=args.val_size, test_size=args.test_size,
                  augment_factor=args.augment_factor, sigma=args.sigma, mode=args.mode, seed=args.seed)
@@ -218,7 +218,7 @@ def _cluster_args(p):
 
 @command("cluster", "balanced k-means of the keys (most even of several restarts)")(_cluster_args)
 def _cluster(args):
-    from .clusters import write_clusters
+    from .datasets.clusters import write_clusters
 
     m = write_clusters(args.keys, args.out, args.clusters, restarts=args.restarts,
                        niter=args.niter, seed=args.seed,
@@ -243,7 +243,7 @@ def _targets_args(p):
 
 @command("targets", "exact per-cluster top-1 keys of every split (streamed, never [N, n])")(_targets_args)
 def _targets(args):
-    from .targets import write_targets
+    from .datasets.targets import write_targets
 
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
@@ -258,7 +258,7 @@ def _identity_args(p):
 
 @command("identity", "test metrics of the identity map ŷ = x: the reference of Figure 3")(_identity_args)
 def _identity(args):
-    from .evaluation import write_identity_metrics
+    from .models.evaluation import write_identity_metrics
 
     write_identity_metrics(args.dataset_dir, args.out)
 
@@ -267,8 +267,8 @@ def _identity(args):
 
 
 def _train_args(p):
-    from .models import CONVEXITY_MODES, INITS, ModelSpec
-    from .settings import KEY_REDUCTIONS, LossWeights, TrainConfig
+    from .core.settings import KEY_REDUCTIONS, LossWeights, TrainConfig
+    from .models.networks import CONVEXITY_MODES, INITS, ModelSpec
 
     p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
     p.add_argument("--out", required=True, help="model folder to write (model.pt, history.csv, metrics.json)")
@@ -300,8 +300,8 @@ def _show_progress(spec, row) -> None:
 
 @command("train", "train one SupportNet or KeyNet (resumes from its checkpoint)")(_train_args)
 def _train(args):
-    from .settings import LossWeights, TrainConfig
-    from .training import train_run
+    from .core.settings import LossWeights, TrainConfig
+    from .models.training import train_run
 
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_",
@@ -325,13 +325,13 @@ ROUTER_RECIPE = ("steps", "batch_size", "lr_at_128", "end_lr_fraction", "warmup_
 
 
 def _not_router_recipe() -> tuple[str, ...]:
-    from .settings import TrainConfig
+    from .core.settings import TrainConfig
 
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ROUTER_RECIPE)
 
 
 def _train_router_args(p):
-    from .settings import TrainConfig
+    from .core.settings import TrainConfig
 
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--out", required=True, help="router folder to write (model.pt, metrics.json)")
@@ -349,8 +349,8 @@ def _train_router_args(p):
 @command("train-router", "train a learned router baseline (cross-entropy: classifier MLP or "
                          "linear W·q)")(_train_router_args)
 def _train_router(args):
-    from .classifier import train_router
-    from .settings import TrainConfig
+    from .core.settings import TrainConfig
+    from .models.routers import train_router
 
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=_not_router_recipe()))
     m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, size=args.size,
@@ -377,8 +377,8 @@ def _routing_args(p):
 
 @command("routing", "routing accuracy vs FLOPs of one router (Figure 2)")(_routing_args)
 def _routing(args):
-    from .io import save_result_rows
-    from .routing import routing_rows
+    from .core.files import save_result_rows
+    from .experiments.routing import routing_rows
 
     rows = routing_rows(args.dataset_dir, args.clusters, tuple(args.ks), args.device,
                         model=args.model, router=args.router, seed=args.seed,
@@ -394,7 +394,7 @@ def _routing(args):
 
 
 def _index_args(p):
-    from .config import PAPER_IVF_SETUP
+    from .core.config import PAPER_IVF_SETUP
 
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
     p.add_argument("--out", required=True,
@@ -420,7 +420,7 @@ def _add_ivf_variant_args(p, role: str, quantizers: list[str], multiples: list[f
 
 @command("index", "build the FAISS IVF indexes of the keys")(_index_args)
 def _index(args):
-    from .ivf import write_ivf_indexes
+    from .experiments.ivf import write_ivf_indexes
 
     write_ivf_indexes(args.keys, args.out, nlist=args.nlist, seed=args.seed,
                       faiss_device=args.faiss_device, quantizers=tuple(args.quantizers),
@@ -437,7 +437,7 @@ def _hnsw_index_args(p):
 
 @command("hnsw-index", "build the FAISS HNSW index of the keys (CPU: FAISS has no GPU HNSW)")(_hnsw_index_args)
 def _hnsw_index(args):
-    from .ivf import write_hnsw_index
+    from .experiments.ivf import write_hnsw_index
 
     write_hnsw_index(args.keys, args.out, m=args.m, ef_construction=args.ef_construction)
 
@@ -456,7 +456,7 @@ def _ivf_common(p):
 
 
 def _ivf_args(p):
-    from .config import schema_defaults
+    from .core.config import schema_defaults
 
     _ivf_common(p)
     p.add_argument("--ef-search", type=int, nargs="*", default=[],
@@ -474,8 +474,8 @@ def _ivf_args(p):
 
 @command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
 def _ivf(args):
-    from .io import save_result_rows
-    from .ivf import evaluate_indexes
+    from .core.files import save_result_rows
+    from .experiments.ivf import evaluate_indexes
 
     rows = evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
                             hnsw_budgets=args.ef_search, ks=args.recall_at, model_path=args.model,
@@ -494,8 +494,8 @@ def _ood_args(p):
 
 @command("ood", "natural vs mapped IVF search under growing query noise (Figure 7)")(_ood_args)
 def _ood(args):
-    from .io import save_result_rows
-    from .robustness import ood_rows
+    from .core.files import save_result_rows
+    from .experiments.ood import ood_rows
 
     rows = ood_rows(args.dataset_dir, args.index_dir, args.model, stds=args.stds,
                     nprobes=args.nprobe, ks=args.recall_at, seed=args.seed, device=args.device,
@@ -523,7 +523,7 @@ def _clean_test_args(p):
 @command("clean-test", "leakage study: a paper-split model on the test questions its split "
                        "held out whole")(_clean_test_args)
 def _clean_test(args):
-    from .clean_test import write_clean_test
+    from .experiments.clean_test import write_clean_test
 
     write_clean_test(args.paper_dir, args.leak_free_dir, args.index_dir, args.model,
                      args.out_json, args.out_csv, nprobes=args.nprobe, ks=args.recall_at,
@@ -553,7 +553,7 @@ def _timing_args(p):
 
 @command("timing", "Table 1: seconds per batch for score and gradient, beside the paper")(_timing_args)
 def _timing(args):
-    from .timing import write_table1
+    from .experiments.timing import write_table1
 
     print(write_table1(args.out, args.datasets, sizes=args.sizes, depth=args.depth, n_x=args.nx,
                        batch=args.batch, repeats=args.repeats, warmup=args.warmup,
@@ -579,8 +579,8 @@ def _pipelines_args(p):
 
 @command("pipelines", "seconds per batch of the full search pipelines (router + scan, KeyNet + IVF)")(_pipelines_args)
 def _pipelines(args):
-    from .io import save_result_rows
-    from .timing import pipeline_rows
+    from .core.files import save_result_rows
+    from .experiments.timing import pipeline_rows
 
     rows = pipeline_rows(args.dataset_dir, args.index_dir, n_clusters=args.clusters,
                          routing_models=args.routing_models, ks=args.ks,
@@ -612,7 +612,7 @@ def _figure_args(p):
 
 @command("figure", "draw one figure of the paper from result files")(_figure_args)
 def _figure(args):
-    from .plots import draw
+    from .reporting.plots import draw
 
     draw(args.name, args.out, metrics=args.metrics, histories=args.history, csvs=args.csv,
          number=args.number, seed=args.seed, pairs=args.pairs, clean_tests=args.clean_test)
@@ -626,7 +626,7 @@ def _table_args(p):
 
 @command("table", "summary tables (CSV + Markdown)")(_table_args)
 def _table(args):
-    from .tables import write_named_table
+    from .reporting.tables import write_named_table
 
     write_named_table(args.name, args.inputs, args.out)
 
@@ -653,7 +653,7 @@ def _report_args(p):
 
 @command("report", "the paper's claims beside our results (reproduction.md / .html)")(_report_args)
 def _report(args):
-    from .report import write_report_from_files
+    from .reporting.report import write_report_from_files
 
     claims = write_report_from_files(
         args.out, metrics=args.metrics, histories=args.histories, routing=args.routing,
@@ -686,9 +686,9 @@ def _compare_args(p):
 
 @command("compare", "compare runs figure by figure with a baseline, within seed noise")(_compare_args)
 def _compare(args):
-    from .compare import Tolerance
-    from .comparison import check_fail_on, compare_runs, failures, verdict_counts, write_comparison
-    from .io import InputError
+    from .comparing.curves import Tolerance
+    from .comparing.stage import check_fail_on, compare_runs, failures, verdict_counts, write_comparison
+    from .core.files import InputError
 
     runs = {}
     for item in args.run:
@@ -726,8 +726,8 @@ def _compare_gate_args(p):
 def _compare_gate(args):
     import pandas as pd
 
-    from .comparison import check_fail_on, failures
-    from .io import InputError, save_text
+    from .comparing.stage import check_fail_on, failures
+    from .core.files import InputError, save_text
 
     check_fail_on(tuple(args.fail_on))
     if not Path(args.differences).is_file():
@@ -757,8 +757,8 @@ def _freeze_reference_args(p):
 @command("freeze-reference", "keep a run's tidy result files as a reference for compare")(
     _freeze_reference_args)
 def _freeze_reference(args):
-    from .io import InputError
-    from .run_trees import freeze_reference
+    from .comparing.trees import freeze_reference
+    from .core.files import InputError
 
     config = None
     if args.config_json:
@@ -794,9 +794,9 @@ def _disk_plan_args(p):
 def _disk_plan(args):
     import yaml
 
-    from .config import prepare
+    from .core.config import prepare
+    from .core.files import InputError
     from .disk_plan import free_disk_verdict, plan, read_summary, results_folder, table
-    from .io import InputError
 
     try:
         config = prepare(yaml.safe_load(Path(args.config).read_text()) or {})
@@ -831,11 +831,11 @@ def _apply_execution_settings(args) -> None:
     """Threads and device, once for every stage: torch/FAISS threads and the torch device
     ('auto' -> cuda or cpu). FAISS settings are resolved by the stage, which records them."""
     if getattr(args, "threads", None):
-        from .devices import apply_threads
+        from .core.devices import apply_threads
 
         apply_threads(args.threads)
     if hasattr(args, "device"):
-        from .devices import pick_device
+        from .core.devices import pick_device
 
         args.device = pick_device(args.device)
 
@@ -843,7 +843,7 @@ def _apply_execution_settings(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .io import InputError
+    from .core.files import InputError
 
     try:
         _apply_execution_settings(args)

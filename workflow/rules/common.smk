@@ -13,7 +13,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from amips_bench.config import (
+from amips_bench.core.config import (
     ENCODER_EXECUTION_ONLY,
     IVF_MULTIPLE_WILDCARD,
     IVF_QUANTIZERS,
@@ -33,14 +33,14 @@ from amips_bench.config import (
     queries_from_c1,
     shared_data,
 )
+from amips_bench.core.disk import DISK_MARGIN_ENV
 from amips_bench.disk_plan import (
-    DISK_MARGIN_ENV,
     free_disk_verdict,
     plan_outputs,
     results_folder,
 )
-from amips_bench.plots import module_files
-from amips_bench.settings import TrainConfig
+from amips_bench.reporting.plots import module_files
+from amips_bench.core.settings import TrainConfig
 
 # A config file given on the command line replaces the default quick profile instead of being
 # deep-merged into it (Snakemake's default), which would leak the synthetic dataset into every
@@ -157,17 +157,17 @@ def figure_code(name):
 
 
 def table_code():
-    return [str(PACKAGE / "tables.py"), str(PACKAGE / "results.py")]
+    return [str(PACKAGE / "reporting" / "tables.py"), str(PACKAGE / "reporting" / "results.py")]
 
 
 def report_code():
-    return [str(PACKAGE / "report.py"), str(PACKAGE / "paper.py")] + table_code()
+    return [str(PACKAGE / "reporting" / "report.py"), str(PACKAGE / "core" / "paper.py")] + table_code()
 
 
 # ---------------------------------------------------------------- disk
 
 # The fetch, encode and targets stages check their own files against the free disk with the run's disk_margin,
-# handed on in the environment (amips_bench.disk_plan.stage_disk_margin says why not a param).
+# handed on in the environment (amips_bench.core.disk.stage_disk_margin says why not a param).
 os.environ[DISK_MARGIN_ENV] = str(config["disk_margin"]).lower()
 
 
@@ -646,10 +646,10 @@ def reference_folder():
 
 
 COMPARE_CODE = [
-    "compare.py",
-    "comparison.py",
-    "run_trees.py",
-    "results.py",
-    "plots/compare_figures.py",
-    "plots/style.py",
+    "comparing/curves.py",
+    "comparing/stage.py",
+    "comparing/trees.py",
+    "comparing/overlays.py",
+    "reporting/results.py",
+    "reporting/plots/style.py",
 ]

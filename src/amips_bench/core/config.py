@@ -1,0 +1,482 @@
+"""Workflow configuration: schema validation with one-line errors, defaults, grid expansion.
+
+The Snakefile calls `prepare(config, schema_path)` before any rule is defined, so a misspelled
+key, a wrong type, an unknown dataset or size name or an empty grid stops the workflow with one
+line naming the key, before any job runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .files import InputError
+
+
+class ConfigError(InputError):
+    """A configuration mistake; the message is one line that names the key."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+#: the one schema of the workflow configuration: every key, its type and its default. It ships
+#: with the package so that the CLI's defaults (`settings.py`) come from the same file.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "data" / "schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        node = root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        merged = {k: v for k, v in schema.items() if k != "$ref"}
+        schema = {**node, **merged}
+    return schema
+
+
+@functools.cache
+def schema_defaults(*path: str) -> dict[str, Any]:
+    """Defaults of one block of the schema, e.g. ("train",) or ("dataset", "synthetic").
+
+    The settings dataclasses and the CLI take their defaults from here, so a hand-run stage
+    and the workflow start from the same values.
+    """
+    schema = load_schema()
+    node = _resolve(schema["$defs"][path[0]], schema)
+    for part in path[1:]:
+        node = _resolve(node["properties"][part], schema)
+    return {key: copy.deepcopy(_resolve(sub, schema)["default"])
+            for key, sub in node["properties"].items() if "default" in _resolve(sub, schema)}
+
+
+def _key_path(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(config: dict, schema: dict) -> None:
+    """Raise ConfigError (one line) for the first schema violation, else return."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    validator = Draft202012Validator(schema)
+    error = best_match(validator.iter_errors(config))
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        raise ConfigError(f"config key '{_key_path(path + extra[:1])}': unknown key "
+                          f"(allowed here: {allowed})")
+    if error.validator == "enum":
+        raise ConfigError(f"config key '{_key_path(path)}': {error.instance!r} is not one of "
+                          f"{error.validator_value}")
+    if error.validator == "type":
+        raise ConfigError(f"config key '{_key_path(path)}': {error.instance!r} is not of type "
+                          f"{error.validator_value}")
+    if error.validator in ("minItems", "minProperties"):
+        raise ConfigError(f"config key '{_key_path(path)}': must not be empty")
+    if error.validator == "required":
+        raise ConfigError(f"config key '{_key_path(path)}': {error.message}")
+    if error.validator == "propertyNames":
+        raise ConfigError(f"config key '{_key_path(path)}': dataset names must match "
+                          f"[a-z][a-z0-9_]* ({error.message})")
+    message = error.message.splitlines()[0]
+    raise ConfigError(f"config key '{_key_path(path)}': {message}")
+
+
+def fill_defaults(config: Any, schema: dict, root: dict | None = None) -> Any:
+    """Copy of `config` with every missing key that has a schema default filled in.
+
+    Keys the schema names come out in the schema's order, whatever their order in the file:
+    Snakemake records a rule's params by their repr, so a dict param in the file's order
+    would re-plan a finished workflow, from its data on, when keys are merely reordered.
+    Names the user chooses (datasets, runs) keep the file's order.
+    """
+    root = root or schema
+    schema = _resolve(schema, root)
+    if isinstance(config, dict):
+        known = schema.get("properties", {})
+        out = {}
+        for key, sub in known.items():
+            sub_resolved = _resolve(sub, root)
+            if key in config:
+                out[key] = fill_defaults(config[key], sub_resolved, root)
+            elif "default" in sub_resolved:
+                out[key] = fill_defaults(copy.deepcopy(sub_resolved["default"]), sub_resolved, root)
+        extra = schema.get("additionalProperties")
+        for key, value in config.items():
+            if key not in known:
+                out[key] = fill_defaults(value, extra, root) if isinstance(extra, dict) else value
+        return out
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [fill_defaults(item, schema["items"], root) for item in config]
+    return config
+
+
+def coerce_command_line_strings(config: Any, schema: dict, root: dict | None = None) -> Any:
+    """Copy of `config` with numeric and boolean strings turned into what the schema wants.
+
+    Snakemake parses `--config seeds=[0,1]` with YAML's BaseLoader, so list items arrive as
+    strings ('0', '1'); converting them where the schema asks for a number or a boolean lets such
+    overrides work. Strings that do not parse are left alone for `validate` to report.
+    """
+    root = root or schema
+    schema = _resolve(schema, root)
+    if isinstance(config, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        extra = extra if isinstance(extra, dict) else None
+        return {key: value if props.get(key, extra) is None
+                else coerce_command_line_strings(value, props.get(key, extra), root)
+                for key, value in config.items()}
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [coerce_command_line_strings(item, schema["items"], root) for item in config]
+    if isinstance(config, str):
+        wanted = schema.get("type")
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        text = config.strip()
+        if "boolean" in wanted and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        for kind, parse in (("integer", int), ("number", float)):
+            if kind in wanted:
+                with contextlib.suppress(ValueError):
+                    return parse(text)
+    return config
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model of the grid: its settings and its results folder name."""
+
+    model: str
+    size: str
+    depth: int
+    n_x: int
+    clusters: int
+    residual: bool
+    convexity: str
+    seed: int
+    init: str = "principled"
+
+    @property
+    def name(self) -> str:
+        extra = ("_res" if self.residual else "") + CONVEXITY_SUFFIX[self.convexity]
+        extra += "" if self.init == "principled" else f"_i{self.init}"
+        return (f"{self.model}_{self.size}_L{self.depth}_nx{self.n_x}_c{self.clusters}"
+                f"{extra}_s{self.seed}")
+
+
+#: a SupportNet run name's mark of its convexity mode (KeyNet runs carry none); its init is
+#: marked _i<init> unless principled; the marks do not depend on the schema's defaults
+CONVEXITY_SUFFIX = {"none": "", "penalty": "_pen", "clip": "_clip"}
+#: what a KeyNet run records for the SupportNet-only settings
+KEYNET_CONVEXITY, KEYNET_INIT = "none", "principled"
+
+
+#: size name -> ρ, the parameter budget as a fraction of n·d (in the order of the figures)
+SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
+SIZE_ORDER: list[str] = list(SIZES)
+MODELS = ("supportnet", "keynet")
+#: the size name of the linear router baseline W ∈ R^{c×d} (depth 1) beside the classifier sizes
+LINEAR_ROUTER = "linear"
+
+#: the one grammar of run names (the inverse of Run.name); the Snakefile's wildcard constraint
+#: is RUN_WILDCARD, the same expression without group names
+RUN_PATTERN = (rf"(?P<model>{'|'.join(MODELS)})_(?P<size>{'|'.join(SIZES)})_L(?P<depth>\d+)"
+               r"_nx(?P<n_x>\d+)_c(?P<clusters>\d+)(?P<residual>_res)?(?P<convexity>_pen|_clip)?"
+               r"(?:_i(?P<init>official|plain|unit_variance))?_s(?P<seed>\d+)")
+RUN_WILDCARD = re.sub(r"\(\?P<\w+>", "(", RUN_PATTERN)
+
+
+def parse_run(name: str) -> Run:
+    """Inverse of Run.name (so any run folder, in the grid or not, can be built)."""
+    match = re.fullmatch(RUN_PATTERN, name)
+    if not match:
+        raise ConfigError(f"model folder {name!r} does not match {RUN_PATTERN}")
+    g = match.groupdict()
+    return Run(g["model"], g["size"], int(g["depth"]), int(g["n_x"]), int(g["clusters"]),
+               bool(g["residual"]), {"_pen": "penalty", "_clip": "clip"}.get(g["convexity"], "none"),
+               int(g["seed"]), g["init"] or "principled")
+
+
+def nx_for(depth: int, every: int) -> int:
+    """n_x for 're-inject every k-th layer' (k = 1: every later layer; k = 0: never)."""
+    if every < 0:
+        raise InputError(f"reinject_every: must be >= 0, got {every}")
+    return 0 if every == 0 else math.ceil((depth - 1) / every)
+
+
+def expand_grid(dataset: dict, seeds: list[int]) -> list[Run]:
+    runs: dict[str, Run] = {}
+    for entry in dataset["grid"]:
+        for model, size, depth, every, c, residual, convexity, init, seed in itertools.product(
+                entry["model"], entry["size"], entry["depth"], entry["reinject_every"],
+                entry["clusters"], entry["residual"], entry["convexity"], entry["init"], seeds):
+            support = model == "supportnet"
+            run = Run(model, size, depth, nx_for(depth, every), c, residual,
+                      convexity if support else KEYNET_CONVEXITY, seed,
+                      init if support else KEYNET_INIT)
+            runs.setdefault(run.name, run)
+    return list(runs.values())
+
+
+def queries_from_c1(clusters: int, runs: list[Run]) -> bool:
+    """Whether the targets of `clusters` clusters link the split queries of targets/c1 instead
+    of writing them: the queries do not depend on the cluster count, and c1's exist wherever
+    the dataset trains c = 1 models."""
+    return clusters > 1 and any(r.clusters == 1 for r in runs)
+
+
+def ivf_nlist(n_keys: int, nlist: int, multiple: float = 1.0) -> int:
+    """Lists of an IVF at `multiple` times the config's `ivf.nlist` (0: round(√n))."""
+    return max(1, round(multiple * (nlist or max(1, round(math.sqrt(n_keys))))))
+
+
+def dataset_n_keys(dataset: dict) -> int:
+    return dataset["synthetic"]["n_keys"] if dataset["source"] == "synthetic" else dataset["n_keys"]
+
+
+#: encoder settings that say how an encoding job runs, not which vectors it writes
+ENCODER_EXECUTION_ONLY = ("batch_size", "chunk_size")
+
+
+def data_settings(dataset: dict) -> dict:
+    """The settings that decide a dataset's embeddings (its keys and queries)."""
+    if dataset["source"] == "synthetic":
+        return {"source": "synthetic", "synthetic": dataset["synthetic"]}
+    encoder = {k: v for k, v in dataset["encoder"].items() if k not in ENCODER_EXECUTION_ONLY}
+    return {"source": dataset["source"], "beir": dataset["beir"], "encoder": encoder}
+
+
+#: per kind of index, the settings that decide it besides the keys (which IVF variants exist
+#: is decided by the file names that the sweeps ask for)
+INDEX_SETTINGS = {"ivf": ("nlist",), "hnsw": ("hnsw_m", "hnsw_ef_construction")}
+
+
+def shared_data(datasets: dict) -> dict[str, dict[str, str]]:
+    """What a dataset takes from an earlier one instead of making it: per kind ("embeddings",
+    "ivf", "hnsw"), the dataset whose files it links to. The first dataset in config order with
+    the same data settings (for an index: and the same settings of that index) makes them, and
+    each later one links to its files. The leakage study's pairs differ only in their splits,
+    so their keys are drawn or encoded once and indexed once (at 5.2M keys: 8 GB of keys and
+    an 8 GB IVF, and their build time)."""
+    shared: dict[str, dict[str, str]] = {"embeddings": {}, **{kind: {} for kind in INDEX_SETTINGS}}
+    first: dict[str, dict[str, str]] = {kind: {} for kind in shared}
+    for name, dataset in datasets.items():
+        data = json.dumps(data_settings(dataset), sort_keys=True)
+        settings = {"embeddings": data}
+        for kind, keys in INDEX_SETTINGS.items():
+            settings[kind] = json.dumps([data, [dataset["ivf"][k] for k in keys]])
+        for kind, key in settings.items():
+            if first[kind].setdefault(key, name) != name:
+                shared[kind][name] = first[kind][key]
+    return shared
+
+
+#: the paper's IVF (index/ivf.faiss): spherical k-means at `ivf.nlist` lists, FAISS's default
+#: for an inner-product IVF
+PAPER_IVF_SETUP = ("spherical", 1.0)
+#: the grammar of an IVF variant's file stem; the Snakefile's wildcard constraints follow it
+IVF_QUANTIZERS = ("spherical", "kmeans")
+IVF_MULTIPLE_WILDCARD = r"[0-9][0-9.e+-]*"
+
+
+def ivf_pairs(quantizers: list[str], multiples: list[float]) -> list[tuple[str, float]]:
+    """The distinct (quantizer, nlist multiple) pairs of quantizers × multiples, each an index
+    of its own."""
+    bad = [q for q in quantizers if q not in IVF_QUANTIZERS]
+    if bad:
+        raise InputError(f"ivf.quantizers: unknown quantizer {bad[0]!r}; expected one of "
+                         f"{IVF_QUANTIZERS}")
+    return list(dict.fromkeys((q, float(m)) for q in quantizers for m in multiples))
+
+
+def ivf_variants(quantizers: list[str], multiples: list[float]) -> list[tuple[str, float]]:
+    """The pairs of `ivf.quantizers` × `ivf.nlist_multiples` besides the paper's setup: each
+    is built by a job of its own (rule ivf_variant)."""
+    return [p for p in ivf_pairs(quantizers, multiples) if p != PAPER_IVF_SETUP]
+
+
+def ivf_files(quantizer: str, multiple: float) -> tuple[str, str]:
+    """(index file, manifest file) of one IVF in index/: the paper's setup is ivf.faiss with
+    manifest.json, a variant ivf_kmeans_x4.faiss with ivf_kmeans_x4.json (the pattern of rule
+    ivf_variant's outputs). A variant is named by the config's multiple, not by its nlist, which
+    depends on a key count unknown before encoding, so the workflow can declare every variant
+    file when it plans."""
+    if (quantizer, float(multiple)) == PAPER_IVF_SETUP:
+        return "ivf.faiss", "manifest.json"
+    stem = f"ivf_{quantizer}_x{float(multiple):g}"
+    return f"{stem}.faiss", f"{stem}.json"
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def check(config: dict) -> None:
+    """Cross-key checks the schema cannot express."""
+    datasets = config["datasets"]
+    figures = config["figures"]
+    compare = config["compare"]
+    if compare["baseline"] not in compare["runs"]:
+        raise ConfigError(f"config key 'compare.baseline': {compare['baseline']!r} is not among "
+                          f"the runs ({', '.join(compare['runs'])})")
+
+    def known(name: str, key: str) -> None:
+        if name not in datasets:
+            raise ConfigError(f"config key '{key}': unknown dataset {name!r} "
+                              f"(datasets: {', '.join(datasets)})")
+
+    for name, ds in datasets.items():
+        runs = expand_grid(ds, config["seeds"])
+        if not runs:
+            raise ConfigError(f"config key 'datasets.{name}.grid': the grid is empty")
+        if ds["source"] == "local" and not ds["beir"]["path"]:
+            raise ConfigError(f"config key 'datasets.{name}.beir.path': source 'local' needs the "
+                              f"path of a BEIR-format folder")
+        if ds["source"] == "synthetic":
+            routed = any(r.clusters > 1 for r in runs) and (
+                ds["routing"]["classifier_sizes"] or ds["routing"]["linear_router"])
+            _check_synthetic_split(name, ds, routed=bool(routed))
+        for i, entry in enumerate(ds["grid"]):
+            for depth, every in itertools.product(entry["depth"], entry["reinject_every"]):
+                if nx_for(depth, every) > depth - 1:
+                    raise ConfigError(f"config key 'datasets.{name}.grid.{i}.reinject_every': "
+                                      f"{every} gives n_x > depth - 1 for depth {depth}")
+        clustered = {r.clusters for r in runs if r.clusters > 1}
+        for k in ds["routing"]["ks"]:
+            if clustered and k > min(clustered):
+                raise ConfigError(f"config key 'datasets.{name}.routing.ks': k = {k} is larger "
+                                  f"than c = {min(clustered)} clusters")
+        n_keys = dataset_n_keys(ds)
+        smallest = min(ivf_nlist(n_keys, ds["ivf"]["nlist"], m)
+                       for m in [1.0, *ds["ivf"]["nlist_multiples"]])
+        for p in ds["ivf"]["nprobe"]:
+            if p > smallest:
+                raise ConfigError(f"config key 'datasets.{name}.ivf.nprobe': nprobe {p} is larger "
+                                  f"than nlist {smallest}")
+
+    for name in figures["routing"]:
+        known(name, "figures.routing")
+        if not any(r.clusters > 1 for r in expand_grid(datasets[name], config["seeds"])):
+            raise ConfigError(f"config key 'figures.routing': dataset {name!r} has no clustered "
+                              f"model (clusters > 1) in its grid")
+    for name in figures["erel_mrr"]:
+        known(name, "figures.erel_mrr")
+    for name in figures["ivf"]:
+        known(name, "figures.ivf")
+        models = set(datasets[name]["ivf"]["models"])
+        if not any(r.clusters == 1 and r.model in models
+                   for r in expand_grid(datasets[name], config["seeds"])):
+            raise ConfigError(f"config key 'figures.ivf': dataset {name!r} has no c = 1 model of "
+                              f"{sorted(models)} in its grid")
+    if figures["ood"]:
+        known(figures["ood"], "figures.ood")
+        ood_run(config, figures["ood"])
+    for name, dataset in datasets.items():
+        if 0 not in dataset["ood"]["stds"]:
+            raise ConfigError(f"config key 'datasets.{name}.ood.stds': must include 0, the clean "
+                              f"queries the noisy ones are compared with")
+    if figures["training"]:
+        known(figures["training"], "figures.training")
+    for name in config["table1"]["datasets"]:
+        known(name, "table1.datasets")
+    for i, pair in enumerate(figures["leakage"]):
+        check_leakage_pair(datasets, pair, f"figures.leakage.{i}", known)
+
+
+def _check_synthetic_split(name: str, ds: dict, routed: bool) -> None:
+    """Split sizes and batch sizes against the synthetic queries' count, known before any data
+    exists (a batch larger than the training split would fail only when training starts, after
+    the data stages)."""
+
+    splits, n_queries = ds["splits"], ds["synthetic"]["n_queries"]
+    for key in ("val_size", "test_size"):
+        if splits[key] >= n_queries:
+            raise ConfigError(f"config key 'datasets.{name}.splits.{key}': "
+                              f"{splits[key]} is not smaller than the {n_queries} queries")
+    n_train = train_rows(n_queries, val_size=splits["val_size"], test_size=splits["test_size"],
+                         augment_factor=splits["augment_factor"], mode=splits["mode"])
+    if n_train < 1:
+        raise ConfigError(f"config key 'datasets.{name}.splits': val_size + test_size = "
+                          f"{splits['val_size'] + splits['test_size']} leaves no training query "
+                          f"of the {n_queries} queries")
+    batches = [("train.batch_size", ds["train"]["batch_size"])]
+    if routed:
+        batches.append(("routing.classifier_batch_size", ds["routing"]["classifier_batch_size"]))
+    for key, batch in batches:
+        if batch > n_train:
+            raise ConfigError(f"config key 'datasets.{name}.{key}': {batch} is larger than the "
+                              f"{n_train} training queries of the {splits['mode']} split")
+
+
+def check_leakage_pair(datasets: dict, pair: dict, key: str, known) -> None:
+    """The two datasets of a leakage pair: split leak-free and as the paper, and otherwise the
+    same data and grid (so a difference can only come from the split)."""
+    for mode in ("leak_free", "paper"):
+        known(pair[mode], f"{key}.{mode}")
+        actual = datasets[pair[mode]]["splits"]["mode"]
+        if actual != mode:
+            raise ConfigError(f"config key '{key}.{mode}': dataset {pair[mode]!r} is split "
+                              f"{actual!r}, not {mode!r}")
+    a, b = (copy.deepcopy(datasets[pair[m]]) for m in ("leak_free", "paper"))
+    for block in (a, b):
+        block["splits"].pop("mode")
+    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if differ:
+        raise ConfigError(f"config key '{key}': datasets {pair['leak_free']!r} and "
+                          f"{pair['paper']!r} differ in {', '.join(differ)}, not only in "
+                          f"splits.mode")
+
+
+def ood_run(config: dict, dataset: str) -> Run:
+    """The grid model the OOD test uses (first seed); an error if the grid lacks it."""
+    spec = config["datasets"][dataset]["ood"]
+    wanted = (spec["model"], spec["size"], spec["depth"], nx_for(spec["depth"], spec["reinject_every"]),
+              1, False, config["seeds"][0])
+    for run in expand_grid(config["datasets"][dataset], config["seeds"]):  # first convexity, init
+        if (run.model, run.size, run.depth, run.n_x, run.clusters, run.residual, run.seed) == wanted:
+            return run
+    raise ConfigError(f"config key 'datasets.{dataset}.ood': no {spec['model']} {spec['size']} "
+                      f"of depth {spec['depth']} (n_x {wanted[3]}, c = 1, seed {wanted[-1]}) in "
+                      f"the grid of {dataset!r}")
+
+
+def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate, fill defaults and run the cross-key checks; returns the completed config."""
+    schema = load_schema(schema_path)
+    config = coerce_command_line_strings(config, schema)
+    validate(config, schema)
+    full = fill_defaults(config, schema)
+    check(full)
+    return full
+
+
+def train_rows(n_queries: int, *, val_size: int, test_size: int, augment_factor: int,
+               mode: str) -> int:
+    """Rows of the training split `datasets.splits.make_splits` makes, known before any data
+    exists (the config check sizes batches with it)."""
+    leak_free = (n_queries - val_size - test_size) * augment_factor
+    if mode == "leak_free":
+        return leak_free
+    return min(leak_free, (n_queries - test_size) * augment_factor - val_size - test_size)

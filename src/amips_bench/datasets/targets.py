@@ -1,0 +1,399 @@
+"""Exact per-cluster top-1 keys: the supervision targets of both models (paper §3.3).
+
+Streaming over key blocks with a running argmax keeps memory at O(n·d + query_block·key_block):
+no [N, n] score matrix is ever formed. On the CPU, blocks of 4096 queries × 2048 keys keep each
+score tile (32 MiB) close to the cache, which is what lets a plain GEMM + max match FAISS's flat
+index; on a GPU, tiles of 16384 × 16384 (1 GiB) keep the GEMM large enough to fill the device.
+Products are exact float32 on every device: TF32 is switched off for the duration, and the
+running argmax is updated with `torch.where` (no boolean indexing), so a GPU never waits for the
+host inside a block.
+
+Ties are broken towards the lowest global key index: keys are visited cluster by cluster in
+ascending index order, `torch.max` returns the first maximum inside a tile, and a later tile
+replaces the running best only when strictly larger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..core.devices import pick_device
+from ..core.disk import require_free, target_file_bytes
+from ..core.files import (
+    InputError,
+    load_embeddings,
+    load_index_array,
+    load_json,
+    npy_row_writer,
+    save_json,
+    sha256_file,
+    share_files,
+)
+from .splits import NOISE_BLOCK, SplitPlan, load_plan, materialized_blocks
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """Keys regrouped so that every cluster is a contiguous run in ascending global index."""
+
+    order: np.ndarray  # int64 [n]: global key index at each sorted position
+    offsets: np.ndarray  # int64 [C + 1]: cluster j occupies order[offsets[j]:offsets[j+1]]
+
+    @classmethod
+    def from_assignments(cls, assignments: np.ndarray | None, n_keys: int,
+                         n_clusters: int) -> ClusterLayout:
+        if assignments is None or n_clusters == 1:
+            if n_clusters != 1:
+                raise InputError(f"clusters: {n_clusters} clusters need an assignments array")
+            return cls(np.arange(n_keys, dtype=np.int64), np.array([0, n_keys], dtype=np.int64))
+        assignments = np.asarray(assignments)
+        if assignments.shape != (n_keys,):
+            raise InputError(f"assignments: shape {assignments.shape} does not match {n_keys} keys")
+        if assignments.min() < 0 or assignments.max() >= n_clusters:
+            raise InputError(f"assignments: cluster ids must lie in [0, {n_clusters})")
+        order = np.argsort(assignments, kind="stable").astype(np.int64)
+        counts = np.bincount(assignments, minlength=n_clusters)
+        if (counts == 0).any():
+            raise InputError(f"assignments: cluster {int(np.flatnonzero(counts == 0)[0])} is empty")
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(order, offsets)
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.offsets) - 1
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+@contextlib.contextmanager
+def cuda_matmul_mode(mode: str):
+    """Float32 matmuls on CUDA as 'ieee' (exact float32) or 'tf32' inside the block.
+
+    Uses torch's per-backend setting where it exists (torch >= 2.9, which refuses to mix it
+    with the legacy flag) and the legacy allow_tf32 flag otherwise; restored on exit.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        previous = matmul.fp32_precision
+        matmul.fp32_precision = mode
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = previous
+        return
+    previous = matmul.allow_tf32
+    matmul.allow_tf32 = mode == "tf32"
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = previous
+
+
+def full_fp32_matmul():
+    """IEEE float32 matrix products (no TF32) inside the block, whatever the caller set."""
+    return cuda_matmul_mode("ieee")
+
+
+BLOCKS = {"cpu": (4096, 2048), "cuda": (16384, 16384)}  # (query_block, key_block) per device type
+
+
+class ExactTop1:
+    """Exact maximum inner product per cluster against fixed keys, prepared once.
+
+    The keys are regrouped by cluster and moved to the device when the object is made, so a
+    stream of query chunks (the targets stage) pays for that once. Calling it with queries
+    returns (scores float32 [N, C], indices int64 [N, C]) where indices are global key indices
+    (rows of `keys`); `queries` may be a memory map, read one block at a time. Block sizes
+    default to the device's entry in BLOCKS.
+    """
+
+    def __init__(self, keys: np.ndarray, assignments: np.ndarray | None = None,
+                 n_clusters: int = 1, *, query_block: int | None = None,
+                 key_block: int | None = None, device: str | torch.device | None = None) -> None:
+        if keys.ndim != 2:
+            raise InputError("exact_top1: queries and keys must be 2-D arrays")
+        if len(keys) == 0:
+            raise InputError("exact_top1: the key array is empty")
+        self.device = pick_device(device)
+        default_q, default_k = BLOCKS.get(self.device.type, BLOCKS["cpu"])
+        self.query_block, self.key_block = query_block or default_q, key_block or default_k
+        self.layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
+        sorted_keys = keys if n_clusters == 1 else np.asarray(keys)[self.layout.order]
+        self.keys = torch.from_numpy(np.ascontiguousarray(sorted_keys, dtype=np.float32)).to(self.device)
+        self.order = torch.from_numpy(self.layout.order).to(self.device)
+        self.d = keys.shape[1]
+        self._tile: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __call__(self, queries: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if queries.ndim != 2:
+            raise InputError("exact_top1: queries and keys must be 2-D arrays")
+        if queries.shape[1] != self.d:
+            raise InputError(f"exact_top1: query dimension {queries.shape[1]} does not match key "
+                             f"dimension {self.d}")
+        n_queries = len(queries)
+        n_clusters = self.layout.n_clusters
+        best_scores = np.empty((n_queries, n_clusters), dtype=np.float32)
+        best_index = np.empty((n_queries, n_clusters), dtype=np.int64)
+        tile_size = (max(1, min(self.query_block, n_queries))
+                     * min(self.key_block, int(self.layout.sizes().max())))
+        if self._tile is None or self._tile.numel() < tile_size:
+            self._tile = torch.empty(tile_size, device=self.device)  # reused score tile
+        blocks = range(0, n_queries, self.query_block)
+        with full_fp32_matmul():
+            for start in tqdm(blocks, desc="exact top-1", unit="block", disable=not progress,
+                              mininterval=10):
+                q = torch.from_numpy(np.ascontiguousarray(queries[start:start + self.query_block],
+                                                          dtype=np.float32)).to(self.device)
+                scores, positions = _blocked_argmax(q, self.keys, self.layout.offsets, self._tile,
+                                                    self.key_block)
+                best_scores[start:start + len(q)] = scores.cpu().numpy()
+                best_index[start:start + len(q)] = self.order[positions].cpu().numpy()
+        return best_scores, best_index
+
+
+def exact_top1(queries: np.ndarray, keys: np.ndarray, assignments: np.ndarray | None = None,
+               n_clusters: int = 1, *, query_block: int | None = None,
+               key_block: int | None = None, device: str | torch.device | None = None,
+               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact maximum inner product per cluster (see ExactTop1): (scores [N, C], indices [N, C])."""
+    if queries.ndim != 2 or keys.ndim != 2:
+        raise InputError("exact_top1: queries and keys must be 2-D arrays")
+    if queries.shape[1] != keys.shape[1]:
+        raise InputError(f"exact_top1: query dimension {queries.shape[1]} does not match key "
+                         f"dimension {keys.shape[1]}")
+    search = ExactTop1(keys, assignments, n_clusters, query_block=query_block,
+                       key_block=key_block, device=device)
+    return search(queries, progress)
+
+
+def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
+                    tile: torch.Tensor, key_block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running max over key tiles, per cluster segment; returns sorted-order positions."""
+    n_q = q.shape[0]
+    n_clusters = len(offsets) - 1
+    best = torch.full((n_q, n_clusters), -torch.inf, device=q.device)
+    where = torch.zeros((n_q, n_clusters), dtype=torch.int64, device=q.device)
+    value = torch.empty(n_q, device=q.device)
+    arg = torch.empty(n_q, dtype=torch.int64, device=q.device)
+    for j in range(n_clusters):
+        lo, hi = int(offsets[j]), int(offsets[j + 1])
+        col_best = torch.full((n_q,), -torch.inf, device=q.device)
+        col_where = torch.zeros(n_q, dtype=torch.int64, device=q.device)
+        for k0 in range(lo, hi, key_block):
+            k1 = min(k0 + key_block, hi)
+            scores = tile[:n_q * (k1 - k0)].view(n_q, k1 - k0)
+            torch.mm(q, keys[k0:k1].T, out=scores)
+            torch.max(scores, dim=1, out=(value, arg))
+            better = value > col_best  # strictly larger: ties keep the earlier (lower) index
+            col_where = torch.where(better, arg + k0, col_where)
+            col_best = torch.where(better, value, col_best)
+        best[:, j], where[:, j] = col_best, col_where
+    return best, where
+
+
+def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: str | Path, *,
+                  n_clusters: int, clusters_dir: str | Path | None = None,
+                  splits: tuple[str, ...] = ("train", "val", "test"),
+                  device: str | None = None, faiss_device: str = "auto",
+                  queries_from: str | Path | None = None, disk_margin: float | None = 0.1,
+                  chunk_blocks: int = 4, progress: bool = True) -> dict:
+    """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
+
+    Both files are streamed: chunks of `chunk_blocks` noise blocks (65,536 rows each) are
+    materialised, searched and appended, so memory stays flat however many (augmented)
+    training rows there are; the files are byte-identical to building them whole (test).
+
+    The queries of a split are the same for every cluster count. With `queries_from` (the
+    targets/c1 folder of the same splits) they are not written again: each chunk is checked
+    equal to that folder's rows and {split}_queries.npy becomes a relative link to its file,
+    which halves the disk of a dataset trained at c = 1 and c = 10 (the training queries are
+    the bulk of it).
+
+    The manifest records the checksums of the keys and of the cluster assignments the targets
+    were computed against, so later stages can refuse to mix files from different runs.
+
+    Before any search, the files' size (`targets_bytes`) plus `disk_margin` of it must be free
+    under `out_dir` (None: no check): a short disk fails now, not after hours of search.
+    """
+    embeddings_dir, splits_dir, out = Path(embeddings_dir), Path(splits_dir), Path(out_dir)
+    keys = load_embeddings(embeddings_dir / "keys.npy")
+    queries = load_embeddings(embeddings_dir / "queries.npy", mmap=True, d=keys.shape[1])
+    split_manifest = load_json(splits_dir / "manifest.json")
+    if split_manifest.get("queries_sha256") != sha256_file(embeddings_dir / "queries.npy"):
+        raise InputError(f"{splits_dir / 'manifest.json'}: splits were made from a different "
+                         f"{embeddings_dir / 'queries.npy'}; re-run the split stage")
+    assignments, assignments_sha = None, None
+    if n_clusters > 1:
+        if clusters_dir is None:
+            raise InputError(f"targets: {n_clusters} clusters need a clusters directory")
+        assignments_path = Path(clusters_dir) / "assignments.npy"
+        assignments = load_index_array(assignments_path, upper=n_clusters)
+        if len(assignments) != len(keys):
+            raise InputError(f"{assignments_path}: {len(assignments)} assignments for {len(keys)} keys")
+        assignments_sha = sha256_file(assignments_path)
+    plans = {split: load_plan(splits_dir, split, len(queries)) for split in splits}
+    need = targets_bytes({split: len(plan.source) for split, plan in plans.items()},
+                         d=keys.shape[1], n_clusters=n_clusters,
+                         queries_linked=queries_from is not None)
+    checked = require_free(out, need, disk_margin, f"the targets of {', '.join(splits)}")
+    if checked:
+        print(checked, flush=True)
+    search = ExactTop1(keys, assignments, n_clusters, device=device)
+    rows = {}
+    for split, plan in plans.items():
+        same = Path(queries_from) / f"{split}_queries.npy" if queries_from else None
+        rows[split] = stream_split_targets(queries, plan, search, out, split,
+                                           sigma=split_manifest["sigma"],
+                                           seed=split_manifest["seed"], chunk_blocks=chunk_blocks,
+                                           progress=progress, same_queries=same)
+    manifest = {
+        "n_clusters": n_clusters, "n_keys": len(keys), "d": int(keys.shape[1]), "rows": rows,
+        "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
+        "assignments_sha256": assignments_sha, "split_mode": split_manifest["mode"],
+        "leaky": split_manifest["leaky"], "device": str(search.device),
+        "search": "torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used",
+        "faiss_device_setting": faiss_device, "tie_break": "lowest global key index",
+        "queries_files": (f"linked to {queries_from}, checked equal row for row"
+                          if queries_from else "written here"),
+    }
+    save_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def targets_bytes(rows: dict[str, int], *, d: int, n_clusters: int, queries_linked: bool) -> int:
+    """What write_targets writes for splits of these row counts: each split's top-1 file and,
+    unless they are links to c1's, its queries."""
+    return sum(target_file_bytes("top1", n, d, n_clusters)
+               + (0 if queries_linked else target_file_bytes("queries", n, d, n_clusters))
+               for n in rows.values())
+
+
+def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1, out: Path,
+                         split: str, *, sigma: float, seed: int, chunk_blocks: int = 4,
+                         progress: bool = False, same_queries: Path | None = None) -> int:
+    """Write {split}_queries.npy and {split}_top1.npy chunk by chunk; returns the row count.
+    With `same_queries` (an earlier {split}_queries.npy of the same split) every chunk must equal
+    its rows, and the queries file is a link to it instead of a second copy."""
+    n_rows, d, n_clusters = len(plan.source), queries.shape[1], search.layout.n_clusters
+    n_blocks = -(-n_rows // NOISE_BLOCK)
+    same = None
+    if same_queries is not None:
+        same = load_embeddings(same_queries, mmap=True, d=d)
+        if len(same) != n_rows:
+            raise InputError(f"{same_queries}: {len(same)} rows but the {split} split has "
+                             f"{n_rows}; re-run the targets stage that wrote it")
+    with contextlib.ExitStack() as files:
+        add_queries = (None if same is not None else files.enter_context(
+            npy_row_writer(out / f"{split}_queries.npy", n_rows, d, "float32")))
+        add_top1 = files.enter_context(
+            npy_row_writer(out / f"{split}_top1.npy", n_rows, n_clusters, "int64"))
+        buffer = np.empty((min(n_rows, chunk_blocks * NOISE_BLOCK), d), dtype=np.float32)
+        for first in range(0, n_blocks, chunk_blocks):
+            filled = 0
+            for _, rows in materialized_blocks(queries, plan, sigma=sigma, seed=seed,
+                                               split=split, first_block=first,
+                                               n_blocks=chunk_blocks):
+                buffer[filled:filled + len(rows)] = rows
+                filled += len(rows)
+            chunk = buffer[:filled]
+            _, top1 = search(chunk, progress=progress and n_blocks <= chunk_blocks)
+            if same is None:
+                add_queries(chunk)
+            else:
+                start = first * NOISE_BLOCK
+                if not np.array_equal(chunk, same[start:start + filled]):
+                    raise InputError(f"{same_queries}: rows {start} to {start + filled} differ "
+                                     f"from the {split} split's queries; re-run the targets stage "
+                                     f"that wrote it")
+            add_top1(top1)
+    if same_queries is not None:
+        share_files([same_queries], out)
+    return n_rows
+
+
+#: unit roundoff of each reduced precision's inputs (bf16: 8 significant bits; tf32: 11)
+UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "tf32": 2.0 ** -11}
+CANDIDATES = 8  # keys per row and cluster rescored exactly
+
+
+def reduced_score_bound(precision: str, d: int, norm: float = 1.0) -> float:
+    """|reduced − real| of one inner product of two vectors of norm ≤ `norm` in dimension d:
+    rounding both inputs to the precision moves each product by at most (2u + u²)·|q_i k_i|,
+    and float32 accumulation adds γ_d = d·u32 / (1 − d·u32) of the sum of |products|; by
+    Cauchy–Schwarz both sums are at most norm². The fp32 path's own error is γ_d·norm²."""
+    u, u32 = UNIT_ROUNDOFF[precision], 2.0 ** -24
+    gamma = d * u32 / (1 - d * u32)
+    return ((2 * u + u * u) + gamma * (1 + u) ** 2) * norm * norm
+
+
+def fp32_score_bound(d: int, norm: float = 1.0) -> float:
+    u32 = 2.0 ** -24
+    return d * u32 / (1 - d * u32) * norm * norm
+
+
+@torch.no_grad()
+def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "bf16",
+                   key_block: int = 2048, candidates: int = CANDIDATES
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The fp32 path's top-1 key of each query (c = 1), found with reduced-precision products.
+
+    Per row: the `candidates` best keys by the reduced-precision score are rescored in float64
+    (the real inner product, to float64 rounding); the best of them is certified when it beats
+    every other candidate by more than twice the fp32 path's error and the best non-candidate's
+    reduced score by more than that score's error bound plus the fp32 error — then no key can
+    win the fp32 path's comparison, and the index is the fp32 path's. Rows that are not
+    certified (near-ties) are searched again by the exact float32 path. Returns (top-1 global
+    index int64 [N], certified bool [N]).
+    """
+    if precision not in UNIT_ROUNDOFF:
+        raise InputError(f"targets.precision: {precision!r} has no certified search; expected one "
+                         f"of {list(UNIT_ROUNDOFF)}")
+    q32 = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    k32 = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
+    norm = float(max(q32.norm(dim=1).max(), k32.norm(dim=1).max()))
+    bound, fp32 = reduced_score_bound(precision, q32.shape[1], norm), fp32_score_bound(q32.shape[1], norm)
+    m = min(candidates, len(keys))
+    qr = q32.to(torch.bfloat16) if precision == "bf16" else _tf32_round(q32)
+    top_val = torch.full((len(q32), m + 1), -torch.inf)
+    top_idx = torch.zeros((len(q32), m + 1), dtype=torch.int64)
+    for k0 in range(0, len(keys), key_block):
+        block = k32[k0:k0 + key_block]
+        # bf16 products; tf32's on the CPU emulated by rounding the inputs' mantissas
+        scores = (qr @ block.to(torch.bfloat16).T).float() if precision == "bf16" else qr @ _tf32_round(block).T
+        val, idx = torch.topk(scores, min(m + 1, scores.shape[1]), dim=1)
+        merged_val = torch.cat([top_val, val], 1)
+        merged_idx = torch.cat([top_idx, idx + k0], 1)
+        keep = torch.topk(merged_val, m + 1, dim=1).indices
+        top_val, top_idx = torch.gather(merged_val, 1, keep), torch.gather(merged_idx, 1, keep)
+    cand, threshold = top_idx[:, :m], top_val[:, m]  # the best non-candidate's reduced score
+    exact = torch.einsum("nd,nmd->nm", q32.double(), k32.double()[cand])
+    # the best candidate; among exact ties the lowest index, as the fp32 path
+    order = torch.argsort(cand, dim=1)
+    exact_sorted, cand_sorted = torch.gather(exact, 1, order), torch.gather(cand, 1, order)
+    best = torch.argmax(exact_sorted, dim=1)
+    best_exact = exact_sorted[torch.arange(len(q32)), best]
+    others = exact_sorted.clone()
+    others[torch.arange(len(q32)), best] = -torch.inf
+    certified = ((best_exact - others.max(dim=1).values > 2 * fp32)
+                 & (best_exact - threshold.double() > bound + fp32))
+    top1 = cand_sorted[torch.arange(len(q32)), best].numpy().copy()
+    if (~certified).any():
+        rows = (~certified).nonzero()[:, 0].numpy()
+        _, exact_idx = exact_top1(np.asarray(queries)[rows], keys, device="cpu")
+        top1[rows] = exact_idx[:, 0]
+    return top1, certified.numpy()
+
+
+def _tf32_round(x: torch.Tensor) -> torch.Tensor:
+    """float32 values rounded to tf32's 10 stored mantissa bits (round to nearest even)."""
+    bits = x.contiguous().view(torch.int32)
+    rounded = (bits + 0x0FFF + ((bits >> 13) & 1)) & ~0x1FFF
+    return rounded.view(torch.float32)

@@ -1,0 +1,498 @@
+"""Training loop of paper §4.1: Adam, warmup + cosine, sqrt batch scaling, EMA, clipping.
+
+On a GPU the whole step (batch gather, loss with its double backward, clipping, fused Adam,
+EMA) is captured once as a CUDA graph and replayed, so the host launches one graph per step
+instead of hundreds of kernels; learning rate and EMA weight live in device tensors the replay
+reads. Eager and graph steps compute the same function (tests/test_gpu.py).
+
+Resumability: the batch of step t is a pure function of (seed, t) (one permutation per epoch),
+and a checkpoint holds the weights, EMA, optimizer moments, history and elapsed time. A run
+killed at any point (even kill -9) and re-run with the same arguments continues from its last
+checkpoint and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.files import (
+    InputError,
+    ParallelRows,
+    atomic_path,
+    device_name,
+    load_embeddings,
+    package_versions,
+    release_freed_memory,
+    save_csv,
+    save_json,
+)
+from ..core.settings import TrainConfig
+from ..datasets.targets import cuda_matmul_mode, full_fp32_matmul
+from .evaluation import DatasetTensors, StreamedSplit, evaluate_model, load_dataset
+from .losses import compute_loss
+from .networks import ModelSpec, SupportNet, build_model, save_model
+
+CHECKPOINT_NAME = "checkpoint.pt"
+TRIM_EVERY = 25  # steps between returns of freed heap memory to the OS (CPU only)
+LIVE_QUERIES = 4096  # validation queries the live-unit fractions are measured on
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN/Inf; the last good checkpoint is kept on disk."""
+
+
+class EpochSampler:
+    """Batch indices of step t: slice of a per-epoch permutation seeded by (seed, epoch)."""
+
+    def __init__(self, n: int, batch: int, seed: int, device: torch.device) -> None:
+        if batch > n:
+            raise InputError(f"train.batch_size: {batch} is larger than the {n} training queries")
+        self.n, self.batch, self.seed, self.device = n, batch, seed, device
+        self.per_epoch = n // batch
+        self._epoch, self._perm = -1, None
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            # drawn on the CPU, so every device trains on the same batches; on a GPU the copy
+            # leaves from pinned memory without blocking the host
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(self.n, generator=gen)
+            if self.device.type == "cuda":
+                perm = perm.pin_memory()
+            self._perm = perm.to(self.device, non_blocking=True)
+            self._epoch = epoch
+        return self._perm[position * self.batch:(position + 1) * self.batch]
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device):
+    """tf32 matmuls or bf16 autocast on request; plain fp32 otherwise."""
+    if precision == "bf16":
+        # no cast cache: a cached bf16 copy of a weight would be stale inside a CUDA graph
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False):
+            yield
+        return
+    if precision == "tf32" and device.type == "cuda":
+        with cuda_matmul_mode("tf32"):
+            yield
+        return
+    yield
+
+
+def reader_processes(requested: int) -> int:
+    """Reader processes for a streamed split: at most one per core this process may use (reading
+    from the page cache is CPU work, and more readers than cores only take turns); none where
+    that leaves one, which would only add a copy to what the prefetch thread does alone."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = min(requested, usable)
+    return processes if processes >= 2 else 0
+
+
+class StreamedBatches:
+    """Batches of a streamed split: rows gathered from disk (the targets from memory where they
+    are held there) one step ahead on a worker thread (by `processes` reader processes when
+    > 0), into pinned memory on a GPU, and copied without blocking the host; the same rows, in
+    the same order, as indexing the resident split with the same sampler."""
+
+    def __init__(self, split: StreamedSplit, sampler: EpochSampler, device: torch.device,
+                 processes: int = 0) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.split, self.sampler, self.device = split, sampler, device
+        self._readers = ParallelRows(split.files, sampler.batch, processes) if processes > 0 else None
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._ahead: tuple[int, Any] | None = None
+
+    def _load(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.sampler.indices(step).numpy()
+        pinned = self.device.type == "cuda"  # a page-locked source copies without blocking
+        x = torch.empty((len(idx), self.split.queries.shape[1]), dtype=torch.float32, pin_memory=pinned)
+        top1 = torch.empty((len(idx), self.split.top1.shape[1]), dtype=torch.int64, pin_memory=pinned)
+        from_disk = []  # (file, output) in split.files' order, as the readers were given them
+        for source, out in ((self.split.queries, x.numpy()), (self.split.top1, top1.numpy())):
+            if isinstance(source, np.ndarray):
+                np.take(source, idx, axis=0, out=out)
+            else:
+                from_disk.append((source, out))
+        if self._readers is not None:
+            self._readers.take_into(idx, [out for _, out in from_disk])
+        else:
+            for rows, out in from_disk:
+                rows.read_into(idx, out)
+        return x, top1
+
+    def settle(self) -> None:
+        """Wait for the batch being read ahead (a CUDA-graph capture forbids the pinned
+        allocation it makes on its thread)."""
+        if self._ahead is not None:
+            self._ahead[1].result()
+
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._ahead is not None and self._ahead[0] == step:
+            x, top1 = self._ahead[1].result()
+        else:
+            x, top1 = self._load(step)
+        self._ahead = (step + 1, self._pool.submit(self._load, step + 1))
+        return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
+
+    def close(self) -> None:
+        """Finish the read ahead, stop the reader processes. A batch read ahead that failed was
+        not needed (or the run is already failing): its error does not hide the run's."""
+        with contextlib.suppress(Exception):
+            self.settle()
+        self._pool.shutdown()
+        if self._readers is not None:
+            self._readers.close()
+
+
+def capture_refusal(err: BaseException) -> str:
+    """What refused a capture, for the log: the first error (CUDA reports the rest as 'a
+    previous error during capture') and the innermost line of Python that issued it."""
+    first = err
+    while first.__context__ is not None and isinstance(first.__context__, RuntimeError):
+        first = first.__context__
+    frames = traceback.extract_tb(first.__traceback__)
+    package = Path(__file__).resolve().parents[1]
+    ours = [f for f in frames if package in Path(f.filename).resolve().parents]
+    lines = dict.fromkeys(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in ours[-1:] + frames[-1:])
+    return str(first).splitlines()[0] + (f" at {' → '.join(lines)}" if lines else "")
+
+
+class Trainer:
+    """One model, one dataset: owns the model, its EMA copy, the optimizer and the history."""
+
+    def __init__(self, spec: ModelSpec, data: DatasetTensors, cfg: TrainConfig,
+                 out_dir: str | Path, device: torch.device) -> None:
+        if data.n_clusters != spec.n_clusters:
+            raise InputError(f"clusters: model has {spec.n_clusters} outputs but the targets have "
+                             f"{data.n_clusters} clusters")
+        if data.keys.shape[1] != spec.d:
+            raise InputError(f"d: model dimension {spec.d} differs from the keys' {data.keys.shape[1]}")
+        self.spec, self.data, self.cfg, self.device = spec, data, cfg, device
+        self.out_dir = Path(out_dir)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(spec).to(device)
+        self.ema = build_model(spec).to(device)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.ema.requires_grad_(False)
+        # the fused CUDA kernel updates every parameter in one launch (same arithmetic as Adam);
+        # with CUDA graphs the learning rate is a device tensor the captured step reads
+        self.use_graph = cfg.cuda_graph and device.type == "cuda"
+        self._lr = torch.tensor(cfg.peak_lr, device=device) if self.use_graph else None
+        self._ema_weight = torch.zeros((), device=device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(),
+                                          lr=self._lr if self.use_graph else cfg.peak_lr,
+                                          fused=device.type == "cuda",
+                                          capturable=self.use_graph)
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static: tuple[torch.Tensor, ...] = ()  # what a graph replay reads each step
+        self.params = [p for p in self.model.parameters()]
+        self.ema_params = [p for p in self.ema.parameters()]
+        train = data.splits["train"]
+        self.streamed = isinstance(train, StreamedSplit)
+        # a streamed split is gathered on the host: its batch indices stay there too
+        self.sampler = EpochSampler(len(train.queries), cfg.batch_size, cfg.seed,
+                                    torch.device("cpu") if self.streamed else device)
+        self.batches = (StreamedBatches(train, self.sampler, device, reader_processes(cfg.reader_processes))
+                        if self.streamed else None)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        self.train_loss_sum = torch.zeros((), device=device)
+        self.train_loss_count = 0
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def _identity(self) -> dict:
+        """What a checkpoint must match to be resumed (how steps execute is not part of it)."""
+        config = {k: v for k, v in self.cfg.to_dict().items() if k not in TrainConfig.EXECUTION_ONLY}
+        return {"spec": self.spec.to_dict(), "config": config}
+
+    def save_checkpoint(self) -> None:
+
+        if bool(self.nonfinite):
+            raise NonFiniteLoss(self._nan_message())
+        payload = {
+            **self._identity(), "step": self.step, "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "history": self.history, "elapsed": self.elapsed,
+            "train_loss_sum": self.train_loss_sum.cpu(), "train_loss_count": self.train_loss_count,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint if it belongs to this exact run; otherwise start fresh."""
+        if not self.checkpoint_path.exists():
+            return False
+        payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if {k: payload.get(k) for k in ("spec", "config")} != self._identity():
+            print(f"[train] {self.checkpoint_path} belongs to a different configuration; "
+                  f"starting from scratch", flush=True)
+            return False
+        self.model.load_state_dict(payload["model"])
+        self.ema.load_state_dict(payload["ema"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step, self.history, self.elapsed = payload["step"], payload["history"], payload["elapsed"]
+        self.train_loss_sum = payload["train_loss_sum"].to(self.device)
+        self.train_loss_count = payload["train_loss_count"]
+        print(f"[train] resumed {self.spec.name} at step {self.step}", flush=True)
+        return True
+
+    # ------------------------------------------------------------------ steps
+
+    def _nan_message(self) -> str:
+        kept = (f"last good checkpoint kept at {self.checkpoint_path}"
+                if self.checkpoint_path.exists() else "no checkpoint was written yet")
+        return f"non-finite training loss by step {self.step} of {self.spec.name}; {kept}"
+
+    def train_step(self) -> None:
+        lr, decay = self.cfg.lr_at(self.step), self.cfg.ema_decay_at(self.step)
+        batch = self._batch_inputs(self.step)
+        if self.use_graph and self._graph is None:
+            self._capture(batch)
+        if self.use_graph:
+            for static, value in zip(self._static, batch):
+                static.copy_(value)
+            self._lr.fill_(lr)
+            self._ema_weight.fill_(1.0 - decay)
+            self._graph.replay()
+        else:
+            for group in self.optimizer.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
+            self._ema_weight.fill_(1.0 - decay)
+            self._step_body(*batch)
+        self.train_loss_count += 1
+        self.step += 1
+
+    def _batch_inputs(self, step: int) -> tuple[torch.Tensor, ...]:
+        """What a step starts from: the batch indices (resident data) or the gathered rows."""
+        if self.streamed:
+            return self.batches.get(step)
+        return (self.sampler.indices(step),)
+
+    def _step_body(self, *batch: torch.Tensor) -> None:
+        """One optimisation step; reads lr and EMA weight from their holders."""
+        cfg = self.cfg
+        if self.streamed:
+            x, top1 = batch
+        else:
+            split = self.data.splits["train"]
+            x, top1 = split.queries[batch[0]], split.top1[batch[0]]
+        y_star = self.data.keys[top1]
+        sigma = torch.einsum("bcd,bd->bc", y_star, x)
+        with precision_context(cfg.precision, self.device):
+            loss, _ = compute_loss(self.model, x, y_star, sigma, cfg.weights)
+        self.optimizer.zero_grad(set_to_none=True)  # in a graph: gradients from its own pool
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip, foreach=True)
+        self.optimizer.step()
+        if isinstance(self.model, SupportNet) and self.spec.convexity == "clip":
+            self.model.clip_()
+        with torch.no_grad():  # else each update chains the EMA into the autograd graph
+            for ema, param in zip(self.ema_params, self.params):  # 0-d device weight: capturable
+                ema.lerp_(param, self._ema_weight)
+        loss = loss.detach()
+        self.nonfinite |= ~torch.isfinite(loss)
+        self.train_loss_sum += loss
+
+    def _optimizer_state(self) -> list[torch.Tensor]:
+        return [t for s in self.optimizer.state.values() for t in s.values()
+                if isinstance(t, torch.Tensor)]
+
+    def _capture(self, batch: tuple[torch.Tensor, ...]) -> None:
+        """Warm up on a side stream (allocations, cuBLAS handles, optimizer state), restore the
+        state the warm-up touched, then capture one step into a CUDA graph.
+
+        Capturing runs no kernel, and the restore makes the warm-up invisible: the replayed
+        steps are the run's steps, as in eager mode.
+        """
+        if self.batches is not None:
+            self.batches.settle()  # no pinned allocation on the loader thread during capture
+        gc.collect()  # drop stale autograd graphs (of any model) before capturing
+        core = self.params + self.ema_params + [self.train_loss_sum, self.nonfinite]
+        saved_core = [t.clone() for t in core]
+        saved_state = [t.clone() for t in self._optimizer_state()]  # empty for a fresh Adam
+        for group in self.optimizer.param_groups:  # a resumed optimizer may hold a float lr
+            group["lr"] = self._lr
+        self._static = tuple(t.clone() for t in batch)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step_body(*self._static)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._restore(core, saved_core, saved_state)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, stream=side):  # the warm-up's stream, so autograd's
+                self._step_body(*self._static)          # gradient accumulators match it
+        except RuntimeError as err:
+            # a refused capture costs speed, not results: the same step runs eagerly, from
+            # the state the warm-up started at. Seen with torch 2.11 on an H100 and an H200:
+            # the first capture of a process is refused ("operation would make the legacy
+            # stream depend on a capturing blocking stream"), later ones in it are taken; an
+            # eager backward on the default stream before it, an eager step of the same
+            # trainer, relaxed or thread-local capture modes and eager module loading did not
+            # change that (tests/test_gpu.py::test_cuda_graph_steps_equal_eager_steps)
+            cause = capture_refusal(err)
+            del err  # its traceback holds the failed step's autograd graph
+            gc.collect()
+            torch.cuda.synchronize(self.device)
+            self._restore(core, saved_core, saved_state)
+            self.use_graph = False
+            print(f"[train] CUDA graph capture refused ({cause}); training continues without it",
+                  flush=True)
+            return
+        self._graph = graph
+
+    def _restore(self, core: list[torch.Tensor], saved_core: list[torch.Tensor],
+                 saved_state: list[torch.Tensor]) -> None:
+        """Undo the warm-up: weights, EMA, loss sums, and the optimizer state as it was."""
+        with torch.no_grad():
+            for tensor, value in zip(core, saved_core):
+                tensor.copy_(value)
+            state = self._optimizer_state()
+            if saved_state:
+                for tensor, value in zip(state, saved_state):
+                    tensor.copy_(value)
+            else:  # fresh Adam: moments and step count start at zero
+                for tensor in state:
+                    tensor.zero_()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Metrics in float32 whatever the training precision (no autocast, no TF32)."""
+        with full_fp32_matmul():
+            return evaluate_model(self.ema, self.data.splits[split], self.data, self.cfg.weights,
+                                  batch=self.cfg.eval_batch)
+
+    def live_fractions(self) -> list[float]:
+        """Positive pre-activations per hidden layer of the EMA model on validation queries."""
+        with full_fp32_matmul():
+            return self.ema.trunk.live_fractions(self.data.splits["val"].queries[:LIVE_QUERIES])
+
+    def log_evaluation(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": self.step, "lr": self.cfg.lr_at(max(0, self.step - 1)),
+                               "elapsed_s": round(self.elapsed, 3)}
+        train_loss = (float(self.train_loss_sum) / self.train_loss_count
+                      if self.train_loss_count else float("nan"))
+        row["train_loss"] = train_loss
+        row.update({f"val_{k}" if not k.startswith(("e_rel", "match", "recall", "mrr", "routing"))
+                    else k: v for k, v in self.evaluate("val").items()})
+        if isinstance(self.ema, SupportNet):
+            row["negative_wz_fraction"] = self.ema.negative_fraction()
+        row.update(live_columns(self.live_fractions()))
+        self.history.append(row)
+        self.train_loss_sum.zero_()
+        self.train_loss_count = 0
+        return row
+
+    def run(self, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        """Train to cfg.steps (resuming if possible) and write model.pt, history.csv, metrics.json."""
+        try:
+            return self._run(progress)
+        finally:
+            if self.batches is not None:
+                self.batches.close()
+
+    def _run(self, progress: Callable[[dict], None] | None) -> dict[str, Any]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        if self.step == 0 and not self.history:
+            row = self.log_evaluation()
+            if progress:
+                progress(row)
+        while self.step < self.cfg.steps:
+            t0 = time.perf_counter()
+            stop = min(self.cfg.steps, (self.step // self.cfg.eval_every + 1) * self.cfg.eval_every)
+            self.model.train()
+            while self.step < stop:
+                self.train_step()
+                if self.device.type == "cpu" and self.step % TRIM_EVERY == 0:
+                    release_freed_memory()
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self._sync()
+                    self.elapsed += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint()
+            self._sync()
+            self.elapsed += time.perf_counter() - t0
+            if bool(self.nonfinite):
+                raise NonFiniteLoss(self._nan_message())
+            row = self.log_evaluation()
+            if progress:
+                progress(row)
+        return self.finish()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def finish(self) -> dict[str, Any]:
+        test = self.evaluate("test")
+        n_params = sum(p.numel() for p in self.ema.parameters())
+        metrics: dict[str, Any] = {
+            "dataset": self.data.name, "model": self.spec.model, "size": self.spec.size, "depth": self.spec.depth,
+            "n_x": self.spec.n_x, "n_clusters": self.spec.n_clusters, "width": self.spec.width,
+            "width_rule": self.spec.width_rule, "parameters": n_params, "budget": self.spec.budget,
+            "split_mode": self.data.split_mode, "leaky": self.data.split_mode == "paper",
+            "steps": self.step, "train_seconds": round(self.elapsed, 3),
+            "device": device_name(self.device), "precision": self.cfg.precision,
+            "convexity": self.spec.convexity if self.spec.model == "supportnet" else "",
+            "init": self.spec.init if self.spec.model == "supportnet" else "",
+            "key_reduction": self.cfg.weights.key_reduction, "ema_warmup": self.cfg.ema_warmup,
+            "seed": self.cfg.seed, "spec": self.spec.to_dict(), "config": self.cfg.to_dict(),
+            "versions": package_versions(),
+            "test": test, "n_test": len(self.data.splits["test"].queries),
+        }
+        if isinstance(self.ema, SupportNet):
+            metrics["negative_wz_fraction"] = self.ema.negative_fraction()
+        live = self.live_fractions()
+        metrics["live_fractions"] = live
+        metrics.update(live_columns(live))
+        save_model(self.out_dir / "model.pt", self.ema,
+                   {"steps": self.step, "config": self.cfg.to_dict()})
+        save_csv(self.out_dir / "history.csv", self.history)
+        save_json(self.out_dir / "metrics.json", metrics)
+        self.checkpoint_path.unlink(missing_ok=True)
+        return metrics
+
+
+def live_columns(fractions: list[float]) -> dict[str, float]:
+    """live_l1 … live_lL (positive pre-activations of each hidden layer) and their minimum."""
+    return {**{f"live_l{i}": f for i, f in enumerate(fractions, start=1)}, "live_min": min(fractions)}
+
+
+def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, device: torch.device,
+              progress: Callable[[ModelSpec, dict], None] | None = None,
+              **spec: Any) -> dict[str, Any]:
+    """The train stage: a ModelSpec sized for this dataset's keys (`spec`: model, size, depth,
+    n_x, n_clusters, ...), its data (streamed if larger than cfg.resident_max_gb), one run."""
+
+    keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
+    model_spec = ModelSpec(d=keys.shape[1], n_keys=keys.shape[0], **spec)
+    data = load_dataset(dataset_dir, model_spec.n_clusters, device,
+                        stream_train_over_bytes=cfg.resident_max_gb * 1e9)
+    show = (lambda row: progress(model_spec, row)) if progress else None
+    return Trainer(model_spec, data, cfg, out_dir, device).run(progress=show)
