@@ -39,6 +39,7 @@ from amips_bench.disk_plan import (
     plan_outputs,
     results_folder,
 )
+from amips_bench.jobs import Jobs, words
 from amips_bench.reporting.plots import module_files
 from amips_bench.core.settings import TrainConfig
 
@@ -73,6 +74,8 @@ SYNTHETIC = [n for n, d in DATASETS.items() if d["source"] == "synthetic"]
 TEXT = [n for n, d in DATASETS.items() if d["source"] != "synthetic"]
 BEIR = [n for n, d in DATASETS.items() if d["source"] == "beir"]
 RUNS = {name: expand_grid(ds, config["seeds"]) for name, ds in DATASETS.items()}
+# every job's flags and resource requests (amips_bench.jobs)
+JOBS = Jobs(config)
 
 
 def made_here(path):
@@ -136,10 +139,6 @@ def clustered(dataset):
     return [c for c in cluster_counts(dataset) if c > 1]
 
 
-def words(values):
-    return " ".join(map(str, values))
-
-
 def paths(*named):
     """Named inputs as one space-separated string (a named input of one file is a string)."""
     return " ".join(v if isinstance(v, str) else words(v) for v in named)
@@ -161,7 +160,10 @@ def table_code():
 
 
 def report_code():
-    return [str(PACKAGE / "reporting" / "report.py"), str(PACKAGE / "core" / "paper.py")] + table_code()
+    return [
+        str(PACKAGE / "reporting" / "report.py"),
+        str(PACKAGE / "core" / "paper.py"),
+    ] + table_code()
 
 
 # ---------------------------------------------------------------- disk
@@ -211,119 +213,8 @@ def training_jobs_at_once():
     if value("gpu") is not None and config["gpu_per_job"] > 0:
         limits.append(value("gpu") // config["gpu_per_job"])
     if value("mem_mb") is not None:
-        limits.append(value("mem_mb") // min(train_mem_mb(d) for d in DATASETS))
+        limits.append(value("mem_mb") // min(JOBS.train_mem_mb(d) for d in DATASETS))
     return max(1, min(limits))
-
-
-# ---------------------------------------------------------------- resources
-
-
-def n_keys(dataset):
-    return dataset_n_keys(DATASETS[dataset])
-
-
-def embedding_mb(dataset):
-    """Memory of the keys in MB (float32; d from the synthetic config, else 384)."""
-    d = DATASETS[dataset]["synthetic"]["d"] if dataset in SYNTHETIC else 384
-    return n_keys(dataset) * d * 4 / 1e6
-
-
-def mem_mb(dataset, factor, base=2000):
-    return int(base + factor * embedding_mb(dataset))
-
-
-def train_mem_mb(dataset):
-    """The memory a training job of this dataset asks for (rule train)."""
-    return mem_mb(dataset, 4, base=4000)
-
-
-def train_minutes(dataset):
-    """Runtime request of a training job: steps × batch at an assumed 2e4 samples/s, × 3 margin."""
-    t = DATASETS[dataset]["train"]
-    return max(10, int(t["steps"] * t["batch_size"] / 2e4 / 60 * 3))
-
-
-# ---------------------------------------------------------------- CLI arguments
-
-
-def cli_flag(key, value):
-    """One option of the CLI: --key value, or --key / --no-key for a boolean."""
-    flag = key.replace("_", "-")
-    if isinstance(value, bool):
-        return f"--{flag}" if value else f"--no-{flag}"
-    return f"--{flag} {value}"
-
-
-def train_cli(dataset):
-    """The settings that decide what a model becomes: a change re-plans its training."""
-    train = DATASETS[dataset]["train"]
-    return " ".join(cli_flag(k, v) for k, v in train.items() if k not in TrainConfig.EXECUTION_ONLY)
-
-
-def execution_cli(dataset, block, keys, threads):
-    """How a job runs (threads and the `keys` of its config block), not what it computes. Rules
-    read it through a function of `threads`, which Snakemake counts as derived and leaves out
-    of its params trigger: a setting fitted to a new kind of node re-runs no finished job."""
-    settings = DATASETS[dataset][block]
-    return " ".join([f"--threads {threads}", *(cli_flag(k, settings[k]) for k in keys)])
-
-
-def router_cli(dataset, size):
-    """A learned router's recipe: its own steps, batch and LR at batch 128; warmup, cosine
-    floor, clipping and EMA as the models of the dataset (its train block)."""
-    r, t = DATASETS[dataset]["routing"], DATASETS[dataset]["train"]
-    linear = size == LINEAR_ROUTER
-    recipe = {
-        "steps": r["classifier_steps"],
-        "batch_size": r["classifier_batch_size"],
-        "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
-        **{
-            k: t[k]
-            for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup", "grad_clip")
-        },
-    }
-    return (
-        " ".join(cli_flag(k, v) for k, v in recipe.items())
-        + f" --lr-factors {words(r['router_lr_factors'])}"
-    )
-
-
-def learned_routers(dataset):
-    """(size, depth) of every learned router baseline: the classifier MLPs and the linear map."""
-    rcfg = DATASETS[dataset]["routing"]
-    routers = [(size, rcfg["classifier_depth"]) for size in rcfg["classifier_sizes"]]
-    return routers + ([(LINEAR_ROUTER, 1)] if rcfg["linear_router"] else [])
-
-
-def run_cli(run_name):
-    r = parse_run(run_name)
-    flags = (
-        f"--model {r.model} --size {r.size} --depth {r.depth} --nx {r.n_x} "
-        f"--clusters {r.clusters} --seed {r.seed} --convexity {r.convexity} --init {r.init} "
-        f"--width-rule {config['width_rule']}"
-    )
-    return flags + (" --residual" if r.residual else "")
-
-
-def ivf_flags(dataset):
-    v = DATASETS[dataset]["ivf"]
-    return f"--nprobe {words(v['nprobe'])} --recall-at {words(v['recall_at'])}"
-
-
-def ivf_sweep(dataset):
-    """The ivf stage's own flags: the IVF variants, the HNSW efSearch sweep and how many
-    queries are timed."""
-    v = DATASETS[dataset]["ivf"]
-    return (
-        f"--quantizers {words(v['quantizers'])} --nlist-multiples {words(v['nlist_multiples'])} "
-        f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']} "
-        f"--evaluator {v['evaluator']}"
-    )
-
-
-def ivf_build_flags(quantizer, multiple):
-    """The index stage's flags for one IVF: the paper's setup (PAPER_IVF_SETUP) or a variant."""
-    return f"--quantizers {quantizer} --nlist-multiples {float(multiple):g}"
 
 
 def ivf_index_files(dataset):
@@ -437,7 +328,7 @@ def routing_csvs(dataset):
             out.append(f"{R}/{dataset}/routing/baselines_c{c}_s{seed}.csv")
             out += [
                 f"{R}/{dataset}/routing/router_{size}_L{depth}_c{c}_s{seed}.csv"
-                for size, depth in learned_routers(dataset)
+                for size, depth in JOBS.learned_routers(dataset)
             ]
     return out
 
@@ -617,7 +508,7 @@ def fine_centroids(dataset, clusters):
     return [
         m
         for m in DATASETS[dataset]["routing"]["fine_centroids"]
-        if int(clusters) < m < n_keys(dataset)
+        if int(clusters) < m < JOBS.n_keys(dataset)
     ]
 
 

@@ -16,8 +16,8 @@ rule synthetic:
     resources:
         # the keys go to disk as they are drawn: 3.4 GB of process memory at 5.2M keys (8 GB
         # of keys), with room for the pages of the file that the realism search maps
-        mem_mb=lambda w: mem_mb(w.dataset, 1),
-        runtime=lambda w: max(5, int(embedding_mb(w.dataset) / 50)),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 1),
+        runtime=lambda w: max(5, int(JOBS.embedding_mb(w.dataset) / 50)),
     params:
         s=lambda w: DATASETS[w.dataset]["synthetic"],
         out=lambda w, output: str(Path(output.manifest).parent),
@@ -38,7 +38,7 @@ rule beir_fetch:
         ENV
     resources:
         mem_mb=4000,
-        runtime=lambda w: max(30, int(embedding_mb(w.dataset) / 20)),
+        runtime=lambda w: max(30, int(JOBS.embedding_mb(w.dataset) / 20)),
     params:
         name=lambda w: beir_name(w.dataset),
         raw=lambda w, output: str(Path(output.manifest).parent),
@@ -64,8 +64,8 @@ rule encode:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 6, base=8000),
-        runtime=lambda w: max(30, int(n_keys(w.dataset) / 300 / 60 * 2)),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 6, base=8000),
+        runtime=lambda w: max(30, int(JOBS.n_keys(w.dataset) / 300 / 60 * 2)),
         gpu=config["gpu_per_job"],
     params:
         folder=lambda w: beir_folder(w.dataset),
@@ -75,7 +75,7 @@ rule encode:
         qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
         kt=lambda w: DATASETS[w.dataset]["beir"]["key_text"],
         device=DEVICE,
-        execution=lambda w, threads: execution_cli(
+        execution=lambda w, threads: JOBS.execution_cli(
             w.dataset, "encoder", ENCODER_EXECUTION_ONLY, threads
         ),
     shell:
@@ -128,7 +128,7 @@ rule split:
     conda:
         ENV
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 1),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 1),
         runtime=10,
     params:
         s=lambda w: DATASETS[w.dataset]["splits"],
@@ -155,8 +155,8 @@ rule cluster:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
-        runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 20)),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
+        runtime=lambda w: max(10, int(JOBS.embedding_mb(w.dataset) / 20)),
     params:
         c=lambda w: DATASETS[w.dataset]["clustering"],
         out=lambda w, output: str(Path(output.manifest).parent),

@@ -19,13 +19,13 @@ rule index:
     resources:
         # the index holds a copy of the keys; they are added from the mapped file a chunk at a
         # time (10.7 GB of process memory at 5.2M keys, 8 GB of keys)
-        mem_mb=lambda w: mem_mb(w.dataset, 2),
-        runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 5)),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 2),
+        runtime=lambda w: max(10, int(JOBS.embedding_mb(w.dataset) / 5)),
     params:
         # only the keys that shape the index: a new nprobe or efSearch re-runs the sweeps, not this
         nlist=lambda w: DATASETS[w.dataset]["ivf"]["nlist"],
         out=lambda w, output: str(Path(output.manifest).parent),
-        variant=ivf_build_flags(*PAPER_IVF_SETUP),
+        variant=JOBS.ivf_build_flags(*PAPER_IVF_SETUP),
         faiss_device=FAISS_DEVICE,
     shell:
         "amips-bench index --keys {input.key_file} --out {params.out} --nlist {params.nlist} "
@@ -44,7 +44,7 @@ use rule index as ivf_variant with:
     benchmark:
         f"{R}/benchmarks/{{dataset}}/index_{{quantizer}}_x{{multiple}}.tsv"
     params:
-        variant=lambda w: ivf_build_flags(w.quantizer, w.multiple),
+        variant=lambda w: JOBS.ivf_build_flags(w.quantizer, w.multiple),
 
 
 # only datasets with an efSearch sweep ask for it (hnsw_inputs)
@@ -64,8 +64,8 @@ rule hnsw_index:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 4),
-        runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 2)),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 4),
+        runtime=lambda w: max(10, int(JOBS.embedding_mb(w.dataset) / 2)),
     params:
         m=lambda w: DATASETS[w.dataset]["ivf"]["hnsw_m"],
         ef_construction=lambda w: DATASETS[w.dataset]["ivf"]["hnsw_ef_construction"],
@@ -120,12 +120,12 @@ rule ivf_natural:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
         runtime=30,
     params:
         stage="ivf",
-        flags=lambda w: ivf_flags(w.dataset),
-        sweep=lambda w: ivf_sweep(w.dataset),
+        flags=lambda w: JOBS.ivf_flags(w.dataset),
+        sweep=lambda w: JOBS.ivf_sweep(w.dataset),
         model="",
         dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
         index_dir=lambda w, input: str(Path(input.index).parent),
@@ -168,7 +168,7 @@ use rule ivf_mapped as ood with:
     benchmark:
         f"{R}/benchmarks/{{dataset}}/ood/{{run}}.tsv"
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
         runtime=60,
     params:
         stage="ood",
@@ -197,10 +197,10 @@ rule clean_test:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
         runtime=30,
     params:
-        flags=lambda w: f"{ivf_flags(w.dataset)} --ivf-models {words(DATASETS[w.dataset]['ivf']['models'])}",
+        flags=lambda w: f"{JOBS.ivf_flags(w.dataset)} --ivf-models {words(DATASETS[w.dataset]['ivf']['models'])}",
         paper_dir=lambda w, input: str(Path(input.splits).parent.parent),
         twin_dir=lambda w, input: str(Path(input.twin_splits).parent.parent),
         index_dir=lambda w, input: str(Path(input.ivf).parent),

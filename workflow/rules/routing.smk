@@ -16,11 +16,11 @@ rule train_router:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3, base=4000),
-        runtime=lambda w: train_minutes(w.dataset),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3, base=4000),
+        runtime=lambda w: JOBS.train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
     params:
-        recipe=lambda w: router_cli(w.dataset, w.size),
+        recipe=lambda w: JOBS.router_cli(w.dataset, w.size),
         dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
         out=lambda w, output: str(Path(output.model).parent),
         device=DEVICE,
@@ -43,7 +43,7 @@ rule routing_model:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 2),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 2),
         runtime=30,
     params:
         ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),

@@ -23,8 +23,8 @@ rule targets:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 3, base=4000),
-        runtime=lambda w: max(10, int(embedding_mb(w.dataset) / 10)),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3, base=4000),
+        runtime=lambda w: max(10, int(JOBS.embedding_mb(w.dataset) / 10)),
         gpu=config["gpu_per_job"],
     params:
         clusters_dir=lambda w: clusters_flag(w.dataset, w.clusters),
@@ -49,7 +49,7 @@ rule identity:
     conda:
         ENV
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 2),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 2),
         runtime=10,
     params:
         dataset_dir=lambda w, input: str(Path(input[0]).parent.parent.parent),

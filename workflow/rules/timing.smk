@@ -12,11 +12,11 @@ rule table1:
         ENV
     threads: max(2, config["threads"])
     resources:
-        mem_mb=max([8000] + [mem_mb(ds, 8) for ds in config["table1"]["datasets"]]),
+        mem_mb=max([8000] + [JOBS.mem_mb(ds, 8) for ds in config["table1"]["datasets"]]),
         runtime=120,
         gpu=config["gpu_per_job"],
     params:
-        datasets=" ".join(f"{ds}={n_keys(ds)}" for ds in config["table1"]["datasets"]),
+        datasets=" ".join(f"{ds}={JOBS.n_keys(ds)}" for ds in config["table1"]["datasets"]),
         t=config["table1"],
         n_x=nx_for(config["table1"]["depth"], config["table1"]["reinject_every"]),
         stem=lambda w, output: stem(output.csv),
@@ -40,7 +40,7 @@ rule pipelines:
         ENV
     threads: max(2, config["threads"])
     resources:
-        mem_mb=lambda w: mem_mb(w.dataset, 4),
+        mem_mb=lambda w: JOBS.mem_mb(w.dataset, 4),
         runtime=60,
         gpu=config["gpu_per_job"],
     params:

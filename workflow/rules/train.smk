@@ -17,16 +17,16 @@ rule train:
         ENV
     threads: config["threads"]
     resources:
-        mem_mb=lambda w: train_mem_mb(w.dataset),
-        runtime=lambda w: train_minutes(w.dataset),
+        mem_mb=lambda w: JOBS.train_mem_mb(w.dataset),
+        runtime=lambda w: JOBS.train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
     params:
-        run=lambda w: run_cli(w.run),
-        train=lambda w: train_cli(w.dataset),
+        run=lambda w: JOBS.run_cli(w.run),
+        train=lambda w: JOBS.train_cli(w.dataset),
         dataset_dir=lambda w, input: str(Path(input.key_file).parent.parent),
         out=lambda w, output: str(Path(output.model).parent),
         device=DEVICE,
-        execution=lambda w, threads: execution_cli(
+        execution=lambda w, threads: JOBS.execution_cli(
             w.dataset, "train", TrainConfig.EXECUTION_ONLY, threads
         ),
     shell:

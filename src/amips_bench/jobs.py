@@ -1,0 +1,128 @@
+"""What the workflow asks of each job: its command-line flags, built from the validated config,
+and its resource requests, scaled from the size of its dataset.
+
+Pure functions of the config (no Snakemake here), so they are unit-tested like the stages;
+`workflow/rules/common.smk` builds one `Jobs` of the run's config and the rules call it.
+"""
+
+from __future__ import annotations
+
+from .core.config import LINEAR_ROUTER, dataset_n_keys, parse_run
+from .core.settings import TrainConfig
+from .disk_plan import DEFAULT_ENCODER_D
+
+#: the training rate a runtime request assumes (samples per second); a request is three times
+#: the steps at that rate, and at least ten minutes
+ASSUMED_TRAIN_SAMPLES_PER_SECOND = 2e4
+#: headroom of a runtime request over the time at the assumed rate
+RUNTIME_MARGIN = 3
+
+
+def words(values) -> str:
+    """A list as the CLI takes it: space-separated."""
+    return " ".join(str(v) for v in values)
+
+
+def cli_flag(key: str, value) -> str:
+    """One option of the CLI: --key value, or --key / --no-key for a boolean."""
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
+class Jobs:
+    """Flags and resources of every job of a run, from its validated config."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.datasets = config["datasets"]
+
+    # ------------------------------------------------------------ resources
+
+    def n_keys(self, dataset: str) -> int:
+        return dataset_n_keys(self.datasets[dataset])
+
+    def embedding_mb(self, dataset: str) -> float:
+        """Memory of the keys in MB: float32 at the synthetic config's d, or the encoder's
+        width for text (all-MiniLM-L6-v2's, which sizes any other encoder too until encoded)."""
+        ds = self.datasets[dataset]
+        d = ds["synthetic"]["d"] if ds["source"] == "synthetic" else DEFAULT_ENCODER_D
+        return self.n_keys(dataset) * d * 4 / 1e6
+
+    def mem_mb(self, dataset: str, factor: float, base: int = 2000) -> int:
+        """A job's memory request: `base` MB plus `factor` copies of the keys."""
+        return int(base + factor * self.embedding_mb(dataset))
+
+    def train_mem_mb(self, dataset: str) -> int:
+        """The memory a training job of this dataset asks for (rule train)."""
+        return self.mem_mb(dataset, 4, base=4000)
+
+    def train_minutes(self, dataset: str) -> int:
+        """Runtime request of a training job: steps × batch at ASSUMED_TRAIN_SAMPLES_PER_SECOND,
+        × RUNTIME_MARGIN, at least 10 minutes."""
+        t = self.datasets[dataset]["train"]
+        seconds = t["steps"] * t["batch_size"] / ASSUMED_TRAIN_SAMPLES_PER_SECOND
+        return max(10, int(seconds / 60 * RUNTIME_MARGIN))
+
+    # ------------------------------------------------------------ flags
+
+    def train_cli(self, dataset: str) -> str:
+        """The settings that decide what a model becomes: a change re-plans its training."""
+        train = self.datasets[dataset]["train"]
+        return " ".join(cli_flag(k, v) for k, v in train.items() if k not in TrainConfig.EXECUTION_ONLY)
+
+    def execution_cli(self, dataset: str, block: str, keys, threads: int) -> str:
+        """How a job runs (threads and the `keys` of its config block), not what it computes.
+        Rules read it through a function of `threads`, which Snakemake counts as derived and
+        leaves out of its params trigger: a setting fitted to a new kind of node re-runs no
+        finished job."""
+        settings = self.datasets[dataset][block]
+        return " ".join([f"--threads {threads}", *(cli_flag(k, settings[k]) for k in keys)])
+
+    def router_cli(self, dataset: str, size: str) -> str:
+        """A learned router's recipe: its own steps, batch and LR at batch 128; warmup, cosine
+        floor, clipping and EMA as the models of the dataset (its train block)."""
+        r, t = self.datasets[dataset]["routing"], self.datasets[dataset]["train"]
+        linear = size == LINEAR_ROUTER
+        recipe = {
+            "steps": r["classifier_steps"],
+            "batch_size": r["classifier_batch_size"],
+            "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
+            **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup",
+                                 "grad_clip")},
+        }
+        return (" ".join(cli_flag(k, v) for k, v in recipe.items())
+                + f" --lr-factors {words(r['router_lr_factors'])}")
+
+    def learned_routers(self, dataset: str) -> list[tuple[str, int]]:
+        """(size, depth) of every learned router baseline: the classifier MLPs and the linear map."""
+        r = self.datasets[dataset]["routing"]
+        routers = [(size, r["classifier_depth"]) for size in r["classifier_sizes"]]
+        return routers + ([(LINEAR_ROUTER, 1)] if r["linear_router"] else [])
+
+    def run_cli(self, run_name: str) -> str:
+        """The model a run name stands for, as the train stage's flags."""
+        r = parse_run(run_name)
+        flags = (f"--model {r.model} --size {r.size} --depth {r.depth} --nx {r.n_x} "
+                 f"--clusters {r.clusters} --seed {r.seed} --convexity {r.convexity} "
+                 f"--init {r.init} --width-rule {self.config['width_rule']}")
+        return flags + (" --residual" if r.residual else "")
+
+    def ivf_flags(self, dataset: str) -> str:
+        """The budgets and recalls every IVF sweep of the dataset uses."""
+        v = self.datasets[dataset]["ivf"]
+        return f"--nprobe {words(v['nprobe'])} --recall-at {words(v['recall_at'])}"
+
+    def ivf_sweep(self, dataset: str) -> str:
+        """The ivf stage's own flags: the IVF variants, the HNSW efSearch sweep and how many
+        queries are timed."""
+        v = self.datasets[dataset]["ivf"]
+        return (f"--quantizers {words(v['quantizers'])} --nlist-multiples {words(v['nlist_multiples'])} "
+                f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']} "
+                f"--evaluator {v['evaluator']}")
+
+    @staticmethod
+    def ivf_build_flags(quantizer: str, multiple) -> str:
+        """The index stage's flags for one IVF: the paper's setup or a variant."""
+        return f"--quantizers {quantizer} --nlist-multiples {float(multiple):g}"

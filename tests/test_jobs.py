@@ -1,0 +1,102 @@
+"""What the workflow asks of each job (amips_bench.jobs): flags that the CLI parses back into
+the config's own settings, and resource requests from the data's size."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amips_bench.cli import build_parser
+from amips_bench.core.config import SCHEMA_PATH, expand_grid, parse_run, prepare
+from amips_bench.core.settings import TrainConfig
+from amips_bench.jobs import Jobs, cli_flag
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(name: str = "config.yaml") -> dict:
+    return prepare(yaml.safe_load((ROOT / "config" / name).read_text()), SCHEMA_PATH)
+
+
+def _parse(stage: str, flags: str, required: str = ""):
+    return build_parser().parse_args([stage, *shlex.split(required), *shlex.split(flags)])
+
+
+def test_a_boolean_is_a_switch_and_anything_else_a_value():
+    assert cli_flag("ema_warmup", True) == "--ema-warmup"
+    assert cli_flag("ema_warmup", False) == "--no-ema-warmup"
+    assert cli_flag("lr_at_128", 0.002) == "--lr-at-128 0.002"
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "paper.yaml", "long_schedule.yaml"])
+def test_the_train_flags_parse_back_into_every_setting_of_the_train_block(config):
+    """What a model becomes is exactly the config's train block: each non-execution key reaches
+    the CLI with its value, and none of the execution keys (a new node kind re-trains nothing)."""
+    cfg = _config(config)
+    jobs = Jobs(cfg)
+    for name, ds in cfg["datasets"].items():
+        run = expand_grid(ds, cfg["seeds"])[0]
+        args = _parse("train", jobs.train_cli(name) + " " + jobs.run_cli(run.name),
+                      "--dataset-dir d --out o")
+        for key, value in ds["train"].items():
+            if key in TrainConfig.EXECUTION_ONLY:
+                assert f"--{key.replace('_', '-')}" not in jobs.train_cli(name), key
+            else:
+                assert getattr(args, key) == value, (config, name, key)
+        # the run name and the flags say the same model
+        parsed = parse_run(run.name)
+        assert (args.model, args.size, args.depth, args.nx, args.clusters, args.seed) == \
+            (parsed.model, parsed.size, parsed.depth, parsed.n_x, parsed.clusters, parsed.seed)
+
+
+def test_execution_flags_carry_the_threads_and_only_the_named_keys():
+    cfg = _config()
+    flags = Jobs(cfg).execution_cli("quick", "train", ("cuda_graph", "checkpoint_every"), 3)
+    assert flags == (f"--threads 3 {cli_flag('cuda_graph', cfg['datasets']['quick']['train']['cuda_graph'])} "
+                     f"--checkpoint-every {cfg['datasets']['quick']['train']['checkpoint_every']}")
+
+
+def test_a_router_trains_with_its_own_steps_and_lr_and_the_models_schedule():
+    cfg = _config()
+    r, t = cfg["datasets"]["quick"]["routing"], cfg["datasets"]["quick"]["train"]
+    jobs = Jobs(cfg)
+    for size, depth in jobs.learned_routers("quick"):
+        flags = shlex.split(jobs.router_cli("quick", size))
+        value = dict(zip(flags[::2], flags[1::2]))
+        assert value["--steps"] == str(r["classifier_steps"])
+        lr = r["linear_router_lr_at_128" if size == "linear" else "classifier_lr_at_128"]
+        assert value["--lr-at-128"] == str(lr)
+        assert value["--warmup-fraction"] == str(t["warmup_fraction"])
+    sizes = [s for s, _ in jobs.learned_routers("quick")]
+    assert sizes == r["classifier_sizes"] + (["linear"] if r["linear_router"] else [])
+
+
+def test_ivf_flags_parse_back_into_the_ivf_block():
+    cfg = _config()
+    v = cfg["datasets"]["quick"]["ivf"]
+    jobs = Jobs(cfg)
+    args = _parse("ivf", f"{jobs.ivf_flags('quick')} {jobs.ivf_sweep('quick')}",
+                  "--dataset-dir d --index-dir i --out o.csv")
+    assert args.nprobe == v["nprobe"] and args.recall_at == v["recall_at"]
+    assert args.quantizers == v["quantizers"] and args.ef_search == v["hnsw_ef_search"]
+    assert args.nlist_multiples == [float(m) for m in v["nlist_multiples"]]
+    assert Jobs.ivf_build_flags("kmeans", "4") == "--quantizers kmeans --nlist-multiples 4"
+
+
+def test_resources_grow_with_the_keys_and_the_steps():
+    """Memory: base + factor × the float32 keys; runtime: 3 × steps × batch at 2e4 samples/s,
+    at least 10 minutes (hand computations on the quick config, then scaled up)."""
+    cfg = _config()
+    ds = cfg["datasets"]["quick"]
+    jobs = Jobs(cfg)
+    keys_mb = ds["synthetic"]["n_keys"] * ds["synthetic"]["d"] * 4 / 1e6
+    assert jobs.embedding_mb("quick") == pytest.approx(keys_mb)
+    assert jobs.mem_mb("quick", 3) == int(2000 + 3 * keys_mb)
+    assert jobs.train_mem_mb("quick") == int(4000 + 4 * keys_mb)
+    assert jobs.train_minutes("quick") == 10  # 400 steps: far under the floor
+    ds["train"]["steps"] = 100_000
+    expected = int(100_000 * ds["train"]["batch_size"] / 2e4 / 60 * 3)
+    assert jobs.train_minutes("quick") == expected > 10
