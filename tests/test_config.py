@@ -81,11 +81,15 @@ BAD = [
     (lambda c: c["datasets"]["quick"]["train"].update(batch_size=33_501),
      r"config key 'datasets\.quick\.train\.batch_size': 33501 is larger than the 33500 training "
      r"queries of the leak_free split"),
-    (lambda c: c["datasets"]["quick"]["routing"].update(classifier_batch_size=40_000),
-     r"config key 'datasets\.quick\.routing\.classifier_batch_size': 40000 is larger than the "
+    (lambda c: c["datasets"]["quick"]["routing"].update(router_batch_size=40_000),
+     r"config key 'datasets\.quick\.routing\.router_batch_size': 40000 is larger than the "
      r"33500 training queries"),
     (lambda c: c["datasets"]["quick"]["splits"].update(val_size=4000, test_size=4200),
      r"config key 'datasets\.quick\.splits': val_size \+ test_size = 8200 leaves no training query"),
+    # a renamed key names its new name
+    (lambda c: c["datasets"]["quick"]["routing"].update(classifier_steps=500),
+     r"^config key 'datasets\.quick\.routing\.classifier_steps' was renamed: use "
+     r"'datasets\.quick\.routing\.router_steps'$"),
 ]
 
 

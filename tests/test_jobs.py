@@ -66,7 +66,7 @@ def test_a_router_trains_with_its_own_steps_and_lr_and_the_models_schedule():
     for size, depth in jobs.learned_routers("quick"):
         flags = shlex.split(jobs.router_cli("quick", size))
         value = dict(zip(flags[::2], flags[1::2]))
-        assert value["--steps"] == str(r["classifier_steps"])
+        assert value["--steps"] == str(r["router_steps"])
         lr = r["linear_router_lr_at_128" if size == "linear" else "classifier_lr_at_128"]
         assert value["--lr-at-128"] == str(lr)
         assert value["--warmup-fraction"] == str(t["warmup_fraction"])

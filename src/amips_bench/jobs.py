@@ -86,8 +86,8 @@ class Jobs:
         r, t = self.datasets[dataset]["routing"], self.datasets[dataset]["train"]
         linear = size == LINEAR_ROUTER
         recipe = {
-            "steps": r["classifier_steps"],
-            "batch_size": r["classifier_batch_size"],
+            "steps": r["router_steps"],
+            "batch_size": r["router_batch_size"],
             "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
             **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup",
                                  "grad_clip")},

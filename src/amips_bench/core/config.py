@@ -423,7 +423,7 @@ def _check_synthetic_split(name: str, ds: dict, routed: bool) -> None:
                           f"of the {n_queries} queries")
     batches = [("train.batch_size", ds["train"]["batch_size"])]
     if routed:
-        batches.append(("routing.classifier_batch_size", ds["routing"]["classifier_batch_size"]))
+        batches.append(("routing.router_batch_size", ds["routing"]["router_batch_size"]))
     for key, batch in batches:
         if batch > n_train:
             raise ConfigError(f"config key 'datasets.{name}.{key}': {batch} is larger than the "
@@ -462,8 +462,25 @@ def ood_run(config: dict, dataset: str) -> Run:
                       f"the grid of {dataset!r}")
 
 
+#: keys of a dataset block that were renamed: old -> new (a config with an old key is refused in
+#: one line that names the new one)
+RENAMED_KEYS = {"routing.classifier_steps": "routing.router_steps",
+                "routing.classifier_batch_size": "routing.router_batch_size"}
+
+
+def check_renamed_keys(config: dict) -> None:
+    """Refuse a key that was renamed, naming its new name, before the schema calls it unknown."""
+    for name, block in (config.get("datasets") or {}).items():
+        for old, new in RENAMED_KEYS.items():
+            section, key = old.split(".")
+            if isinstance(block, dict) and key in (block.get(section) or {}):
+                raise ConfigError(f"config key 'datasets.{name}.{old}' was renamed: use "
+                                  f"'datasets.{name}.{new}'")
+
+
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate, fill defaults and run the cross-key checks; returns the completed config."""
+    check_renamed_keys(config)
     schema = load_schema(schema_path)
     config = coerce_command_line_strings(config, schema)
     validate(config, schema)

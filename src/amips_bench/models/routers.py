@@ -97,7 +97,7 @@ def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: in
     labels = {s: torch.from_numpy(true_clusters(data.splits[s], data.keys)).to(device)
               for s in ("train", "val", "test")}
     if cfg.batch_size > len(data.splits["train"].queries):
-        raise InputError(f"routing.classifier_batch_size: {cfg.batch_size} is larger than the "
+        raise InputError(f"routing.router_batch_size: {cfg.batch_size} is larger than the "
                          f"{len(data.splits['train'].queries)} training queries")
     if not lr_factors or min(lr_factors) <= 0:
         raise InputError(f"routing.router_lr_factors: need positive factors, got {list(lr_factors)}")
