@@ -176,11 +176,11 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
     from amips_bench.disk_plan import checkpoint_peak
 
     log = "".join(p.read_text() for p in (finished / ".snakemake" / "log").glob("*.log"))
-    # (two training jobs at once: two cores, one thread each)
+    # (one training job at once: two cores, two threads a job)
     checked = re.findall(r"amips-bench disk check: the run writes ([0-9.]+ [MG]B) under \S+ and "
-                         r"2 training jobs at once hold up to ([0-9.]+ [MG]B) of checkpoints", log)
+                         r"a training job holds up to ([0-9.]+ [MG]B) of checkpoints", log)
     assert checked == [(size_text(sum(p.bytes for p in before)),
-                        size_text(checkpoint_peak(before, 2)))], checked
+                        size_text(checkpoint_peak(before, 1)))], checked
 
 
 def test_a_run_stops_before_its_first_job_when_the_disk_is_short(tmp_path):
