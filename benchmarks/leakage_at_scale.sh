@@ -3,6 +3,7 @@
 # the reference files it leaves:
 #
 #   bash benchmarks/leakage_at_scale.sh OUT [CONFIG]
+#   bash benchmarks/leakage_at_scale.sh --plan [CONFIG]  # estimated seconds per phase on an H200; runs nothing
 #
 # checks that the disk under the config's results folder holds what the run still writes
 # (`amips-bench disk-plan --check`: one line and exit status 2 before any job where it does not),
@@ -14,7 +15,11 @@
 # where the config's relative results and figures folders live; PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:?usage: leakage_at_scale.sh OUT [CONFIG]}
+if [ "${1:-}" = "--plan" ]; then
+    shift
+    exec "${PYTHON:-python3}" benchmarks/leakage_time_plan.py "$@"
+fi
+OUT=${1:?usage: leakage_at_scale.sh OUT [CONFIG] | --plan [CONFIG]}
 CONFIG=$(realpath "${2:-config/hotpotqa_scale.yaml}")
 NAME=${NAME:-leakage_5m}
 WORKDIR=$(realpath "${WORKDIR:-.}")

@@ -215,3 +215,33 @@ def test_ivf_evaluators_benchmark_times_both_and_finds_the_same_metrics(tmp_path
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "63" and cells[3] == "6" and cells[-1] == "yes"  # nlist √4000, nprobe 1..32
     assert float(cells[4]) > 0 and float(cells[5]) > 0
+
+
+def test_the_leakage_time_plan_prices_every_phase_from_committed_rates(tmp_path):
+    """`leakage_at_scale.sh --plan`: a row per phase and a total that is their sum; doubling the
+    keys doubles the phases that scan them (targets, sweeps) and no other."""
+    import yaml
+
+    def table(config: Path) -> dict[str, float]:
+        run = _run(["bash", "benchmarks/leakage_at_scale.sh", "--plan", str(config), "--startup-repeats", "1"],
+                   env={**__import__("os").environ, "PYTHON": sys.executable})
+        assert run.returncode == 0, run.stderr[-2000:]
+        rows = [line.split("|")[1:3] for line in run.stdout.splitlines() if line.startswith("| ")]
+        number = __import__("re").compile(r"[0-9][0-9,]*")
+        return {name.strip().split(" (")[0].strip("*"): float(number.search(value)[0].replace(",", ""))
+                for name, value in rows if name.strip() != "phase"}
+
+    shipped = table(ROOT / "config" / "hotpotqa_scale.yaml")
+    phases = {k: v for k, v in shipped.items() if k != "total"}
+    assert set(phases) == {"data", "IVF index", "exact targets", "training", "IVF sweeps", "job start-up"}
+    assert shipped["total"] == pytest.approx(sum(phases.values()), abs=len(phases))
+    config = yaml.safe_load((ROOT / "config" / "hotpotqa_scale.yaml").read_text())
+    keys = 2 * config["datasets"]["scale_leak_free"]["n_keys"]
+    for ds in config["datasets"].values():  # (the two blocks share their nested dicts)
+        ds["n_keys"] = ds["synthetic"]["n_keys"] = keys
+    doubled = tmp_path / "doubled.yaml"
+    doubled.write_text(yaml.safe_dump(config))
+    twice = table(doubled)
+    for phase in ("exact targets", "IVF sweeps"):
+        assert twice[phase] == pytest.approx(2 * phases[phase], rel=0.01, abs=1), phase
+    assert twice["data"] > phases["data"] and twice["training"] > phases["training"]
