@@ -125,3 +125,39 @@ def test_a_written_plan_is_read_memory_mapped_and_materialises_the_same_rows(tmp
     plan = make_splits(300, val_size=20, test_size=20, augment_factor=4, seed=2)["train"]
     assert (materialize(queries, read, sigma=0.02, seed=2, split="train").tobytes()
             == materialize(queries, plan, sigma=0.02, seed=2, split="train").tobytes())
+
+
+def test_a_noisy_copy_is_the_same_row_in_every_split_and_mode(rng):
+    """The noise of (question, copy) is a pure function of them and the seed: a paper-mode row
+    equals the leak-free row of the same question and copy, in whatever split either holds it."""
+    queries = unit_rows(rng, 700, 16)
+    kw = dict(val_size=50, test_size=60, augment_factor=4)
+    leak_free = make_splits(700, seed=3, **kw)
+    paper = make_splits(700, mode="paper", seed=3, **kw)
+    rows = {}
+    for mode, plans in (("leak_free", leak_free), ("paper", paper)):
+        for split, plan in plans.items():
+            vectors = materialize(queries, plan, sigma=0.05, seed=3, split=split)
+            for q, c, v in zip(plan.source.tolist(), plan.copy.tolist(), vectors):
+                rows.setdefault((q, c), []).append((mode, split, v))
+    shared = [seen for seen in rows.values() if len({m for m, _, _ in seen}) == 2]
+    assert len(shared) > 2000
+    for seen in shared:
+        for _, _, v in seen[1:]:
+            np.testing.assert_array_equal(v, seen[0][2])
+    # and the copies of a question differ from each other and from the clean question
+    q = int(leak_free["train"].source[0])
+    copies = [rows[(q, c)][0][2] for c in range(4)]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(copies) for b in copies[i + 1:])
+
+
+def test_copy_noise_is_standard_normal_and_independent_of_the_rows_asked_with_it(rng):
+    from amips_bench.datasets.splits import QUESTION_BLOCK, copy_noise
+
+    sources = np.repeat(np.arange(3 * QUESTION_BLOCK + 5), 3)
+    copies = np.tile(np.arange(1, 4), 3 * QUESTION_BLOCK + 5)
+    whole = copy_noise(9, 32, sources, copies)
+    assert abs(whole.mean()) < 0.01 and abs(whole.std() - 1) < 0.01
+    pick = rng.permutation(len(sources))[:500]
+    np.testing.assert_array_equal(copy_noise(9, 32, sources[pick], copies[pick]), whole[pick])
+    assert not np.array_equal(copy_noise(10, 32, sources[:5], copies[:5]), whole[:5])

@@ -2,8 +2,10 @@
 
 A split is stored as indices into `embeddings/queries.npy` (the *source* query of every row)
 plus, for augmented rows, a copy number: copy 0 is the clean query, copy k >= 1 a noisy copy
-x + ε, ε ~ N(0, σ²I), re-normalised. The noise is a pure function of
-(seed, split, row), so the materialised queries are byte-identical on every run.
+x + ε, ε ~ N(0, σ²I), re-normalised. The noise is a pure function of (seed, question, copy)
+(`copy_noise`), so the materialised queries are byte-identical on every run, and a row is the
+same vector in whichever split and split mode it appears: the leak-free and paper splits of
+one dataset train on the same noisy copies.
 
 `leak_free` (default) splits the unique source queries first and augments only train, so no
 noisy copy of a val/test question is ever trained on. `paper` mimics the official code: it
@@ -29,8 +31,11 @@ from ..core.files import InputError, load_embeddings, load_index_array, npy_row_
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_MODES = ("leak_free", "paper")
-_SPLIT_STREAM = {"train": 1, "val": 2, "test": 3}
 NOISE_BLOCK = 65_536
+#: questions per noise draw: the noise of copy c of question q is row q mod QUESTION_BLOCK of
+#: the block a generator seeded with (seed, NOISE_STREAM, c, q // QUESTION_BLOCK) draws
+QUESTION_BLOCK = 256
+NOISE_STREAM = 7
 
 
 @dataclass(frozen=True)
@@ -99,28 +104,66 @@ def _leak_free_partition(n_queries: int, val_size: int, test_size: int, seed: in
     return np.sort(val), np.sort(test), np.sort(train)
 
 
+class CopyNoise:
+    """ε/σ of (question, copy) rows: one draw of QUESTION_BLOCK questions per (copy, block of
+    questions), kept while the rows asked for may still need it (a plan's sources are sorted,
+    so blocks below the smallest question asked for are let go)."""
+
+    def __init__(self, seed: int, d: int):
+        self.seed, self.d = seed, d
+        self.drawn: dict[tuple[int, int], np.ndarray] = {}
+
+    def _block(self, copy: int, block: int) -> np.ndarray:
+        key = (copy, block)
+        if key not in self.drawn:
+            gen = np.random.default_rng([self.seed, NOISE_STREAM, copy, block])
+            self.drawn[key] = gen.standard_normal((QUESTION_BLOCK, self.d), dtype=np.float32)
+        return self.drawn[key]
+
+    def __call__(self, sources: np.ndarray, copies: np.ndarray) -> np.ndarray:
+        """Standard normal noise [N, d] of each (source, copy) row."""
+        sources, copies = np.asarray(sources, dtype=np.int64), np.asarray(copies, dtype=np.int64)
+        out = np.empty((len(sources), self.d), dtype=np.float32)
+        if not len(sources):
+            return out
+        lowest = int(sources.min()) // QUESTION_BLOCK
+        self.drawn = {k: v for k, v in self.drawn.items() if k[1] >= lowest}
+        blocks = sources // QUESTION_BLOCK
+        pairs = np.unique(np.stack([copies, blocks], axis=1), axis=0)
+        for copy, block in pairs:
+            rows = (copies == copy) & (blocks == block)
+            out[rows] = self._block(int(copy), int(block))[sources[rows] % QUESTION_BLOCK]
+        return out
+
+
+def copy_noise(seed: int, d: int, sources: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """Standard normal noise [N, d] of each (question, copy) row: a pure function of (seed,
+    question, copy), whatever split, mode or position the row has."""
+    return CopyNoise(seed, d)(sources, copies)
+
+
 def materialized_blocks(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int,
                         split: str, first_block: int = 0, n_blocks: int | None = None):
     """Yield (row offset, float32 rows) for NOISE_BLOCK-row blocks of a split, in order.
 
-    Clean rows are copied, noisy rows are x + ε re-normalised; the noise of block b comes from
-    a generator seeded by (seed, split, b), so any range of blocks is a pure function of the
-    plan and the seed, wherever and in whatever pieces it is computed.
+    Clean rows are copied, noisy rows are x + σ·ε re-normalised, ε the row's `copy_noise`: any
+    range of blocks is a pure function of the plan and the seed, wherever and in whatever
+    pieces it is computed, and a (question, copy) row is the same in every split.
     """
-    if split not in _SPLIT_STREAM:
+    if split not in SPLIT_NAMES:
         raise InputError(f"splits: unknown split name {split!r}; expected one of {SPLIT_NAMES}")
     d = queries.shape[1]
     total = -(-len(plan.source) // NOISE_BLOCK)
     last = total if n_blocks is None else min(total, first_block + n_blocks)
+    noise = CopyNoise(seed, d)
     for block in range(first_block, last):
         start = block * NOISE_BLOCK
-        src = plan.source[start:start + NOISE_BLOCK]
-        noisy = plan.copy[start:start + NOISE_BLOCK] > 0
+        src = np.asarray(plan.source[start:start + NOISE_BLOCK])
+        copy = np.asarray(plan.copy[start:start + NOISE_BLOCK])
+        noisy = copy > 0
         rows = np.asarray(queries[src], dtype=np.float32)
         if noisy.any():
-            gen = np.random.default_rng([seed, _SPLIT_STREAM[split], block])
-            noise = gen.standard_normal((len(src), d), dtype=np.float32) * np.float32(sigma)
-            moved = rows[noisy] + noise[noisy]
+            moved = rows[noisy] + noise(src[noisy], copy[noisy]) * np.float32(sigma)
             rows[noisy] = moved / np.linalg.norm(moved, axis=1, keepdims=True)
         yield start, rows
 
