@@ -163,3 +163,42 @@ def test_certified_reduced_precision_top1_equals_the_fp32_path_index_for_index(p
     assert np.array_equal(top1, expected[:, 0])
     assert not certified[:40].any()  # every planted near-tie falls back to the exact path
     assert certified[40:].mean() > 0.5
+
+
+def test_a_paper_split_twin_reuses_the_leak_free_targets_and_equals_a_full_search(tiny_dataset, tmp_path):
+    """The rows a paper-split dataset shares with its leak-free twin (same question, same copy:
+    the same vector) take the twin's top-1; the files equal those of a search of every row,
+    and the manifest says how many rows were copied. A twin of other noise is refused."""
+    import json
+
+    from amips_bench.core.files import InputError
+    from amips_bench.datasets.splits import write_splits
+    from amips_bench.datasets.targets import write_targets
+
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "embeddings").symlink_to(tiny_dataset / "embeddings")
+    write_splits(tiny_dataset / "embeddings" / "queries.npy", paper / "splits", val_size=100,
+                 test_size=200, augment_factor=3, sigma=0.02, mode="paper", seed=3)
+    common = dict(n_clusters=1, device="cpu", progress=False)
+    searched = write_targets(paper / "embeddings", paper / "splits", tmp_path / "searched", **common)
+    reused = write_targets(paper / "embeddings", paper / "splits", tmp_path / "reused",
+                           reuse_from=tiny_dataset / "targets" / "c1",
+                           reuse_splits=tiny_dataset / "splits", **common)
+    for split in ("train", "val", "test"):
+        for kind in ("queries", "top1"):
+            a = np.load(tmp_path / "searched" / f"{split}_{kind}.npy")
+            b = np.load(tmp_path / "reused" / f"{split}_{kind}.npy")
+            np.testing.assert_array_equal(a, b, err_msg=f"{split}_{kind}")
+    copied = reused["reused_rows"]
+    assert 0.8 * searched["rows"]["train"] < copied["train"] < searched["rows"]["train"], copied
+    assert json.loads((tmp_path / "reused" / "manifest.json").read_text())["reused_rows"] == copied
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "embeddings").symlink_to(tiny_dataset / "embeddings")
+    write_splits(tiny_dataset / "embeddings" / "queries.npy", other / "splits", val_size=100,
+                 test_size=200, augment_factor=3, sigma=0.02, mode="paper", seed=4)
+    with pytest.raises(InputError, match="its seed differs from this dataset's"):
+        write_targets(other / "embeddings", other / "splits", tmp_path / "refused",
+                      reuse_from=tiny_dataset / "targets" / "c1",
+                      reuse_splits=tiny_dataset / "splits", **common)

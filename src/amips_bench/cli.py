@@ -235,6 +235,10 @@ def _targets_args(p):
     p.add_argument("--queries-from", default=None,
                    help="a targets/c1 folder of the same splits: link its queries files, checked "
                         "equal row for row, instead of writing them again")
+    p.add_argument("--reuse-from", default=None,
+                   help="the targets/c{C} folder of a twin dataset (same keys, clusters, questions "
+                        "and noise, another split mode): rows it holds are copied, not searched")
+    p.add_argument("--reuse-splits", default=None, help="that twin's splits folder")
     _add_disk_margin(p, "any search")
     _add_device(p)
     _add_faiss_device(p)
@@ -248,7 +252,8 @@ def _targets(args):
     write_targets(args.embeddings, args.splits, args.out, n_clusters=args.clusters,
                   clusters_dir=args.clusters_dir, device=args.device,
                   faiss_device=args.faiss_device, queries_from=args.queries_from,
-                  disk_margin=_disk_margin(args))
+                  disk_margin=_disk_margin(args), reuse_from=args.reuse_from,
+                  reuse_splits=args.reuse_splits)
 
 
 def _identity_args(p):

@@ -299,17 +299,26 @@ def targets_inputs(wildcards):
     twin = queries_twin(wildcards.dataset, wildcards.clusters)
     if twin:
         inputs["same_queries"] = [f"{twin}/{name}" for name in SPLIT_QUERY_FILES]
+    if wildcards.dataset in LEAK_FREE_TWIN:  # rows the leak-free twin holds are not searched again
+        leak_free = LEAK_FREE_TWIN[wildcards.dataset]
+        inputs["twin_targets"] = f"{R}/{leak_free}/targets/c{wildcards.clusters}/manifest.json"
+        inputs["twin_splits"] = f"{R}/{leak_free}/splits/manifest.json"
     return inputs
 
 
 def clusters_flag(dataset, clusters):
     """The targets job's flags for what it reads besides the dataset's embeddings and splits:
-    the cluster assignments (c > 1) and the c = 1 queries it links to. One param, so the rule's
+    the cluster assignments (c > 1), the c = 1 queries it links to and, for a leakage pair's
+    paper-split dataset, the leak-free twin whose targets it reuses. One param, so the rule's
     shell text and its recorded params stay those of the jobs run before the link existed
     (Snakemake re-runs a job whose shell text or params changed)."""
     flags = [f"--clusters-dir {R}/{dataset}/clusters/c{clusters}"] if int(clusters) > 1 else []
     twin = queries_twin(dataset, clusters)
-    return " ".join(flags + ([f"--queries-from {twin}"] if twin else []))
+    flags += [f"--queries-from {twin}"] if twin else []
+    if dataset in LEAK_FREE_TWIN:
+        leak_free = f"{R}/{LEAK_FREE_TWIN[dataset]}"
+        flags += [f"--reuse-from {leak_free}/targets/c{clusters} --reuse-splits {leak_free}/splits"]
+    return " ".join(flags)
 
 
 def routing_inputs(dataset, clusters):

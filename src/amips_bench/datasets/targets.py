@@ -35,7 +35,7 @@ from ..core.files import (
     sha256_file,
     share_files,
 )
-from .splits import NOISE_BLOCK, SplitPlan, load_plan, materialized_blocks
+from .splits import NOISE_BLOCK, SPLIT_NAMES, SplitPlan, load_plan, materialized_blocks
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,8 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
                   splits: tuple[str, ...] = ("train", "val", "test"),
                   device: str | None = None, faiss_device: str = "auto",
                   queries_from: str | Path | None = None, disk_margin: float | None = 0.1,
-                  chunk_blocks: int = 4, progress: bool = True) -> dict:
+                  chunk_blocks: int = 4, progress: bool = True,
+                  reuse_from: str | Path | None = None, reuse_splits: str | Path | None = None) -> dict:
     """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
 
     Both files are streamed: chunks of `chunk_blocks` noise blocks (65,536 rows each) are
@@ -219,6 +220,10 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
 
     The manifest records the checksums of the keys and of the cluster assignments the targets
     were computed against, so later stages can refuse to mix files from different runs.
+
+    With `reuse_from` and `reuse_splits` (the targets/c{C} and splits folders of a twin dataset:
+    the same keys, clusters, questions and noise, another split mode) a row the twin holds
+    takes its top-1 from there (`TwinTargets`); only the others are searched.
 
     Before any search, the files' size (`targets_bytes`) plus `disk_margin` of it must be free
     under `out_dir` (None: no check): a short disk fails now, not after hours of search.
@@ -247,13 +252,21 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
     if checked:
         print(checked, flush=True)
     search = ExactTop1(keys, assignments, n_clusters, device=device)
-    rows = {}
+    twin = None
+    if (reuse_from is None) != (reuse_splits is None):
+        raise InputError("targets: --reuse-from and --reuse-splits go together")
+    if reuse_from is not None:
+        twin = TwinTargets(reuse_from, reuse_splits, len(queries),
+                           keys_sha256=sha256_file(embeddings_dir / "keys.npy"),
+                           assignments_sha256=assignments_sha, sigma=split_manifest["sigma"],
+                           seed=split_manifest["seed"])
+    rows, reused = {}, {}
     for split, plan in plans.items():
         same = Path(queries_from) / f"{split}_queries.npy" if queries_from else None
-        rows[split] = stream_split_targets(queries, plan, search, out, split,
-                                           sigma=split_manifest["sigma"],
-                                           seed=split_manifest["seed"], chunk_blocks=chunk_blocks,
-                                           progress=progress, same_queries=same)
+        rows[split], reused[split] = stream_split_targets(
+            queries, plan, search, out, split, sigma=split_manifest["sigma"],
+            seed=split_manifest["seed"], chunk_blocks=chunk_blocks, progress=progress,
+            same_queries=same, twin=twin)
     manifest = {
         "n_clusters": n_clusters, "n_keys": len(keys), "d": int(keys.shape[1]), "rows": rows,
         "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
@@ -263,6 +276,7 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
         "faiss_device_setting": faiss_device, "tie_break": "lowest global key index",
         "queries_files": (f"linked to {queries_from}, checked equal row for row"
                           if queries_from else "written here"),
+        **({"reused_from": str(reuse_from), "reused_rows": reused} if twin is not None else {}),
     }
     save_json(out / "manifest.json", manifest)
     return manifest
@@ -276,15 +290,59 @@ def targets_bytes(rows: dict[str, int], *, d: int, n_clusters: int, queries_link
                for n in rows.values())
 
 
+#: (question, copy) as one int64 key: question · COPY_KEY + copy (augment factors stay below it)
+COPY_KEY = 1 << 20
+
+
+class TwinTargets:
+    """The targets a twin dataset already computed (the same keys, clusters, questions and
+    noise, another split mode), looked up by (question, copy): a row both datasets hold is the
+    same vector (splits.copy_noise), so its exact top-1 is copied instead of searched again."""
+
+    def __init__(self, targets_dir: str | Path, splits_dir: str | Path, n_queries: int, *,
+                 keys_sha256: str, assignments_sha256: str | None, sigma: float, seed: int):
+        targets_dir, splits_dir = Path(targets_dir), Path(splits_dir)
+        manifest = load_json(targets_dir / "manifest.json")
+        split_manifest = load_json(splits_dir / "manifest.json")
+        for what, theirs, ours in (("keys_sha256", manifest.get("keys_sha256"), keys_sha256),
+                                   ("assignments_sha256", manifest.get("assignments_sha256"),
+                                    assignments_sha256),
+                                   ("sigma", split_manifest.get("sigma"), sigma),
+                                   ("seed", split_manifest.get("seed"), seed)):
+            if theirs != ours:
+                raise InputError(f"{targets_dir}: its {what} differs from this dataset's; its "
+                                 f"targets cannot be reused here")
+        keys, top1 = [], []
+        for split in SPLIT_NAMES:
+            plan = load_plan(splits_dir, split, n_queries)
+            keys.append(np.asarray(plan.source) * COPY_KEY + np.asarray(plan.copy))
+            top1.append(load_index_array(targets_dir / f"{split}_top1.npy", ndim=2))
+        keys_all = np.concatenate(keys)
+        self.order = np.argsort(keys_all, kind="stable")
+        self.sorted_keys = keys_all[self.order]
+        self.top1 = np.concatenate(top1)
+        self.source = targets_dir
+
+    def lookup(self, sources: np.ndarray, copies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(found bool [N], top-1 [found, C]) of these (question, copy) rows."""
+        want = np.asarray(sources, dtype=np.int64) * COPY_KEY + np.asarray(copies, dtype=np.int64)
+        at = np.searchsorted(self.sorted_keys, want)
+        at = np.minimum(at, len(self.sorted_keys) - 1)
+        found = self.sorted_keys[at] == want
+        return found, self.top1[self.order[at[found]]]
+
+
 def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1, out: Path,
                          split: str, *, sigma: float, seed: int, chunk_blocks: int = 4,
-                         progress: bool = False, same_queries: Path | None = None) -> int:
-    """Write {split}_queries.npy and {split}_top1.npy chunk by chunk; returns the row count.
-    With `same_queries` (an earlier {split}_queries.npy of the same split) every chunk must equal
-    its rows, and the queries file is a link to it instead of a second copy."""
+                         progress: bool = False, same_queries: Path | None = None,
+                         twin: TwinTargets | None = None) -> tuple[int, int]:
+    """Write {split}_queries.npy and {split}_top1.npy chunk by chunk; returns (rows, rows whose
+    top-1 came from `twin` instead of a search). With `same_queries` (an earlier
+    {split}_queries.npy of the same split) every chunk must equal its rows, and the queries
+    file is a link to it instead of a second copy."""
     n_rows, d, n_clusters = len(plan.source), queries.shape[1], search.layout.n_clusters
     n_blocks = -(-n_rows // NOISE_BLOCK)
-    same = None
+    same, reused = None, 0
     if same_queries is not None:
         same = load_embeddings(same_queries, mmap=True, d=d)
         if len(same) != n_rows:
@@ -304,11 +362,20 @@ def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1
                 buffer[filled:filled + len(rows)] = rows
                 filled += len(rows)
             chunk = buffer[:filled]
-            _, top1 = search(chunk, progress=progress and n_blocks <= chunk_blocks)
+            start = first * NOISE_BLOCK
+            if twin is None:
+                _, top1 = search(chunk, progress=progress and n_blocks <= chunk_blocks)
+            else:
+                found, known = twin.lookup(plan.source[start:start + filled],
+                                           plan.copy[start:start + filled])
+                top1 = np.empty((filled, n_clusters), dtype=np.int64)
+                top1[found] = known
+                if not found.all():
+                    top1[~found] = search(chunk[~found], progress=False)[1]
+                reused += int(found.sum())
             if same is None:
                 add_queries(chunk)
             else:
-                start = first * NOISE_BLOCK
                 if not np.array_equal(chunk, same[start:start + filled]):
                     raise InputError(f"{same_queries}: rows {start} to {start + filled} differ "
                                      f"from the {split} split's queries; re-run the targets stage "
@@ -316,7 +383,7 @@ def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1
             add_top1(top1)
     if same_queries is not None:
         share_files([same_queries], out)
-    return n_rows
+    return n_rows, reused
 
 
 #: unit roundoff of each reduced precision's inputs (bf16: 8 significant bits; tf32: 11)
