@@ -133,8 +133,10 @@ def test_targets_benchmark_finds_the_same_top_keys_as_faiss():
     run = _run([sys.executable, "benchmarks/targets.py", "--quick"])
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert {line.split("|")[3].strip() for line in rows} == {"faiss", "ours"}
+    assert {line.split("|")[3].strip() for line in rows} == {"faiss", "ours", "certified bf16"}
     assert all(line.rstrip(" |").endswith("True") for line in rows)  # the "same answers" column
+    certified = [line.split("|")[10].strip() for line in rows if "certified" in line]
+    assert certified and all(c.endswith("%") and float(c[:-1]) > 50 for c in certified), certified
 
 
 def test_table1_phase_command_times_every_dataset_size_and_model(tmp_path):

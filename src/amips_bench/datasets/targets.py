@@ -408,8 +408,8 @@ def fp32_score_bound(d: int, norm: float = 1.0) -> float:
 
 @torch.no_grad()
 def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "bf16",
-                   key_block: int = 2048, candidates: int = CANDIDATES
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   key_block: int = 2048, candidates: int = CANDIDATES,
+                   device: str | torch.device | None = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The fp32 path's top-1 key of each query (c = 1), found with reduced-precision products.
 
     Per row: the `candidates` best keys by the reduced-precision score are rescored in float64
@@ -418,23 +418,34 @@ def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "b
     reduced score by more than that score's error bound plus the fp32 error — then no key can
     win the fp32 path's comparison, and the index is the fp32 path's. Rows that are not
     certified (near-ties) are searched again by the exact float32 path. Returns (top-1 global
-    index int64 [N], certified bool [N]).
+    index int64 [N], certified bool [N]). On a GPU the reduced products are the hardware's
+    (bf16 inputs, or float32 inputs under TF32 matmuls); on the CPU tf32 is emulated by rounding
+    the inputs' mantissas, so both devices certify against the same error bound.
     """
     if precision not in UNIT_ROUNDOFF:
         raise InputError(f"targets.precision: {precision!r} has no certified search; expected one "
                          f"of {list(UNIT_ROUNDOFF)}")
-    q32 = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    k32 = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
+    device = pick_device(device)
+    q32 = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(device)
+    k32 = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32)).to(device)
     norm = float(max(q32.norm(dim=1).max(), k32.norm(dim=1).max()))
+    hardware_tf32 = precision == "tf32" and device.type == "cuda"
     bound, fp32 = reduced_score_bound(precision, q32.shape[1], norm), fp32_score_bound(q32.shape[1], norm)
     m = min(candidates, len(keys))
-    qr = q32.to(torch.bfloat16) if precision == "bf16" else _tf32_round(q32)
-    top_val = torch.full((len(q32), m + 1), -torch.inf)
-    top_idx = torch.zeros((len(q32), m + 1), dtype=torch.int64)
+    qr = (q32.to(torch.bfloat16) if precision == "bf16" else q32 if hardware_tf32
+          else _tf32_round(q32))
+    top_val = torch.full((len(q32), m + 1), -torch.inf, device=device)
+    top_idx = torch.zeros((len(q32), m + 1), dtype=torch.int64, device=device)
     for k0 in range(0, len(keys), key_block):
         block = k32[k0:k0 + key_block]
-        # bf16 products; tf32's on the CPU emulated by rounding the inputs' mantissas
-        scores = (qr @ block.to(torch.bfloat16).T).float() if precision == "bf16" else qr @ _tf32_round(block).T
+        if precision == "bf16":
+            scores = (qr @ block.to(torch.bfloat16).T).float()
+        elif hardware_tf32:
+            with cuda_matmul_mode("tf32"):
+                scores = qr @ block.T
+        else:  # tf32's products on the CPU: the inputs' mantissas rounded, then float32
+            with full_fp32_matmul():
+                scores = qr @ _tf32_round(block).T
         val, idx = torch.topk(scores, min(m + 1, scores.shape[1]), dim=1)
         merged_val = torch.cat([top_val, val], 1)
         merged_idx = torch.cat([top_idx, idx + k0], 1)
@@ -446,17 +457,19 @@ def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "b
     order = torch.argsort(cand, dim=1)
     exact_sorted, cand_sorted = torch.gather(exact, 1, order), torch.gather(cand, 1, order)
     best = torch.argmax(exact_sorted, dim=1)
-    best_exact = exact_sorted[torch.arange(len(q32)), best]
+    best_exact = exact_sorted[torch.arange(len(q32), device=device), best]
     others = exact_sorted.clone()
-    others[torch.arange(len(q32)), best] = -torch.inf
+    others[torch.arange(len(q32), device=device), best] = -torch.inf
     certified = ((best_exact - others.max(dim=1).values > 2 * fp32)
                  & (best_exact - threshold.double() > bound + fp32))
-    top1 = cand_sorted[torch.arange(len(q32)), best].numpy().copy()
+    rows_n = torch.arange(len(q32), device=device)
+    top1 = cand_sorted[rows_n, best].cpu().numpy().copy()
+    certified = certified.cpu().numpy()
     if (~certified).any():
-        rows = (~certified).nonzero()[:, 0].numpy()
-        _, exact_idx = exact_top1(np.asarray(queries)[rows], keys, device="cpu")
+        rows = np.flatnonzero(~certified)
+        _, exact_idx = exact_top1(np.asarray(queries)[rows], keys, device=device)
         top1[rows] = exact_idx[:, 0]
-    return top1, certified.numpy()
+    return top1, certified
 
 
 def _tf32_round(x: torch.Tensor) -> torch.Tensor:
