@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.files import InputError, load_json
-from .results import at_flops, gain_at_equal_flops, largest_recall, read_tables, with_ivf_setup
+from .results import at_equal_flops, gain_at_equal_flops, largest_recall, read_tables, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
 #: the study's arms, in the order of the report and Figure 9
@@ -85,13 +85,10 @@ def one_seed_margin(mapped: pd.DataFrame, natural: pd.DataFrame, metric: str) ->
     NaN for rows that do not say how many questions they scored."""
     if "n_queries" not in mapped or "n_queries" not in natural:
         return float("nan")
-    nat = natural.groupby("budget")[["flops_total", metric, "n_queries"]].mean().sort_values("flops_total")
-    curve = mapped.groupby("budget")[["flops_total", metric, "n_queries"]].mean()
-    inside = curve[(curve.flops_total >= nat.flops_total.min())
-                   & (curve.flops_total <= nat.flops_total.max())]
-    if not len(inside) or len(nat) < 2:
+    paired = at_equal_flops(mapped, natural, metric, extra=("n_queries",))
+    if paired is None:
         return float("nan")
-    p_nat = at_flops(inside.flops_total, nat.flops_total, nat[metric])
+    inside, p_nat = paired
     p_map = inside[metric].to_numpy()
     n = inside.n_queries.to_numpy()
     return float(2 * np.sqrt(p_map * (1 - p_map) / n + p_nat * (1 - p_nat) / n).max())

@@ -115,18 +115,30 @@ def at_flops(flops, curve_flops, curve_values) -> np.ndarray:
     return np.interp(np.log(flops), np.log(curve_flops), curve_values)
 
 
-def gain_at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame,
-                        metric: str) -> tuple[float, float]:
-    """(mean gain, share of points above) of a mapped curve over the natural one at equal FLOPs:
-    each curve averaged per budget, natural interpolated in log-FLOPs at the mapped points
-    inside its range; NaN when none lies inside or natural has fewer than two points."""
-    nat = natural.groupby("budget")[["flops_total", metric]].mean().sort_values("flops_total")
-    curve = mapped.groupby("budget")[["flops_total", metric]].mean()
+def at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame, metric: str,
+                   extra: tuple[str, ...] = ()) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """(the mapped points inside the natural curve's FLOP range, natural's `metric` there): each
+    curve averaged per budget (with the `extra` columns), natural interpolated in log-FLOPs;
+    None when no point lies inside or natural has fewer than two points."""
+    columns = ["flops_total", metric, *extra]
+    nat = natural.groupby("budget")[columns].mean().sort_values("flops_total")
+    curve = mapped.groupby("budget")[columns].mean()
     inside = curve[(curve.flops_total >= nat.flops_total.min())
                    & (curve.flops_total <= nat.flops_total.max())]
     if not len(inside) or len(nat) < 2:
+        return None
+    return inside, at_flops(inside.flops_total, nat.flops_total, nat[metric])
+
+
+def gain_at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame,
+                        metric: str) -> tuple[float, float]:
+    """(mean gain, share of points above) of a mapped curve over the natural one at equal FLOPs
+    (`at_equal_flops`); NaN when no point can be compared."""
+    paired = at_equal_flops(mapped, natural, metric)
+    if paired is None:
         return float("nan"), float("nan")
-    diff = inside[metric].to_numpy() - at_flops(inside.flops_total, nat.flops_total, nat[metric])
+    inside, nat = paired
+    diff = inside[metric].to_numpy() - nat
     return float(diff.mean()), float(np.mean(diff > 0))
 
 
