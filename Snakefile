@@ -50,13 +50,13 @@ rule figures:
     default_target: True
     # the default target: every figure, into figures/
     input:
-        figure_outputs(),
+        RUN.figure_outputs(),
 
 
 rule all:
     input:
-        figure_outputs(),
-        table_outputs(),
+        RUN.figure_outputs(),
+        RUN.table_outputs(),
         rules.reproduction_report.output,
 
 
@@ -75,11 +75,11 @@ rule report:
 
 rule tables:
     input:
-        table_outputs(),
+        RUN.table_outputs(),
 
 
 rule fetch:
     # every BEIR dataset downloaded and its texts counted, so that the disk plan (and a run's
     # own check) sizes its keys, queries and targets before hours of encoding
     input:
-        [f"{R}/{d}/raw/manifest.json" for d in BEIR if d not in EMBEDDING_TWINS],
+        [RUN.of(d).raw_manifest for d in RUN.source("beir") if d not in RUN.embedding_twins],

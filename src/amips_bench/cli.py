@@ -16,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .core.plugins import load_plugins
+from .reporting.figures import FIGURES
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any], None]]] = {}
 
 
@@ -599,9 +602,8 @@ def _pipelines(args):
 
 
 def _figure_args(p):
-    p.add_argument("name", choices=["toy", "routing", "erel_mrr", "ivf", "ood", "training", "leakage"],
-                   help="toy (Figure 1), routing (Figure 2), erel_mrr (Figure 3), ivf (Figures 4-6), "
-                        "ood (Figure 7), training (Figure 8), leakage (Figure 9)")
+    names = list(FIGURES)
+    p.add_argument("name", choices=names, help="; ".join(f"{n}: {FIGURES[n].title}" for n in names))
     p.add_argument("--number", type=int, default=4, help="figure number of an ivf figure (4, 5 or 6)")
     p.add_argument("--out", required=True, help="output stem: writes STEM.pdf, STEM.png, STEM.csv")
     p.add_argument("--metrics", nargs="*", default=[], help="models/*/metrics.json")
@@ -617,10 +619,7 @@ def _figure_args(p):
 
 @command("figure", "draw one figure of the paper from result files")(_figure_args)
 def _figure(args):
-    from .reporting.plots import draw
-
-    draw(args.name, args.out, metrics=args.metrics, histories=args.history, csvs=args.csv,
-         number=args.number, seed=args.seed, pairs=args.pairs, clean_tests=args.clean_test)
+    FIGURES[args.name].render(args.out, args)
 
 
 def _table_args(p):
@@ -846,6 +845,7 @@ def _apply_execution_settings(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_plugins()  # routers and figures registered outside the package
     parser = build_parser()
     args = parser.parse_args(argv)
     from .core.files import InputError

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from .core.config import (
-    IVF_MULTIPLE_WILDCARD,
     dataset_n_keys,
     expand_grid,
     ivf_nlist,
@@ -45,6 +44,7 @@ from .core.disk import (
     target_file_bytes,
 )
 from .core.files import InputError, load_json
+from .core.layout import DatasetFiles, ResultsLayout, file_kind
 from .datasets.beir import expected_counts
 from .datasets.encode import OFFLINE_MODEL
 from .models.networks import ModelSpec
@@ -108,8 +108,9 @@ def dataset_counts(dataset: dict, folder: Path, fetched: Path) -> Counts:
     """The counts of one dataset: from its files where they exist, else, for a BEIR dataset,
     from the unique texts its fetch stage counted (`fetched`: the raw/manifest.json it reads
     them from, its own or the twin's it takes its embeddings from), else from its config."""
-    keys = _npy_shape(folder / "embeddings" / "keys.npy")
-    queries = _npy_shape(folder / "embeddings" / "queries.npy")
+    files = DatasetFiles(folder)
+    keys = _npy_shape(files.keys)
+    queries = _npy_shape(files.queries)
     if keys and queries and len(keys) == 2:
         n_keys, d, n_queries = keys[0], keys[1], queries[0]
     elif dataset["source"] == "synthetic":
@@ -124,7 +125,7 @@ def dataset_counts(dataset: dict, folder: Path, fetched: Path) -> Counts:
             counted_keys, n_queries = expected_counts(unique, dataset["beir"]["query_source"],
                                                       dataset["beir"]["key_text"])
             n_keys = counted_keys or n_keys
-    manifest = folder / "splits" / "manifest.json"
+    manifest = files.splits_manifest
     rows = None
     if manifest.exists():
         rows = {k: int(v) for k, v in load_json(manifest).get("rows", {}).items()} or None
@@ -134,8 +135,6 @@ def dataset_counts(dataset: dict, folder: Path, fetched: Path) -> Counts:
                                     augment_factor=s["augment_factor"], mode=s["mode"]),
                 "val": s["val_size"], "test": s["test_size"]}
     return Counts(n_keys, n_queries, d, rows)
-
-
 
 
 def ivf_bytes(n_keys: int, d: int, nlist: int) -> int:
@@ -173,35 +172,32 @@ def model_bytes(run_name: str, counts: Counts, width_rule: str) -> int | None:
 
 def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -> int | None:
     """The size of one file of a dataset's folder (`relative` to it); 0 for the small ones."""
-    parts, name = relative.parts, relative.name
+    what = file_kind(relative)
+    kind, f = what.kind, what.fields
     n, q, d, rows = counts.n_keys, counts.n_queries, counts.d, counts.rows or {}
-    if parts[0] == "embeddings" and name == "keys.npy":
+    if kind == "keys":
         return npy_bytes(n, d, itemsize=4)
-    if parts[0] == "embeddings" and name == "queries.npy":
+    if kind == "queries":
         return npy_bytes(q, d, itemsize=4)
-    if parts[0] == "splits" and name.endswith(".npy"):
-        return npy_bytes(rows.get(name.removesuffix(".npy").removesuffix("_copy")), itemsize=8)
-    if parts[0] in ("clusters", "targets") and len(parts) == 3 and name.endswith(".npy"):
-        c = int(parts[1].removeprefix("c"))
-        if name == "centroids.npy":
-            return npy_bytes(c, d, itemsize=4)
-        if name == "assignments.npy":
-            return npy_bytes(n, itemsize=8)
-        split, kind = name.removesuffix(".npy").rsplit("_", 1)
-        return target_file_bytes(kind, rows.get(split), d, c)
-    if parts[0] == "index" and name.endswith(".faiss"):
+    if kind == "split_rows":
+        return npy_bytes(rows.get(f["split"]), itemsize=8)
+    if kind == "centroids":
+        return npy_bytes(int(f["c"]), d, itemsize=4)
+    if kind == "assignments":
+        return npy_bytes(n, itemsize=8)
+    if kind in ("split_queries", "split_top1"):
+        return target_file_bytes(kind.removeprefix("split_"),
+                                 rows.get(f["split"]), d, int(f["c"]))
+    if kind in ("ivf_index", "hnsw_index"):
         if n is None or d is None:
             return None
         ivf = dataset["ivf"]
-        if name == "hnsw.faiss":
+        if kind == "hnsw_index":
             return hnsw_bytes(n, d, ivf["hnsw_m"])
-        variant = re.fullmatch(rf"ivf_\w+?_x(?P<m>{IVF_MULTIPLE_WILDCARD})\.faiss", name)
-        return ivf_bytes(n, d, ivf_nlist(n, ivf["nlist"], float(variant["m"]) if variant else 1.0))
-    if parts[0] == "models" and name == "model.pt":
-        return model_bytes(parts[1], counts, width_rule)
+        return ivf_bytes(n, d, ivf_nlist(n, ivf["nlist"], float(f.get("multiple", 1.0))))
+    if kind == "model":
+        return model_bytes(f["run"], counts, width_rule)
     return 0
-
-
 
 
 def checkpoint_bytes(model_file_bytes: int) -> int:
@@ -267,8 +263,9 @@ def plan(config: dict, summary: list[dict[str, str]], workdir: Path) -> list[Pla
             settings, inside = config["datasets"][dataset], Path(*relative.parts[1:])
             if not (_linked_queries(inside, settings, config["seeds"]) and not own):
                 if dataset not in counts:
-                    fetched = results / fetched_by.get(dataset, dataset) / "raw" / "manifest.json"
-                    counts[dataset] = dataset_counts(settings, results / dataset, fetched)
+                    layout = ResultsLayout(results)
+                    fetched = layout.dataset(fetched_by.get(dataset, dataset)).raw_manifest
+                    counts[dataset] = dataset_counts(settings, layout.dataset(dataset).root, fetched)
                 size = file_bytes(inside, settings, counts[dataset], config["width_rule"])
         existing = on_disk.stat().st_size if own else 0
         to_write = max(0, (size or 0) - existing) if pending else 0
@@ -285,17 +282,10 @@ def plan_outputs(config: dict, outputs: list[tuple[str, str]], workdir: Path) ->
 
 def _linked_queries(inside: Path, dataset: dict, seeds: list[int]) -> bool:
     """A c > 1 split-queries file that the targets job links to c1's (config.queries_from_c1)."""
-    if inside.parts[0] != "targets" or not inside.name.endswith("_queries.npy"):
+    what = file_kind(inside)
+    if what.kind != "split_queries":
         return False
-    return queries_from_c1(int(inside.parts[1].removeprefix("c")), expand_grid(dataset, seeds))
-
-
-
-
-
-
-
-
+    return queries_from_c1(int(what.fields["c"]), expand_grid(dataset, seeds))
 
 
 def table(planned: list[PlannedFile]) -> str:

@@ -7,6 +7,8 @@ Pure functions of the config (no Snakemake here), so they are unit-tested like t
 
 from __future__ import annotations
 
+import sys
+
 from .core.config import LINEAR_ROUTER, dataset_n_keys, parse_run
 from .core.settings import TrainConfig
 from .disk_plan import DEFAULT_ENCODER_D
@@ -65,7 +67,33 @@ class Jobs:
         seconds = t["steps"] * t["batch_size"] / ASSUMED_TRAIN_SAMPLES_PER_SECOND
         return max(10, int(seconds / 60 * RUNTIME_MARGIN))
 
+    def training_jobs_at_once(self, resources: dict, local: bool) -> int:
+        """How many training jobs can run at once under Snakemake's limits (`resources`: name
+        -> value, with _nodes for --jobs and _cores for --cores): --jobs, the cores over a
+        training job's threads when jobs run on this machine (`local`), the gpu resource over
+        gpu_per_job where both are set, and the mem_mb resource over the smallest training
+        job's memory."""
+        limits = [sys.maxsize]
+        if resources.get("_nodes"):
+            limits.append(resources["_nodes"])
+        if local and resources.get("_cores"):
+            limits.append(resources["_cores"] // min(self.config["threads"], resources["_cores"]))
+        if resources.get("gpu") is not None and self.config["gpu_per_job"] > 0:
+            limits.append(resources["gpu"] // self.config["gpu_per_job"])
+        if resources.get("mem_mb") is not None:
+            limits.append(resources["mem_mb"] // min(self.train_mem_mb(d) for d in self.datasets))
+        return max(1, min(limits))
+
     # ------------------------------------------------------------ flags
+
+    def beir_fetch_flags(self, dataset: str) -> str:
+        """Where the fetch stage downloads a BEIR dataset from and how it checks it."""
+        b = self.datasets[dataset]["beir"]
+        flags = [f"--base-url {b['base_url']}", f"--size-bytes {b['size_bytes']}",
+                 f"--query-source {b['query_source']}"]
+        flags += [f"--{key.replace('_', '-')} {b[key]}" for key in ("mirror", "md5", "generated_url")
+                  if b[key]]
+        return " ".join(flags)
 
     def train_cli(self, dataset: str) -> str:
         """The settings that decide what a model becomes: a change re-plans its training."""

@@ -2,29 +2,37 @@
 # noise; and freezing this run's tidy results as the reference of later comparisons.
 
 
+def this_provenance():
+    """This run's report, where the comparison reads this run: its provenance names the
+    commit and devices of the run in the comparison."""
+    if any(Path(f) == L.results for f in config["compare"]["runs"].values()):
+        return {"this_provenance": rules.reproduction_report.output.provenance}
+    return {}
+
+
 rule compare_runs:
     input:
-        unpack(compare_inputs),
+        unpack(lambda w: RUN.compared_this_run() | {"code": COMPARE_CODE} | this_provenance()),
     output:
-        md=f"{R}/compare/summary.md",
+        md=L.compare("summary.md"),
         html=report(
-            f"{R}/compare/summary.html",
+            L.compare("summary.html"),
             caption="../report/compare.rst",
             category="Comparison",
         ),
-        csv=f"{R}/compare/differences.csv",
+        csv=L.compare("differences.csv"),
     log:
-        f"{R}/logs/compare.log",
+        L.log("compare"),
     conda:
         ENV
     resources:
         mem_mb=4000,
         runtime=20,
     params:
-        runs=compare_runs_flag(),
+        runs=RUN.compare_runs_flag(),
         c=config["compare"],
-        out=lambda w, output: str(Path(output.md).parent),
-        figures=f"{F}/compare",
+        out=lambda w, output: folder(output.md),
+        figures=L.compare_figures,
     shell:
         "amips-bench compare --run {params.runs} --baseline {params.c[baseline]} "
         "--out {params.out} --figures {params.figures} --seed-factor {params.c[seed_factor]} "
@@ -36,9 +44,9 @@ rule compare_gate:
     input:
         rules.compare_runs.output.csv,
     output:
-        f"{R}/compare/gate.txt",
+        L.compare("gate.txt"),
     log:
-        f"{R}/logs/compare_gate.log",
+        L.log("compare_gate"),
     conda:
         ENV
     params:
@@ -52,19 +60,19 @@ rule compare_gate:
 
 rule freeze_reference:
     input:
-        figures=figure_outputs(),
-        tables=table_outputs(),
+        figures=RUN.figure_outputs(),
+        tables=RUN.table_outputs(),
         report=rules.reproduction_report.output,
         report_md=rules.reproduction_report.output.md,
     output:
-        f"{reference_folder()}/provenance.json",
+        reference_provenance(RUN.reference_folder()),
     log:
-        f"{R}/logs/freeze_reference.log",
+        L.log("freeze_reference"),
     conda:
         ENV
     params:
-        results=lambda w, input: str(Path(input.report_md).parent.parent),
-        out=lambda w, output: str(Path(output[0]).parent),
+        results=str(L.results),
+        out=lambda w, output: folder(output[0]),
         command=" ".join(["snakemake"] + sys.argv[1:]),
         config=json.dumps(config, default=str),
     shell:

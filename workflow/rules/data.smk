@@ -3,13 +3,13 @@
 
 rule synthetic:
     output:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
-        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
-        manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
+        key_file=W.keys,
+        queries=W.queries,
+        manifest=W.embeddings_manifest,
     log:
-        f"{R}/logs/{{dataset}}/synthetic.log",
+        L.log("{dataset}", "synthetic"),
     wildcard_constraints:
-        dataset=either(SYNTHETIC, but=EMBEDDING_TWINS),
+        dataset=either(RUN.source("synthetic"), but=RUN.embedding_twins),
     conda:
         ENV
     threads: config["threads"]
@@ -20,7 +20,7 @@ rule synthetic:
         runtime=lambda w: max(5, int(JOBS.embedding_mb(w.dataset) / 50)),
     params:
         s=lambda w: DATASETS[w.dataset]["synthetic"],
-        out=lambda w, output: str(Path(output.manifest).parent),
+        out=lambda w, output: folder(output.manifest),
     shell:
         "amips-bench synthetic --out {params.out} --n-keys {params.s[n_keys]} "
         "--n-queries {params.s[n_queries]} --d {params.s[d]} --seed {params.s[seed]} "
@@ -29,37 +29,37 @@ rule synthetic:
 
 rule beir_fetch:
     output:
-        manifest=f"{R}/{{dataset}}/raw/manifest.json",
+        manifest=W.raw_manifest,
     log:
-        f"{R}/logs/{{dataset}}/beir_fetch.log",
+        L.log("{dataset}", "beir_fetch"),
     wildcard_constraints:
-        dataset=either(BEIR),
+        dataset=either(RUN.source("beir")),
     conda:
         ENV
     resources:
         mem_mb=4000,
         runtime=lambda w: max(30, int(JOBS.embedding_mb(w.dataset) / 20)),
     params:
-        name=lambda w: beir_name(w.dataset),
-        raw=lambda w, output: str(Path(output.manifest).parent),
-        flags=lambda w: beir_fetch_flags(w.dataset),
+        name=lambda w: DATASETS[w.dataset]["beir"]["name"] or w.dataset,
+        raw=lambda w, output: folder(output.manifest),
+        flags=lambda w: JOBS.beir_fetch_flags(w.dataset),
     shell:
         "amips-bench beir-fetch --name {params.name} --raw-dir {params.raw} {params.flags} > {log} 2>&1"
 
 
 rule encode:
     input:
-        encode_inputs,
+        lambda w: RUN.encode_inputs(w.dataset),
     output:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
-        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
-        manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
+        key_file=W.keys,
+        queries=W.queries,
+        manifest=W.embeddings_manifest,
     log:
-        f"{R}/logs/{{dataset}}/encode.log",
+        L.log("{dataset}", "encode"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/encode.tsv"
+        L.benchmark("{dataset}", "encode")
     wildcard_constraints:
-        dataset=either(TEXT, but=EMBEDDING_TWINS),
+        dataset=either(RUN.source("text"), but=RUN.embedding_twins),
     conda:
         ENV
     threads: config["threads"]
@@ -68,9 +68,9 @@ rule encode:
         runtime=lambda w: max(30, int(JOBS.n_keys(w.dataset) / 300 / 60 * 2)),
         gpu=config["gpu_per_job"],
     params:
-        folder=lambda w: beir_folder(w.dataset),
-        fetch=lambda w: encode_fetch_flag(w.dataset),
-        out=lambda w, output: str(Path(output.manifest).parent),
+        folder=lambda w: RUN.beir_folder(w.dataset),
+        fetch=lambda w: RUN.encode_fetch_flag(w.dataset),
+        out=lambda w, output: folder(output.manifest),
         model=lambda w: DATASETS[w.dataset]["encoder"]["model"],
         qs=lambda w: DATASETS[w.dataset]["beir"]["query_source"],
         kt=lambda w: DATASETS[w.dataset]["beir"]["key_text"],
@@ -88,33 +88,33 @@ rule encode:
 # embeddings instead of drawing or encoding them again (EMBEDDING_TWINS)
 rule shared_embeddings:
     input:
-        key_file=lambda w: f"{R}/{EMBEDDING_TWINS[w.dataset]}/embeddings/keys.npy",
-        queries=lambda w: f"{R}/{EMBEDDING_TWINS[w.dataset]}/embeddings/queries.npy",
-        manifest=lambda w: f"{R}/{EMBEDDING_TWINS[w.dataset]}/embeddings/manifest.json",
+        key_file=lambda w: RUN.of(RUN.embedding_twins[w.dataset]).keys,
+        queries=lambda w: RUN.of(RUN.embedding_twins[w.dataset]).queries,
+        manifest=lambda w: RUN.of(RUN.embedding_twins[w.dataset]).embeddings_manifest,
     output:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
-        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
-        manifest=f"{R}/{{dataset}}/embeddings/manifest.json",
+        key_file=W.keys,
+        queries=W.queries,
+        manifest=W.embeddings_manifest,
     log:
-        f"{R}/logs/{{dataset}}/shared_embeddings.log",
+        L.log("{dataset}", "shared_embeddings"),
     wildcard_constraints:
-        dataset=either(EMBEDDING_TWINS),
+        dataset=either(RUN.embedding_twins),
     localrule: True
     conda:
         ENV
     params:
-        source=lambda w, input: str(Path(input.manifest).parent),
-        out=lambda w, output: str(Path(output.manifest).parent),
+        source=lambda w, input: folder(input.manifest),
+        out=lambda w, output: folder(output.manifest),
     shell:
         "amips-bench share {params.source} --out {params.out} > {log} 2>&1"
 
 
 rule split:
     input:
-        queries=f"{R}/{{dataset}}/embeddings/queries.npy",
+        queries=W.queries,
     output:
         multiext(
-            f"{R}/{{dataset}}/splits/",
+            f"{W.splits}/",
             "train.npy",
             "val.npy",
             "test.npy",
@@ -124,7 +124,7 @@ rule split:
             "manifest.json",
         ),
     log:
-        f"{R}/logs/{{dataset}}/split.log",
+        L.log("{dataset}", "split"),
     conda:
         ENV
     resources:
@@ -132,7 +132,7 @@ rule split:
         runtime=10,
     params:
         s=lambda w: DATASETS[w.dataset]["splits"],
-        out=lambda w, output: str(Path(output[0]).parent),
+        out=lambda w, output: folder(output[0]),
     shell:
         "amips-bench split --queries {input.queries} --out {params.out} "
         "--val-size {params.s[val_size]} --test-size {params.s[test_size]} "
@@ -142,15 +142,15 @@ rule split:
 
 rule cluster:
     input:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+        key_file=W.keys,
     output:
-        centroids=f"{R}/{{dataset}}/clusters/c{{clusters}}/centroids.npy",
-        assignments=f"{R}/{{dataset}}/clusters/c{{clusters}}/assignments.npy",
-        manifest=f"{R}/{{dataset}}/clusters/c{{clusters}}/manifest.json",
+        centroids=W.centroids("{clusters}"),
+        assignments=W.assignments("{clusters}"),
+        manifest=W.clusters_manifest("{clusters}"),
     log:
-        f"{R}/logs/{{dataset}}/cluster_c{{clusters}}.log",
+        L.log("{dataset}", "cluster_c{clusters}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/cluster_c{{clusters}}.tsv"
+        L.benchmark("{dataset}", "cluster_c{clusters}")
     conda:
         ENV
     threads: config["threads"]
@@ -159,7 +159,7 @@ rule cluster:
         runtime=lambda w: max(10, int(JOBS.embedding_mb(w.dataset) / 20)),
     params:
         c=lambda w: DATASETS[w.dataset]["clustering"],
-        out=lambda w, output: str(Path(output.manifest).parent),
+        out=lambda w, output: folder(output.manifest),
     shell:
         "amips-bench cluster --keys {input.key_file} --out {params.out} "
         "--clusters {wildcards.clusters} --restarts {params.c[restarts]} --niter {params.c[niter]} "

@@ -3,16 +3,16 @@
 
 rule index:
     input:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+        key_file=W.keys,
     output:
-        ivf=f"{R}/{{dataset}}/index/ivf.faiss",
-        manifest=f"{R}/{{dataset}}/index/manifest.json",
+        ivf=W.ivf_index,
+        manifest=W.index_manifest,
     log:
-        f"{R}/logs/{{dataset}}/index.log",
+        L.log("{dataset}", "index"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/index.tsv"
+        L.benchmark("{dataset}", "index")
     wildcard_constraints:
-        dataset=either(DATASETS, but=IVF_TWINS),
+        dataset=either(DATASETS, but=RUN.ivf_twins),
     conda:
         ENV
     threads: config["threads"]
@@ -24,7 +24,7 @@ rule index:
     params:
         # only the keys that shape the index: a new nprobe or efSearch re-runs the sweeps, not this
         nlist=lambda w: DATASETS[w.dataset]["ivf"]["nlist"],
-        out=lambda w, output: str(Path(output.manifest).parent),
+        out=lambda w, output: folder(output.manifest),
         variant=JOBS.ivf_build_flags(*PAPER_IVF_SETUP),
         faiss_device=FAISS_DEVICE,
     shell:
@@ -37,12 +37,12 @@ rule index:
 # builds a missing one
 use rule index as ivf_variant with:
     output:
-        ivf=f"{R}/{{dataset}}/index/ivf_{{quantizer}}_x{{multiple}}.faiss",
-        manifest=f"{R}/{{dataset}}/index/ivf_{{quantizer}}_x{{multiple}}.json",
+        ivf=W.ivf_variant("{quantizer}", "{multiple}", "faiss"),
+        manifest=W.ivf_variant("{quantizer}", "{multiple}", "json"),
     log:
-        f"{R}/logs/{{dataset}}/index_{{quantizer}}_x{{multiple}}.log",
+        L.log("{dataset}", "index_{quantizer}_x{multiple}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/index_{{quantizer}}_x{{multiple}}.tsv"
+        L.benchmark("{dataset}", "index_{quantizer}_x{multiple}")
     params:
         variant=lambda w: JOBS.ivf_build_flags(w.quantizer, w.multiple),
 
@@ -50,16 +50,16 @@ use rule index as ivf_variant with:
 # only datasets with an efSearch sweep ask for it (hnsw_inputs)
 rule hnsw_index:
     input:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
+        key_file=W.keys,
     output:
-        index=f"{R}/{{dataset}}/index/hnsw.faiss",
-        manifest=f"{R}/{{dataset}}/index/hnsw.json",
+        index=W.hnsw_index,
+        manifest=W.hnsw_manifest,
     log:
-        f"{R}/logs/{{dataset}}/hnsw_index.log",
+        L.log("{dataset}", "hnsw_index"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/hnsw_index.tsv"
+        L.benchmark("{dataset}", "hnsw_index")
     wildcard_constraints:
-        dataset=either(DATASETS, but=HNSW_TWINS),
+        dataset=either(DATASETS, but=RUN.hnsw_twins),
     conda:
         ENV
     threads: config["threads"]
@@ -69,7 +69,7 @@ rule hnsw_index:
     params:
         m=lambda w: DATASETS[w.dataset]["ivf"]["hnsw_m"],
         ef_construction=lambda w: DATASETS[w.dataset]["ivf"]["hnsw_ef_construction"],
-        out=lambda w, output: str(Path(output.manifest).parent),
+        out=lambda w, output: folder(output.manifest),
     shell:
         "amips-bench hnsw-index --keys {input.key_file} --out {params.out} --m {params.m} "
         "--ef-construction {params.ef_construction} --threads {threads} > {log} 2>&1"
@@ -79,43 +79,43 @@ rule hnsw_index:
 # a file a job (IVF_TWINS, HNSW_TWINS): the twin builds what is asked of it, variants included
 rule shared_ivf:
     input:
-        lambda w: f"{R}/{IVF_TWINS[w.dataset]}/index/{w.file}",
+        lambda w: RUN.of(RUN.ivf_twins[w.dataset]).index_file(w.file),
     output:
-        f"{R}/{{dataset}}/index/{{file}}",
+        W.index_file("{file}"),
     log:
-        f"{R}/logs/{{dataset}}/shared_index_{{file}}.log",
+        L.log("{dataset}", "shared_index_{file}"),
     wildcard_constraints:
-        dataset=either(IVF_TWINS),
+        dataset=either(RUN.ivf_twins),
         file=r"(manifest|ivf[A-Za-z0-9_.+-]*)\.(faiss|json)",
     localrule: True
     conda:
         ENV
     params:
-        out=lambda w, output: str(Path(output[0]).parent),
+        out=lambda w, output: folder(output[0]),
     shell:
         "amips-bench share {input} --out {params.out} > {log} 2>&1"
 
 
 use rule shared_ivf as shared_hnsw with:
     input:
-        lambda w: f"{R}/{HNSW_TWINS[w.dataset]}/index/{w.file}",
+        lambda w: RUN.of(RUN.hnsw_twins[w.dataset]).index_file(w.file),
     wildcard_constraints:
-        dataset=either(HNSW_TWINS),
+        dataset=either(RUN.hnsw_twins),
         file=r"hnsw\.(faiss|json)",
 
 
 rule ivf_natural:
     input:
-        index=f"{R}/{{dataset}}/index/manifest.json",
-        indexes=lambda w: ivf_index_files(w.dataset),
-        targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
-        hnsw=lambda w: hnsw_inputs(w.dataset),
+        index=W.index_manifest,
+        indexes=lambda w: RUN.ivf_index_files(w.dataset),
+        targets=W.targets_manifest(1),
+        hnsw=lambda w: RUN.hnsw_inputs(w.dataset),
     output:
-        f"{R}/{{dataset}}/ivf/natural.csv",
+        W.ivf_csv("natural"),
     log:
-        f"{R}/logs/{{dataset}}/ivf/natural.log",
+        L.log("{dataset}", "ivf", "natural"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/ivf/natural.tsv"
+        L.benchmark("{dataset}", "ivf", "natural")
     conda:
         ENV
     threads: config["threads"]
@@ -127,8 +127,8 @@ rule ivf_natural:
         flags=lambda w: JOBS.ivf_flags(w.dataset),
         sweep=lambda w: JOBS.ivf_sweep(w.dataset),
         model="",
-        dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
-        index_dir=lambda w, input: str(Path(input.index).parent),
+        dataset_dir=lambda w: str(RUN.of(w.dataset).root),
+        index_dir=lambda w, input: folder(input.index),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
     shell:
@@ -140,33 +140,33 @@ rule ivf_natural:
 
 use rule ivf_natural as ivf_mapped with:
     input:
-        index=f"{R}/{{dataset}}/index/manifest.json",
-        indexes=lambda w: ivf_index_files(w.dataset),
-        targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
-        hnsw=lambda w: hnsw_inputs(w.dataset),
-        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
+        index=W.index_manifest,
+        indexes=lambda w: RUN.ivf_index_files(w.dataset),
+        targets=W.targets_manifest(1),
+        hnsw=lambda w: RUN.hnsw_inputs(w.dataset),
+        model=W.model("{run}"),
     output:
-        f"{R}/{{dataset}}/ivf/{{run}}.csv",
+        W.ivf_csv("{run}"),
     log:
-        f"{R}/logs/{{dataset}}/ivf/{{run}}.log",
+        L.log("{dataset}", "ivf", "{run}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/ivf/{{run}}.tsv"
+        L.benchmark("{dataset}", "ivf", "{run}")
     params:
         model=lambda w, input: f"--model {input.model}",
 
 
 use rule ivf_mapped as ood with:
     input:
-        index=f"{R}/{{dataset}}/index/manifest.json",
-        ivf=f"{R}/{{dataset}}/index/ivf.faiss",
-        targets=f"{R}/{{dataset}}/targets/c1/manifest.json",
-        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
+        index=W.index_manifest,
+        ivf=W.ivf_index,
+        targets=W.targets_manifest(1),
+        model=W.model("{run}"),
     output:
-        f"{R}/{{dataset}}/ood/{{run}}.csv",
+        W.ood_csv("{run}"),
     log:
-        f"{R}/logs/{{dataset}}/ood/{{run}}.log",
+        L.log("{dataset}", "ood", "{run}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/ood/{{run}}.tsv"
+        L.benchmark("{dataset}", "ood", "{run}")
     resources:
         mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
         runtime=60,
@@ -179,20 +179,20 @@ use rule ivf_mapped as ood with:
 # twin, which the paper split held out whole (which of them are clean is computed from the splits)
 rule clean_test:
     input:
-        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
-        splits=f"{R}/{{dataset}}/splits/manifest.json",
-        twin_splits=lambda w: f"{R}/{LEAK_FREE_TWIN[w.dataset]}/splits/manifest.json",
-        twin_targets=lambda w: f"{R}/{LEAK_FREE_TWIN[w.dataset]}/targets/c1/manifest.json",
-        ivf=lambda w: f"{R}/{LEAK_FREE_TWIN[w.dataset]}/index/ivf.faiss",
+        model=W.model("{run}"),
+        splits=W.splits_manifest,
+        twin_splits=lambda w: RUN.of(RUN.leak_free_twin[w.dataset]).splits_manifest,
+        twin_targets=lambda w: RUN.of(RUN.leak_free_twin[w.dataset]).targets_manifest(1),
+        ivf=lambda w: RUN.of(RUN.leak_free_twin[w.dataset]).ivf_index,
     output:
-        json=f"{R}/{{dataset}}/clean_test/{{run}}.json",
-        csv=f"{R}/{{dataset}}/clean_test/{{run}}.csv",
+        json=W.clean_test("{run}", "json"),
+        csv=W.clean_test("{run}", "csv"),
     log:
-        f"{R}/logs/{{dataset}}/clean_test/{{run}}.log",
+        L.log("{dataset}", "clean_test", "{run}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/clean_test/{{run}}.tsv"
+        L.benchmark("{dataset}", "clean_test", "{run}")
     wildcard_constraints:
-        dataset=either(LEAK_FREE_TWIN),
+        dataset=either(RUN.leak_free_twin),
     conda:
         ENV
     threads: config["threads"]
@@ -201,9 +201,9 @@ rule clean_test:
         runtime=30,
     params:
         flags=lambda w: f"{JOBS.ivf_flags(w.dataset)} --ivf-models {words(DATASETS[w.dataset]['ivf']['models'])}",
-        paper_dir=lambda w, input: str(Path(input.splits).parent.parent),
-        twin_dir=lambda w, input: str(Path(input.twin_splits).parent.parent),
-        index_dir=lambda w, input: str(Path(input.ivf).parent),
+        paper_dir=lambda w: str(RUN.of(w.dataset).root),
+        twin_dir=lambda w: str(RUN.of(RUN.leak_free_twin[w.dataset]).root),
+        index_dir=lambda w, input: folder(input.ivf),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
     shell:

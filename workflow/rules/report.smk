@@ -3,32 +3,32 @@
 
 rule reproduction_report:
     input:
-        unpack(report_inputs),
+        unpack(lambda w: RUN.report_inputs() | {"code": REPORT_CODE}),
     output:
-        md=f"{R}/report/reproduction.md",
+        md=L.report("reproduction.md"),
         html=report(
-            f"{R}/report/reproduction.html",
+            L.report("reproduction.html"),
             caption="../report/reproduction.rst",
             category="Reproduction",
         ),
-        claims=f"{R}/report/claims.csv",
-        provenance=f"{R}/report/provenance.json",
+        claims=L.report("claims.csv"),
+        provenance=L.report("provenance.json"),
     log:
-        f"{R}/logs/report.log",
+        L.log("report"),
     conda:
         ENV
     resources:
         mem_mb=4000,
         runtime=10,
     params:
-        out=lambda w, output: str(Path(output.md).parent),
-        kinds=report_kinds(),
-        config_hash=config_hash(),
+        out=lambda w, output: folder(output.md),
+        kinds=RUN.report_kinds(),
+        config_hash=RUN.config_hash(),
         seeds=words(config["seeds"]),
         table1=lambda w, input: f"--table1 {input.table1}" if input.table1 else "",
         leakage=lambda w: (
-            f"--leakage {leakage_pairs()} --clean-test {paths(clean_test_files('json'))}"
-            if leakage_pairs()
+            f"--leakage {RUN.leakage_pairs()} --clean-test {paths(RUN.clean_test_files('json'))}"
+            if RUN.leakage_pairs()
             else ""
         ),
     shell:

@@ -4,14 +4,14 @@
 
 rule train_router:
     input:
-        targets=f"{R}/{{dataset}}/targets/c{{clusters}}/manifest.json",
+        targets=W.targets_manifest("{clusters}"),
     output:
-        model=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/model.pt",
-        metrics=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/metrics.json",
+        model=W.model(ROUTER),
+        metrics=W.metrics(ROUTER),
     log:
-        f"{R}/logs/{{dataset}}/train/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.log",
+        L.log("{dataset}", "train", ROUTER),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/train/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.tsv"
+        L.benchmark("{dataset}", "train", ROUTER)
     conda:
         ENV
     threads: config["threads"]
@@ -21,8 +21,8 @@ rule train_router:
         gpu=config["gpu_per_job"],
     params:
         recipe=lambda w: JOBS.router_cli(w.dataset, w.size),
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
-        out=lambda w, output: str(Path(output.model).parent),
+        dataset_dir=lambda w: str(RUN.of(w.dataset).root),
+        out=lambda w, output: folder(output.model),
         device=DEVICE,
     shell:
         "amips-bench train-router --dataset-dir {params.dataset_dir} --out {params.out} "
@@ -33,12 +33,12 @@ rule train_router:
 
 rule routing_model:
     input:
-        unpack(lambda w: routing_inputs(w.dataset, parse_run(w.run).clusters)),
-        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
+        unpack(lambda w: RUN.routing_inputs(w.dataset, parse_run(w.run).clusters)),
+        model=W.model("{run}"),
     output:
-        f"{R}/{{dataset}}/routing/{{run}}.csv",
+        W.routing_csv("{run}"),
     log:
-        f"{R}/logs/{{dataset}}/routing/{{run}}.log",
+        L.log("{dataset}", "routing", "{run}"),
     conda:
         ENV
     threads: config["threads"]
@@ -49,7 +49,7 @@ rule routing_model:
         ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
         clusters=lambda w: parse_run(w.run).clusters,
         router=lambda w, input: f"--model {input.model}",
-        dataset_dir=lambda w, input: str(Path(input.targets).parent.parent.parent),
+        dataset_dir=lambda w: str(RUN.of(w.dataset).root),
         device=DEVICE,
     shell:
         "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {params.clusters} "
@@ -59,12 +59,12 @@ rule routing_model:
 
 use rule routing_model as routing_router with:
     input:
-        unpack(lambda w: routing_inputs(w.dataset, w.clusters)),
-        model=f"{R}/{{dataset}}/models/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}/model.pt",
+        unpack(lambda w: RUN.routing_inputs(w.dataset, w.clusters)),
+        model=W.model(ROUTER),
     output:
-        f"{R}/{{dataset}}/routing/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.csv",
+        W.routing_csv(ROUTER),
     log:
-        f"{R}/logs/{{dataset}}/routing/router_{{size}}_L{{depth}}_c{{clusters}}_s{{seed}}.log",
+        L.log("{dataset}", "routing", ROUTER),
     params:
         clusters=lambda w: w.clusters,
         router=lambda w, input: f"--router {input.model}",
@@ -72,12 +72,12 @@ use rule routing_model as routing_router with:
 
 use rule routing_model as routing_baselines with:
     input:
-        unpack(lambda w: routing_inputs(w.dataset, w.clusters)),
+        unpack(lambda w: RUN.routing_inputs(w.dataset, w.clusters)),
     output:
-        f"{R}/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.csv",
+        W.routing_csv("baselines_c{clusters}_s{seed}"),
     log:
-        f"{R}/logs/{{dataset}}/routing/baselines_c{{clusters}}_s{{seed}}.log",
+        L.log("{dataset}", "routing", "baselines_c{clusters}_s{seed}"),
     params:
         clusters=lambda w: w.clusters,
         router=lambda w: f"--baselines --seed {w.seed} --fine-centroids "
-        + words(fine_centroids(w.dataset, w.clusters)),
+        + words(RUN.fine_centroids(w.dataset, w.clusters)),

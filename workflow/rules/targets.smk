@@ -3,10 +3,10 @@
 
 rule targets:
     input:
-        unpack(targets_inputs),
+        unpack(lambda w: RUN.targets_inputs(w.dataset, w.clusters)),
     output:
         multiext(
-            f"{R}/{{dataset}}/targets/c{{clusters}}/",
+            f"{W.targets('{clusters}')}/",
             "train_queries.npy",
             "train_top1.npy",
             "val_queries.npy",
@@ -16,9 +16,9 @@ rule targets:
             "manifest.json",
         ),
     log:
-        f"{R}/logs/{{dataset}}/targets_c{{clusters}}.log",
+        L.log("{dataset}", "targets_c{clusters}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/targets_c{{clusters}}.tsv"
+        L.benchmark("{dataset}", "targets_c{clusters}")
     conda:
         ENV
     threads: config["threads"]
@@ -27,10 +27,10 @@ rule targets:
         runtime=lambda w: max(10, int(JOBS.embedding_mb(w.dataset) / 10)),
         gpu=config["gpu_per_job"],
     params:
-        clusters_dir=lambda w: clusters_flag(w.dataset, w.clusters),
-        embeddings=lambda w, input: str(Path(input.key_file).parent),
-        splits=lambda w, input: str(Path(input.splits).parent),
-        out=lambda w, output: str(Path(output[0]).parent),
+        clusters_dir=lambda w: RUN.targets_flags(w.dataset, w.clusters),
+        embeddings=lambda w, input: folder(input.key_file),
+        splits=lambda w, input: folder(input.splits),
+        out=lambda w, output: folder(output[0]),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
     shell:
@@ -41,17 +41,17 @@ rule targets:
 
 rule identity:
     input:
-        f"{R}/{{dataset}}/targets/c1/manifest.json",
+        W.targets_manifest(1),
     output:
-        f"{R}/{{dataset}}/targets/c1/identity.json",
+        W.identity,
     log:
-        f"{R}/logs/{{dataset}}/identity.log",
+        L.log("{dataset}", "identity"),
     conda:
         ENV
     resources:
         mem_mb=lambda w: JOBS.mem_mb(w.dataset, 2),
         runtime=10,
     params:
-        dataset_dir=lambda w, input: str(Path(input[0]).parent.parent.parent),
+        dataset_dir=lambda w: str(RUN.of(w.dataset).root),
     shell:
         "amips-bench identity --dataset-dir {params.dataset_dir} --out {output} > {log} 2>&1"

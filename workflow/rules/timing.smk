@@ -4,10 +4,10 @@
 
 rule table1:
     output:
-        csv=f"{R}/timing/table1.csv",
-        md=report(f"{R}/timing/table1.md", caption="../report/table1.rst", category="Tables"),
+        csv=L.table1("csv"),
+        md=report(L.table1("md"), caption="../report/table1.rst", category="Tables"),
     log:
-        f"{R}/logs/timing/table1.log",
+        L.log("timing", "table1"),
     conda:
         ENV
     threads: max(2, config["threads"])
@@ -31,11 +31,11 @@ rule table1:
 
 rule pipelines:
     input:
-        unpack(pipeline_inputs),
+        unpack(lambda w: RUN.pipeline_inputs(w.dataset)),
     output:
-        f"{R}/{{dataset}}/timing/pipelines.csv",
+        W.pipelines_csv,
     log:
-        f"{R}/logs/{{dataset}}/timing/pipelines.log",
+        L.log("{dataset}", "timing", "pipelines"),
     conda:
         ENV
     threads: max(2, config["threads"])
@@ -44,15 +44,15 @@ rule pipelines:
         runtime=60,
         gpu=config["gpu_per_job"],
     params:
-        clusters=lambda w: (clustered(w.dataset) or [0])[0],
+        clusters=lambda w: (RUN.clustered(w.dataset) or [0])[0],
         ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
         nprobe=lambda w: words(
             config["pipelines"]["nprobe"] or DATASETS[w.dataset]["ivf"]["nprobe"]
         ),
         k=lambda w: max(DATASETS[w.dataset]["ivf"]["recall_at"]),
         p=config["pipelines"],
-        dataset_dir=lambda w, input: str(Path(input.index).parent.parent),
-        index_dir=lambda w, input: str(Path(input.index).parent),
+        dataset_dir=lambda w: str(RUN.of(w.dataset).root),
+        index_dir=lambda w, input: folder(input.index),
         device=DEVICE,
     shell:
         "amips-bench pipelines --dataset-dir {params.dataset_dir} --index-dir {params.index_dir} "

@@ -3,16 +3,16 @@
 
 rule train:
     input:
-        key_file=f"{R}/{{dataset}}/embeddings/keys.npy",
-        targets=lambda w: f"{R}/{w.dataset}/targets/c{parse_run(w.run).clusters}/manifest.json",
+        key_file=W.keys,
+        targets=lambda w: RUN.of(w.dataset).targets_manifest(parse_run(w.run).clusters),
     output:
-        model=f"{R}/{{dataset}}/models/{{run}}/model.pt",
-        history=f"{R}/{{dataset}}/models/{{run}}/history.csv",
-        metrics=f"{R}/{{dataset}}/models/{{run}}/metrics.json",
+        model=W.model("{run}"),
+        history=W.history("{run}"),
+        metrics=W.metrics("{run}"),
     log:
-        f"{R}/logs/{{dataset}}/train/{{run}}.log",
+        L.log("{dataset}", "train", "{run}"),
     benchmark:
-        f"{R}/benchmarks/{{dataset}}/train/{{run}}.tsv"
+        L.benchmark("{dataset}", "train", "{run}")
     conda:
         ENV
     threads: config["threads"]
@@ -23,8 +23,8 @@ rule train:
     params:
         run=lambda w: JOBS.run_cli(w.run),
         train=lambda w: JOBS.train_cli(w.dataset),
-        dataset_dir=lambda w, input: str(Path(input.key_file).parent.parent),
-        out=lambda w, output: str(Path(output.model).parent),
+        dataset_dir=lambda w: str(RUN.of(w.dataset).root),
+        out=lambda w, output: folder(output.model),
         device=DEVICE,
         execution=lambda w, threads: JOBS.execution_cli(
             w.dataset, "train", TrainConfig.EXECUTION_ONLY, threads

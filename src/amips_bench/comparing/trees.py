@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..core.config import RUN_PATTERN
 from ..core.files import InputError, git_state, load_json, package_versions, save_json
+from ..core.layout import TIDY_FILES, DatasetFiles, ResultsLayout, reference_provenance
 from ..reporting.results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
@@ -34,6 +35,10 @@ VARIANT_KEYS = ["variant", "split_mode"]
 def variant_of(name: str) -> str:
     """A run's (or result file's) name without its seed: what its seeds have in common."""
     return re.sub(r"_s\d+$", "", Path(name).name)
+
+
+#: the files of any dataset, for the messages that say what a figure is read from
+ANY = DatasetFiles("{dataset}")
 
 
 @dataclass(frozen=True)
@@ -55,26 +60,26 @@ class FigureData:
 
 
 FIGURES = [
-    FigureData("fig2_routing", "Figure 2 — routing accuracy vs FLOPs", "{dataset}/routing/*.csv",
+    FigureData("fig2_routing", "Figure 2 — routing accuracy vs FLOPs", str(ANY.routing_csv("*")),
                ["dataset", "method"] + MODEL_KEYS + VARIANT_KEYS, ["accuracy"], x="flops_total", along="k",
                log_x=True, panels=["dataset", "family"]),
     FigureData("fig3_erel_mrr", "Figure 3 — test E_rel and MRR at the end of training (c = 1)",
-               "{dataset}/models/*_c1_*/metrics.json", ["dataset"] + MODEL_KEYS + VARIANT_KEYS, ["e_rel", "mrr"],
+               str(ANY.metrics("*_c1_*")), ["dataset"] + MODEL_KEYS + VARIANT_KEYS, ["e_rel", "mrr"],
                panels=["dataset", "model"]),
     FigureData("fig4_6_ivf", "Figures 4–6 — natural vs mapped queries on IVF and HNSW",
-               "{dataset}/ivf/*.csv", ["dataset", "index", "quantizer", "nlist", "query"] + MODEL_KEYS + VARIANT_KEYS,
+               str(ANY.ivf_csv("*")), ["dataset", "index", "quantizer", "nlist", "query"] + MODEL_KEYS + VARIANT_KEYS,
                ["recall@1", "recall@10", "recall@100", "mrr"], x="flops_total", along="budget",
                log_x=True, panels=["dataset", "index"]),
-    FigureData("fig7_ood", "Figure 7 — MRR vs FLOPs under query noise", "{dataset}/ood/*.csv",
+    FigureData("fig7_ood", "Figure 7 — MRR vs FLOPs under query noise", str(ANY.ood_csv("*")),
                ["dataset", "std", "query"] + MODEL_KEYS + VARIANT_KEYS, ["mrr"], x="flops_total", along="budget",
                log_x=True, panels=["dataset", "query"]),
     FigureData("fig8_training", "Figure 8 — validation E_rel over training steps",
-               "{dataset}/models/*_c1_*/history.csv", ["dataset"] + MODEL_KEYS + VARIANT_KEYS, ["e_rel"],
+               str(ANY.history("*_c1_*")), ["dataset"] + MODEL_KEYS + VARIANT_KEYS, ["e_rel"],
                x="step", panels=["dataset", "model"]),
-    FigureData("table1", "Table 1 — gradient / score time ratio", "timing/table1.csv",
+    FigureData("table1", "Table 1 — gradient / score time ratio", str(ResultsLayout("").table1("csv")),
                ["dataset", "model", "size", "depth", "n_x"], ["grad_over_score"], seed=None,
                spread="grad_over_score_sd", panels=["dataset"], gates=False),
-    FigureData("final_metrics", "Final test metrics of every model", "{dataset}/models/*/metrics.json",
+    FigureData("final_metrics", "Final test metrics of every model", str(ANY.metrics("*")),
                ["dataset", "clusters"] + MODEL_KEYS + VARIANT_KEYS,
                [c for c in TEST_COLUMNS if c != "x_is_target"]
                + [f"routing@{k}" for k in range(1, 6)], panels=[]),
@@ -84,15 +89,7 @@ FIGURE_BY_NAME = {f.name: f for f in FIGURES}
 #: the family of a routing method: its own overlay panel
 ROUTING_FAMILY = {"supportnet": "SupportNet", "keynet": "KeyNet"}
 
-#: tidy files a frozen reference keeps, relative to the tree (no models, indexes or embeddings)
-TIDY_FILES = ["*/routing/*.csv", "*/routing/*.versions.json", "*/ivf/*.csv",
-              "*/ivf/*.versions.json", "*/ood/*.csv", "*/ood/*.versions.json",
-              "*/clean_test/*.json", "*/clean_test/*.csv", "*/models/*/metrics.json", "*/models/*/history.csv", "*/targets/c1/identity.json",
-              "*/embeddings/manifest.json", "*/index/manifest.json", "*/index/ivf_*.json",
-              "*/index/hnsw.json",
-              "*/timing/pipelines.csv", "*/timing/pipelines.versions.json", "timing/table1.*", "tables/*",
-              "report/claims.csv", "report/reproduction.md", "report/provenance.json"]
-PROVENANCE = "provenance.json"
+PROVENANCE = reference_provenance("").name
 
 
 def _as_text(column: pd.Series) -> pd.Series:
@@ -131,21 +128,19 @@ class RunTree:
         return sorted({int(s) for s in m["seed"] if s not in ("", None) and not pd.isna(s)})
 
 
-def _dataset_dirs(root: Path) -> list[Path]:
-    marks = ("routing", "ivf", "ood", "models", "embeddings")
-    return sorted(p for p in root.iterdir() if p.is_dir() and any((p / m).is_dir() for m in marks))
+def _dataset_dirs(root: Path) -> list[DatasetFiles]:
+    return ResultsLayout(root).datasets()
 
 
-def _metrics_files(dataset_dir: Path) -> list[Path]:
+def _metrics_files(dataset: DatasetFiles) -> list[Path]:
     """The models' metrics.json (not the classifier routers', which have no test metrics)."""
-    return sorted(p for p in (dataset_dir / "models").glob("*/metrics.json")
-                  if re.fullmatch(RUN_PATTERN, p.parent.name))
+    return [p for p in dataset.all_metrics() if re.fullmatch(RUN_PATTERN, p.parent.name)]
 
 
-def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
+def _read_frames(root: Path, datasets: list[DatasetFiles]) -> dict[str, pd.DataFrame]:
     """Each figure's rows from the files of the tree (a figure the run lacks is absent)."""
     def tables(sub: str) -> pd.DataFrame:
-        frame = read_tables(sorted(f for d in datasets for f in (d / sub).glob("*.csv")), source="variant")
+        frame = read_tables(sorted(f for d in datasets for f in d.tables(sub)), source="variant")
         if len(frame):
             frame["variant"] = frame["variant"].map(variant_of)
         return frame
@@ -156,8 +151,7 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
         routing["family"] = routing["method"].map(ROUTING_FAMILY).fillna("baselines")
         frames["fig2_routing"] = routing
     metrics_files = [f for d in datasets for f in _metrics_files(d)]
-    identities = [d / "targets/c1/identity.json" for d in datasets
-                  if (d / "targets/c1/identity.json").is_file()]
+    identities = [d.identity for d in datasets if d.identity.is_file()]
     if metrics_files:
         metrics = read_metrics(metrics_files)
         metrics["variant"] = metrics["run"].map(variant_of)
@@ -166,7 +160,8 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
             else metrics
         frames["fig3_erel_mrr"] = c1[c1.clusters == 1]
         c1_runs = metrics[metrics.clusters == 1]
-        history_paths = [Path(f).parent / "history.csv" for f, c in zip(metrics_files, metrics.clusters)
+        history_paths = [DatasetFiles(f.parents[2]).history(f.parent.name)
+                         for f, c in zip(metrics_files, metrics.clusters)
                          if c == 1]
         if all(p.is_file() for p in history_paths):
             histories = read_histories(c1_runs, history_paths)
@@ -180,7 +175,7 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
     ood = tables("ood")
     if len(ood):
         frames["fig7_ood"] = ood
-    table1 = root / "timing" / "table1.csv"
+    table1 = ResultsLayout(root).table1("csv")
     if table1.is_file():
         t = read_tables([table1])
         # the spread of the per-pair ratios, as a normal σ from the interquartile range
@@ -189,15 +184,15 @@ def _read_frames(root: Path, datasets: list[Path]) -> dict[str, pd.DataFrame]:
     return {name: _keyed(frame, FIGURE_BY_NAME[name]) for name, frame in frames.items()}
 
 
-def _data_identity(dataset_dir: Path) -> dict[str, Any]:
+def _data_identity(dataset: DatasetFiles) -> dict[str, Any]:
     """What the dataset's data is: key and query counts and the dimension, where recorded."""
-    manifest = dataset_dir / "embeddings" / "manifest.json"
+    manifest = dataset.embeddings_manifest
     if manifest.is_file():
         m = load_json(manifest)
         counts = m.get("counts_after_dedup", {})
         return {"keys": counts.get("keys"), "queries": counts.get("queries"), "d": m.get("d"),
                 "fingerprint": m.get("fingerprint")}
-    files = _metrics_files(dataset_dir)
+    files = _metrics_files(dataset)
     if files:
         spec = load_json(files[0]).get("spec", {})
         return {"keys": spec.get("n_keys"), "queries": None, "d": spec.get("d")}
@@ -207,7 +202,7 @@ def _data_identity(dataset_dir: Path) -> dict[str, Any]:
 def _recorded_provenance(root: Path, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Devices, versions and commit of a run, from what the run recorded."""
     prov: dict[str, Any] = {}
-    for candidate in (root / PROVENANCE, root / "report" / PROVENANCE):
+    for candidate in (reference_provenance(root), ResultsLayout(root).report(PROVENANCE)):
         if candidate.is_file():
             prov = load_json(candidate)
             break
@@ -215,7 +210,8 @@ def _recorded_provenance(root: Path, frames: dict[str, pd.DataFrame]) -> dict[st
     for frame in frames.values():
         if "device" in frame:
             devices |= {d for d in frame["device"] if isinstance(d, str) and d}
-    sidecars = sorted(root.glob("*/*/*.versions.json")) + sorted(root.glob("timing/*.versions.json"))
+    table1 = ResultsLayout(root).table1("versions.json")
+    sidecars = sorted(root.glob("*/*/*.versions.json")) + ([table1] if table1.is_file() else [])
     versions = dict(prov.get("versions", {}))
     if not versions and sidecars:
         versions = load_json(sidecars[0]).get("versions", {})
@@ -230,7 +226,7 @@ def load_tree(name: str, path: str | Path) -> RunTree:
     if not root.is_dir():
         raise InputError(f"compare.runs.{name}: {root} is not a folder")
     datasets = _dataset_dirs(root)
-    table1 = (root / "timing" / "table1.csv").is_file()
+    table1 = ResultsLayout(root).table1("csv").is_file()
     if not datasets and not table1:
         raise InputError(f"compare.runs.{name}: {root} is not a results tree of amips-bench (no "
                          f"dataset folder with routing/, ivf/, ood/ or models/, no timing/table1.csv)")
@@ -238,7 +234,7 @@ def load_tree(name: str, path: str | Path) -> RunTree:
     if not frames:
         raise InputError(f"compare.runs.{name}: {root} holds no result files (no routing, IVF, "
                          f"OOD or timing CSV, no models/*/metrics.json)")
-    return RunTree(name, root, frames, {d.name: _data_identity(d) for d in datasets},
+    return RunTree(name, root, frames, {d.root.name: _data_identity(d) for d in datasets},
                    _recorded_provenance(root, frames))
 
 
@@ -258,7 +254,7 @@ def freeze_reference(results: str | Path, out: str | Path, *, command: str,
         shutil.copy2(f, target)
     recorded = tree.provenance  # the commit that computed the run, where its report recorded it
     commit = git_state() if recorded["git_commit"] == "not recorded" else recorded
-    save_json(staging / PROVENANCE, {
+    save_json(reference_provenance(staging), {
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
         "source": str(src),
         "git_commit": commit["git_commit"], "git_dirty": commit["git_dirty"],

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from .files import InputError
+from .layout import DatasetFiles
 
 
 class ConfigError(InputError):
@@ -326,8 +327,8 @@ def ivf_files(quantizer: str, multiple: float) -> tuple[str, str]:
     file when it plans."""
     if (quantizer, float(multiple)) == PAPER_IVF_SETUP:
         return "ivf.faiss", "manifest.json"
-    stem = f"ivf_{quantizer}_x{float(multiple):g}"
-    return f"{stem}.faiss", f"{stem}.json"
+    return tuple(DatasetFiles("").ivf_variant(quantizer, f"{float(multiple):g}", suffix).name
+                 for suffix in ("faiss", "json"))
 
 
 # --------------------------------------------------------------------------- semantic checks

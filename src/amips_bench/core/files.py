@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .layout import DatasetFiles
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -326,7 +328,7 @@ def release_freed_memory() -> None:
 
 def split_mode_of(dataset_dir: str | os.PathLike) -> str:
     """The split mode of a dataset's targets (leak_free or paper), from any targets manifest."""
-    for manifest in sorted(Path(dataset_dir).glob("targets/c*/manifest.json")):
+    for manifest in sorted(Path(dataset_dir).glob(str(DatasetFiles("").targets_manifest("*")))):
         return load_json(manifest).get("split_mode", "leak_free")
     return "leak_free"
 

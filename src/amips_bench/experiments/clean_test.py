@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..core.files import InputError, device_name, load_index_array, load_json, save_json, save_result_rows
+from ..core.layout import DatasetFiles
 from ..datasets.splits import load_plan
 from ..models.evaluation import load_dataset, predict
 from ..models.metrics import retrieval_metrics
@@ -40,24 +41,24 @@ def trained_questions(splits_dir: str | Path, n_queries: int) -> np.ndarray:
 def clean_rows(paper_dir: str | Path, leak_free_dir: str | Path) -> tuple[np.ndarray, int]:
     """(rows of the leak-free test split whose question has no copy in the paper split's
     training rows, size of that test split), after checking both come from the same queries."""
-    paper, leak_free = Path(paper_dir), Path(leak_free_dir)
-    manifests = {d: load_json(d / "splits" / "manifest.json") for d in (paper, leak_free)}
+    paper, leak_free = DatasetFiles(paper_dir), DatasetFiles(leak_free_dir)
+    manifests = {d: load_json(d.splits_manifest) for d in (paper, leak_free)}
     modes = {d: m.get("mode") for d, m in manifests.items()}
     if modes[paper] != "paper" or modes[leak_free] != "leak_free":
-        raise InputError(f"clean test: {paper / 'splits/manifest.json'} must be split 'paper' and "
-                         f"{leak_free / 'splits/manifest.json'} 'leak_free'; found "
+        raise InputError(f"clean test: {paper.splits_manifest} must be split 'paper' and "
+                         f"{leak_free.splits_manifest} 'leak_free'; found "
                          f"{modes[paper]!r} and {modes[leak_free]!r}")
     if manifests[paper]["queries_sha256"] != manifests[leak_free]["queries_sha256"]:
-        raise InputError(f"clean test: {paper.name} and {leak_free.name} were split from different "
+        raise InputError(f"clean test: {paper.root.name} and {leak_free.root.name} were split from different "
                          f"queries (queries_sha256 differs in their splits/manifest.json)")
     n = int(manifests[paper]["n_source_queries"])
-    test = load_index_array(leak_free / "splits" / "test.npy", upper=n)
-    trained = trained_questions(paper / "splits", n)
+    test = load_index_array(leak_free.split_rows("test"), upper=n)
+    trained = trained_questions(paper.splits, n)
     return np.flatnonzero(~trained[test]), len(test)
 
 
 def _same_keys(paper: Path, leak_free: Path) -> None:
-    prints = [load_json(d / "embeddings" / "manifest.json").get("fingerprint") for d in (paper, leak_free)]
+    prints = [load_json(DatasetFiles(d).embeddings_manifest).get("fingerprint") for d in (paper, leak_free)]
     if prints[0] != prints[1]:
         raise InputError(f"clean test: {paper.name} and {leak_free.name} hold different keys "
                          f"(fingerprint differs in their embeddings/manifest.json)")

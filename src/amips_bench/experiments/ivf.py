@@ -31,6 +31,7 @@ import torch
 
 from ..core.config import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_variants, schema_defaults
 from ..core.files import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
+from ..core.layout import DatasetFiles
 from ..models.flops import ivf_flops, key_flops
 from ..models.networks import load_model, scores_and_keys
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
@@ -355,10 +356,10 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
 
 def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(test queries, their exact global top-1, n_keys, d) from the c = 1 targets."""
-    root = Path(dataset_dir)
-    keys = load_embeddings(root / "embeddings" / "keys.npy", mmap=True, check=False)
-    queries = load_embeddings(root / "targets" / "c1" / "test_queries.npy")
-    top1 = load_index_array(root / "targets" / "c1" / "test_top1.npy", upper=len(keys), ndim=2)
+    files = DatasetFiles(dataset_dir)
+    keys = load_embeddings(files.keys, mmap=True, check=False)
+    queries = load_embeddings(files.split_queries(1, "test"))
+    top1 = load_index_array(files.split_top1(1, "test"), upper=len(keys), ndim=2)
     return queries, top1[:, 0], len(keys), keys.shape[1]
 
 

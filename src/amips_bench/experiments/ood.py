@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..core.files import InputError, device_name, load_embeddings
+from ..core.layout import DatasetFiles
 from ..datasets.targets import exact_top1
 from .faiss_backend import resolve_faiss_device
 from .ivf import KeyMapper, load_test, natural_queries, read_index, sweep
@@ -37,7 +38,7 @@ def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | P
     """IVF rows of natural and mapped test queries at each noise level (faiss_device: a setting)."""
     faiss_device = resolve_faiss_device(faiss_device)
     queries, _, n_keys, d = load_test(dataset_dir)
-    keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy")
+    keys = load_embeddings(DatasetFiles(dataset_dir).keys)
     index = read_index(Path(index_dir) / "ivf.faiss")
     mapper = KeyMapper.load(model_path, n_keys, device)
     rows = []

@@ -24,6 +24,7 @@ import torch
 
 from ..core.config import LINEAR_ROUTER
 from ..core.files import InputError, device_name, load_array, load_index_array, load_json, sha256_file
+from ..core.layout import DatasetFiles
 from ..datasets.clusters import kmeans_once
 from ..models.evaluation import load_dataset, predict_scores, true_clusters
 from ..models.flops import centroid_flops, fvcore_flops, router_flops, scan_flops
@@ -63,16 +64,16 @@ def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
     bad_k = [k for k in ks if k < 1 or k > n_clusters]
     if bad_k:
         raise InputError(f"routing.ks: k = {bad_k[0]} is outside [1, c = {n_clusters}]")
-    cluster_dir = root / "clusters" / f"c{n_clusters}"
-    target_manifest = root / "targets" / f"c{n_clusters}" / "manifest.json"
+    files = DatasetFiles(root)
+    target_manifest = files.targets_manifest(n_clusters)
     recorded = load_json(target_manifest).get("assignments_sha256")
-    actual = sha256_file(cluster_dir / "assignments.npy")
+    actual = sha256_file(files.assignments(n_clusters))
     if recorded != actual:
         raise InputError(f"{target_manifest}: targets were computed for other cluster assignments "
-                         f"than {cluster_dir / 'assignments.npy'} (checksum mismatch); re-run targets")
+                         f"than {files.assignments(n_clusters)} (checksum mismatch); re-run targets")
     data = load_dataset(root, n_clusters, device, splits=("val", "test"))
-    assignments = load_index_array(cluster_dir / "assignments.npy", upper=n_clusters)
-    centroids = load_array(cluster_dir / "centroids.npy", dtype="float32", ndim=2)
+    assignments = load_index_array(files.assignments(n_clusters), upper=n_clusters)
+    centroids = load_array(files.centroids(n_clusters), dtype="float32", ndim=2)
     return RoutingContext(root.name, n_clusters, data.keys.shape[1],
                           np.bincount(assignments, minlength=n_clusters), centroids,
                           data.splits["test"].queries,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..core.files import InputError, device_name, load_array, package_versions, save_result_rows, save_text
+from ..core.layout import DatasetFiles
 from ..core.paper import TABLE1_RATIO_RANGE, table1_seconds
 from ..datasets.targets import full_fp32_matmul
 from ..models.evaluation import load_dataset
@@ -245,7 +246,7 @@ def routing_pipeline_rows(dataset_dir, model_paths: list, ks: list[int], *, n_cl
     data = load_dataset(root, n_clusters, device, splits=("test",))
     q = data.splits["test"].queries[:batch]
     sorted_keys = data.keys[torch.from_numpy(data.layout.order).to(device)]
-    centroids = torch.from_numpy(load_array(root / "clusters" / f"c{n_clusters}" / "centroids.npy",
+    centroids = torch.from_numpy(load_array(DatasetFiles(root).centroids(n_clusters),
                                             dtype="float32", ndim=2)).to(device)
     routers = [("centroid_ip", {}, lambda: q @ centroids.T, centroid_flops(n_clusters, q.shape[1]))]
     for path in model_paths:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..core.files import InputError, NpyRows, check_unit_rows, load_embeddings, load_index_array, load_json, save_json
+from ..core.layout import DatasetFiles
 from ..core.settings import LossWeights
 from ..datasets.targets import ClusterLayout
 from .losses import prediction_losses
@@ -84,35 +85,35 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
     unless they fit in that many bytes of host memory; every other split is resident on
     `device`.
     """
-    root = Path(dataset_dir)
-    keys = load_embeddings(root / "embeddings" / "keys.npy")
-    target_dir = root / "targets" / f"c{n_clusters}"
-    manifest = load_json(target_dir / "manifest.json")
+    files = DatasetFiles(dataset_dir)
+    keys = load_embeddings(files.keys)
+    manifest = load_json(files.targets_manifest(n_clusters))
     if manifest.get("n_keys") != len(keys):
-        raise InputError(f"{target_dir / 'manifest.json'}: targets were computed for "
-                         f"{manifest.get('n_keys')} keys but {root / 'embeddings/keys.npy'} has {len(keys)}")
+        raise InputError(f"{files.targets_manifest(n_clusters)}: targets were computed for "
+                         f"{manifest.get('n_keys')} keys but {files.keys} has {len(keys)}")
     assignments = None
     if n_clusters > 1:
-        assignments = load_index_array(root / "clusters" / f"c{n_clusters}" / "assignments.npy",
+        assignments = load_index_array(files.assignments(n_clusters),
                                        upper=n_clusters)
     layout = ClusterLayout.from_assignments(assignments, len(keys), n_clusters)
     loaded = {}
     for split in splits:
-        queries_path = target_dir / f"{split}_queries.npy"
+        queries_path = files.split_queries(n_clusters, split)
+        top1_path = files.split_top1(n_clusters, split)
         if split == "train" and queries_path.exists() and \
                 queries_path.stat().st_size > stream_train_over_bytes:
-            loaded[split] = load_streamed(queries_path, target_dir / f"{split}_top1.npy",
+            loaded[split] = load_streamed(queries_path, top1_path,
                                           len(keys), keys.shape[1], n_clusters,
                                           resident_top1_max_bytes=stream_train_over_bytes)
             continue
         queries = load_embeddings(queries_path, d=keys.shape[1])
-        top1 = load_index_array(target_dir / f"{split}_top1.npy", upper=len(keys), ndim=2)
+        top1 = load_index_array(top1_path, upper=len(keys), ndim=2)
         if top1.shape != (len(queries), n_clusters):
-            raise InputError(f"{target_dir / f'{split}_top1.npy'}: shape {top1.shape}, expected "
+            raise InputError(f"{top1_path}: shape {top1.shape}, expected "
                              f"({len(queries)}, {n_clusters})")
         loaded[split] = SplitData(torch.from_numpy(queries).to(device),
                                   torch.from_numpy(top1).to(device))
-    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded, root.name,
+    return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded, files.root.name,
                           manifest.get("split_mode", "leak_free"))
 
 

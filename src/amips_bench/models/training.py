@@ -36,6 +36,7 @@ from ..core.files import (
     save_csv,
     save_json,
 )
+from ..core.layout import DatasetFiles
 from ..core.settings import TrainConfig
 from ..datasets.targets import cuda_matmul_mode, full_fp32_matmul
 from .evaluation import DatasetTensors, StreamedSplit, evaluate_model, load_dataset
@@ -490,7 +491,7 @@ def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, de
     """The train stage: a ModelSpec sized for this dataset's keys (`spec`: model, size, depth,
     n_x, n_clusters, ...), its data (streamed if larger than cfg.resident_max_gb), one run."""
 
-    keys = load_embeddings(Path(dataset_dir) / "embeddings" / "keys.npy", mmap=True, check=False)
+    keys = load_embeddings(DatasetFiles(dataset_dir).keys, mmap=True, check=False)
     model_spec = ModelSpec(d=keys.shape[1], n_keys=keys.shape[0], **spec)
     data = load_dataset(dataset_dir, model_spec.n_clusters, device,
                         stream_train_over_bytes=cfg.resident_max_gb * 1e9)

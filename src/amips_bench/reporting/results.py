@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..core.config import SIZE_ORDER
 from ..core.files import InputError, load_json
+from ..core.layout import DatasetFiles
 
 #: the test metrics of a metrics.json, in the order of the tables
 TEST_COLUMNS = ["e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median", "x_is_target",
@@ -95,7 +96,8 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
 def _last_validation(metrics_path: str | Path, column: str) -> float:
     """A model's validation `column` at the end of training: the last row of the history.csv
     beside its metrics.json (NaN where there is none)."""
-    history = Path(metrics_path).parent / "history.csv"
+    run = Path(metrics_path).parent
+    history = DatasetFiles(run.parent.parent).history(run.name)
     if not history.is_file():
         return np.nan
     frame = pd.read_csv(history)

@@ -1,0 +1,146 @@
+"""The registry of figures: what each figure is called, which files it reads, what draws it.
+
+One entry per figure, read by the CLI (`amips-bench figure NAME` takes the registered names),
+the workflow (a rule per figure the config asks for, its inputs and outputs from the entry),
+the reproduction report (it shows every figure the workflow drew) and the comparison of runs
+(an entry's `compared` spec, where it has one). Adding a figure is one drawing module plus one
+`register_figure` call (docs/architecture.md, "Adding a figure").
+
+Entries hold no drawing code: `draw` names the function ("module:function" under the package)
+so that reading the registry, which the workflow does at every start, imports no matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: the package files every figure depends on besides its own: the style, the results reader
+#: and this registry
+SHARED_MODULES = ("reporting.plots.style", "reporting.results", "reporting.figures")
+#: the inputs a figure's rule passes to `amips-bench figure` as flags (--metrics FILES ...);
+#: other inputs (a CSV read beside a JSON) are only dependencies
+FILE_FLAGS = ("metrics", "history", "csv", "clean_test")
+
+
+@dataclass(frozen=True)
+class FigureInstance:
+    """One figure file set the config asks for: a figure, or a per-dataset figure's dataset."""
+
+    figure: Figure
+    stem: str  # file stem of STEM.pdf, STEM.png, STEM.csv under figures_dir
+    dataset: str = ""
+    number: int = 0  # the paper's number of a per-dataset figure
+
+    def inputs(self, run: Any) -> dict[str, list[str]]:
+        """The files the figure reads, by name, from the run's RunFiles."""
+        return self.figure.inputs(run, self)
+
+    def args(self, run: Any, inputs: dict[str, list[str]]) -> str:
+        """The `amips-bench figure` arguments besides NAME and --out."""
+        flags = [self.figure.options(run, self)] + [
+            f"--{key.replace('_', '-')} {' '.join(inputs[key])}" for key in inputs if key in FILE_FLAGS]
+        return " ".join(f for f in flags if f)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the registry."""
+
+    name: str  # `amips-bench figure NAME`, and its key under the config's figures:
+    stem: str  # output stem; a per-dataset figure's holds {number} and {dataset}
+    title: str
+    caption: str  # the Snakemake report's caption, a file of workflow/report/
+    draw: str  # "module:function" under amips_bench: function(out_stem=..., **drawn)
+    modules: tuple[str, ...]  # package modules that draw it: editing one re-draws it
+    inputs: Callable[[Any, FigureInstance], dict[str, list[str]]]
+    #: the draw function's keyword -> the `amips-bench figure` option it takes its value from
+    drawn: dict[str, str] = field(default_factory=dict)
+    options: Callable[[Any, FigureInstance], str] = lambda run, inst: ""
+    per_dataset: bool = False  # the config gives {dataset: number}; one figure each
+    #: what the config asks of it (default: its key under figures:)
+    selection: Callable[[dict], Any] | None = None
+    compared: Any = None  # a comparing.trees.FigureData: how runs compare the numbers behind it
+
+    def instances(self, config: dict) -> list[FigureInstance]:
+        chosen = self.selection(config) if self.selection else config["figures"].get(self.name)
+        if not chosen:
+            return []
+        if self.per_dataset:
+            return [FigureInstance(self, self.stem.format(number=n, dataset=ds), ds, int(n))
+                    for ds, n in chosen.items()]
+        return [FigureInstance(self, self.stem)]
+
+    def code(self, package: str | Path) -> list[str]:
+        return [str(Path(package).joinpath(*m.split(".")).with_suffix(".py"))
+                for m in self.modules + SHARED_MODULES]
+
+    def render(self, out_stem: str | Path, options: Any) -> None:
+        """Draw it from the parsed `amips-bench figure` options."""
+        module, function = self.draw.split(":")
+        draw = getattr(importlib.import_module(f"amips_bench.{module}"), function)
+        draw(out_stem=out_stem, **{kw: getattr(options, opt) for kw, opt in self.drawn.items()})
+
+
+#: name -> figure, in the paper's order
+FIGURES: dict[str, Figure] = {}
+
+
+def register_figure(figure: Figure) -> Figure:
+    """Add a figure to the registry (a name already taken is an error)."""
+    if figure.name in FIGURES:
+        raise ValueError(f"figure {figure.name!r} is registered already")
+    FIGURES[figure.name] = figure
+    return figure
+
+
+def _datasets(run, key: str) -> list[str]:
+    return run.config["figures"][key]
+
+
+for _figure in [
+    Figure("toy", "fig1_toy", "Figure 1 — the support function of five keys", "fig1.rst",
+           "reporting.plots.training_figures:fig1_toy",
+           ("reporting.plots.training_figures", "models.toy"),
+           inputs=lambda run, inst: {}, drawn={"seed": "seed"}),
+    Figure("routing", "fig2_routing", "Figure 2 — routing accuracy vs FLOPs", "fig2.rst",
+           "reporting.plots.routing_figure:fig2_routing", ("reporting.plots.routing_figure",),
+           inputs=lambda run, inst: {"csv": [f for ds in _datasets(run, "routing")
+                                             for f in run.routing_csvs(ds)]},
+           drawn={"csv_paths": "csv"}),
+    Figure("erel_mrr", "fig3_erel_mrr", "Figure 3 — E_rel vs MRR", "fig3.rst",
+           "reporting.plots.training_figures:fig3_erel_mrr",
+           ("reporting.plots.training_figures",),
+           inputs=lambda run, inst: {"metrics": [
+               f for ds in _datasets(run, "erel_mrr") for f in run.metrics_files(ds, clusters=1)]
+               + run.identity_files(_datasets(run, "erel_mrr"))},
+           drawn={"metrics_paths": "metrics"}),
+    Figure("ivf", "fig{number}_ivf_{dataset}", "Figures 4–6 — natural vs mapped queries on IVF",
+           "fig4_6.rst", "reporting.plots.ivf_figures:fig_ivf", ("reporting.plots.ivf_figures",),
+           inputs=lambda run, inst: {"csv": run.ivf_csvs(inst.dataset)},
+           drawn={"csv_paths": "csv", "number": "number"},
+           options=lambda run, inst: f"--number {inst.number}", per_dataset=True),
+    Figure("ood", "fig7_ood", "Figure 7 — MRR vs FLOPs under query noise", "fig7.rst",
+           "reporting.plots.ivf_figures:fig7_ood", ("reporting.plots.ivf_figures",),
+           inputs=lambda run, inst: {"csv": run.ood_csvs()}, drawn={"csv_paths": "csv"}),
+    Figure("training", "fig8_training", "Figure 8 — validation E_rel over training", "fig8.rst",
+           "reporting.plots.training_figures:fig8_training",
+           ("reporting.plots.training_figures",),
+           inputs=lambda run, inst: {"history": run.training_files("history.csv"),
+                                     "metrics": run.training_files("metrics.json")},
+           drawn={"history_paths": "history", "metrics_paths": "metrics"}),
+    Figure("leakage", "fig9_leakage", "Figure 9 — the leakage study", "fig9.rst",
+           "reporting.plots.leakage_figure:fig9_leakage",
+           ("reporting.plots.leakage_figure", "reporting.leakage"),
+           inputs=lambda run, inst: {
+               "metrics": run.leakage_files(run.metrics_files, clusters=1),
+               "csv": run.leakage_files(run.ivf_csvs),
+               "clean_test": run.clean_test_files("json"), "clean_csv": run.clean_test_files("csv")},
+           drawn={"metrics_paths": "metrics", "ivf_paths": "csv", "pairs": "pairs",
+                  "clean_tests": "clean_test"},
+           options=lambda run, inst: f"--pairs {run.leakage_pairs()}"),
+]:
+    register_figure(_figure)
