@@ -25,8 +25,7 @@ wildcard_constraints:
     run=RUN_WILDCARD,
     clusters=r"\d+",
     seed=r"\d+",
-    size=either(list(SIZES) + [LINEAR_ROUTER]),
-    depth=r"\d+",
+    router=router_wildcard(),
     quantizer=either(IVF_QUANTIZERS),
     multiple=IVF_MULTIPLE_WILDCARD,
 

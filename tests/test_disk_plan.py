@@ -187,7 +187,7 @@ def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path
     planned = [model("keynet_S_L4_nx1_c1_s0", "train", True, 10 ** 6),
                model("keynet_M_L4_nx1_c1_s0", "train", True, 3 * 10 ** 6),
                model("keynet_L_L4_nx1_c1_s0", "train", False, 9 * 10 ** 6),
-               model("router_S_L2_c4_s0", "train_router", True, 5 * 10 ** 6)]
+               model("router_classifier_S_L2_c4_s0", "train_router", True, 5 * 10 ** 6)]
     peak = 2 * 4 * 3 * 10 ** 6
     assert checkpoint_peak(planned) == peak
     assert checkpoint_peak(planned, 2) == checkpoint_peak(planned, 5) == 2 * 4 * 4 * 10 ** 6

@@ -142,15 +142,15 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
     centroid routing); its k = 1 accuracy equals argmax(W·q) against the top key's cluster,
     recomputed here from the saved weights and the brute-force top keys."""
     from amips_bench.core.settings import TrainConfig
-    from amips_bench.experiments.routing import classifier_rows
+    from amips_bench.experiments.routing import router_rows
     from amips_bench.models.routers import train_router
 
     cfg = TrainConfig(steps=60, batch_size=256, lr_at_128=0.01, eval_every=60,
                       checkpoint_every=60, seed=1)
-    train_router(tiny_dataset, tmp_path / "lin", n_clusters=4, size="linear", depth=1, cfg=cfg,
+    train_router(tiny_dataset, tmp_path / "lin", n_clusters=4, router="linear", cfg=cfg,
                  device=torch.device("cpu"))
     ctx = load_context(tiny_dataset, 4, (1, 2), torch.device("cpu"))
-    rows = {r["k"]: r for r in classifier_rows(ctx, tmp_path / "lin" / "model.pt")}
+    rows = {r["k"]: r for r in router_rows(ctx, tmp_path / "lin" / "model.pt")}
     assert rows[1]["method"] == "linear_router" and rows[1]["parameters"] == 4 * 32
     assert rows[1]["flops_router"] == 2 * 4 * 32
     w = torch.load(tmp_path / "lin" / "model.pt", weights_only=False)["state_dict"]["trunk.weight"]
@@ -161,8 +161,11 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
     first = np.argmax(queries @ w.numpy().astype(np.float64).T, axis=1)
     assert rows[1]["accuracy"] == pytest.approx(np.mean(first == truth))
     assert rows[1]["accuracy"] > 0.5  # learned something (4 clusters: chance is about 0.25)
-    with pytest.raises(InputError, match=r"^depth: the linear router has depth 1, got 2$"):
-        train_router(tiny_dataset, tmp_path / "bad", n_clusters=4, size="linear", depth=2,
+    with pytest.raises(InputError, match=r"^router 'linear_S_L2': a linear router has no size or depth$"):
+        train_router(tiny_dataset, tmp_path / "bad", n_clusters=4, router="linear_S_L2",
+                     cfg=cfg, device=torch.device("cpu"))
+    with pytest.raises(InputError, match=r"^router 'mlp_S_L2': unknown kind 'mlp'; registered: "):
+        train_router(tiny_dataset, tmp_path / "bad", n_clusters=4, router="mlp_S_L2",
                      cfg=cfg, device=torch.device("cpu"))
 
 
@@ -173,14 +176,14 @@ def test_a_router_lr_sweep_keeps_the_validation_best_and_records_the_sweep(tiny_
     from amips_bench.models.routers import train_router
 
     cfg = TrainConfig(steps=40, batch_size=256, lr_at_128=0.01, seed=2)
-    m = train_router(tiny_dataset, tmp_path / "sweep", n_clusters=4, size="linear", depth=1,
+    m = train_router(tiny_dataset, tmp_path / "sweep", n_clusters=4, router="linear",
                      cfg=cfg, device=torch.device("cpu"), lr_factors=(0.1, 1.0, 10.0))
     sweep = {round(r["lr_at_128"], 6): r["val_top1"] for r in m["lr_sweep"]}
     assert sorted(sweep) == [0.001, 0.01, 0.1] and m["chosen_on"] == "validation top-1 accuracy"
     best = max(sweep, key=lambda lr: (sweep[lr], -lr))
     assert m["recipe"]["lr_at_128"] == pytest.approx(best)
     assert m["top1_accuracy"]["val"] == pytest.approx(sweep[best])
-    single = train_router(tiny_dataset, tmp_path / "single", n_clusters=4, size="linear", depth=1,
+    single = train_router(tiny_dataset, tmp_path / "single", n_clusters=4, router="linear",
                           cfg=TrainConfig(steps=40, batch_size=256, lr_at_128=best, seed=2),
                           device=torch.device("cpu"))
     assert single["top1_accuracy"] == m["top1_accuracy"]
@@ -195,12 +198,12 @@ def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_data
     first update (decay min(decay, 1/10)) gives 0.1·w0 + 0.9·w1 — w1 read from a run whose
     EMA decay is 0."""
     from amips_bench.core.settings import TrainConfig
-    from amips_bench.models.routers import ClassifierRouter, RouterSpec, train_router
+    from amips_bench.models.routers import LearnedRouter, RouterSpec, train_router
 
     def saved(name, ema):
         cfg = TrainConfig(steps=1, batch_size=512, lr_at_128=0.001, ema_at_128=ema,
                           eval_every=1, checkpoint_every=1, seed=5)
-        m = train_router(tiny_dataset, tmp_path / name, n_clusters=4, size="XS", depth=2,
+        m = train_router(tiny_dataset, tmp_path / name, n_clusters=4, router="classifier_XS_L2",
                          cfg=cfg, device=torch.device("cpu"))
         payload = torch.load(tmp_path / name / "model.pt", weights_only=False)
         return m, payload["spec"], payload["state_dict"]
@@ -209,7 +212,7 @@ def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_data
     _, _, ema = saved("ema", 0.999)
     assert m["recipe"]["peak_lr"] == pytest.approx(0.001 * 2.0)  # sqrt(512 / 128) = 2
     torch.manual_seed(5)
-    w0 = ClassifierRouter(RouterSpec(**spec)).state_dict()
+    w0 = LearnedRouter(RouterSpec(**spec)).state_dict()
     for name in w0:
         step = (w1[name] - w0[name]).abs()
         moved = step[step > 0]

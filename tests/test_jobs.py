@@ -63,15 +63,16 @@ def test_a_router_trains_with_its_own_steps_and_lr_and_the_models_schedule():
     cfg = _config()
     r, t = cfg["datasets"]["quick"]["routing"], cfg["datasets"]["quick"]["train"]
     jobs = Jobs(cfg)
-    for size, depth in jobs.learned_routers("quick"):
-        flags = shlex.split(jobs.router_cli("quick", size))
+    for router in jobs.learned_routers("quick"):
+        flags = shlex.split(jobs.router_cli("quick", router))
         value = dict(zip(flags[::2], flags[1::2]))
         assert value["--steps"] == str(r["router_steps"])
-        lr = r["linear_router_lr_at_128" if size == "linear" else "classifier_lr_at_128"]
+        lr = r["linear_router_lr_at_128" if router == "linear" else "classifier_lr_at_128"]
         assert value["--lr-at-128"] == str(lr)
         assert value["--warmup-fraction"] == str(t["warmup_fraction"])
-    sizes = [s for s, _ in jobs.learned_routers("quick")]
-    assert sizes == r["classifier_sizes"] + (["linear"] if r["linear_router"] else [])
+    depth = r["classifier_depth"]
+    assert jobs.learned_routers("quick") == [f"classifier_{s}_L{depth}" for s in r["classifier_sizes"]] \
+        + (["linear"] if r["linear_router"] else [])
 
 
 def test_ivf_flags_parse_back_into_the_ivf_block():

@@ -1,6 +1,6 @@
 """The results layout is the one owner of the results contract: no other module or rule builds a
 results path by joining folder names, the paths it builds read back as what they hold, and the
-contract in docs/architecture.md is the one it writes."""
+contract in docs/results.md is the one it writes."""
 
 from __future__ import annotations
 
@@ -107,6 +107,6 @@ def test_a_written_tree_is_found_by_its_dataset_folders(tmp_path):
 
 
 def test_the_documented_contract_is_the_layouts():
-    docs = (ROOT / "docs" / "architecture.md").read_text()
-    assert contract_text() in docs, "docs/architecture.md §2 differs from core.layout.contract_text()"
+    docs = (ROOT / "docs" / "results.md").read_text()
+    assert f"```\n{contract_text()}\n```" in docs, "docs/results.md differs from core.layout.contract_text()"
     assert len(CONTRACT) >= 15

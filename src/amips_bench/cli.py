@@ -344,9 +344,9 @@ def _train_router_args(p):
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--out", required=True, help="router folder to write (model.pt, metrics.json)")
     p.add_argument("--clusters", type=int, required=True)
-    p.add_argument("--size", required=True,
-                   help="linear (W ∈ R^{c×d}, depth 1) or a size XS…XXL of the classifier MLP")
-    p.add_argument("--depth", type=int, required=True)
+    p.add_argument("--router", required=True, metavar="NAME",
+                   help="a registered router: KIND_SIZE_LDEPTH for a sized one (classifier_S_L2: "
+                        "the classifier MLP at size S, depth 2) or KIND (linear: W·q, W ∈ R^{c×d})")
     _dataclass_arguments(p, TrainConfig, skip=_not_router_recipe())
     p.add_argument("--lr-factors", type=float, nargs="+", default=[1.0],
                    help="train at lr_at_128 × each factor, keep the best on validation")
@@ -354,15 +354,15 @@ def _train_router_args(p):
     _add_threads(p)
 
 
-@command("train-router", "train a learned router baseline (cross-entropy: classifier MLP or "
-                         "linear W·q)")(_train_router_args)
+@command("train-router", "train a learned router baseline of the router registry (cross-entropy "
+                         "on the top key's cluster)")(_train_router_args)
 def _train_router(args):
     from .core.settings import TrainConfig
     from .models.routers import train_router
 
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=_not_router_recipe()))
-    m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, size=args.size,
-                     depth=args.depth, cfg=cfg, device=args.device, lr_factors=tuple(args.lr_factors))
+    m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, router=args.router,
+                     cfg=cfg, device=args.device, lr_factors=tuple(args.lr_factors))
     print(f"[{m['name']}] {m['parameters']:,} parameters, test top-1 accuracy "
           f"{m['top1_accuracy']['test']:.3f}")
 
@@ -374,7 +374,7 @@ def _routing_args(p):
     p.add_argument("--out", required=True, help="routing/*.csv to write")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="models/*/model.pt of a clustered SupportNet or KeyNet")
-    what.add_argument("--router", help="models/router_*/model.pt of a classifier or linear router")
+    what.add_argument("--router", help="models/router_*/model.pt of a learned router")
     what.add_argument("--baselines", action="store_true", help="centroid IP / L2 / cosine and the oracle")
     p.add_argument("--seed", type=int, default=0, help="seed of the baselines (fine k-means)")
     p.add_argument("--fine-centroids", type=int, nargs="*", default=[], metavar="M",
@@ -845,10 +845,15 @@ def _apply_execution_settings(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_plugins()  # routers and figures registered outside the package
+    from .core.files import InputError
+
+    try:
+        load_plugins()  # routers and figures registered outside the package
+    except InputError as exc:
+        print(f"amips-bench: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .core.files import InputError
 
     try:
         _apply_execution_settings(args)

@@ -48,7 +48,7 @@ from .core.layout import DatasetFiles, ResultsLayout, file_kind
 from .datasets.beir import expected_counts
 from .datasets.encode import OFFLINE_MODEL
 from .models.networks import ModelSpec
-from .models.routers import RouterSpec
+from .models.routers import RouterSpec, parse_router_stem
 
 #: the width of the vectors of the default encoder (all-MiniLM-L6-v2)
 DEFAULT_ENCODER_D = 384
@@ -155,11 +155,11 @@ def model_bytes(run_name: str, counts: Counts, width_rule: str) -> int | None:
     """model.pt: the float32 weights of the run's model (or router) and a few records."""
     if counts.n_keys is None or counts.d is None:
         return None
-    router = re.fullmatch(r"router_(?P<size>\w+?)_L(?P<depth>\d+)_c(?P<c>\d+)_s\d+", run_name)
+    router = re.fullmatch(r"router_(?P<stem>.+)_c(?P<c>\d+)_s\d+", run_name)
     if router:
-
+        kind, size, depth = parse_router_stem(router["stem"])
         params = RouterSpec(d=counts.d, n_keys=counts.n_keys, n_clusters=int(router["c"]),
-                            size=router["size"], depth=int(router["depth"])).n_parameters
+                            kind=kind, size=size, depth=depth).n_parameters
     else:
 
         run = parse_run(run_name)

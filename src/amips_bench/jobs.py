@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from .core.config import LINEAR_ROUTER, dataset_n_keys, parse_run
+from .core.config import dataset_n_keys, parse_run
 from .core.settings import TrainConfig
 from .disk_plan import DEFAULT_ENCODER_D
+from .models.routers import ROUTERS, parse_router_stem
 
 #: the training rate a runtime request assumes (samples per second); a request is three times
 #: the steps at that rate, and at least ten minutes
@@ -108,26 +109,25 @@ class Jobs:
         settings = self.datasets[dataset][block]
         return " ".join([f"--threads {threads}", *(cli_flag(k, settings[k]) for k in keys)])
 
-    def router_cli(self, dataset: str, size: str) -> str:
+    def router_cli(self, dataset: str, router: str) -> str:
         """A learned router's recipe: its own steps, batch and LR at batch 128; warmup, cosine
         floor, clipping and EMA as the models of the dataset (its train block)."""
         r, t = self.datasets[dataset]["routing"], self.datasets[dataset]["train"]
-        linear = size == LINEAR_ROUTER
         recipe = {
             "steps": r["router_steps"],
             "batch_size": r["router_batch_size"],
-            "lr_at_128": r["linear_router_lr_at_128" if linear else "classifier_lr_at_128"],
+            "lr_at_128": r[ROUTERS[parse_router_stem(router)[0]].lr_key],
             **{k: t[k] for k in ("warmup_fraction", "end_lr_fraction", "ema_at_128", "ema_warmup",
                                  "grad_clip")},
         }
         return (" ".join(cli_flag(k, v) for k, v in recipe.items())
                 + f" --lr-factors {words(r['router_lr_factors'])}")
 
-    def learned_routers(self, dataset: str) -> list[tuple[str, int]]:
-        """(size, depth) of every learned router baseline: the classifier MLPs and the linear map."""
+    def learned_routers(self, dataset: str) -> list[str]:
+        """The name stems of every learned router baseline the dataset's routing block asks for
+        (classifier_S_L2, linear, ...), kind by kind of the router registry."""
         r = self.datasets[dataset]["routing"]
-        routers = [(size, r["classifier_depth"]) for size in r["classifier_sizes"]]
-        return routers + ([(LINEAR_ROUTER, 1)] if r["linear_router"] else [])
+        return [stem for kind in ROUTERS.values() for stem in kind.chosen(r)]
 
     def run_cli(self, run_name: str) -> str:
         """The model a run name stands for, as the train stage's flags."""

@@ -202,8 +202,8 @@ class RunFiles:
             out += [d.routing_csv(r.name) for r in self.runs_where(dataset, clusters=c)]
             for seed in self.config["seeds"]:
                 out.append(d.routing_csv(f"baselines_c{c}_s{seed}"))
-                out += [d.routing_csv(f"router_{size}_L{depth}_c{c}_s{seed}")
-                        for size, depth in self.jobs.learned_routers(dataset)]
+                out += [d.routing_csv(f"router_{stem}_c{c}_s{seed}")
+                        for stem in self.jobs.learned_routers(dataset)]
         return strings(out)
 
     def ivf_csvs(self, dataset: str) -> list[str]:

@@ -16,10 +16,8 @@ from amips_bench.core.config import (
     ENCODER_EXECUTION_ONLY,
     IVF_MULTIPLE_WILDCARD,
     IVF_QUANTIZERS,
-    LINEAR_ROUTER,
     PAPER_IVF_SETUP,
     RUN_WILDCARD,
-    SIZES,
     ConfigError,
     nx_for,
     parse_run,
@@ -31,6 +29,7 @@ from amips_bench.core.plugins import load_plugins
 from amips_bench.core.settings import TrainConfig
 from amips_bench.disk_plan import free_disk_verdict, plan_outputs, results_folder
 from amips_bench.jobs import words
+from amips_bench.models.routers import router_wildcard
 from amips_bench.run_files import RunFiles
 
 
@@ -75,7 +74,7 @@ RUN = RunFiles(config)  # every input and target list of the run
 JOBS = RUN.jobs  # every job's flags and resource requests
 L = RUN.layout  # every path of the results contract
 W = L.dataset("{dataset}")  # a dataset's files, as rule patterns with the wildcard {dataset}
-ROUTER = "router_{size}_L{depth}_c{clusters}_s{seed}"  # a learned router's run name
+ROUTER = "router_{router}_c{clusters}_s{seed}"  # a learned router's run name
 
 
 def either(names, but=()):

@@ -20,13 +20,13 @@ rule train_router:
         runtime=lambda w: JOBS.train_minutes(w.dataset),
         gpu=config["gpu_per_job"],
     params:
-        recipe=lambda w: JOBS.router_cli(w.dataset, w.size),
+        recipe=lambda w: JOBS.router_cli(w.dataset, w.router),
         dataset_dir=lambda w: str(RUN.of(w.dataset).root),
         out=lambda w, output: folder(output.model),
         device=DEVICE,
     shell:
         "amips-bench train-router --dataset-dir {params.dataset_dir} --out {params.out} "
-        "--clusters {wildcards.clusters} --size {wildcards.size} --depth {wildcards.depth} "
+        "--clusters {wildcards.clusters} --router {wildcards.router} "
         "{params.recipe} --seed {wildcards.seed} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
 

@@ -17,14 +17,12 @@ from ..core.paper import TABLE1, TABLE1_RATIO_RANGE
 from ..reporting.plots import style
 from ..reporting.plots.style import plt
 from .curves import curves
-from .trees import FIGURES, FigureData, RunTree
+from .trees import FigureData, RunTree, compared_figures
 
 #: (line style, marker) of the runs in order, baseline first
 RUN_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"),
               ((0, (1, 2)), "P")]
 PAPER_COLOR = "#d62728"
-#: figures drawn as overlays (the final metrics are compared, not drawn)
-OVERLAID = [f for f in FIGURES if f.name != "final_metrics"]
 
 
 def run_style(i: int) -> tuple:
@@ -36,8 +34,8 @@ def series_color(key: dict) -> str:
     if key.get("query") == "natural" or key.get("model") == "identity":
         return "#000000"
     method = key.get("method", "")
-    if method in style.BASELINE_COLORS and method not in ("supportnet", "keynet"):
-        return style.BASELINE_COLORS[method]
+    if style.method_color(method) and method not in ("supportnet", "keynet"):
+        return style.method_color(method)
     if "std" in key and key["std"] != "":
         return plt.get_cmap("viridis")(min(1.0, 4 * float(key["std"])))
     return style.color_for(key.get("size", ""))
@@ -178,7 +176,7 @@ def _draw_points(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
                 k = dict(zip(fig.keys, key))
                 label = series_label(k, fig.panels + ["dataset"])
                 if fig.name == "table1":
-                    color = style.BASELINE_COLORS["classifier"] if k["model"] == "supportnet" else "k"
+                    color = style.MODEL_COLORS.get(k["model"], "k")
                     label = style.MODEL_LABEL.get(k["model"], k["model"])
                     c = found[fig.metrics[0]][key]
                     x = style.SIZE_ORDER.index(k["size"]) + 0.12 * i
@@ -197,8 +195,7 @@ def _draw_points(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
                                  "mrr": m.mean[0], "mrr_sd": m.sd[0]})
                 series.setdefault(label, color)
         if fig.name == "table1":
-            for model, color in (("supportnet", style.BASELINE_COLORS["classifier"]),
-                                 ("keynet", "k")):
+            for model, color in style.MODEL_COLORS.items():
                 lo, hi = TABLE1_RATIO_RANGE[model]
                 ax.axhspan(lo, hi, color=color, alpha=0.12,
                            label=f"paper: {style.MODEL_LABEL[model]} {lo}–{hi} (A.1, all datasets)")
@@ -235,7 +232,7 @@ def draw_overlays(runs: list[RunTree], out_dir: str | Path) -> list[Path]:
     """One overlay per figure any run produced (IVF: one per dataset); baseline first in `runs`."""
     out = Path(out_dir)
     written = []
-    for fig in OVERLAID:
+    for fig in [f for f in compared_figures() if f.name != "final_metrics"]:  # compared, not drawn
         present = [r for r in runs if fig.name in r.frames and len(r.frames[fig.name])]
         if not present:
             continue

@@ -20,7 +20,7 @@ from ..reporting.report import markdown_to_html
 from ..reporting.tables import markdown_table
 from .curves import Tolerance, check_baseline, compare_tables
 from .overlays import draw_overlays
-from .trees import FIGURE_BY_NAME, FIGURES, RunTree, load_tree
+from .trees import RunTree, compared_figures, figure_spec, load_tree
 
 VERDICT_KINDS = ["agrees", "differs", "shorter", "only in one run", "no common x range"]
 #: what `compare.fail_on` may name, and the curves each one fails on: a baseline curve that
@@ -106,7 +106,7 @@ def compare_runs(runs: dict[str, str | Path], baseline: str,
     base = trees[0]
     for run in trees[1:]:
         problems += _dataset_problems(base, run)
-        for fig in FIGURES:
+        for fig in compared_figures():
             present = [t.name for t in (base, run) if fig.name in t.frames]
             if len(present) == 1:
                 missing = run if present == [base.name] else base
@@ -116,7 +116,7 @@ def compare_runs(runs: dict[str, str | Path], baseline: str,
             elif present:
                 problems += _grid_problems(fig, base, run)
     frames = []
-    for fig in FIGURES:
+    for fig in compared_figures():
         if not any(fig.name in t.frames for t in trees):
             continue
         needed = fig.keys + [c for c in (fig.x, fig.along, fig.spread, fig.seed) if c]
@@ -155,7 +155,7 @@ def failures(rows: pd.DataFrame, baseline: str, fail_on: tuple[str, ...] = FAIL_
     check_fail_on(fail_on)
     if not len(rows):
         return rows.assign(failure=[])
-    gated = rows[rows.figure.map(lambda f: FIGURE_BY_NAME[f].gates if f in FIGURE_BY_NAME else True)]
+    gated = rows[rows.figure.map(lambda f: figure_spec(f).gates if figure_spec(f) else True)]
     kind = gated.verdict.map(verdict_kind)
     reason = pd.Series("", index=gated.index)
     if "differs" in fail_on:
@@ -176,7 +176,7 @@ def verdict_counts(rows: pd.DataFrame) -> pd.DataFrame:
     used = kinds[kinds.tolerance != ""].groupby(["figure", "run"]).tolerance.agg(
         lambda t: "; ".join(sorted(set(t))))
     table["tolerance"] = [used.get((f, r), "—") for f, r in zip(table.figure, table.run)]
-    order = {f.name: i for i, f in enumerate(FIGURES)}
+    order = {f.name: i for i, f in enumerate(compared_figures())}
     return table.sort_values(["figure", "run"], key=lambda c: c.map(order) if c.name == "figure"
                              else c).reset_index(drop=True)
 

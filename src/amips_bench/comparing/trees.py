@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ import pandas as pd
 from ..core.config import RUN_PATTERN
 from ..core.files import InputError, git_state, load_json, package_versions, save_json
 from ..core.layout import TIDY_FILES, DatasetFiles, ResultsLayout, reference_provenance
+from ..core.plugins import load_plugins
+from ..reporting.figures import FIGURES as FIGURE_REGISTRY
 from ..reporting.results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_ivf_setup
 
 MODEL_KEYS = ["model", "size", "depth", "n_x"]
@@ -57,6 +60,9 @@ class FigureData:
     spread: str | None = None  # a column holding a measured spread (timing repeats)
     panels: list[str] = field(default_factory=lambda: ["dataset"])  # one overlay panel per value
     gates: bool = True  # False: a measurement of the machine, compared but never a failure
+    #: how a registered figure's rows are read from a tree: read(root, datasets) -> frame or
+    #: None (the built-in figures are read by _read_frames)
+    read: Callable[[Path, list[DatasetFiles]], pd.DataFrame | None] | None = None
 
 
 FIGURES = [
@@ -84,7 +90,17 @@ FIGURES = [
                [c for c in TEST_COLUMNS if c != "x_is_target"]
                + [f"routing@{k}" for k in range(1, 6)], panels=[]),
 ]
-FIGURE_BY_NAME = {f.name: f for f in FIGURES}
+
+
+def compared_figures() -> list[FigureData]:
+    """Every compared figure: the built-in ones, then those of registered figures (the figure
+    registry's `compared` specs, plugins included)."""
+    load_plugins()
+    return FIGURES + [f.compared for f in FIGURE_REGISTRY.values() if f.compared is not None]
+
+
+def figure_spec(name: str) -> FigureData | None:
+    return next((f for f in compared_figures() if f.name == name), None)
 
 #: the family of a routing method: its own overlay panel
 ROUTING_FAMILY = {"supportnet": "SupportNet", "keynet": "KeyNet"}
@@ -160,8 +176,7 @@ def _read_frames(root: Path, datasets: list[DatasetFiles]) -> dict[str, pd.DataF
             else metrics
         frames["fig3_erel_mrr"] = c1[c1.clusters == 1]
         c1_runs = metrics[metrics.clusters == 1]
-        history_paths = [DatasetFiles(f.parents[2]).history(f.parent.name)
-                         for f, c in zip(metrics_files, metrics.clusters)
+        history_paths = [DatasetFiles.history_beside(f) for f, c in zip(metrics_files, metrics.clusters)
                          if c == 1]
         if all(p.is_file() for p in history_paths):
             histories = read_histories(c1_runs, history_paths)
@@ -181,7 +196,11 @@ def _read_frames(root: Path, datasets: list[DatasetFiles]) -> dict[str, pd.DataF
         # the spread of the per-pair ratios, as a normal σ from the interquartile range
         t["grad_over_score_sd"] = (t.grad_over_score_q3 - t.grad_over_score_q1) / 1.349
         frames["table1"] = t
-    return {name: _keyed(frame, FIGURE_BY_NAME[name]) for name, frame in frames.items()}
+    for spec in compared_figures():
+        frame = spec.read(root, datasets) if spec.read else None
+        if frame is not None and len(frame):
+            frames[spec.name] = frame
+    return {name: _keyed(frame, figure_spec(name)) for name, frame in frames.items()}
 
 
 def _data_identity(dataset: DatasetFiles) -> dict[str, Any]:

@@ -199,8 +199,6 @@ KEYNET_CONVEXITY, KEYNET_INIT = "none", "principled"
 SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
 SIZE_ORDER: list[str] = list(SIZES)
 MODELS = ("supportnet", "keynet")
-#: the size name of the linear router baseline W ∈ R^{c×d} (depth 1) beside the classifier sizes
-LINEAR_ROUTER = "linear"
 
 #: the one grammar of run names (the inverse of Run.name); the Snakefile's wildcard constraint
 #: is RUN_WILDCARD, the same expression without group names

@@ -5,7 +5,7 @@ from here, so the tree a run writes, the tree the disk plan sizes and the tree a
 reads are one tree. A name may be a Snakemake wildcard: `ResultsLayout("results").dataset(
 "{dataset}").model("{run}")` is the pattern of rule `train`'s output, `...dataset("fiqa")
 .model("keynet_M_L4_nx1_c1_s0")` one file of it. `file_kind` reads a path back (the disk plan
-sizes a file by what it holds), and `CONTRACT` is the tree as docs/architecture.md §2 shows it
+sizes a file by what it holds), and `CONTRACT` is the tree as docs/results.md shows it
 (a test keeps the two equal).
 """
 
@@ -143,6 +143,11 @@ class DatasetFiles:
 
     def history(self, run: str) -> Path:
         return self.model_dir(run) / "history.csv"
+
+    @staticmethod
+    def history_beside(metrics: str | Path) -> Path:
+        """The history.csv a model's metrics.json sits beside (wherever that folder is)."""
+        return Path(metrics).with_name("history.csv")
 
     def all_metrics(self) -> list[Path]:
         """Every metrics.json this folder holds (models and routers)."""
@@ -316,6 +321,6 @@ CONTRACT = _contract()
 
 
 def contract_text() -> str:
-    """The dataset folder of the contract as docs/architecture.md §2 shows it."""
+    """The dataset folder of the contract as docs/results.md shows it."""
     width = max(len(p) for p, _ in CONTRACT) + 2
     return "\n".join(["results/{dataset}/"] + [f"  {p:<{width}}{what}" for p, what in CONTRACT])

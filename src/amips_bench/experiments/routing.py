@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.config import LINEAR_ROUTER
 from ..core.files import InputError, device_name, load_array, load_index_array, load_json, sha256_file
 from ..core.layout import DatasetFiles
 from ..datasets.clusters import kmeans_once
@@ -30,12 +29,11 @@ from ..models.evaluation import load_dataset, predict_scores, true_clusters
 from ..models.flops import centroid_flops, fvcore_flops, router_flops, scan_flops
 from ..models.metrics import routing_accuracy
 from ..models.networks import load_model
-from ..models.routers import load_router
+from ..models.routers import ROUTERS, load_router
 
 CENTROID_RULES = ("centroid_ip", "centroid_l2", "centroid_cos")
 FINE_RULE = "centroid_fine_m"  # + m: centroid routing at equal cost
 FINE_SPHERICAL_RULE = "centroid_fine_sph_m"  # + m: the same with spherical k-means centroids
-LINEAR_METHOD = "linear_router"  # W·q, W ∈ R^{c×d} (Vecchiato et al., SIGIR 2024)
 
 
 @dataclass
@@ -191,8 +189,8 @@ def model_rows(ctx: RoutingContext, model_path: str | Path) -> list[dict[str, An
     return rows_from_scores(ctx, scores, router_flops(model.cpu(), spec.d), meta, val_scores)
 
 
-def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[str, Any]]:
-
+def router_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[str, Any]]:
+    """The rows of one learned router of the registry (its method column is its kind's)."""
     router = load_router(router_path, ctx.device)
     spec = router.spec
     if spec.n_clusters != ctx.n_clusters:
@@ -202,7 +200,7 @@ def classifier_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[s
         scores = router(ctx.queries).cpu().numpy()
         val_scores = router(ctx.val_queries).cpu().numpy()
     metrics = load_json(Path(router_path).parent / "metrics.json")
-    method = LINEAR_METHOD if spec.size == LINEAR_ROUTER else "classifier"
+    method = ROUTERS[spec.kind].method
     meta = {"method": method, "model": method, "size": spec.size, "depth": spec.depth,
             "n_x": 0, "seed": metrics["seed"],
             "parameters": sum(p.numel() for p in router.parameters())}
@@ -218,5 +216,5 @@ def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
     if model:
         return model_rows(ctx, model)
     if router:
-        return classifier_rows(ctx, router)
+        return router_rows(ctx, router)
     return baseline_rows(ctx, seed, fine)

@@ -6,7 +6,7 @@ the reproduction report (it shows every figure the workflow drew) and the compar
 (an entry's `compared` spec, where it has one). Adding a figure is one drawing module plus one
 `register_figure` call (docs/architecture.md, "Adding a figure").
 
-Entries hold no drawing code: `draw` names the function ("module:function" under the package)
+Entries hold no drawing code: `draw` names the function ("package.module:function")
 so that reading the registry, which the workflow does at every start, imports no matplotlib.
 """
 
@@ -54,7 +54,7 @@ class Figure:
     stem: str  # output stem; a per-dataset figure's holds {number} and {dataset}
     title: str
     caption: str  # the Snakemake report's caption, a file of workflow/report/
-    draw: str  # "module:function" under amips_bench: function(out_stem=..., **drawn)
+    draw: str  # "package.module:function": function(out_stem=..., **drawn)
     modules: tuple[str, ...]  # package modules that draw it: editing one re-draws it
     inputs: Callable[[Any, FigureInstance], dict[str, list[str]]]
     #: the draw function's keyword -> the `amips-bench figure` option it takes its value from
@@ -81,7 +81,7 @@ class Figure:
     def render(self, out_stem: str | Path, options: Any) -> None:
         """Draw it from the parsed `amips-bench figure` options."""
         module, function = self.draw.split(":")
-        draw = getattr(importlib.import_module(f"amips_bench.{module}"), function)
+        draw = getattr(importlib.import_module(module), function)
         draw(out_stem=out_stem, **{kw: getattr(options, opt) for kw, opt in self.drawn.items()})
 
 
@@ -103,37 +103,37 @@ def _datasets(run, key: str) -> list[str]:
 
 for _figure in [
     Figure("toy", "fig1_toy", "Figure 1 — the support function of five keys", "fig1.rst",
-           "reporting.plots.training_figures:fig1_toy",
+           "amips_bench.reporting.plots.training_figures:fig1_toy",
            ("reporting.plots.training_figures", "models.toy"),
            inputs=lambda run, inst: {}, drawn={"seed": "seed"}),
     Figure("routing", "fig2_routing", "Figure 2 — routing accuracy vs FLOPs", "fig2.rst",
-           "reporting.plots.routing_figure:fig2_routing", ("reporting.plots.routing_figure",),
+           "amips_bench.reporting.plots.routing_figure:fig2_routing", ("reporting.plots.routing_figure",),
            inputs=lambda run, inst: {"csv": [f for ds in _datasets(run, "routing")
                                              for f in run.routing_csvs(ds)]},
            drawn={"csv_paths": "csv"}),
     Figure("erel_mrr", "fig3_erel_mrr", "Figure 3 — E_rel vs MRR", "fig3.rst",
-           "reporting.plots.training_figures:fig3_erel_mrr",
+           "amips_bench.reporting.plots.training_figures:fig3_erel_mrr",
            ("reporting.plots.training_figures",),
            inputs=lambda run, inst: {"metrics": [
                f for ds in _datasets(run, "erel_mrr") for f in run.metrics_files(ds, clusters=1)]
                + run.identity_files(_datasets(run, "erel_mrr"))},
            drawn={"metrics_paths": "metrics"}),
     Figure("ivf", "fig{number}_ivf_{dataset}", "Figures 4–6 — natural vs mapped queries on IVF",
-           "fig4_6.rst", "reporting.plots.ivf_figures:fig_ivf", ("reporting.plots.ivf_figures",),
+           "fig4_6.rst", "amips_bench.reporting.plots.ivf_figures:fig_ivf", ("reporting.plots.ivf_figures",),
            inputs=lambda run, inst: {"csv": run.ivf_csvs(inst.dataset)},
            drawn={"csv_paths": "csv", "number": "number"},
            options=lambda run, inst: f"--number {inst.number}", per_dataset=True),
     Figure("ood", "fig7_ood", "Figure 7 — MRR vs FLOPs under query noise", "fig7.rst",
-           "reporting.plots.ivf_figures:fig7_ood", ("reporting.plots.ivf_figures",),
+           "amips_bench.reporting.plots.ivf_figures:fig7_ood", ("reporting.plots.ivf_figures",),
            inputs=lambda run, inst: {"csv": run.ood_csvs()}, drawn={"csv_paths": "csv"}),
     Figure("training", "fig8_training", "Figure 8 — validation E_rel over training", "fig8.rst",
-           "reporting.plots.training_figures:fig8_training",
+           "amips_bench.reporting.plots.training_figures:fig8_training",
            ("reporting.plots.training_figures",),
            inputs=lambda run, inst: {"history": run.training_files("history.csv"),
                                      "metrics": run.training_files("metrics.json")},
            drawn={"history_paths": "history", "metrics_paths": "metrics"}),
     Figure("leakage", "fig9_leakage", "Figure 9 — the leakage study", "fig9.rst",
-           "reporting.plots.leakage_figure:fig9_leakage",
+           "amips_bench.reporting.plots.leakage_figure:fig9_leakage",
            ("reporting.plots.leakage_figure", "reporting.leakage"),
            inputs=lambda run, inst: {
                "metrics": run.leakage_files(run.metrics_files, clusters=1),

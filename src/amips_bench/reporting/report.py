@@ -141,8 +141,8 @@ def _baseline_curves(r: pd.DataFrame) -> dict[str, pd.DataFrame]:
     classifier router of each size, the linear router — as its mean curve over seeds, indexed
     by k (the oracle, which knows the answer, is not a baseline)."""
     base = r[~r.method.isin(LEARNED + ["oracle"])]
-    names = base.method.where(base.method != "classifier",
-                              "classifier " + base["size"].astype(str))
+    sized = base["size"].fillna("").astype(str)
+    names = base.method.where(sized == "", base.method + " " + sized)
     columns = ["flops_total", "accuracy"] + (["val_accuracy"] if "val_accuracy" in base else [])
     return {name: sub.groupby("k")[columns].mean().sort_values("flops_total")
             for name, sub in base.groupby(names)}

@@ -96,8 +96,7 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
 def _last_validation(metrics_path: str | Path, column: str) -> float:
     """A model's validation `column` at the end of training: the last row of the history.csv
     beside its metrics.json (NaN where there is none)."""
-    run = Path(metrics_path).parent
-    history = DatasetFiles(run.parent.parent).history(run.name)
+    history = DatasetFiles.history_beside(metrics_path)
     if not history.is_file():
         return np.nan
     frame = pd.read_csv(history)

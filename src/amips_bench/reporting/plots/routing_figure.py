@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ...core.config import SIZE_ORDER
-from ...experiments.routing import FINE_RULE, FINE_SPHERICAL_RULE, LINEAR_METHOD
+from ...experiments.routing import FINE_RULE, FINE_SPHERICAL_RULE
+from ...models.routers import ROUTERS
 from ..results import pareto_front, read_tables
 from . import style
 from .style import plt
@@ -72,11 +73,14 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
                 _curve(ax, d[d.method == method], color=FINE_COLORS[i % len(FINE_COLORS)],
                        marker="+", ms=7, ls=ls,
                        label=f"{kind}fine centroids, m = {method[len(rule):]} (2·m·d)")
-        for size, sub in d[d.method == "classifier"].groupby("size"):
-            _curve(ax, sub, color=style.BASELINE_COLORS["classifier"], marker="D", ms=4,
-                   alpha=0.5 + 0.1 * SIZE_ORDER.index(size), label=f"classifier router {size}")
-        _curve(ax, d[d.method == LINEAR_METHOD], color=style.BASELINE_COLORS[LINEAR_METHOD],
-               marker="s", ms=4, ls="--", label="linear router W·q (2·c·d)")
+        for kind in ROUTERS.values():  # the learned routers, kind by kind of the registry
+            if kind.sized:
+                for size, sub in d[d.method == kind.method].groupby("size"):
+                    _curve(ax, sub, color=kind.color, marker="D", ms=4,
+                           alpha=0.5 + 0.1 * SIZE_ORDER.index(size), label=f"{kind.label} {size}")
+            else:
+                _curve(ax, d[d.method == kind.method], color=kind.color, marker="s", ms=4,
+                       ls="--", label=kind.label)
         oracle = d[d.method == "oracle"]
         ax.scatter(oracle.flops_total, oracle.accuracy, marker="*", s=120,
                    color=style.BASELINE_COLORS["oracle"], zorder=4, label="oracle (scan only)")
