@@ -90,6 +90,11 @@ BAD = [
     (lambda c: c["datasets"]["quick"]["routing"].update(classifier_steps=500),
      r"^config key 'datasets\.quick\.routing\.classifier_steps' was renamed: use "
      r"'datasets\.quick\.routing\.router_steps'$"),
+    (lambda c: c["datasets"]["quick"]["grid"][0].update(reinject_every=[1]),
+     r"^config key 'datasets\.quick\.grid\.0\.reinject_every' was renamed: use "
+     r"'datasets\.quick\.grid\.0\.reinject_spacing'$"),
+    (lambda c: c.setdefault("table1", {}).update(reinject_every=1),
+     r"^config key 'table1\.reinject_every' was renamed: use 'table1\.reinject_spacing'$"),
 ]
 
 

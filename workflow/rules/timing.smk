@@ -18,7 +18,7 @@ rule table1:
     params:
         datasets=" ".join(f"{ds}={JOBS.n_keys(ds)}" for ds in config["table1"]["datasets"]),
         t=config["table1"],
-        n_x=nx_for(config["table1"]["depth"], config["table1"]["reinject_every"]),
+        n_x=nx_for(config["table1"]["depth"], config["table1"]["reinject_spacing"]),
         stem=lambda w, output: stem(output.csv),
         width_rule=config["width_rule"],
         device=DEVICE,

@@ -219,18 +219,19 @@ def parse_run(name: str) -> Run:
                int(g["seed"]), g["init"] or "principled")
 
 
-def nx_for(depth: int, every: int) -> int:
-    """n_x for 're-inject every k-th layer' (k = 1: every later layer; k = 0: never)."""
-    if every < 0:
-        raise InputError(f"reinject_every: must be >= 0, got {every}")
-    return 0 if every == 0 else math.ceil((depth - 1) / every)
+def nx_for(depth: int, spacing: int) -> int:
+    """n_x, the count of re-injections, for a spacing of k layers between them (reinject_spacing:
+    k = 1: every later layer; k = 0: never)."""
+    if spacing < 0:
+        raise InputError(f"reinject_spacing: must be >= 0, got {spacing}")
+    return 0 if spacing == 0 else math.ceil((depth - 1) / spacing)
 
 
 def expand_grid(dataset: dict, seeds: list[int]) -> list[Run]:
     runs: dict[str, Run] = {}
     for entry in dataset["grid"]:
         for model, size, depth, every, c, residual, convexity, init, seed in itertools.product(
-                entry["model"], entry["size"], entry["depth"], entry["reinject_every"],
+                entry["model"], entry["size"], entry["depth"], entry["reinject_spacing"],
                 entry["clusters"], entry["residual"], entry["convexity"], entry["init"], seeds):
             support = model == "supportnet"
             run = Run(model, size, depth, nx_for(depth, every), c, residual,
@@ -358,9 +359,9 @@ def check(config: dict) -> None:
                 ds["routing"]["classifier_sizes"] or ds["routing"]["linear_router"])
             _check_synthetic_split(name, ds, routed=bool(routed))
         for i, entry in enumerate(ds["grid"]):
-            for depth, every in itertools.product(entry["depth"], entry["reinject_every"]):
+            for depth, every in itertools.product(entry["depth"], entry["reinject_spacing"]):
                 if nx_for(depth, every) > depth - 1:
-                    raise ConfigError(f"config key 'datasets.{name}.grid.{i}.reinject_every': "
+                    raise ConfigError(f"config key 'datasets.{name}.grid.{i}.reinject_spacing': "
                                       f"{every} gives n_x > depth - 1 for depth {depth}")
         clustered = {r.clusters for r in runs if r.clusters > 1}
         for k in ds["routing"]["ks"]:
@@ -451,7 +452,7 @@ def check_leakage_pair(datasets: dict, pair: dict, key: str, known) -> None:
 def ood_run(config: dict, dataset: str) -> Run:
     """The grid model the OOD test uses (first seed); an error if the grid lacks it."""
     spec = config["datasets"][dataset]["ood"]
-    wanted = (spec["model"], spec["size"], spec["depth"], nx_for(spec["depth"], spec["reinject_every"]),
+    wanted = (spec["model"], spec["size"], spec["depth"], nx_for(spec["depth"], spec["reinject_spacing"]),
               1, False, config["seeds"][0])
     for run in expand_grid(config["datasets"][dataset], config["seeds"]):  # first convexity, init
         if (run.model, run.size, run.depth, run.n_x, run.clusters, run.residual, run.seed) == wanted:
@@ -461,20 +462,37 @@ def ood_run(config: dict, dataset: str) -> Run:
                       f"the grid of {dataset!r}")
 
 
-#: keys of a dataset block that were renamed: old -> new (a config with an old key is refused in
-#: one line that names the new one)
-RENAMED_KEYS = {"routing.classifier_steps": "routing.router_steps",
-                "routing.classifier_batch_size": "routing.router_batch_size"}
+#: keys that were renamed: old path -> new key ("*": any dataset, "[]": any entry of a list); a
+#: config with an old key is refused in one line that names the new one
+RENAMED_KEYS = {"datasets.*.routing.classifier_steps": "router_steps",
+                "datasets.*.routing.classifier_batch_size": "router_batch_size",
+                "datasets.*.grid.[].reinject_every": "reinject_spacing",
+                "datasets.*.ood.reinject_every": "reinject_spacing",
+                "table1.reinject_every": "reinject_spacing"}
+
+
+def _found(node, parts: list[str], at: str):
+    """The dotted paths under `node` that match `parts` (with * and [] as wildcards)."""
+    if not parts:
+        yield at
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "[]" and isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _found(item, rest, f"{at}.{i}")
+    elif head == "*" and isinstance(node, dict):
+        for key, value in node.items():
+            yield from _found(value, rest, f"{at}.{key}".lstrip("."))
+    elif isinstance(node, dict) and head in node:
+        yield from _found(node[head], rest, f"{at}.{head}".lstrip("."))
 
 
 def check_renamed_keys(config: dict) -> None:
     """Refuse a key that was renamed, naming its new name, before the schema calls it unknown."""
-    for name, block in (config.get("datasets") or {}).items():
-        for old, new in RENAMED_KEYS.items():
-            section, key = old.split(".")
-            if isinstance(block, dict) and key in (block.get(section) or {}):
-                raise ConfigError(f"config key 'datasets.{name}.{old}' was renamed: use "
-                                  f"'datasets.{name}.{new}'")
+    for old, new in RENAMED_KEYS.items():
+        for path in _found(config, old.split("."), ""):
+            raise ConfigError(f"config key '{path}' was renamed: use "
+                              f"'{path.rsplit('.', 1)[0]}.{new}'")
 
 
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
