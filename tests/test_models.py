@@ -266,3 +266,17 @@ def test_every_initialisation_starts_with_non_negative_w_z(init):
     if init == "official":
         assert all(float(layer.bias.min()) > 0 for layer in model.trunk.hidden)
         assert float(model.trunk.out.bias.abs().max()) == 0.0
+
+
+def test_the_model_registry_and_the_run_grammar_name_the_same_models():
+    """Every model name of the schema (the run grammar's) has a network in the registry, and
+    a registered model's key comes from where its kind says: the gradient of a scalar per
+    cluster, or the output itself."""
+    from amips_bench.core.config import MODELS
+    from amips_bench.models.networks import MODEL_KINDS
+
+    assert tuple(MODEL_KINDS) == MODELS
+    for name, kind in MODEL_KINDS.items():
+        spec = ModelSpec(model=name, d=8, n_keys=5000, size="S", depth=3, n_x=1, n_clusters=2)
+        assert isinstance(build_model(spec), kind.network)
+        assert spec.d_out == (2 if kind.key_is_gradient else 2 * 8)

@@ -341,5 +341,5 @@ def test_editing_the_plot_style_re_renders_the_figures_and_nothing_upstream(fini
         os.utime(style, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert run.returncode == 0, run.stderr[-2000:]
     planned = planned_rules(run.stdout + run.stderr)
-    figures = {"fig1_toy", "fig2_routing", "fig3_erel_mrr", "fig_ivf", "fig7_ood", "fig8_training"}
+    figures = {"fig1_toy", "fig2_routing", "fig3_erel_mrr", "fig4_ivf_tiny", "fig7_ood", "fig8_training"}
     assert planned == figures | {"reproduction_report", "all"}, planned

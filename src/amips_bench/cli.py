@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .core.config import MODELS
 from .core.plugins import load_plugins
 from .reporting.figures import FIGURES
 
@@ -280,7 +281,7 @@ def _train_args(p):
 
     p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
     p.add_argument("--out", required=True, help="model folder to write (model.pt, history.csv, metrics.json)")
-    p.add_argument("--model", required=True, choices=["supportnet", "keynet"])
+    p.add_argument("--model", required=True, choices=MODELS)
     p.add_argument("--size", required=True, help="XS, S, M, L, XL or XXL (fraction of n·d parameters)")
     p.add_argument("--depth", type=int, required=True)
     p.add_argument("--nx", type=int, required=True, help="number of later layers that re-inject x")

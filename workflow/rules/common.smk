@@ -119,6 +119,14 @@ COMPARE_CODE = code(
 )
 
 
+def this_provenance():
+    """This run's report, where the comparison reads this run: its provenance names the
+    commit and devices of the run in the comparison."""
+    if any(Path(f) == L.results for f in config["compare"]["runs"].values()):
+        return {"this_provenance": rules.reproduction_report.output.provenance}
+    return {}
+
+
 def figure_output(name, caption):
     """The outputs of a figure rule: STEM.pdf, STEM.png (in the Snakemake report with its
     caption) and STEM.csv, the plotted numbers."""

@@ -2,14 +2,6 @@
 # noise; and freezing this run's tidy results as the reference of later comparisons.
 
 
-def this_provenance():
-    """This run's report, where the comparison reads this run: its provenance names the
-    commit and devices of the run in the comparison."""
-    if any(Path(f) == L.results for f in config["compare"]["runs"].values()):
-        return {"this_provenance": rules.reproduction_report.output.provenance}
-    return {}
-
-
 rule compare_runs:
     input:
         unpack(lambda w: RUN.compared_this_run() | {"code": COMPARE_CODE} | this_provenance()),
@@ -71,7 +63,7 @@ rule freeze_reference:
     conda:
         ENV
     params:
-        results=str(L.results),
+        results=lambda w, input: folder(folder(input.report_md)),
         out=lambda w, output: folder(output[0]),
         command=" ".join(["snakemake"] + sys.argv[1:]),
         config=json.dumps(config, default=str),

@@ -34,7 +34,7 @@ def series_color(key: dict) -> str:
     if key.get("query") == "natural" or key.get("model") == "identity":
         return "#000000"
     method = key.get("method", "")
-    if style.method_color(method) and method not in ("supportnet", "keynet"):
+    if style.method_color(method) and method not in style.MODEL_LABEL:
         return style.method_color(method)
     if "std" in key and key["std"] != "":
         return plt.get_cmap("viridis")(min(1.0, 4 * float(key["std"])))
@@ -45,7 +45,7 @@ def series_label(key: dict, hidden: list[str]) -> str:
     """The curve's name without what its panel already says."""
     k = {c: v for c, v in key.items() if c not in hidden and v != ""}
     parts = []
-    if k.get("method") and k["method"] not in ("supportnet", "keynet"):  # a baseline router
+    if k.get("method") and k["method"] not in style.MODEL_LABEL:  # a baseline router
         return " ".join(v for v in (k["method"], k.get("size")) if v)
     if k.get("query"):
         parts.append(k["query"])
@@ -203,7 +203,7 @@ def _draw_points(fig: FigureData, runs: list[RunTree], out_stem: Path) -> None:
                              "grad_over_score_high": hi})
             paper = TABLE1.get(where.get("dataset", ""), {}).get("rows", {})
             for size, cells in paper.items():
-                for model in ("supportnet", "keynet"):
+                for model in style.MODEL_LABEL:
                     ratio = cells[(model, "grad")] / cells[(model, "score")]
                     rows.append({"run": "paper", **where, "model": model, "size": size,
                                  "grad_over_score": ratio})

@@ -25,6 +25,7 @@ from ..core.config import RUN_PATTERN
 from ..core.files import InputError, git_state, load_json, package_versions, save_json
 from ..core.layout import TIDY_FILES, DatasetFiles, ResultsLayout, reference_provenance
 from ..core.plugins import load_plugins
+from ..models.networks import MODEL_KINDS
 from ..reporting.figures import FIGURES as FIGURE_REGISTRY
 from ..reporting.results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_ivf_setup
 
@@ -103,7 +104,7 @@ def figure_spec(name: str) -> FigureData | None:
     return next((f for f in compared_figures() if f.name == name), None)
 
 #: the family of a routing method: its own overlay panel
-ROUTING_FAMILY = {"supportnet": "SupportNet", "keynet": "KeyNet"}
+ROUTING_FAMILY = {name: kind.label for name, kind in MODEL_KINDS.items()}
 
 PROVENANCE = reference_provenance("").name
 

@@ -198,7 +198,9 @@ KEYNET_CONVEXITY, KEYNET_INIT = "none", "principled"
 #: size name -> ρ, the parameter budget as a fraction of n·d (in the order of the figures)
 SIZES: dict[str, float] = {"XS": 0.01, "S": 0.05, "M": 0.10, "L": 0.20, "XL": 0.40, "XXL": 0.50}
 SIZE_ORDER: list[str] = list(SIZES)
-MODELS = ("supportnet", "keynet")
+#: the model names of the run grammar: the schema's list (models.networks.MODEL_KINDS holds a
+#: network for each; a test keeps the two equal)
+MODELS = tuple(load_schema()["$defs"]["model_name"]["enum"])
 
 #: the one grammar of run names (the inverse of Run.name); the Snakefile's wildcard constraint
 #: is RUN_WILDCARD, the same expression without group names

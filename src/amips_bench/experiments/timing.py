@@ -21,7 +21,7 @@ from ..core.paper import TABLE1_RATIO_RANGE, table1_seconds
 from ..datasets.targets import full_fp32_matmul
 from ..models.evaluation import load_dataset
 from ..models.flops import centroid_flops, ivf_flops, key_flops, router_flops
-from ..models.networks import KeyNet, ModelSpec, build_model, load_model, model_scores, scores_and_keys
+from ..models.networks import MODEL_KINDS, KeyNet, ModelSpec, build_model, load_model, model_scores, scores_and_keys
 from ..models.training import precision_context
 from .faiss_backend import set_nprobe
 from .ivf import load_test, read_index, search_ivf
@@ -125,7 +125,7 @@ def table1_rows(datasets: dict[str, int], *, sizes: list[str], depth: int, n_x: 
     versions = package_versions()
     for dataset, n_keys in datasets.items():
         for size in sizes:
-            for model_name in ("supportnet", "keynet"):
+            for model_name in MODEL_KINDS:
                 torch.manual_seed(seed)
                 spec = ModelSpec(model=model_name, d=d, n_keys=n_keys, size=size, depth=depth,
                                  n_x=n_x, width_rule=width_rule)

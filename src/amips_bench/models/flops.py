@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .networks import KeyNet, ModelSpec, model_scores, scores_and_keys
+from .networks import MODEL_KINDS, KeyNet, ModelSpec, model_scores, scores_and_keys
 
 
 class _Scores(nn.Module):
@@ -90,7 +90,7 @@ def analytic_key_flops(spec: ModelSpec) -> float:
     matmul per Jacobian row, as autograd computes it), so SupportNet costs (1 + c) forwards.
     """
     forward = 2.0 * analytic_forward_macs(spec)
-    return forward if spec.model == "keynet" else (1 + spec.n_clusters) * forward
+    return (1 + spec.n_clusters) * forward if MODEL_KINDS[spec.model].key_is_gradient else forward
 
 
 def centroid_flops(n_clusters: int, d: int) -> float:

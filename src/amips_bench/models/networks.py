@@ -128,7 +128,8 @@ class ModelSpec:
 
     @property
     def d_out(self) -> int:
-        return self.n_clusters if self.model == "supportnet" else self.n_clusters * self.d
+        # a scalar per cluster whose gradient is the key, or the key itself
+        return self.n_clusters if MODEL_KINDS[self.model].key_is_gradient else self.n_clusters * self.d
 
     @property
     def budget(self) -> float:
@@ -377,8 +378,28 @@ class KeyNet(nn.Module):
         return torch.einsum("bcd,bd->bc", self(x), x)
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """A model of the registry: its network and how the suite shows it. Its name is in the
+    schema's model list (core.config.MODELS), the run-name grammar's."""
+
+    name: str
+    label: str
+    network: type[nn.Module]
+    key_is_gradient: bool  # SupportNet's key is ∇f(x), KeyNet's its output
+    color: str
+    linestyle: str
+
+
+#: name -> model, in the order of the figures
+MODEL_KINDS: dict[str, ModelKind] = {
+    "supportnet": ModelKind("supportnet", "SupportNet", SupportNet, True, "#9467bd", "--"),
+    "keynet": ModelKind("keynet", "KeyNet", KeyNet, False, "k", "-"),
+}
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
-    return SupportNet(spec) if spec.model == "supportnet" else KeyNet(spec)
+    return MODEL_KINDS[spec.model].network(spec)
 
 
 def scores_and_keys(model: nn.Module, x: torch.Tensor,

@@ -33,6 +33,7 @@ from ..core.files import (
     save_text,
 )
 from ..core.paper import PAPER_KEY_COUNTS, TABLE1_RATIO_RANGE
+from ..models.networks import MODEL_KINDS
 from .leakage import ARMS, LeakagePair, per_seed, read_clean_tests, summary, verdicts
 from .results import (
     IDENTITY,
@@ -119,7 +120,7 @@ class Claim:
     datasets_of: Callable[[Results], list[str]] = field(default=lambda r: [])
 
 
-LEARNED = ["supportnet", "keynet"]  # the routing methods that are support-function models
+LEARNED = list(MODEL_KINDS)  # the routing methods that are support-function models
 
 
 def _learned_points(r: pd.DataFrame) -> pd.DataFrame:

@@ -44,7 +44,7 @@ def fig2_routing(csv_paths: list[str | Path], out_stem: str | Path) -> None:
     fig, axes = plt.subplots(len(datasets), 2, figsize=(12.5, 3.6 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
         d = df[df.dataset == dataset]
-        learned = d[d.method.isin(["supportnet", "keynet"])]
+        learned = d[d.method.isin(list(style.MODEL_LABEL))]
         ax = row[0]
         for (model, size, depth, n_x), sub in learned.groupby(["model", "size", "depth", "n_x"]):
             sparse = n_x < depth - 1

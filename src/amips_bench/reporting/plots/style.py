@@ -16,16 +16,17 @@ from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, 
 
 from ...core.config import SIZE_ORDER  # noqa: E402
 from ...core.files import atomic_path, save_csv  # noqa: E402
+from ...models.networks import MODEL_KINDS  # noqa: E402
 from ...models.routers import ROUTERS  # noqa: E402
 
 SIZE_COLORS = dict(zip(SIZE_ORDER, ["#9ecae1", "#6baed6", "#3182bd", "#08519c", "#e6550d", "#a63603"]))
 DEPTH_MARKERS = {4: "o", 8: "s", 16: "^"}
-MODEL_LABEL = {"supportnet": "SupportNet", "keynet": "KeyNet"}
-MODEL_LINESTYLE = {"supportnet": "--", "keynet": "-"}
+MODEL_LABEL = {name: kind.label for name, kind in MODEL_KINDS.items()}
+MODEL_LINESTYLE = {name: kind.linestyle for name, kind in MODEL_KINDS.items()}
 BASELINE_COLORS = {"centroid_ip": "#444444", "centroid_l2": "#888888", "centroid_cos": "#bbbbbb",
                    "oracle": "#2ca02c", "natural": "#444444"}
-#: one colour per model where a figure tells the two apart by colour (Table 1's overlay)
-MODEL_COLORS = {"supportnet": "#9467bd", "keynet": "k"}
+#: one colour per model where a figure tells the models apart by colour (Table 1's overlay)
+MODEL_COLORS = {name: kind.color for name, kind in MODEL_KINDS.items()}
 
 
 def method_color(method: str) -> str | None:
