@@ -4,10 +4,16 @@ benchmark scripts as modules."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the workers share the machine's cores: one thread each, instead of each taking them all
+    torch.set_num_threads(1)
 
 
 def benchmark_script(name: str):

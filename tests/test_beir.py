@@ -278,7 +278,7 @@ def test_passage_rule():
 
 def test_killed_encode_resumes_to_the_uninterrupted_array(tmp_path, encoder):
     folder = tmp_path / "ds"
-    make_beir_folder(folder, n_passages=600, n_queries=40)
+    make_beir_folder(folder, n_passages=300, n_queries=40)
     passages, _, _ = load_texts(folder)
     straight = encode_resumable(passages.texts, tmp_path / "straight" / "keys.npy", batch_size=16,
                                 chunk_size=40, encoder=encoder, progress=False)

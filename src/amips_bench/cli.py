@@ -581,7 +581,7 @@ def _pipelines_args(p):
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--repeats", type=int, required=True)
     p.add_argument("--warmup", type=int, required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="timing/pipelines.csv to write")
     _add_device(p)
     _add_threads(p)
 
