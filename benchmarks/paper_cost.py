@@ -1,24 +1,12 @@
 """Estimated GPU hours of the paper configuration (config/paper.yaml), from its own grid.
 
-Training FLOPs per step of batch B: SupportNet with c outputs 6·(1 + c)·P·B (forward, c
-input-gradient passes, and the double backward through both); KeyNet (6·P − 2·(1 + n_x)·d·h)·B
-(forward and backward, less the input gradient its (1 + n_x) projections of x never need). P is
-the model's full parameter count at its width (output layer included), not the budget ρ·n·d
-the width is solved from: under the paper's width rule a clustered KeyNet's c·d outputs come
-on top of the budget (at c = 10 they double an XS model). tests/test_paper_cost.py checks the
-formula against the FLOPs counted on a real training step.
-
-The rate each run trains at comes from a measured throughput table when one exists
-(benchmarks/results/train_throughput_<gpu>.csv, written by `train_throughput.py --device cuda
---out ...`): the achieved FLOP/s of the same model, the same cluster count (c = 1, or the
-measured clustered c for c > 1), the dataset's training precision and the CUDA-graph step,
-at the measured size nearest in parameter count. A run whose (model, size, depth, n_x, c,
-width, batch, key count) was itself measured is "measured" (a table measured under another
-width rule measures other models); every other run borrows that rate and is
-"extrapolated" (larger models run their matmuls at least as efficiently, so borrowing from a
-smaller size errs on the high side of the hours). Without a table, an assumed sustained rate
-(--tflops, default 100 TFLOP/s) is used for every run, and the output says so. Evaluation,
-encoding and search are not counted: they are small beside training.
+Each run is priced by `amips_bench.models.cost` (the workflow's runtime requests use the same
+model): its training FLOPs per step from its real parameter count, at the rate of a measured
+throughput table when one exists (benchmarks/results/train_throughput_<gpu>.csv, written by
+`train_throughput.py --device cuda --out ...`), "measured" where the run itself was measured
+and "extrapolated" where it borrows the rate of the nearest measured size. Without a table, an
+assumed sustained rate (--tflops, default 100 TFLOP/s) is used for every run, and the output
+says so. Evaluation, encoding and search are not counted: they are small beside training.
 
     python benchmarks/paper_cost.py [--config config/paper.yaml] [--throughput CSV | --tflops 100]
 """
@@ -26,56 +14,18 @@ encoding and search are not counted: they are small beside training.
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import yaml
 
 from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
+from amips_bench.core.files import InputError
+from amips_bench.models.cost import load_rates, pick_rate, step_flops
 from amips_bench.models.networks import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TABLE = ROOT / "benchmarks" / "results" / "train_throughput_h200.csv"
-
-
-def load_rates(path: Path) -> list[dict]:
-    """Measured rows (numbers parsed); CUDA-graph rows preferred where both were measured."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for key in ("clusters", "depth", "n_x", "width", "parameters", "batch"):
-            r[key] = int(r[key])
-        r["achieved_flops"] = float(r["achieved_flops"])
-        r["cuda_graph"] = r["cuda_graph"] == "True"
-    return rows
-
-
-def step_flops(spec: ModelSpec, batch: int) -> float:
-    """Training FLOPs of one step of `batch` queries (see the module docstring)."""
-    params = spec.n_parameters
-    if spec.model == "supportnet":
-        return 6 * (1 + spec.n_clusters) * params * batch
-    return (6 * params - 2 * (1 + spec.n_x) * spec.d * spec.width) * batch
-
-
-def pick_rate(rates: list[dict], spec: ModelSpec, precision: str, batch: int,
-              n_keys_measured: int) -> tuple[float, str, dict]:
-    """(FLOP/s, 'measured' | 'extrapolated', the row used) for one run of the grid."""
-    clustered = [r for r in rates if r["model"] == spec.model and r["precision"] == precision
-                 and (r["clusters"] == 1) == (spec.n_clusters == 1)]
-    if not clustered:
-        raise SystemExit(f"paper_cost: no measured {spec.model} rate in {precision} "
-                         f"(c {'= 1' if spec.n_clusters == 1 else '> 1'}) in the throughput table")
-    best_graph = max(r["cuda_graph"] for r in clustered)
-    pool = [r for r in clustered if r["cuda_graph"] == best_graph]
-    params = spec.n_parameters
-    row = min(pool, key=lambda r: abs(math.log(r["parameters"] / params)))
-    exact = (row["size"] == spec.size and row["depth"] == spec.depth and row["n_x"] == spec.n_x
-             and row["clusters"] == spec.n_clusters and row["width"] == spec.width
-             and row["batch"] == batch and spec.n_keys == n_keys_measured)
-    return row["achieved_flops"], "measured" if exact else "extrapolated", row
 
 
 def main() -> None:
@@ -103,8 +53,11 @@ def main() -> None:
                              width_rule=config["width_rule"])
             flops = step_flops(spec, train["batch_size"]) * train["steps"]
             if rates:
-                rate, kind, row = pick_rate(rates, spec, args.precision or train["precision"],
-                                            train["batch_size"], args.n_keys_measured)
+                try:
+                    rate, kind, row = pick_rate(rates, spec, args.precision or train["precision"],
+                                                train["batch_size"], args.n_keys_measured)
+                except InputError as exc:
+                    raise SystemExit(f"paper_cost: {exc}") from None
                 device = row["device"]
             else:
                 rate, kind = args.tflops * 1e12, "assumed"

@@ -3,6 +3,7 @@ the config's own settings, and resource requests from the data's size."""
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
@@ -88,16 +89,42 @@ def test_ivf_flags_parse_back_into_the_ivf_block():
 
 
 def test_resources_grow_with_the_keys_and_the_steps():
-    """Memory: base + factor × the float32 keys; runtime: 3 × steps × batch at 2e4 samples/s,
-    at least 10 minutes (hand computations on the quick config, then scaled up)."""
+    """Memory: base + factor × the float32 keys; runtime without a throughput table: 3 × steps
+    × batch at the assumed 2e4 samples/s, at least 10 minutes (by hand on the quick config)."""
     cfg = _config()
     ds = cfg["datasets"]["quick"]
     jobs = Jobs(cfg)
+    run = expand_grid(ds, cfg["seeds"])[0].name
     keys_mb = ds["synthetic"]["n_keys"] * ds["synthetic"]["d"] * 4 / 1e6
     assert jobs.embedding_mb("quick") == pytest.approx(keys_mb)
     assert jobs.mem_mb("quick", 3) == int(2000 + 3 * keys_mb)
     assert jobs.train_mem_mb("quick") == int(4000 + 4 * keys_mb)
-    assert jobs.train_minutes("quick") == 10  # 400 steps: far under the floor
+    assert jobs.train_minutes("quick", run) == 10  # 400 steps: far under the floor
     ds["train"]["steps"] = 100_000
-    expected = int(100_000 * ds["train"]["batch_size"] / 2e4 / 60 * 3)
-    assert jobs.train_minutes("quick") == expected > 10
+    expected = math.ceil(100_000 * ds["train"]["batch_size"] / 2e4 / 60 * 3)
+    assert jobs.train_minutes("quick", run) == expected > 10
+    assert jobs.train_cost("quick", run).rate == "assumed"
+
+
+def test_training_jobs_ask_for_their_own_estimates_and_never_above_the_cap():
+    """With the committed H200 throughput table, the paper's most and least expensive NQ models
+    ask for runtimes in the ratio of their estimated training times (FLOPs at the measured
+    rate), and a 24-hour cap bounds every request of the grid."""
+    cfg = _config("paper.yaml")
+    cfg["cluster"]["throughput"] = str(ROOT / "benchmarks/results/train_throughput_h200.csv")
+    jobs = Jobs(cfg)
+    runs = [r.name for r in expand_grid(cfg["datasets"]["nq"], cfg["seeds"])]
+    costs = {r: jobs.train_cost("nq", r) for r in runs}
+    cheap, dear = min(runs, key=lambda r: costs[r].seconds), max(runs, key=lambda r: costs[r].seconds)
+    assert costs[dear].seconds > 100 * costs[cheap].seconds  # minutes against days
+    assert {c.rate for c in costs.values()} <= {"measured", "extrapolated"}
+    ratio = jobs.train_minutes("nq", dear) / jobs.train_minutes("nq", cheap)
+    assert ratio == pytest.approx(costs[dear].seconds / costs[cheap].seconds, rel=0.05)
+    cfg["cluster"]["max_runtime_minutes"] = 24 * 60
+    capped = Jobs(cfg)
+    requests = [capped.train_minutes(ds, r.name) for ds in cfg["datasets"]
+                for r in expand_grid(cfg["datasets"][ds], cfg["seeds"])]
+    assert max(requests) == 24 * 60 and min(requests) >= 10
+    assert capped.train_minutes("nq", cheap) == jobs.train_minutes("nq", cheap)  # under the cap
+
+

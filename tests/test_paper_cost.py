@@ -10,10 +10,11 @@ import pytest
 import torch
 from conftest import benchmark_script
 
+from amips_bench.core.files import InputError
 from amips_bench.core.settings import TrainConfig
 from amips_bench.models.networks import ModelSpec, build_model
 
-paper_cost = benchmark_script("paper_cost")
+paper_cost = benchmark_script("paper_cost")  # prices through amips_bench.models.cost
 
 
 @pytest.mark.parametrize("model", ["keynet", "supportnet"])
@@ -84,7 +85,7 @@ def test_cuda_graph_rows_are_preferred_and_a_missing_model_is_named(tmp_path):
     s, m = _spec("supportnet", "S"), _spec("supportnet", "M")
     rates = _rates(tmp_path, [_row(s, flops=1e14), _row(m, flops=3e14, graph=True)])
     assert paper_cost.pick_rate(rates, s, "tf32", 4096, 513_000)[:2] == (3e14, "extrapolated")
-    with pytest.raises(SystemExit, match="no measured supportnet rate in bf16"):
+    with pytest.raises(InputError, match="no measured supportnet rate in bf16"):
         paper_cost.pick_rate(rates, s, "bf16", 4096, 513_000)
-    with pytest.raises(SystemExit, match=r"c > 1"):
+    with pytest.raises(InputError, match=r"c > 1"):
         paper_cost.pick_rate(rates, _spec("supportnet", "S", clusters=10), "tf32", 4096, 513_000)

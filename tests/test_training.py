@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,66 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
     assert list(ha.step) == list(hb.step) == [0, 100, 200, 300, 400]
     pd.testing.assert_series_equal(ha.e_rel, hb.e_rel, atol=1e-5)
     assert not checkpoint.exists()  # removed once the run completed
+
+
+def _same_weights(a_dir, b_dir):
+    a, _ = load_model(a_dir / "model.pt")
+    b, _ = load_model(b_dir / "model.pt")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_sigterm_checkpoints_at_the_step_it_arrives_and_the_rerun_ends_bitwise_equal(tiny_dataset, tmp_path):
+    """SIGTERM (a cluster's notice before its walltime kill or a preemption) to a real
+    `amips-bench train` without periodic checkpoints: it saves one at the step it is on and
+    exits with status 75 within seconds; the same command resumes there and ends with the
+    uninterrupted run's weights, bit for bit."""
+    steps = 300
+    args = ["--dataset-dir", str(tiny_dataset), "--model", "keynet", "--size", "M", "--depth", "4",
+            "--nx", "1", "--steps", str(steps), "--batch-size", "64", "--lr-at-128", "2e-3",
+            "--eval-every", "50", "--checkpoint-every", "100000", "--seed", "6", "--device", "cpu",
+            "--threads", "1"]
+    cmd = [sys.executable, "-m", "amips_bench.cli", "train"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    subprocess.run(cmd + args + ["--out", str(straight)], check=True, capture_output=True)
+    proc = subprocess.Popen(cmd + args + ["--out", str(resumed)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the first evaluation after step 0: mid-training
+        if re.search(r"step\s+50\b", line):
+            break
+    os.kill(proc.pid, signal.SIGTERM)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == training.STOPPED_EXIT, err
+    assert time.time() - t0 < 10
+    checkpoint = resumed / training.CHECKPOINT_NAME
+    stopped_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 50 <= stopped_at < steps and not (resumed / "model.pt").exists()
+    assert f"SIGTERM: checkpoint saved at step {stopped_at} of {steps}" in err
+    out = subprocess.run(cmd + args + ["--out", str(resumed)], check=True, capture_output=True, text=True)
+    assert f"resumed keynet_M_L4_nx1_c1 at step {stopped_at}" in out.stdout
+    _same_weights(straight, resumed)
+
+
+def test_a_time_budget_runs_a_training_as_segments_that_end_bitwise_equal(tiny_dataset, tmp_path):
+    """A budget shorter than the training: each run stops with a checkpoint before its budget
+    is spent, the next resumes; the segments end with the one-segment run's weights."""
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    cfg = _cfg()
+    whole = Trainer(_spec("supportnet"), data, cfg, tmp_path / "whole", DEVICE)
+    whole.run()
+    segments, out = 0, tmp_path / "segments"
+    while not (out / "model.pt").exists():
+        segments += 1
+        trainer = Trainer(_spec("supportnet"), data, cfg, out, DEVICE, max_seconds=0.1)
+        trainer.min_reserve = 0.0  # a tenth of a second: a few dozen steps a segment
+        try:
+            trainer.run()
+        except training.TrainingStopped as stopped:
+            assert "time budget of" in str(stopped) and trainer.step < cfg.steps
+        assert segments < 200
+    assert segments >= 2
+    _same_weights(tmp_path / "whole", out)
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path,

@@ -297,6 +297,10 @@ def _train_args(p):
     _dataclass_arguments(p, LossWeights, prefix="lambda_", skip=("key_reduction",))
     p.add_argument("--key-reduction", default=LossWeights.key_reduction, choices=KEY_REDUCTIONS,
                    help="the key term summed (paper) or averaged (official code) over coordinates")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="wall-clock budget of this process: before it is spent (and on SIGTERM) "
+                        "training saves a checkpoint and exits with status 75; the same command "
+                        "continues it (0: no budget)")
     _add_device(p)
     _add_threads(p)
 
@@ -310,16 +314,21 @@ def _show_progress(spec, row) -> None:
 @command("train", "train one SupportNet or KeyNet (resumes from its checkpoint)")(_train_args)
 def _train(args):
     from .core.settings import LossWeights, TrainConfig
-    from .models.training import train_run
+    from .models.training import STOPPED_EXIT, TrainingStopped, train_run
 
     cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_",
                                                               skip=("key_reduction",)),
                                           key_reduction=args.key_reduction))
-    metrics = train_run(args.dataset_dir, args.out, cfg, args.device, progress=_show_progress,
-                        model=args.model, size=args.size, depth=args.depth, n_x=args.nx,
-                        n_clusters=args.clusters, residual=args.residual,
-                        convexity=args.convexity, width_rule=args.width_rule, init=args.init)
+    try:
+        metrics = train_run(args.dataset_dir, args.out, cfg, args.device, progress=_show_progress,
+                            max_minutes=args.max_minutes, model=args.model, size=args.size,
+                            depth=args.depth, n_x=args.nx, n_clusters=args.clusters,
+                            residual=args.residual, convexity=args.convexity,
+                            width_rule=args.width_rule, init=args.init)
+    except TrainingStopped as stopped:
+        print(f"amips-bench train: stopped early ({stopped})", file=sys.stderr, flush=True)
+        raise SystemExit(STOPPED_EXIT) from None
     test = metrics["test"]
     print(f"[{Path(args.out).name}] test e_rel {test['e_rel']:+.3f}  mrr {test['mrr']:.3f}  "
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")

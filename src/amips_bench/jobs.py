@@ -7,18 +7,18 @@ Pure functions of the config (no Snakemake here), so they are unit-tested like t
 
 from __future__ import annotations
 
+import math
 import sys
 
 from .core.config import dataset_n_keys, parse_run
 from .core.settings import TrainConfig
 from .disk_plan import DEFAULT_ENCODER_D
+from .models.cost import TrainingCost, load_rates, training_cost
+from .models.networks import ModelSpec
 from .models.routers import ROUTERS, parse_router_stem
 
-#: the training rate a runtime request assumes (samples per second); a request is three times
-#: the steps at that rate, and at least ten minutes
-ASSUMED_TRAIN_SAMPLES_PER_SECOND = 2e4
-#: headroom of a runtime request over the time at the assumed rate
-RUNTIME_MARGIN = 3
+#: the shortest runtime a training job asks for (minutes)
+MIN_RUNTIME_MINUTES = 10
 
 
 def words(values) -> str:
@@ -40,6 +40,8 @@ class Jobs:
     def __init__(self, config: dict):
         self.config = config
         self.datasets = config["datasets"]
+        table = config["cluster"]["throughput"]
+        self.rates = load_rates(table) if table else []
 
     # ------------------------------------------------------------ resources
 
@@ -61,12 +63,40 @@ class Jobs:
         """The memory a training job of this dataset asks for (rule train)."""
         return self.mem_mb(dataset, 4, base=4000)
 
-    def train_minutes(self, dataset: str) -> int:
-        """Runtime request of a training job: steps × batch at ASSUMED_TRAIN_SAMPLES_PER_SECOND,
-        × RUNTIME_MARGIN, at least 10 minutes."""
-        t = self.datasets[dataset]["train"]
-        seconds = t["steps"] * t["batch_size"] / ASSUMED_TRAIN_SAMPLES_PER_SECOND
-        return max(10, int(seconds / 60 * RUNTIME_MARGIN))
+    def model_spec(self, dataset: str, run_name: str) -> ModelSpec:
+        """The model a run trains, sized for the dataset's keys (text: the encoder's width)."""
+        ds, run = self.datasets[dataset], parse_run(run_name)
+        d = ds["synthetic"]["d"] if ds["source"] == "synthetic" else DEFAULT_ENCODER_D
+        return ModelSpec(model=run.model, d=d, n_keys=self.n_keys(dataset), size=run.size,
+                         depth=run.depth, n_x=run.n_x, n_clusters=run.clusters,
+                         residual=run.residual, convexity=run.convexity, init=run.init,
+                         width_rule=self.config["width_rule"])
+
+    def train_cost(self, dataset: str, run_name: str) -> TrainingCost:
+        """The estimated training time of a run (models.cost: its FLOPs at the measured rate
+        of the config's throughput table, or at the assumed samples per second)."""
+        c = self.config["cluster"]
+        return training_cost(self.model_spec(dataset, run_name), self.datasets[dataset]["train"],
+                             self.rates, c["n_keys_measured"], c["assumed_samples_per_second"])
+
+    def runtime_request(self, seconds: float) -> int:
+        """Minutes a job asks for: its estimate × cluster.runtime_margin, at least
+        MIN_RUNTIME_MINUTES, never more than cluster.max_runtime_minutes."""
+        c = self.config["cluster"]
+        minutes = max(MIN_RUNTIME_MINUTES, math.ceil(seconds / 60 * c["runtime_margin"]))
+        return min(minutes, c["max_runtime_minutes"] or minutes)
+
+    def train_minutes(self, dataset: str, run_name: str) -> int:
+        """Runtime request of a training job, from its own estimated cost."""
+        return self.runtime_request(self.train_cost(dataset, run_name).seconds)
+
+    def router_minutes(self, dataset: str) -> int:
+        """Runtime request of a router's training: its steps × batch at the assumed rate, for
+        each learning rate of its sweep (a router is a small fraction of a model's cost)."""
+        r, c = self.datasets[dataset]["routing"], self.config["cluster"]
+        seconds = (r["router_steps"] * r["router_batch_size"] * len(r["router_lr_factors"])
+                   / c["assumed_samples_per_second"])
+        return self.runtime_request(seconds)
 
     def training_jobs_at_once(self, resources: dict, local: bool) -> int:
         """How many training jobs can run at once under Snakemake's limits (`resources`: name

@@ -24,6 +24,7 @@ from amips_bench.core.config import (
     prepare,
 )
 from amips_bench.core.disk import DISK_MARGIN_ENV
+from amips_bench.core.files import InputError
 from amips_bench.core.layout import reference_provenance
 from amips_bench.core.plugins import load_plugins
 from amips_bench.core.settings import TrainConfig
@@ -70,7 +71,14 @@ ENV = str(Path(workflow.basedir) / config["conda_env"])
 DEVICE = config["device"]
 FAISS_DEVICE = config["faiss_device"]
 DATASETS = config["datasets"]
-RUN = RunFiles(config)  # every input and target list of the run
+# a throughput table named relative to the workflow's folder is found from any working directory
+_table = config["cluster"]["throughput"]
+if _table and not Path(_table).exists() and (Path(workflow.basedir) / _table).exists():
+    config["cluster"]["throughput"] = str(Path(workflow.basedir) / _table)
+try:
+    RUN = RunFiles(config)  # every input and target list of the run
+except InputError as exc:
+    raise WorkflowError(f"amips-bench config error: {exc}") from None
 JOBS = RUN.jobs  # every job's flags and resource requests
 L = RUN.layout  # every path of the results contract
 W = L.dataset("{dataset}")  # a dataset's files, as rule patterns with the wildcard {dataset}

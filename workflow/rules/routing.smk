@@ -17,7 +17,7 @@ rule train_router:
     threads: config["threads"]
     resources:
         mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3, base=4000),
-        runtime=lambda w: JOBS.train_minutes(w.dataset),
+        runtime=lambda w: JOBS.router_minutes(w.dataset),
         gpu=config["gpu_per_job"],
     params:
         recipe=lambda w: JOBS.router_cli(w.dataset, w.router),

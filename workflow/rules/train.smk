@@ -18,7 +18,7 @@ rule train:
     threads: config["threads"]
     resources:
         mem_mb=lambda w: JOBS.train_mem_mb(w.dataset),
-        runtime=lambda w: JOBS.train_minutes(w.dataset),
+        runtime=lambda w: JOBS.train_minutes(w.dataset, w.run),
         gpu=config["gpu_per_job"],
     params:
         run=lambda w: JOBS.run_cli(w.run),

@@ -8,7 +8,10 @@ reads. Eager and graph steps compute the same function (tests/test_gpu.py).
 Resumability: the batch of step t is a pure function of (seed, t) (one permutation per epoch),
 and a checkpoint holds the weights, EMA, optimizer moments, history and elapsed time. A run
 killed at any point (even kill -9) and re-run with the same arguments continues from its last
-checkpoint and ends with the same weights as an uninterrupted run.
+checkpoint and ends with the same weights as an uninterrupted run. SIGTERM (what a cluster
+sends before its walltime kill, or on preemption) and a spent time budget (`max_minutes`) make
+the loop save a checkpoint at the step it is on and stop (TrainingStopped); the re-run continues
+from that step to the same weights.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -170,11 +175,40 @@ def capture_refusal(err: BaseException) -> str:
     return str(first).splitlines()[0] + (f" at {' → '.join(lines)}" if lines else "")
 
 
+class TrainingStopped(Exception):
+    """Training stopped before its last step, after saving a checkpoint there: a re-run of the
+    same command continues from it."""
+
+
+#: exit status of a train job that checkpointed and stopped early (EX_TEMPFAIL): the workflow
+#: sees an unfinished job, and its next attempt resumes
+STOPPED_EXIT = 75
+
+
+@contextlib.contextmanager
+def sigterm_requests_stop():
+    """While the block runs, SIGTERM sets the yielded event instead of killing the process (in
+    the main thread; elsewhere signals cannot be caught and the event stays unset)."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: requested.set())
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class Trainer:
-    """One model, one dataset: owns the model, its EMA copy, the optimizer and the history."""
+    """One model, one dataset: owns the model, its EMA copy, the optimizer and the history.
+
+    `stop` (an event, e.g. set by SIGTERM) and `max_seconds` (a wall-clock budget for this
+    process, kept with room for a step and a checkpoint) end a run early with a checkpoint."""
 
     def __init__(self, spec: ModelSpec, data: DatasetTensors, cfg: TrainConfig,
-                 out_dir: str | Path, device: torch.device) -> None:
+                 out_dir: str | Path, device: torch.device, *, stop: threading.Event | None = None,
+                 max_seconds: float = 0.0) -> None:
         if data.n_clusters != spec.n_clusters:
             raise InputError(f"clusters: model has {spec.n_clusters} outputs but the targets have "
                              f"{data.n_clusters} clusters")
@@ -213,6 +247,10 @@ class Trainer:
         self.train_loss_sum = torch.zeros((), device=device)
         self.train_loss_count = 0
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        self.stop, self.max_seconds = stop or threading.Event(), max_seconds
+        self.started = time.monotonic()
+        self.slowest_step = self.slowest_save = 0.0
+        self.min_reserve = 5.0  # seconds kept for the last step and checkpoint before any is timed
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -226,6 +264,11 @@ class Trainer:
         return {"spec": self.spec.to_dict(), "config": config}
 
     def save_checkpoint(self) -> None:
+        t0 = time.monotonic()
+        self._save_checkpoint()
+        self.slowest_save = max(self.slowest_save, time.monotonic() - t0)
+
+    def _save_checkpoint(self) -> None:
 
         if bool(self.nonfinite):
             raise NonFiniteLoss(self._nan_message())
@@ -429,7 +472,16 @@ class Trainer:
             stop = min(self.cfg.steps, (self.step // self.cfg.eval_every + 1) * self.cfg.eval_every)
             self.model.train()
             while self.step < stop:
+                before = time.monotonic()
                 self.train_step()
+                self.slowest_step = max(self.slowest_step, time.monotonic() - before)
+                if self._stop_reason():
+                    self._sync()
+                    self.elapsed += time.perf_counter() - t0
+                    self.save_checkpoint()
+                    raise TrainingStopped(f"{self._stop_reason()}: checkpoint saved at step "
+                                          f"{self.step} of {self.cfg.steps} in {self.checkpoint_path}; "
+                                          f"run the same command again to continue")
                 if self.device.type == "cpu" and self.step % TRIM_EVERY == 0:
                     release_freed_memory()
                 if self.step % self.cfg.checkpoint_every == 0:
@@ -445,6 +497,18 @@ class Trainer:
             if progress:
                 progress(row)
         return self.finish()
+
+    def _stop_reason(self) -> str:
+        """Why the run must stop now: SIGTERM, or a time budget that leaves room for no more
+        than the next step and a checkpoint (twice the slowest of each so far, and at least
+        min_reserve)."""
+        if self.stop.is_set():
+            return "SIGTERM"
+        if self.max_seconds > 0:
+            reserve = max(self.min_reserve, 2 * (self.slowest_step + self.slowest_save))
+            if time.monotonic() - self.started + reserve >= self.max_seconds:
+                return f"time budget of {self.max_seconds / 60:g} minutes"
+        return ""
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -486,14 +550,18 @@ def live_columns(fractions: list[float]) -> dict[str, float]:
 
 
 def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, device: torch.device,
-              progress: Callable[[ModelSpec, dict], None] | None = None,
+              progress: Callable[[ModelSpec, dict], None] | None = None, max_minutes: float = 0.0,
               **spec: Any) -> dict[str, Any]:
     """The train stage: a ModelSpec sized for this dataset's keys (`spec`: model, size, depth,
-    n_x, n_clusters, ...), its data (streamed if larger than cfg.resident_max_gb), one run."""
+    n_x, n_clusters, ...), its data (streamed if larger than cfg.resident_max_gb), one run.
+    SIGTERM or a spent budget of `max_minutes` (0: none) stops it with a checkpoint
+    (TrainingStopped)."""
 
     keys = load_embeddings(DatasetFiles(dataset_dir).keys, mmap=True, check=False)
     model_spec = ModelSpec(d=keys.shape[1], n_keys=keys.shape[0], **spec)
     data = load_dataset(dataset_dir, model_spec.n_clusters, device,
                         stream_train_over_bytes=cfg.resident_max_gb * 1e9)
     show = (lambda row: progress(model_spec, row)) if progress else None
-    return Trainer(model_spec, data, cfg, out_dir, device).run(progress=show)
+    with sigterm_requests_stop() as stop:
+        return Trainer(model_spec, data, cfg, out_dir, device, stop=stop,
+                       max_seconds=60 * max_minutes).run(progress=show)
