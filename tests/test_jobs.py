@@ -128,3 +128,28 @@ def test_training_jobs_ask_for_their_own_estimates_and_never_above_the_cap():
     assert capped.train_minutes("nq", cheap) == jobs.train_minutes("nq", cheap)  # under the cap
 
 
+
+
+def test_the_plan_counts_every_training_job_its_hours_and_its_segments_under_a_cap(capsys):
+    """`amips-bench plan` on the paper config: one row per job of the grid with --jobs, the
+    total row sums the datasets' rows, a job's segments are its estimate × margin over the cap
+    rounded up (one without a cap), and every runtime request stays under the cap."""
+    from amips_bench.cli import main
+
+    cfg = _config("paper.yaml")
+    cfg["cluster"].update(throughput=str(ROOT / "benchmarks/results/train_throughput_h200.csv"),
+                          max_runtime_minutes=1440)
+    rows = Jobs(cfg).training_plan()
+    assert len(rows) == sum(len(expand_grid(ds, cfg["seeds"])) for ds in cfg["datasets"].values())
+    for r in rows:
+        wanted = r["gpu_hours"] * 60 * cfg["cluster"]["runtime_margin"]
+        assert r["segments"] == max(1, math.ceil(wanted / 1440)) and r["runtime_minutes"] <= 1440
+    assert max(r["segments"] for r in rows) > 1
+    assert main(["plan", "--config", str(ROOT / "config/paper.yaml"), "--throughput",
+                 str(ROOT / "benchmarks/results/train_throughput_h200.csv"), "--jobs"]) == 0
+    out = capsys.readouterr().out
+    total = next(line for line in out.splitlines() if line.startswith("| total |")).split("|")
+    assert int(total[2]) == len(rows) and int(total[6]) == len(rows)  # no cap: one segment each
+    assert float(total[3].replace(",", "")) == pytest.approx(sum(r["gpu_hours"] for r in rows), abs=0.5)
+    assert sum(line.startswith("| nq | ") for line in out.splitlines()) == 1 + sum(
+        r["dataset"] == "nq" for r in rows)

@@ -827,6 +827,54 @@ def _disk_plan(args):
     print(f"disk-plan: {line}")
 
 
+def _plan_args(p):
+    p.add_argument("--config", required=True, help="the config file the run uses (--configfile)")
+    p.add_argument("--throughput", default=None,
+                   help="throughput table to price with (default: the config's cluster.throughput)")
+    p.add_argument("--max-runtime-minutes", type=int, default=None,
+                   help="walltime cap to plan under (default: the config's cluster.max_runtime_minutes)")
+    p.add_argument("--jobs", action="store_true", help="a row per training job, not only the totals")
+
+
+@command("plan", "what every training job of a config costs and asks a cluster for")(_plan_args)
+def _plan(args):
+    import yaml
+
+    from .core.config import prepare
+    from .core.files import InputError
+    from .jobs import Jobs
+
+    try:
+        config = prepare(yaml.safe_load(Path(args.config).read_text()) or {})
+    except OSError as exc:
+        raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    if args.throughput is not None:
+        config["cluster"]["throughput"] = args.throughput
+    if args.max_runtime_minutes is not None:
+        config["cluster"]["max_runtime_minutes"] = args.max_runtime_minutes
+    rows = Jobs(config).training_plan()
+    cap = config["cluster"]["max_runtime_minutes"]
+    source = config["cluster"]["throughput"] or (
+        f"an assumed {config['cluster']['assumed_samples_per_second']:g} samples/s")
+    print(f"# training jobs of {Path(args.config).name}: priced with {source}; runtime = estimate "
+          f"× {config['cluster']['runtime_margin']:g}, cap {f'{cap} minutes' if cap else 'none'}\n")
+    if args.jobs:
+        print("| dataset | run | GPU-hours | rate | runtime request (min) | segments |")
+        print("|---|---|---:|---|---:|---:|")
+        for r in rows:
+            print(f"| {r['dataset']} | {r['run']} | {r['gpu_hours']:,.2f} | {r['rate']} | "
+                  f"{r['runtime_minutes']:,} | {r['segments']} |")
+        print()
+    print("| dataset | jobs | GPU-hours | longest job (h) | jobs in more than one segment | segments | measured / extrapolated / assumed rates |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for dataset in [*dict.fromkeys(r["dataset"] for r in rows), "total"]:
+        sub = [r for r in rows if dataset in ("total", r["dataset"])]
+        rates = "/".join(str(sum(r["rate"] == k for r in sub)) for k in ("measured", "extrapolated", "assumed"))
+        print(f"| {dataset} | {len(sub)} | {sum(r['gpu_hours'] for r in sub):,.0f} | "
+              f"{max(r['gpu_hours'] for r in sub):,.1f} | {sum(r['segments'] > 1 for r in sub)} | "
+              f"{sum(r['segments'] for r in sub)} | {rates} |")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

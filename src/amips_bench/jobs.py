@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 
-from .core.config import dataset_n_keys, parse_run
+from .core.config import dataset_n_keys, expand_grid, parse_run
 from .core.settings import TrainConfig
 from .disk_plan import DEFAULT_ENCODER_D
 from .models.cost import TrainingCost, load_rates, training_cost
@@ -89,6 +89,21 @@ class Jobs:
     def train_minutes(self, dataset: str, run_name: str) -> int:
         """Runtime request of a training job, from its own estimated cost."""
         return self.runtime_request(self.train_cost(dataset, run_name).seconds)
+
+    def training_plan(self) -> list[dict]:
+        """Per training job of the grid: its estimated GPU-hours, where its rate comes from,
+        the runtime it asks for, and how many segments of at most max_runtime_minutes its
+        estimate × margin needs (1 without a cap)."""
+        c, rows = self.config["cluster"], []
+        for dataset, ds in self.datasets.items():
+            for run in expand_grid(ds, self.config["seeds"]):
+                cost = self.train_cost(dataset, run.name)
+                wanted = cost.seconds / 60 * c["runtime_margin"]
+                segments = math.ceil(wanted / c["max_runtime_minutes"]) if c["max_runtime_minutes"] else 1
+                rows.append({"dataset": dataset, "run": run.name, "gpu_hours": cost.seconds / 3600,
+                             "rate": cost.rate, "runtime_minutes": self.train_minutes(dataset, run.name),
+                             "segments": max(1, segments)})
+        return rows
 
     def router_minutes(self, dataset: str) -> int:
         """Runtime request of a router's training: its steps × batch at the assumed rate, for
