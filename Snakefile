@@ -24,6 +24,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     run=RUN_WILDCARD,
     clusters=r"\d+",
+    k=r"\d+",
     seed=r"\d+",
     router=router_wildcard(),
     quantizer=either(IVF_QUANTIZERS),

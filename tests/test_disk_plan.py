@@ -174,6 +174,9 @@ def test_a_checkpoint_is_sized_from_its_model(tiny_dataset, tmp_path):
     actual = (tmp_path / CHECKPOINT_NAME).stat().st_size
     estimate = checkpoint_bytes(4 * spec.n_parameters + MODEL_OVERHEAD)
     assert actual > 100_000 and close(estimate, actual), (estimate, actual)
+    # a segment's file is such a checkpoint, and the plan sizes it so from its path
+    counts = Counts(n_keys=3000, n_queries=None, d=32, rows=None)
+    assert file_bytes(Path(f"models/{spec.name}_s0/segment_1.pt"), {}, counts, spec.width_rule) == estimate
 
 
 def test_the_verdict_holds_two_checkpoints_of_each_training_job_at_once(tmp_path):

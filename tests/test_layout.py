@@ -81,6 +81,7 @@ def test_every_path_reads_back_as_what_it_holds():
         d.ivf_variant("kmeans", "4", "faiss"): ("ivf_index", {"quantizer": "kmeans", "multiple": "4"}),
         d.hnsw_index: ("hnsw_index", {}),
         d.model("keynet_M_L4_nx3_c1_s0"): ("model", {"run": "keynet_M_L4_nx3_c1_s0"}),
+        d.segment("keynet_M_L4_nx3_c1_s0", 2): ("segment", {"run": "keynet_M_L4_nx3_c1_s0", "k": "2"}),
         d.metrics("keynet_M_L4_nx3_c1_s0"): ("other", {}), d.splits_manifest: ("other", {}),
     }
     for path, (kind, fields) in cases.items():

@@ -160,6 +160,30 @@ def test_sigterm_checkpoints_at_the_step_it_arrives_and_the_rerun_ends_bitwise_e
     _same_weights(straight, resumed)
 
 
+def test_a_training_in_three_step_segments_ends_bitwise_equal_with_the_same_history(tiny_dataset, tmp_path):
+    """Segments ending at steps 50 and 70 (between evaluations at 40 and 80): each continues
+    from the previous segment's file and the last writes the model, with the weights and the
+    evaluation history of the one-segment run; a segment file of another model is refused."""
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    cfg = _cfg()
+    Trainer(_spec("keynet"), data, cfg, tmp_path / "whole", DEVICE).run()
+    out, previous = tmp_path / "segments", None
+    for k, until in enumerate((50, 70), start=1):
+        segment = out / f"segment_{k}.pt"
+        assert Trainer(_spec("keynet"), data, cfg, out, DEVICE).run(
+            until_step=until, segment_out=segment, resume_from=previous) is None
+        assert torch.load(segment, weights_only=False)["step"] == until
+        assert not (out / training.CHECKPOINT_NAME).exists() and not (out / "model.pt").exists()
+        previous = segment
+    Trainer(_spec("keynet"), data, cfg, out, DEVICE).run(resume_from=previous)
+    _same_weights(tmp_path / "whole", out)
+    whole, parts = pd.read_csv(tmp_path / "whole" / "history.csv"), pd.read_csv(out / "history.csv")
+    assert list(whole.step) == list(parts.step) == [0, 40, 80, 120]
+    pd.testing.assert_frame_equal(whole.drop(columns="elapsed_s"), parts.drop(columns="elapsed_s"))
+    with pytest.raises(InputError, match="the previous segment trained another model"):
+        Trainer(_spec("supportnet"), data, cfg, tmp_path / "other", DEVICE).run(resume_from=previous)
+
+
 def test_a_time_budget_runs_a_training_as_segments_that_end_bitwise_equal(tiny_dataset, tmp_path):
     """A budget shorter than the training: each run stops with a checkpoint before its budget
     is spent, the next resumes; the segments end with the one-segment run's weights."""

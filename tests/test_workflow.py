@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,3 +344,31 @@ def test_editing_the_plot_style_re_renders_the_figures_and_nothing_upstream(fini
     planned = planned_rules(run.stdout + run.stderr)
     figures = {"fig1_toy", "fig2_routing", "fig3_erel_mrr", "fig4_ivf_tiny", "fig7_ood", "fig8_training"}
     assert planned == figures | {"reproduction_report", "all"}, planned
+
+
+def test_a_capped_training_runs_unattended_as_a_chain_of_segments_to_the_same_model(finished, tmp_path):
+    """Under a 10-minute walltime cap, with a rate that prices the tiny config's longest model
+    at 10 minutes (30 with the margin), the workflow plans it as two train_segment jobs and the
+    last train job; one command runs the chain, each segment resuming the previous one, to the
+    uncapped run's model bit for bit, and the segment files are removed once it is written."""
+    run = "supportnet_S_L3_nx2_c4_pen_s0"
+    shutil.copytree(finished / "results", tmp_path / "results", symlinks=True,
+                    ignore=lambda folder, names: [run] if Path(folder).name == "models" else [])
+    config = yaml.safe_load(TINY.read_text())
+    config["cluster"] = {"max_runtime_minutes": 10, "assumed_samples_per_second": 16}
+    capped = tmp_path / "capped.yaml"
+    capped.write_text(yaml.safe_dump(config))
+    target = f"results/tiny/models/{run}/metrics.json"
+    out = snakemake(tmp_path, "--cores", "2", target, config=capped)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert re.search(r"^train_segment\s+2$", out.stderr, re.M) and re.search(r"^train\s+1$", out.stderr, re.M)
+    logs = tmp_path / "results" / "logs" / "tiny" / "train"
+    name = run.removesuffix("_s0")
+    assert "segment saved at step 50 of 150" in (logs / f"{run}_segment1.log").read_text()
+    assert f"resumed {name} at step 50" in (logs / f"{run}_segment2.log").read_text()
+    assert f"resumed {name} at step 100" in (logs / f"{run}.log").read_text()
+    weights = [torch.load(root / "results/tiny/models" / run / "model.pt", weights_only=False)["state_dict"]
+               for root in (finished, tmp_path)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not list((tmp_path / "results/tiny/models" / run).glob("segment_*.pt"))

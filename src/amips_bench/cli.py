@@ -297,6 +297,11 @@ def _train_args(p):
     _dataclass_arguments(p, LossWeights, prefix="lambda_", skip=("key_reduction",))
     p.add_argument("--key-reduction", default=LossWeights.key_reduction, choices=KEY_REDUCTIONS,
                    help="the key term summed (paper) or averaged (official code) over coordinates")
+    p.add_argument("--until-step", type=int, default=None,
+                   help="train a segment: stop at this step and save its checkpoint as --segment-out")
+    p.add_argument("--segment-out", default=None, help="a segment's checkpoint file to write")
+    p.add_argument("--resume-from", default=None,
+                   help="the previous segment's checkpoint file to continue from")
     p.add_argument("--max-minutes", type=float, default=0.0,
                    help="wall-clock budget of this process: before it is spent (and on SIGTERM) "
                         "training saves a checkpoint and exits with status 75; the same command "
@@ -322,13 +327,17 @@ def _train(args):
                                           key_reduction=args.key_reduction))
     try:
         metrics = train_run(args.dataset_dir, args.out, cfg, args.device, progress=_show_progress,
-                            max_minutes=args.max_minutes, model=args.model, size=args.size,
+                            max_minutes=args.max_minutes, until_step=args.until_step,
+                            segment_out=args.segment_out, resume_from=args.resume_from,
+                            model=args.model, size=args.size,
                             depth=args.depth, n_x=args.nx, n_clusters=args.clusters,
                             residual=args.residual, convexity=args.convexity,
                             width_rule=args.width_rule, init=args.init)
     except TrainingStopped as stopped:
         print(f"amips-bench train: stopped early ({stopped})", file=sys.stderr, flush=True)
         raise SystemExit(STOPPED_EXIT) from None
+    if metrics is None:  # a segment: its checkpoint is written
+        return
     test = metrics["test"]
     print(f"[{Path(args.out).name}] test e_rel {test['e_rel']:+.3f}  mrr {test['mrr']:.3f}  "
           f"({metrics['parameters']:,} parameters, {metrics['train_seconds']:.1f}s)")

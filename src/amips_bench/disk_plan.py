@@ -197,6 +197,9 @@ def file_bytes(relative: Path, dataset: dict, counts: Counts, width_rule: str) -
         return ivf_bytes(n, d, ivf_nlist(n, ivf["nlist"], float(f.get("multiple", 1.0))))
     if kind == "model":
         return model_bytes(f["run"], counts, width_rule)
+    if kind == "segment":
+        size = model_bytes(f["run"], counts, width_rule)
+        return None if size is None else checkpoint_bytes(size)
     return 0
 
 

@@ -86,23 +86,43 @@ class Jobs:
         minutes = max(MIN_RUNTIME_MINUTES, math.ceil(seconds / 60 * c["runtime_margin"]))
         return min(minutes, c["max_runtime_minutes"] or minutes)
 
+    def train_segments(self, dataset: str, run_name: str) -> int:
+        """How many jobs train a run: its estimate × margin over cluster.max_runtime_minutes,
+        rounded up (1 without a cap), so that no segment asks for more than the cap."""
+        c = self.config["cluster"]
+        if not c["max_runtime_minutes"]:
+            return 1
+        wanted = self.train_cost(dataset, run_name).seconds / 60 * c["runtime_margin"]
+        return max(1, math.ceil(wanted / c["max_runtime_minutes"]))
+
+    def segment_until(self, dataset: str, run_name: str, k: int) -> int:
+        """The step segment k of a run ends at (segments of equal steps; the last ends the run)."""
+        steps = self.datasets[dataset]["train"]["steps"]
+        return round(k * steps / self.train_segments(dataset, run_name))
+
     def train_minutes(self, dataset: str, run_name: str) -> int:
-        """Runtime request of a training job, from its own estimated cost."""
-        return self.runtime_request(self.train_cost(dataset, run_name).seconds)
+        """Runtime request of one training job of a run (a segment, where it has several),
+        from its own estimated cost."""
+        cost = self.train_cost(dataset, run_name).seconds
+        return self.runtime_request(cost / self.train_segments(dataset, run_name))
+
+    def time_budget_cli(self, dataset: str, run_name: str) -> str:
+        """Under a walltime cap, the budget a training job stops itself within (a checkpoint
+        and exit 75 before the scheduler's kill; its retry continues): 95 % of its request."""
+        if not self.config["cluster"]["max_runtime_minutes"]:
+            return ""
+        return f"--max-minutes {0.95 * self.train_minutes(dataset, run_name):g}"
 
     def training_plan(self) -> list[dict]:
-        """Per training job of the grid: its estimated GPU-hours, where its rate comes from,
-        the runtime it asks for, and how many segments of at most max_runtime_minutes its
-        estimate × margin needs (1 without a cap)."""
-        c, rows = self.config["cluster"], []
+        """Per training run of the grid: its estimated GPU-hours, where its rate comes from,
+        the runtime each of its jobs asks for, and how many segments (jobs) train it."""
+        rows = []
         for dataset, ds in self.datasets.items():
             for run in expand_grid(ds, self.config["seeds"]):
                 cost = self.train_cost(dataset, run.name)
-                wanted = cost.seconds / 60 * c["runtime_margin"]
-                segments = math.ceil(wanted / c["max_runtime_minutes"]) if c["max_runtime_minutes"] else 1
                 rows.append({"dataset": dataset, "run": run.name, "gpu_hours": cost.seconds / 3600,
                              "rate": cost.rate, "runtime_minutes": self.train_minutes(dataset, run.name),
-                             "segments": max(1, segments)})
+                             "segments": self.train_segments(dataset, run.name)})
         return rows
 
     def router_minutes(self, dataset: str) -> int:

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from .core.config import expand_grid, ivf_files, ivf_variants, ood_run, queries_from_c1, shared_data
+from .core.config import expand_grid, ivf_files, ivf_variants, ood_run, parse_run, queries_from_c1, shared_data
 from .core.layout import SPLITS, DatasetFiles, ResultsLayout
 from .jobs import Jobs
 from .reporting.figures import FIGURES, FigureInstance
@@ -142,6 +142,17 @@ class RunFiles:
             twin = self.of(self.leak_free_twin[dataset])
             flags.append(f"--reuse-from {twin.targets(clusters)} --reuse-splits {twin.splits}")
         return " ".join(flags)
+
+    def train_inputs(self, dataset: str, run_name: str, segment: int | None = None) -> dict:
+        """What training job `segment` of a run reads (None: the last, which writes the model):
+        the keys, its targets and, after the first segment, the previous one's checkpoint."""
+        d = self.of(dataset)
+        inputs = {"key_file": str(d.keys),
+                  "targets": str(d.targets_manifest(parse_run(run_name).clusters))}
+        k = self.jobs.train_segments(dataset, run_name) if segment is None else segment
+        if k > 1:
+            inputs["previous"] = str(d.segment(run_name, k - 1))
+        return inputs
 
     def routing_inputs(self, dataset: str, clusters) -> dict:
         d = self.of(dataset)

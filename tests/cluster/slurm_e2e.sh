@@ -8,6 +8,8 @@
 #   6. cancels a running training job with scancel after its first checkpoint, re-runs the same
 #      command, and checks that training resumed from the checkpoint, that only the missing
 #      outputs were recomputed, and that the final metrics equal those of the uninterrupted run,
+#   6b. trains the same model under a walltime cap shorter than its estimate: the chain of
+#      segment jobs runs unattended through SLURM, each resuming, to the same metrics,
 #   7. checks the failure paths: a missing partition and an unreachable scheduler stop with
 #      Snakemake's own error and leave no output behind,
 #   8. stops the daemons it started (also on failure).
@@ -192,6 +194,50 @@ print(f"largest test-metric difference, resumed vs uninterrupted: {worst:.2e}")
 assert worst <= 1e-5
 PY
 say "cancelled training resumed from its checkpoint; only it re-ran; metrics equal the uninterrupted run"
+
+# ---------------------------------------------------------------- 6b. a training longer than its walltime cap
+# the same model under a 10-minute cap, priced (cluster.assumed_samples_per_second) at 2.5 caps
+# with the runtime margin: the workflow plans two train_segment jobs and the last train job,
+# and one command runs the chain through SLURM, each segment resuming the previous one
+capped=$work/capped
+mkdir -p "$capped"
+cp -a "$run/results" "$capped/"
+rm -rf "$capped/$model_dir"
+python3 - "$config" "$work/capped_config.yaml" "$dataset" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open(sys.argv[1]))
+train = config["datasets"][sys.argv[3]].get("train", {})
+steps, batch = train.get("steps", 400), train.get("batch_size", 256)
+# estimate × margin 3 = 2.5 caps of 10 minutes: ceil(2.5) = 3 jobs
+config["cluster"] = {"max_runtime_minutes": 10,
+                     "assumed_samples_per_second": steps * batch * 3 / (600 * 2.5)}
+yaml.safe_dump(config, open(sys.argv[2], "w"))
+PY
+chain=(snakemake --snakefile "$repo/Snakefile" --directory "$capped" --configfile "$work/capped_config.yaml"
+       --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs" --retries 0
+       --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5
+       "$model_dir/metrics.json")
+say "training $kill_run under a 10-minute cap, as a chain of segment jobs"
+"${chain[@]}" > "$work/capped.log" 2>&1 || { tail -30 "$work/capped.log"; fail "the segmented training failed"; }
+grep -qE '^train_segment +2$' "$work/capped.log" && grep -qE '^train +1$' "$work/capped.log" \
+    || fail "the capped training was not planned as 2 segments and the last job: $(grep -E '^(train|total)' "$work/capped.log")"
+chain_jobs=$(grep -oE 'submitted with SLURM jobid [0-9]+' "$work/capped.log" | wc -l)
+[ "$chain_jobs" -eq 3 ] || fail "the chain submitted $chain_jobs SLURM jobs, expected 3"
+logs=$capped/results/logs/$dataset/train
+grep -q "resumed ${kill_run%_s*} at step" "$logs/${kill_run}_segment2.log" \
+    && grep -q "resumed ${kill_run%_s*} at step" "$logs/$kill_run.log" \
+    || fail "a segment did not resume the previous one"
+! ls "$capped/$model_dir"/segment_*.pt >/dev/null 2>&1 || fail "segment files were left behind"
+python3 - "$run/$model_dir/metrics.json" "$capped/$model_dir/metrics.json" <<'PY' || fail "the segmented model's metrics differ from the uninterrupted run"
+import json, math, sys
+straight, chained = (json.load(open(p)) for p in sys.argv[1:])
+assert straight["steps"] == chained["steps"]
+worst = max(abs(straight["test"][k] - chained["test"][k]) for k in straight["test"]
+            if isinstance(straight["test"][k], float) and not math.isnan(straight["test"][k]))
+print(f"largest test-metric difference, 3 segments vs 1: {worst:.2e}")
+assert worst <= 1e-5
+PY
+say "a training three times its cap ran unattended as 3 SLURM jobs, each resuming; metrics equal the uninterrupted run"
 
 # ---------------------------------------------------------------- 7. failure paths
 fresh=$work/fail

@@ -135,6 +135,16 @@ def this_provenance():
     return {}
 
 
+def training_execution(w, input, threads):
+    """A training job's execution flags: threads and the train block's execution keys, its
+    time budget under a walltime cap, and the segment it continues from."""
+    flags = [JOBS.execution_cli(w.dataset, "train", TrainConfig.EXECUTION_ONLY, threads)]
+    flags.append(JOBS.time_budget_cli(w.dataset, w.run))
+    if "previous" in input.keys():
+        flags.append(f"--resume-from {input.previous}")
+    return " ".join(f for f in flags if f)
+
+
 def figure_output(name, caption):
     """The outputs of a figure rule: STEM.pdf, STEM.png (in the Snakemake report with its
     caption) and STEM.csv, the plotted numbers."""

@@ -149,6 +149,11 @@ class DatasetFiles:
         """The history.csv a model's metrics.json sits beside (wherever that folder is)."""
         return Path(metrics).with_name("history.csv")
 
+    def segment(self, run: str, k: int | str) -> Path:
+        """The checkpoint at the end of segment k of a training run longer than its walltime
+        cap (a temporary file: removed once the model is written)."""
+        return self.model_dir(run) / f"segment_{k}.pt"
+
     def all_metrics(self) -> list[Path]:
         """Every metrics.json this folder holds (models and routers)."""
         return sorted(self.root.glob("models/*/metrics.json"))
@@ -265,6 +270,7 @@ _KINDS = [
     ("hnsw_index", r"index/hnsw\.faiss"),
     ("ivf_index", r"index/ivf(?:_(?P<quantizer>[a-z]+)_x(?P<multiple>[0-9][0-9.e+-]*))?\.faiss"),
     ("model", r"models/(?P<run>[^/]+)/model\.pt"),
+    ("segment", r"models/(?P<run>[^/]+)/segment_(?P<k>\d+)\.pt"),
 ]
 
 
@@ -304,6 +310,7 @@ def _contract() -> list[tuple[str, str]]:
         (rel(d.ivf_variant("{quantizer}", "{multiple}", "faiss")),
          "an IVF variant, with its .json manifest"),
         (rel(d.hnsw_index, d.hnsw_manifest), "the HNSW graph"),
+        (rel(d.segment(run, "{k}")), "a capped training's checkpoint after segment k (temporary)"),
         (rel(d.model(run), d.history(run), d.metrics(run)),
          "weights; a history row per evaluation with the live units (live_l1..live_lL, "
          "live_min); test metrics and conventions (convexity, init, key_reduction, ema_warmup)"),

@@ -263,13 +263,12 @@ class Trainer:
         config = {k: v for k, v in self.cfg.to_dict().items() if k not in TrainConfig.EXECUTION_ONLY}
         return {"spec": self.spec.to_dict(), "config": config}
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, path: Path | None = None) -> None:
         t0 = time.monotonic()
-        self._save_checkpoint()
+        self._save_checkpoint(path)
         self.slowest_save = max(self.slowest_save, time.monotonic() - t0)
 
-    def _save_checkpoint(self) -> None:
-
+    def _save_checkpoint(self, path: Path | None = None) -> None:
         if bool(self.nonfinite):
             raise NonFiniteLoss(self._nan_message())
         payload = {
@@ -278,18 +277,30 @@ class Trainer:
             "history": self.history, "elapsed": self.elapsed,
             "train_loss_sum": self.train_loss_sum.cpu(), "train_loss_count": self.train_loss_count,
         }
-        with atomic_path(self.checkpoint_path) as tmp:
+        with atomic_path(path or self.checkpoint_path) as tmp:
             torch.save(payload, tmp)
 
-    def try_resume(self) -> bool:
-        """Load the checkpoint if it belongs to this exact run; otherwise start fresh."""
-        if not self.checkpoint_path.exists():
+    def try_resume(self, resume_from: str | Path | None = None) -> bool:
+        """Load the run's own checkpoint if it belongs to this exact run, or else the previous
+        segment's (`resume_from`, which must); otherwise start fresh. Of the two, the one
+        further on: a segment killed after its own checkpoint continues from there."""
+        found = []
+        if self.checkpoint_path.exists():
+            own = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            if {k: own.get(k) for k in ("spec", "config")} == self._identity():
+                found.append(own)
+            else:
+                print(f"[train] {self.checkpoint_path} belongs to a different configuration; "
+                      f"starting from scratch", flush=True)
+        if resume_from:
+            previous = torch.load(resume_from, map_location=self.device, weights_only=False)
+            if {k: previous.get(k) for k in ("spec", "config")} != self._identity():
+                raise InputError(f"{resume_from}: the previous segment trained another model or "
+                                 f"configuration than {self.spec.name}")
+            found.append(previous)
+        if not found:
             return False
-        payload = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        if {k: payload.get(k) for k in ("spec", "config")} != self._identity():
-            print(f"[train] {self.checkpoint_path} belongs to a different configuration; "
-                  f"starting from scratch", flush=True)
-            return False
+        payload = max(found, key=lambda p: p["step"])
         self.model.load_state_dict(payload["model"])
         self.ema.load_state_dict(payload["ema"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -452,24 +463,33 @@ class Trainer:
         self.train_loss_count = 0
         return row
 
-    def run(self, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
-        """Train to cfg.steps (resuming if possible) and write model.pt, history.csv, metrics.json."""
+    def run(self, progress: Callable[[dict], None] | None = None, *, until_step: int | None = None,
+            segment_out: str | Path | None = None,
+            resume_from: str | Path | None = None) -> dict[str, Any] | None:
+        """Train to cfg.steps (resuming if possible) and write model.pt, history.csv,
+        metrics.json. A segment (`until_step` before cfg.steps) trains from `resume_from` (the
+        previous segment's file) to that step and saves a checkpoint there as `segment_out`
+        instead; the segments of a run end with the weights of an unsegmented one."""
+        if (until_step is None) != (segment_out is None):
+            raise InputError("until_step and segment_out: give both for a segment, or neither")
         try:
-            return self._run(progress)
+            return self._run(progress, until_step, segment_out, resume_from)
         finally:
             if self.batches is not None:
                 self.batches.close()
 
-    def _run(self, progress: Callable[[dict], None] | None) -> dict[str, Any]:
+    def _run(self, progress, until_step, segment_out, resume_from) -> dict[str, Any] | None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.try_resume()
+        self.try_resume(resume_from)
         if self.step == 0 and not self.history:
             row = self.log_evaluation()
             if progress:
                 progress(row)
-        while self.step < self.cfg.steps:
+        end = self.cfg.steps if until_step is None else min(self.cfg.steps, until_step)
+        while self.step < end:
             t0 = time.perf_counter()
-            stop = min(self.cfg.steps, (self.step // self.cfg.eval_every + 1) * self.cfg.eval_every)
+            boundary = min(self.cfg.steps, (self.step // self.cfg.eval_every + 1) * self.cfg.eval_every)
+            stop = min(boundary, end)
             self.model.train()
             while self.step < stop:
                 before = time.monotonic()
@@ -493,9 +513,16 @@ class Trainer:
             self.elapsed += time.perf_counter() - t0
             if bool(self.nonfinite):
                 raise NonFiniteLoss(self._nan_message())
-            row = self.log_evaluation()
-            if progress:
-                progress(row)
+            if self.step == boundary:
+                row = self.log_evaluation()
+                if progress:
+                    progress(row)
+        if self.step < self.cfg.steps:  # the end of a segment
+            self.save_checkpoint(Path(segment_out))
+            self.checkpoint_path.unlink(missing_ok=True)
+            print(f"[train] segment saved at step {self.step} of {self.cfg.steps} in {segment_out}",
+                  flush=True)
+            return None
         return self.finish()
 
     def _stop_reason(self) -> str:
@@ -551,11 +578,12 @@ def live_columns(fractions: list[float]) -> dict[str, float]:
 
 def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, device: torch.device,
               progress: Callable[[ModelSpec, dict], None] | None = None, max_minutes: float = 0.0,
-              **spec: Any) -> dict[str, Any]:
+              until_step: int | None = None, segment_out: str | Path | None = None,
+              resume_from: str | Path | None = None, **spec: Any) -> dict[str, Any] | None:
     """The train stage: a ModelSpec sized for this dataset's keys (`spec`: model, size, depth,
     n_x, n_clusters, ...), its data (streamed if larger than cfg.resident_max_gb), one run.
     SIGTERM or a spent budget of `max_minutes` (0: none) stops it with a checkpoint
-    (TrainingStopped)."""
+    (TrainingStopped). A segment (until_step, segment_out, resume_from) returns None."""
 
     keys = load_embeddings(DatasetFiles(dataset_dir).keys, mmap=True, check=False)
     model_spec = ModelSpec(d=keys.shape[1], n_keys=keys.shape[0], **spec)
@@ -564,4 +592,5 @@ def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, de
     show = (lambda row: progress(model_spec, row)) if progress else None
     with sigterm_requests_stop() as stop:
         return Trainer(model_spec, data, cfg, out_dir, device, stop=stop,
-                       max_seconds=60 * max_minutes).run(progress=show)
+                       max_seconds=60 * max_minutes).run(
+            progress=show, until_step=until_step, segment_out=segment_out, resume_from=resume_from)
