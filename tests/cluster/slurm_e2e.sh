@@ -155,12 +155,15 @@ for dataset in config["datasets"].values():
     dataset.setdefault("train", {})["checkpoint_every"] = 10
 yaml.safe_dump(config, open(sys.argv[2], "w"))
 PY
-again=(snakemake --snakefile "$repo/Snakefile" --directory "$kill" --configfile "$work/kill_config.yaml"
-       --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs" --retries 0
-       --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5
-       "$model_dir/metrics.json")
+# one model through SLURM, without retries: train_model FOLDER CONFIG
+train_model() {
+    snakemake --snakefile "$repo/Snakefile" --directory "$1" --configfile "$2" \
+        --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs" --retries 0 \
+        --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5 \
+        "$model_dir/metrics.json"
+}
 say "training $kill_run, to be cancelled after its first checkpoint"
-"${again[@]}" > "$work/killed.log" 2>&1 &
+train_model "$kill" "$work/kill_config.yaml" > "$work/killed.log" 2>&1 &
 smk_pid=$!
 for _ in $(seq 1200); do
     [ -f "$kill/$model_dir/checkpoint.pt" ] && break
@@ -176,7 +179,7 @@ say "cancelled SLURM job $train_job (the checkpoint exists, metrics.json does no
 if wait "$smk_pid"; then fail "the workflow did not notice the cancelled job"; fi
 [ ! -e "$kill/$model_dir/metrics.json" ] || fail "the cancelled job left its metrics behind"
 [ -f "$kill/$model_dir/checkpoint.pt" ] || fail "the checkpoint was removed with the failed job"
-"${again[@]}" > "$work/resumed.log" 2>&1 || { tail -30 "$work/resumed.log"; fail "the re-run failed"; }
+train_model "$kill" "$work/kill_config.yaml" > "$work/resumed.log" 2>&1 || { tail -30 "$work/resumed.log"; fail "the re-run failed"; }
 train_log=$kill/results/logs/$dataset/train/$kill_run.log
 grep -q "resumed ${kill_run%_s*} at step" "$train_log" \
     || fail "the re-run trained from scratch instead of resuming: $(head -5 "$train_log")"
@@ -213,12 +216,8 @@ config["cluster"] = {"max_runtime_minutes": 10,
                      "assumed_samples_per_second": steps * batch * 3 / (600 * 2.5)}
 yaml.safe_dump(config, open(sys.argv[2], "w"))
 PY
-chain=(snakemake --snakefile "$repo/Snakefile" --directory "$capped" --configfile "$work/capped_config.yaml"
-       --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs" --retries 0
-       --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5
-       "$model_dir/metrics.json")
 say "training $kill_run under a 10-minute cap, as a chain of segment jobs"
-"${chain[@]}" > "$work/capped.log" 2>&1 || { tail -30 "$work/capped.log"; fail "the segmented training failed"; }
+train_model "$capped" "$work/capped_config.yaml" > "$work/capped.log" 2>&1 || { tail -30 "$work/capped.log"; fail "the segmented training failed"; }
 grep -qE '^train_segment +2$' "$work/capped.log" && grep -qE '^train +1$' "$work/capped.log" \
     || fail "the capped training was not planned as 2 segments and the last job: $(grep -E '^(train|total)' "$work/capped.log")"
 chain_jobs=$(grep -oE 'submitted with SLURM jobid [0-9]+' "$work/capped.log" | wc -l)
