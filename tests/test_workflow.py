@@ -363,7 +363,7 @@ def test_a_capped_training_runs_unattended_as_a_chain_of_segments_to_the_same_mo
     assert out.returncode == 0, out.stderr[-3000:]
     assert re.search(r"^train_segment\s+2$", out.stderr, re.M) and re.search(r"^train\s+1$", out.stderr, re.M)
     logs = tmp_path / "results" / "logs" / "tiny" / "train"
-    name = run.removesuffix("_s0")
+    name = "supportnet_S_L3_nx2_c4"  # the spec's name: no convexity mark, no seed
     assert "segment saved at step 50 of 150" in (logs / f"{run}_segment1.log").read_text()
     assert f"resumed {name} at step 50" in (logs / f"{run}_segment2.log").read_text()
     assert f"resumed {name} at step 100" in (logs / f"{run}.log").read_text()
