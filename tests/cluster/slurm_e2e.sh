@@ -236,7 +236,7 @@ worst = max(abs(straight["test"][k] - chained["test"][k]) for k in straight["tes
 print(f"largest test-metric difference, 3 segments vs 1: {worst:.2e}")
 assert worst <= 1e-5
 PY
-say "a training three times its cap ran unattended as 3 SLURM jobs, each resuming; metrics equal the uninterrupted run"
+say "a training 2.5 times its cap (with the margin) ran unattended as 3 SLURM jobs, each resuming; metrics equal the uninterrupted run"
 
 # ---------------------------------------------------------------- 7. failure paths
 fresh=$work/fail
