@@ -150,9 +150,9 @@ def _encode_args(p):
     p.add_argument("--key-text", required=True, choices=["text", "title_text"],
                    help="keys as passage text alone (the official script) or 'title. text'")
     p.add_argument("--generated-file", default="", help="NAME-generated-queries.jsonl[.gz]")
-    _add_disk_margin(p, "any encoding")
     _add_device(p)
     _add_threads(p)
+    _add_disk_margin(p, "any encoding")
 
 
 @command("encode", "encode a BEIR folder with all-MiniLM-L6-v2 (deduplicated, resumable)")(_encode_args)
