@@ -115,7 +115,7 @@ run=$work/run
 mkdir -p "$run"
 smk=(snakemake --snakefile "$repo/Snakefile" --directory "$run" --configfile "$config"
      --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs"
-     --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 5)
+     --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5)
 say "running the workflow ($config) with --jobs $jobs"
 "${smk[@]}" all > "$work/snakemake.log" 2>&1 || { tail -40 "$work/snakemake.log"; fail "the workflow failed"; }
 
@@ -159,7 +159,7 @@ PY
 train_model() {
     snakemake --snakefile "$repo/Snakefile" --directory "$1" --configfile "$2" \
         --profile "$repo/profiles/slurm" --slurm-no-account --jobs "$jobs" --retries 0 \
-        --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 5 \
+        --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5 \
         "$model_dir/metrics.json"
 }
 say "training $kill_run, to be cancelled after its first checkpoint"
@@ -243,7 +243,7 @@ fresh=$work/fail
 mkdir -p "$fresh"
 bad=(snakemake --snakefile "$repo/Snakefile" --directory "$fresh" --configfile "$config"
      --profile "$repo/profiles/slurm" --slurm-no-account --jobs 1 --retries 0
-     --slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 5)
+     --slurm-init-seconds-before-status-checks 5 --seconds-between-status-checks 5)
 if "${bad[@]}" --default-resources slurm_partition=no_such_partition \
         --keep-going --until split > "$work/bad_partition.log" 2>&1; then
     fail "a missing partition did not fail"
