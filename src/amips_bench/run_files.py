@@ -227,14 +227,15 @@ class RunFiles:
             return []
         return [str(self.of(dataset).ood_csv(ood_run(self.config, dataset).name))]
 
-    def training_files(self, name: str) -> list[str]:
-        """history.csv or metrics.json of the models Figure 8 follows."""
+    def training_files(self, kind: str) -> list[str]:
+        """The `history` or `metrics` files (DatasetFiles.history / .metrics) of the models
+        Figure 8 follows."""
         dataset = self.config["figures"]["training"]
         if not dataset:
             return []
         d = self.of(dataset)
         runs = self.runs_where(dataset, model=self.config["figures"]["training_model"], clusters=1)
-        return [str(d.model_dir(r.name) / name) for r in runs]
+        return [str(getattr(d, kind)(r.name)) for r in runs]
 
     def clean_test_files(self, suffix: str) -> list[str]:
         """The clean_test outputs (json or csv) of every c = 1 model of every leakage pair."""
