@@ -121,6 +121,52 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
     assert not checkpoint.exists()  # removed once the run completed
 
 
+class _Killed(Exception):
+    """Stands for a process killed in the middle of an evaluation."""
+
+
+@pytest.mark.parametrize("where", ["on", "during"])
+def test_a_stop_on_or_during_an_evaluation_step_keeps_its_history_row(tiny_dataset, tmp_path, where):
+    """A stop that lands exactly on an evaluation step (checkpoint before its row is logged),
+    or a kill during the evaluation after the step's checkpoint, must not cost the resumed run
+    that row: the history drives model selection. The resumed history equals the uninterrupted
+    one, row for row."""
+    import threading
+
+    data = load_dataset(tiny_dataset, 1, DEVICE)
+    Trainer(_spec("keynet"), data, _cfg(), tmp_path / "straight", DEVICE).run()
+    stop = threading.Event()
+    trainer = Trainer(_spec("keynet"), data, _cfg(), tmp_path / "resumed", DEVICE, stop=stop)
+    if where == "on":
+        step_once = trainer.train_step
+
+        def train_step():
+            step_once()
+            if trainer.step == 80:  # eval_every 40: a stop request arrives on the step
+                stop.set()
+        trainer.train_step = train_step
+        expected = training.TrainingStopped
+    else:
+        log_once = trainer.log_evaluation
+
+        def log_evaluation():
+            if trainer.step == 80:  # checkpoint_every 20: saved just before this evaluation
+                raise _Killed
+            return log_once()
+        trainer.log_evaluation = log_evaluation
+        expected = _Killed
+    with pytest.raises(expected):
+        trainer.run()
+    saved = torch.load(tmp_path / "resumed" / training.CHECKPOINT_NAME, weights_only=False)
+    assert saved["step"] == 80 and [r["step"] for r in saved["history"]] == [0, 40]
+    Trainer(_spec("keynet"), data, _cfg(), tmp_path / "resumed", DEVICE).run()
+    ha = pd.read_csv(tmp_path / "straight" / "history.csv")
+    hb = pd.read_csv(tmp_path / "resumed" / "history.csv")
+    assert list(ha.step) == list(hb.step) == [0, 40, 80, 120]
+    timing = ["elapsed_s"]
+    pd.testing.assert_frame_equal(ha.drop(columns=timing), hb.drop(columns=timing))
+
+
 def _same_weights(a_dir, b_dir):
     a, _ = load_model(a_dir / "model.pt")
     b, _ = load_model(b_dir / "model.pt")

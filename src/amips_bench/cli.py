@@ -407,10 +407,11 @@ def _routing(args):
     from .core.files import save_result_rows
     from .experiments.routing import routing_rows
 
+    questions: dict = {}
     rows = routing_rows(args.dataset_dir, args.clusters, tuple(args.ks), args.device,
                         model=args.model, router=args.router, seed=args.seed,
-                        fine=tuple(args.fine_centroids))
-    save_result_rows(args.out, rows, args.dataset_dir)
+                        fine=tuple(args.fine_centroids), questions=questions)
+    save_result_rows(args.out, rows, args.dataset_dir, questions)
     for r in rows:
         if r["k"] == 1:
             print(f"{r['method']:>14} {r['size']:>3}  k=1 accuracy {r['accuracy']:.3f}  "
@@ -504,12 +505,14 @@ def _ivf(args):
     from .core.files import save_result_rows
     from .experiments.ivf import evaluate_indexes
 
+    questions: dict = {}
     rows = evaluate_indexes(args.dataset_dir, args.index_dir, ivf_budgets=args.nprobe,
                             hnsw_budgets=args.ef_search, ks=args.recall_at, model_path=args.model,
                             device=args.device, faiss_device=args.faiss_device,
                             timed_queries=args.timed_queries, quantizers=tuple(args.quantizers),
-                            nlist_multiples=tuple(args.nlist_multiples), evaluator=args.evaluator)
-    save_result_rows(args.out, rows, args.dataset_dir)
+                            nlist_multiples=tuple(args.nlist_multiples), evaluator=args.evaluator,
+                            questions=questions)
+    save_result_rows(args.out, rows, args.dataset_dir, questions)
 
 
 def _ood_args(p):
@@ -524,10 +527,11 @@ def _ood(args):
     from .core.files import save_result_rows
     from .experiments.ood import ood_rows
 
+    questions: dict = {}
     rows = ood_rows(args.dataset_dir, args.index_dir, args.model, stds=args.stds,
                     nprobes=args.nprobe, ks=args.recall_at, seed=args.seed, device=args.device,
-                    faiss_device=args.faiss_device)
-    save_result_rows(args.out, rows, args.dataset_dir)
+                    faiss_device=args.faiss_device, questions=questions)
+    save_result_rows(args.out, rows, args.dataset_dir, questions)
 
 
 def _clean_test_args(p):

@@ -111,7 +111,8 @@ rule ivf_natural:
         targets=W.targets_manifest(1),
         hnsw=lambda w: RUN.hnsw_inputs(w.dataset),
     output:
-        W.ivf_csv("natural"),
+        csv=W.ivf_csv("natural"),
+        questions=W.questions_beside(W.ivf_csv("natural")),
     log:
         L.log("{dataset}", "ivf", "natural"),
     benchmark:
@@ -134,7 +135,7 @@ rule ivf_natural:
     shell:
         "amips-bench {params.stage} --dataset-dir {params.dataset_dir} "
         "--index-dir {params.index_dir} {params.flags} {params.sweep} {params.model} "
-        "--out {output} --device {params.device} --faiss-device {params.faiss_device} "
+        "--out {output.csv} --device {params.device} --faiss-device {params.faiss_device} "
         "--threads {threads} > {log} 2>&1"
 
 
@@ -146,7 +147,8 @@ use rule ivf_natural as ivf_mapped with:
         hnsw=lambda w: RUN.hnsw_inputs(w.dataset),
         model=W.model("{run}"),
     output:
-        W.ivf_csv("{run}"),
+        csv=W.ivf_csv("{run}"),
+        questions=W.questions_beside(W.ivf_csv("{run}")),
     log:
         L.log("{dataset}", "ivf", "{run}"),
     benchmark:
@@ -162,7 +164,8 @@ use rule ivf_mapped as ood with:
         targets=W.targets_manifest(1),
         model=W.model("{run}"),
     output:
-        W.ood_csv("{run}"),
+        csv=W.ood_csv("{run}"),
+        questions=W.questions_beside(W.ood_csv("{run}")),
     log:
         L.log("{dataset}", "ood", "{run}"),
     benchmark:

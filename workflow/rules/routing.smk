@@ -36,7 +36,8 @@ rule routing_model:
         unpack(lambda w: RUN.routing_inputs(w.dataset, parse_run(w.run).clusters)),
         model=W.model("{run}"),
     output:
-        W.routing_csv("{run}"),
+        csv=W.routing_csv("{run}"),
+        questions=W.questions_beside(W.routing_csv("{run}")),
     log:
         L.log("{dataset}", "routing", "{run}"),
     conda:
@@ -53,7 +54,7 @@ rule routing_model:
         device=DEVICE,
     shell:
         "amips-bench routing --dataset-dir {params.dataset_dir} --clusters {params.clusters} "
-        "--ks {params.ks} {params.router} --out {output} --device {params.device} "
+        "--ks {params.ks} {params.router} --out {output.csv} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
 
 
@@ -62,7 +63,8 @@ use rule routing_model as routing_router with:
         unpack(lambda w: RUN.routing_inputs(w.dataset, w.clusters)),
         model=W.model(ROUTER),
     output:
-        W.routing_csv(ROUTER),
+        csv=W.routing_csv(ROUTER),
+        questions=W.questions_beside(W.routing_csv(ROUTER)),
     log:
         L.log("{dataset}", "routing", ROUTER),
     params:
@@ -74,7 +76,8 @@ use rule routing_model as routing_baselines with:
     input:
         unpack(lambda w: RUN.routing_inputs(w.dataset, w.clusters)),
     output:
-        W.routing_csv("baselines_c{clusters}_s{seed}"),
+        csv=W.routing_csv("baselines_c{clusters}_s{seed}"),
+        questions=W.questions_beside(W.routing_csv("baselines_c{clusters}_s{seed}")),
     log:
         L.log("{dataset}", "routing", "baselines_c{clusters}_s{seed}"),
     params:

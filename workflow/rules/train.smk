@@ -10,6 +10,7 @@ rule train:
     output:
         model=W.model("{run}"),
         history=W.history("{run}"),
+        questions=W.questions("{run}"),
         metrics=W.metrics("{run}"),
     log:
         L.log("{dataset}", "train", "{run}"),

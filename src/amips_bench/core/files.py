@@ -15,6 +15,7 @@ import os
 import platform
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,26 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def save_questions(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Per-question outcomes (compressed .npz of named arrays), written under a temporary name."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+
+
+def load_questions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of a per-question outcomes file; a missing or unreadable one in one line."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputError(f"{path}: per-question outcomes not found; re-run the stage that "
+                         f"writes the table beside it") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: unreadable per-question outcomes ({exc}); delete it and "
+                         f"re-run the stage that writes it") from None
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
@@ -576,11 +597,15 @@ def npy_row_writer(path: str | os.PathLike, n_rows: int, ncols: int | None, dtyp
 
 
 def save_result_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
-                     dataset_dir: str | os.PathLike | None = None) -> None:
-    """A result table and, beside it, the versions that produced it; rows of a dataset carry
-    the split mode its targets were made with (leak_free, or the leaky paper mode)."""
+                     dataset_dir: str | os.PathLike | None = None,
+                     questions: Mapping[str, np.ndarray] | None = None) -> None:
+    """A result table and, beside it, the versions that produced it and (`questions`) the
+    per-question outcomes its rows are means of, written before the table; rows of a dataset
+    carry the split mode its targets were made with (leak_free, or the leaky paper mode)."""
     if dataset_dir is not None:
         mode = split_mode_of(dataset_dir)
         rows = [{**row, "split_mode": mode} for row in rows]
+    if questions is not None:
+        save_questions(DatasetFiles.questions_beside(path), questions)
     save_csv(path, rows)
     write_versions_sidecar(path)

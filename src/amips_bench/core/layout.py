@@ -141,6 +141,10 @@ class DatasetFiles:
     def metrics(self, run: str) -> Path:
         return self.model_dir(run) / "metrics.json"
 
+    def questions(self, run: str) -> Path:
+        """The model's per-question outcomes on test and validation questions (E_rel, rank)."""
+        return self.model_dir(run) / "questions.npz"
+
     def history(self, run: str) -> Path:
         return self.model_dir(run) / "history.csv"
 
@@ -148,6 +152,16 @@ class DatasetFiles:
     def history_beside(metrics: str | Path) -> Path:
         """The history.csv a model's metrics.json sits beside (wherever that folder is)."""
         return Path(metrics).with_name("history.csv")
+
+    @staticmethod
+    def questions_beside(table: str | Path) -> Path:
+        """The per-question outcomes behind a result table or a model's metrics.json:
+        routing/{name}.questions.npz beside routing/{name}.csv, models/{run}/questions.npz
+        beside its metrics.json."""
+        path = Path(table)
+        if path.name == "metrics.json":
+            return path.with_name("questions.npz")
+        return path.with_name(f"{path.stem}.questions.npz")
 
     def segment(self, run: str, k: int | str) -> Path:
         """The checkpoint at the end of segment k of a training run longer than its walltime
@@ -242,6 +256,8 @@ def reference_provenance(folder: str | Path) -> Path:
 TIDY_FILES = [
     "*/routing/*.csv", "*/routing/*.versions.json", "*/ivf/*.csv", "*/ivf/*.versions.json",
     "*/ood/*.csv", "*/ood/*.versions.json", "*/clean_test/*.json", "*/clean_test/*.csv",
+    "*/routing/*.questions.npz", "*/ivf/*.questions.npz", "*/ood/*.questions.npz",
+    "*/clean_test/*.questions.npz", "*/models/*/questions.npz",
     "*/models/*/metrics.json", "*/models/*/history.csv", "*/targets/c1/identity.json",
     "*/embeddings/manifest.json", "*/index/manifest.json", "*/index/ivf_*.json",
     "*/index/hnsw.json", "*/timing/pipelines.csv", "*/timing/pipelines.versions.json",
@@ -314,9 +330,15 @@ def _contract() -> list[tuple[str, str]]:
         (rel(d.model(run), d.history(run), d.metrics(run)),
          "weights; a history row per evaluation with the live units (live_l1..live_lL, "
          "live_min); test metrics and conventions (convexity, init, key_reduction, ema_warmup)"),
+        (rel(d.questions(run)), "per test and validation question: E_rel and the rank of y*"),
         (rel(d.routing_csv("{name}")), "routing accuracy vs FLOPs (model, router or baselines)"),
+        (rel(d.questions_beside(d.routing_csv("{name}"))),
+         "per test and validation question: the rank of the true cluster, per method"),
         (rel(d.ivf_csv("{name}")), "IVF/HNSW sweep of natural (name natural) or mapped queries"),
+        (rel(d.questions_beside(d.ivf_csv("{name}"))),
+         "per curve, budget and test question: the rank of y* and the keys scanned"),
         (rel(d.ood_csv(run)), "the IVF sweep under query noise"),
+        (rel(d.questions_beside(d.ood_csv(run))), "the same per question, per noise level"),
         (rel(d.clean_test(run, "json"), d.clean_test(run, "csv")),
          "a paper-split model on clean test questions"),
         (rel(d.pipelines_csv), "wall-clock seconds of the search pipelines"),

@@ -35,7 +35,7 @@ from ..core.layout import DatasetFiles
 from ..models.flops import ivf_flops, key_flops
 from ..models.networks import load_model, scores_and_keys
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
-from .ivf_ranks import all_nprobe_metrics, resolve_evaluator
+from .ivf_ranks import all_nprobe_ranks, rank_metrics, resolve_evaluator
 
 PAPER_QUANTIZER = PAPER_IVF_SETUP[0]
 PAPER_IVF = ivf_files(*PAPER_IVF_SETUP)[0]  # the OOD study and the pipeline timings use it
@@ -184,6 +184,14 @@ def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
     case FAISS's counter is unavailable and returned as NaN. `sizes` (faiss_backend.list_sizes)
     saves re-reading the list sizes at every budget of a sweep.
     """
+    ids, scanned, measured = search_ivf_per_query(index, queries, nprobe, k, search_index, sizes)
+    return ids, float(scanned.mean()), measured
+
+
+def search_ivf_per_query(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
+                         search_index=None, sizes: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, float]:
+    """`search_ivf` with the scanned codes of every query [N] instead of their mean."""
     if nprobe > index.nlist:
         raise InputError(f"ivf.nprobe: {nprobe} is larger than nlist = {index.nlist}")
     vectors = np.ascontiguousarray(queries, dtype=np.float32)
@@ -193,8 +201,7 @@ def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
     _, ids = target.search(vectors, k)
     measured = (faiss.cvar.indexIVF_stats.ndis / len(queries) if target is index
                 else float("nan"))
-    scanned = float(ivf_scanned_codes(index, vectors, nprobe, sizes).mean())
-    return ids, scanned, measured
+    return ids, ivf_scanned_codes(index, vectors, nprobe, sizes), measured
 
 
 def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: int
@@ -232,13 +239,34 @@ def recall_and_mrr(ids: np.ndarray, target: np.ndarray, ks: list[int]) -> dict[s
 
     Recall@k is NaN for k larger than the number of results returned.
     """
+    return rank_metrics(target_rank(ids, target), ks, returned=ids.shape[1])
+
+
+def target_rank(ids: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Rank (1 = first) of each query's exact top key in its returned list; inf when absent."""
     hit = ids == target[:, None]
-    found = hit.any(axis=1)
-    rank = np.where(found, hit.argmax(axis=1) + 1, np.inf)
-    out = {f"recall@{k}": float((rank <= k).mean()) if k <= ids.shape[1] else float("nan")
-           for k in ks}
-    out["mrr"] = float(np.where(found, 1.0 / rank, 0.0).mean())
-    return out
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
+
+
+def curve_key(row: dict[str, Any]) -> str:
+    """The name of a sweep's curve in its per-question file: index, quantizer, nlist, query and
+    (under query noise) the noise level, as written and as read back from the CSV."""
+    def text(value: Any) -> str:
+        return f"{float(value):g}" if isinstance(value, (int, float, np.number)) and value != "" else str(value)
+    parts = [row["index"], row.get("quantizer", ""), row.get("nlist", ""), row["query"]]
+    std = row.get("std", "")
+    parts += [f"std{text(std)}"] if std != "" and not (isinstance(std, float) and np.isnan(std)) else []
+    return "|".join(text(p) for p in parts)
+
+
+def curve_questions(rows: list[dict[str, Any]], ranks: list[np.ndarray], flops: list[np.ndarray]
+                    ) -> dict[str, np.ndarray]:
+    """The per-question arrays of one swept curve (rows in budget order): its budgets, and per
+    budget and test question the rank of y* (inf: not returned) and the FLOPs spent."""
+    key = curve_key(rows[0])
+    return {f"{key}|budgets": np.array([r["budget"] for r in rows], dtype=np.int64),
+            f"{key}|rank": np.asarray(ranks, dtype=np.float32),
+            f"{key}|flops": np.asarray(flops, dtype=np.float32)}
 
 
 @dataclass
@@ -295,7 +323,8 @@ def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
 def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
           budgets: list[int], ks: list[int], d: int, n_keys: int,
           faiss_device: str = "cpu", setup: dict[str, Any] | None = None,
-          timed_queries: int = TIMED_QUERIES, evaluator: str = "faiss") -> list[dict[str, Any]]:
+          timed_queries: int = TIMED_QUERIES, evaluator: str = "faiss",
+          questions: list[tuple[list, list, list]] | None = None) -> list[dict[str, Any]]:
     """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW), with the index's `setup`
     (quantizer, paper_setup) and the wall-clock seconds per query of its first `timed_queries`
     queries (0: not timed, NaN).
@@ -306,6 +335,9 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
     from one exact pass (`ivf_ranks`, equal to FAISS's search) instead of a search per nprobe;
     FAISS still times the first `timed_queries` queries at each nprobe (after one warm-up
     search of them); FAISS's own counter (`ndis_faiss`) is then not read (NaN).
+
+    `questions`, a list, receives (rows, ranks, flops): per budget, each test question's rank
+    of y* and its FLOPs (HNSW counts distances for the batch only: every question gets the mean).
     """
     if not ks:
         raise InputError("ivf.recall_at: the list of k values is empty")
@@ -315,28 +347,32 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
     sizes = list_sizes(index) if kind == "ivf" else None
     one_pass = kind == "ivf" and evaluator == "all_nprobe"
     if one_pass:
-        passed = dict(zip(budgets, all_nprobe_metrics(
-            index, queries.vectors, target, budgets, ks,
-            "cuda" if torch.cuda.is_available() else "cpu")))
-    rows = []
-    for budget in budgets:
+        all_ranks, all_scanned = all_nprobe_ranks(index, queries.vectors, target, budgets,
+                                                  "cuda" if torch.cuda.is_available() else "cpu")
+    rows, ranks, flops = [], [], []
+    for b, budget in enumerate(budgets):
         if one_pass:
             where, searched = "cpu", index
-            ndis, measured = passed[budget]["ndis_per_query"], float("nan")
-            flops_search = ivf_flops(index.nlist, ndis, d)
+            rank, scanned, measured = all_ranks[b], all_scanned[b], float("nan")
             if timed_queries > 0:  # the timing's warm-up, as the counted search is otherwise
                 search_ivf(index, queries.vectors[:timed_queries], budget, kmax, None, sizes)
         elif kind == "ivf":
             where = "gpu" if on_gpu and budget <= GPU_MAX_NPROBE and kmax <= GPU_MAX_NPROBE else "cpu"
             searched = gpu_index if where == "gpu" else index
-            ids, ndis, measured = search_ivf(index, queries.vectors, budget, kmax,
-                                             searched if where == "gpu" else None, sizes)
-            flops_search = ivf_flops(index.nlist, ndis, d)
+            ids, scanned, measured = search_ivf_per_query(index, queries.vectors, budget, kmax,
+                                                          searched if where == "gpu" else None, sizes)
+            rank = target_rank(ids, target)
         else:
             where, searched = "cpu", index
             ids, ndis = search_hnsw(index, queries.vectors, budget, kmax)
-            measured = ndis
-            flops_search = 2.0 * ndis * d
+            rank, measured = target_rank(ids, target), ndis
+            scanned = np.full(len(target), ndis)
+        ndis = float(np.mean(scanned))
+        per_query = (ivf_flops(index.nlist, scanned, d) if kind == "ivf"
+                     else 2.0 * np.asarray(scanned, dtype=np.float64) * d)
+        flops_search = float(np.mean(per_query))
+        ranks.append(rank)
+        flops.append(queries.flops_model + per_query)
         # the counted search above is the timing's warm-up
         seconds = (seconds_per_query(searched, queries.vectors[:timed_queries], kmax)
                    if timed_queries > 0 else float("nan"))
@@ -348,9 +384,10 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
                "nlist": getattr(index, "nlist", ""), "faiss_device": where,
                "faiss_threads": faiss.omp_get_max_threads(),
                "evaluator": "all_nprobe" if one_pass else ("faiss" if kind == "ivf" else "")}
-        row.update({k: v for k, v in passed[budget].items() if k != "ndis_per_query"} if one_pass
-                   else recall_and_mrr(ids, target, ks))
+        row.update(rank_metrics(rank, ks, returned=kmax))
         rows.append(row)
+    if questions is not None:
+        questions.append((rows, ranks, flops))
     return rows
 
 
@@ -369,12 +406,13 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                      timed_queries: int = TIMED_QUERIES,
                      quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
                      nlist_multiples: tuple[float, ...] = (1.0,),
-                     evaluator: str = "faiss") -> list[dict[str, Any]]:
+                     evaluator: str = "faiss",
+                     questions: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset: the
     paper's IVF, its variants of quantizers × nlist_multiples, and HNSW when efSearch is swept.
 
     `faiss_device` (auto, cpu, gpu) and `evaluator` (auto, faiss, all_nprobe) are settings,
-    resolved here.
+    resolved here; `questions` receives every curve's per-question arrays (curve_questions).
     """
     faiss_device = resolve_faiss_device(faiss_device)
     evaluator = resolve_evaluator(evaluator, ivf_budgets, faiss_device)
@@ -382,7 +420,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
     indexes = ivf_indexes(index_dir, list(quantizers), list(nlist_multiples))
     qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
                                                                             n_keys, device)
-    rows = []
+    rows, curves = [], []
     for built in indexes:
         ivf = read_index(Path(index_dir) / built["file"],
                          "index" if built["paper_setup"] else "ivf_variant")
@@ -395,7 +433,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                              f"({index_dir}/{built['file']})")
         setup = {"quantizer": built["quantizer"], "paper_setup": built["paper_setup"]}
         rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
-                      timed_queries, evaluator)
+                      timed_queries, evaluator, curves)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss", rule="hnsw_index")
         built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest
@@ -404,8 +442,11 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                  "hnsw_ef_construction": built.get("hnsw_ef_construction", ""),
                  "hnsw_m": built.get("hnsw_m", "")}
         rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys, setup=setup,
-                      timed_queries=timed_queries)
+                      timed_queries=timed_queries, questions=curves)
     for row in rows:
         row["dataset"] = Path(dataset_dir).name
         row["device"] = device_name(device)
+    if questions is not None:
+        for curve in curves:
+            questions.update(curve_questions(*curve))
     return rows

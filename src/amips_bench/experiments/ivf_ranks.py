@@ -62,12 +62,12 @@ def resolve_evaluator(evaluator: str, budgets: list[int], faiss_device: str) -> 
     return "all_nprobe" if len(budgets) > LONG_SWEEP or gpu_without_faiss else "faiss"
 
 
-def all_nprobe_metrics(index: faiss.IndexIVF, queries: np.ndarray, target: np.ndarray,
-                       nprobes: list[int], ks: list[int],
-                       device: torch.device | str = "cpu") -> list[dict[str, float]]:
-    """Per nprobe: recall@k and MRR of y* (as `ivf.recall_and_mrr` of a search returning
-    max(ks) ids) and the scanned codes per query, all from one pass over the keys (its GEMMs
-    on `device`)."""
+def all_nprobe_ranks(index: faiss.IndexIVF, queries: np.ndarray, target: np.ndarray,
+                     nprobes: list[int], device: torch.device | str = "cpu"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per nprobe and query: the rank of y* among the keys the search scans (inf where its list
+    is not probed) and the number of keys scanned, [len(nprobes), N] each, from one pass over
+    the keys (its GEMMs on `device`)."""
     if max(nprobes) > index.nlist or min(nprobes) < 1:
         raise InputError(f"ivf.nprobe: values must lie in [1, nlist = {index.nlist}], got {nprobes}")
     centroids, owner, keys = ivf_layout(index)
@@ -92,14 +92,27 @@ def all_nprobe_metrics(index: faiss.IndexIVF, queries: np.ndarray, target: np.nd
     in_order = torch.gather(above, 1, order).cumsum(1)  # outscoring keys in the first p lists
     scanned = torch.gather(sizes.expand(len(q), -1), 1, order).cumsum(1)
     target_position = torch.gather(position, 1, owner_t[target][:, None])[:, 0]
-    kmax = max(ks)
-    rows = []
-    for p in nprobes:
-        found = target_position < p
-        rank = torch.where(found, in_order[:, p - 1] + 1, torch.full_like(in_order[:, 0], np.inf))
-        returned = rank <= kmax
-        row = {f"recall@{k}": float((rank <= k).double().mean()) for k in ks}
-        row["mrr"] = float(torch.where(returned, 1.0 / rank, torch.zeros_like(rank)).mean())
-        row["ndis_per_query"] = float(scanned[:, p - 1].mean())
-        rows.append(row)
-    return rows
+    columns = torch.tensor([p - 1 for p in nprobes], device=device)
+    found = target_position[:, None] <= columns[None, :]
+    rank = torch.where(found, in_order[:, columns] + 1, torch.full_like(in_order[:, columns], np.inf))
+    return rank.T.cpu().numpy(), scanned[:, columns].T.cpu().numpy()
+
+
+def rank_metrics(rank: np.ndarray, ks: list[int], returned: int | None = None) -> dict[str, float]:
+    """Recall@k and MRR of y* from its rank per query (inf: not found); a rank beyond the
+    `returned` results of a search counts as not found for the MRR, and recall@k is NaN for a
+    k beyond them."""
+    returned = max(ks) if returned is None else returned
+    rank = np.asarray(rank, dtype=np.float64)
+    out = {f"recall@{k}": float((rank <= k).mean()) if k <= returned else float("nan") for k in ks}
+    out["mrr"] = float(np.where(rank <= returned, 1.0 / rank, 0.0).mean())
+    return out
+
+
+def all_nprobe_metrics(index: faiss.IndexIVF, queries: np.ndarray, target: np.ndarray,
+                       nprobes: list[int], ks: list[int],
+                       device: torch.device | str = "cpu") -> list[dict[str, float]]:
+    """Per nprobe: recall@k and MRR of y* (as `ivf.recall_and_mrr` of a search returning
+    max(ks) ids) and the scanned codes per query, all from one pass over the keys."""
+    rank, scanned = all_nprobe_ranks(index, queries, target, nprobes, device)
+    return [{**rank_metrics(r, ks), "ndis_per_query": float(s.mean())} for r, s in zip(rank, scanned)]

@@ -18,7 +18,7 @@ from ..core.files import InputError, device_name, load_embeddings
 from ..core.layout import DatasetFiles
 from ..datasets.targets import exact_top1
 from .faiss_backend import resolve_faiss_device
-from .ivf import KeyMapper, load_test, natural_queries, read_index, sweep
+from .ivf import KeyMapper, curve_questions, load_test, natural_queries, read_index, sweep
 
 
 def perturb(queries: np.ndarray, std: float, seed: int) -> np.ndarray:
@@ -34,22 +34,28 @@ def perturb(queries: np.ndarray, std: float, seed: int) -> np.ndarray:
 
 def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | Path, *,
              stds: list[float], nprobes: list[int], ks: list[int], seed: int,
-             device: torch.device, faiss_device: str = "cpu") -> list[dict[str, Any]]:
-    """IVF rows of natural and mapped test queries at each noise level (faiss_device: a setting)."""
+             device: torch.device, faiss_device: str = "cpu",
+             questions: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """IVF rows of natural and mapped test queries at each noise level (faiss_device: a
+    setting); `questions` receives each curve's per-question arrays (ivf.curve_questions)."""
     faiss_device = resolve_faiss_device(faiss_device)
     queries, _, n_keys, d = load_test(dataset_dir)
     keys = load_embeddings(DatasetFiles(dataset_dir).keys)
     index = read_index(Path(index_dir) / "ivf.faiss")
     mapper = KeyMapper.load(model_path, n_keys, device)
-    rows = []
+    rows, curves = [], []
     for std in stds:
         noisy = perturb(queries, std, seed)
         _, top1 = exact_top1(noisy, keys, device=device)
         target = top1[:, 0]
         for qs in (natural_queries(noisy), mapper(noisy)):
             for row in sweep(index, "ivf", qs, target, nprobes, ks, d, n_keys,
-                             faiss_device, timed_queries=0):  # a quality study: not timed
+                             faiss_device, timed_queries=0,  # a quality study: not timed
+                             questions=curves):
                 row.update({"std": std, "dataset": Path(dataset_dir).name,
                             "device": device_name(device), "noise_seed": seed})
                 rows.append(row)
+    if questions is not None:
+        for curve in curves:
+            questions.update(curve_questions(*curve))
     return rows

@@ -15,7 +15,7 @@ products favour long plain centroids, which spherical ones do not have.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..core.layout import DatasetFiles
 from ..datasets.clusters import kmeans_once
 from ..models.evaluation import load_dataset, predict_scores, true_clusters
 from ..models.flops import centroid_flops, fvcore_flops, router_flops, scan_flops
-from ..models.metrics import routing_accuracy
+from ..models.metrics import true_cluster_rank
 from ..models.networks import load_model
 from ..models.routers import ROUTERS, load_router
 
@@ -51,6 +51,9 @@ class RoutingContext:
     assignments: np.ndarray | None = None  # [n] coarse cluster of every key
     val_queries: torch.Tensor | None = None  # validation queries: what a method is chosen on
     val_true_cluster: np.ndarray | None = None
+    #: per-question outcomes of every method routed: "{split}_rank|{method}" -> the position of
+    #: each question's true cluster in the method's order (hit at k: position < k)
+    questions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def load_context(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
@@ -89,9 +92,14 @@ def rows_from_scores(ctx: RoutingContext, scores: np.ndarray, flops_router: floa
         raise InputError(f"routing: scores of shape {scores.shape}, expected "
                          f"({len(ctx.true_cluster)}, {ctx.n_clusters})")
     order = np.argsort(-scores, axis=1, kind="stable")
-    accuracy = routing_accuracy(scores, ctx.true_cluster, ctx.ks)
-    val = (routing_accuracy(val_scores, ctx.val_true_cluster, ctx.ks) if val_scores is not None
-           else {k: float("nan") for k in ctx.ks})
+    rank = true_cluster_rank(scores, ctx.true_cluster)
+    ctx.questions[f"test_rank|{meta['method']}"] = rank.astype(np.int32)
+    accuracy = {k: float((rank < k).mean()) for k in ctx.ks}
+    val = {k: float("nan") for k in ctx.ks}
+    if val_scores is not None:
+        val_rank = true_cluster_rank(val_scores, ctx.val_true_cluster)
+        ctx.questions[f"val_rank|{meta['method']}"] = val_rank.astype(np.int32)
+        val = {k: float((val_rank < k).mean()) for k in ctx.ks}
     rows = []
     for k in ctx.ks:
         scanned = ctx.sizes[order[:, :k]].sum(axis=1)
@@ -161,6 +169,8 @@ def baseline_rows(ctx: RoutingContext, seed: int, fine: tuple[int, ...] = ()) ->
                                      fine_centroid_scores(val_queries, centroids, owner, ctx.n_clusters))
     # oracle: the true cluster is known for free; only its scan is paid (k = 1)
     scan = float(scan_flops(ctx.sizes[ctx.true_cluster], ctx.d).mean())
+    ctx.questions["test_rank|oracle"] = np.zeros(len(ctx.true_cluster), dtype=np.int32)
+    ctx.questions["val_rank|oracle"] = np.zeros(len(ctx.val_true_cluster), dtype=np.int32)
     rows.append({**base, "method": "oracle", "dataset": ctx.dataset, "clusters": ctx.n_clusters,
                  "k": 1, "accuracy": 1.0, "val_accuracy": 1.0, "flops_router": 0.0, "flops_scan": scan,
                  "flops_total": scan, "n_queries": len(ctx.true_cluster),
@@ -209,12 +219,18 @@ def router_rows(ctx: RoutingContext, router_path: str | Path) -> list[dict[str, 
 
 def routing_rows(dataset_dir: str | Path, n_clusters: int, ks: tuple[int, ...],
                  device: torch.device, *, model: str | None = None, router: str | None = None,
-                 seed: int = 0, fine: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+                 seed: int = 0, fine: tuple[int, ...] = (),
+                 questions: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """The routing stage: the rows of one clustered model, one learned router, or (neither
-    given) the centroid baselines and the oracle."""
+    given) the centroid baselines and the oracle; `questions` receives the per-question
+    outcomes the rows are means of (RoutingContext.questions)."""
     ctx = load_context(dataset_dir, n_clusters, ks, device)
     if model:
-        return model_rows(ctx, model)
-    if router:
-        return router_rows(ctx, router)
-    return baseline_rows(ctx, seed, fine)
+        rows = model_rows(ctx, model)
+    elif router:
+        rows = router_rows(ctx, router)
+    else:
+        rows = baseline_rows(ctx, seed, fine)
+    if questions is not None:
+        questions.update(ctx.questions)
+    return rows

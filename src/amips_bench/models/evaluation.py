@@ -136,13 +136,16 @@ def predict_scores(model: nn.Module, queries: torch.Tensor, batch: int = 4096) -
 
 def evaluate_model(model: nn.Module, split: SplitData, data: DatasetTensors,
                    weights: LossWeights, batch: int = 4096,
-                   routing_ks: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[str, float]:
-    """Losses, E_rel, retrieval metrics and (c > 1) routing accuracy of a model on one split."""
+                   routing_ks: tuple[int, ...] = (1, 2, 3, 4, 5),
+                   questions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Losses, E_rel, retrieval metrics and (c > 1) routing accuracy of a model on one split;
+    `questions` receives the per-question outcomes (metrics.retrieval_metrics)."""
     model.eval()
     scores, pred = predict(model, split.queries, batch)
     targets = data.keys[split.top1]
     sigma = torch.einsum("ncd,nd->nc", targets, split.queries)
-    out = retrieval_metrics(pred, split.queries, split.top1, data.keys, data.layout)
+    out = retrieval_metrics(pred, split.queries, split.top1, data.keys, data.layout,
+                            questions=questions)
     total, parts = prediction_losses(model.spec.model, scores, pred, targets, sigma, weights)
     out["loss"] = float(total)
     out.update({name: float(value) for name, value in parts.items()})

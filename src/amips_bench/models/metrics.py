@@ -86,22 +86,37 @@ def global_top_cluster(top1: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.argmin(candidates, axis=1)
 
 
+def true_cluster_rank(cluster_scores: np.ndarray, true_cluster: np.ndarray) -> np.ndarray:
+    """Per query, the position (0 = first) of its true cluster when clusters are ranked by
+    score (ties in index order): the query is routed right at k exactly when it is below k."""
+    order = np.argsort(-cluster_scores, axis=1, kind="stable")
+    return np.argmax(order == true_cluster[:, None], axis=1)
+
+
 def routing_accuracy(cluster_scores: np.ndarray, true_cluster: np.ndarray,
                      ks: tuple[int, ...]) -> dict[int, float]:
     """Fraction of queries whose true cluster is among the k highest-scored clusters."""
-    order = np.argsort(-cluster_scores, axis=1, kind="stable")
-    hit_rank = np.argmax(order == true_cluster[:, None], axis=1)
+    hit_rank = true_cluster_rank(cluster_scores, true_cluster)
     return {k: float((hit_rank < k).mean()) for k in ks}
 
 
 def retrieval_metrics(pred: torch.Tensor, queries: torch.Tensor, top1: torch.Tensor,
                       keys: torch.Tensor, layout: ClusterLayout,
-                      recall_ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:
-    """e_rel, e_rel_half, match_rate, recall@k and mrr of predicted keys, averaged over clusters."""
+                      recall_ks: tuple[int, ...] = RECALL_KS,
+                      questions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """e_rel, e_rel_half, match_rate, recall@k and mrr of predicted keys, averaged over clusters.
+
+    `questions` receives the per-question outcomes these are means of: `e_rel` (the mean over
+    a question's clusters where defined, NaN where x is every y*: with c = 1 the mean of the
+    finite values is e_rel) and `rank` (of y* in each cluster, [N, c])."""
     targets = keys[top1]
     terms, defined = e_rel_terms(pred, queries, targets)
     valid = terms[defined].double()
     ranks = ranks_in_cluster(pred, top1, keys, layout).double()
+    if questions is not None:
+        per_question = torch.where(defined, terms.double(), 0.0).sum(1) / defined.sum(1)
+        questions["e_rel"] = per_question.cpu().numpy()
+        questions["rank"] = ranks.cpu().numpy().astype(np.int64)
     mean = float(valid.mean()) if len(valid) else float("nan")
     median = float(valid.median()) if len(valid) else float("nan")
     out = {

@@ -40,6 +40,7 @@ from ..core.files import (
     release_freed_memory,
     save_csv,
     save_json,
+    save_questions,
 )
 from ..core.layout import DatasetFiles
 from ..core.settings import TrainConfig
@@ -436,11 +437,12 @@ class Trainer:
                     tensor.zero_()
         self.optimizer.zero_grad(set_to_none=True)
 
-    def evaluate(self, split: str = "val") -> dict[str, float]:
-        """Metrics in float32 whatever the training precision (no autocast, no TF32)."""
+    def evaluate(self, split: str = "val", questions: dict | None = None) -> dict[str, float]:
+        """Metrics in float32 whatever the training precision (no autocast, no TF32);
+        `questions` receives their per-question outcomes."""
         with full_fp32_matmul():
             return evaluate_model(self.ema, self.data.splits[split], self.data, self.cfg.weights,
-                                  batch=self.cfg.eval_batch)
+                                  batch=self.cfg.eval_batch, questions=questions)
 
     def live_fractions(self) -> list[float]:
         """Positive pre-activations per hidden layer of the EMA model on validation queries."""
@@ -481,7 +483,7 @@ class Trainer:
     def _run(self, progress, until_step, segment_out, resume_from) -> dict[str, Any] | None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume(resume_from)
-        if self.step == 0 and not self.history:
+        if self.evaluation_due():  # a fresh run's step 0, or a stop on (or during) an evaluation
             row = self.log_evaluation()
             if progress:
                 progress(row)
@@ -525,6 +527,15 @@ class Trainer:
             return None
         return self.finish()
 
+    def evaluation_due(self) -> bool:
+        """Whether the step the run stands on is an evaluation step whose row the history
+        lacks: step 0 of a fresh run, or a run resumed from a checkpoint saved on an
+        evaluation step before (or while) its row was logged, which would otherwise be lost
+        and change the model chosen from the history."""
+        on_boundary = self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps
+        logged = bool(self.history) and self.history[-1]["step"] == self.step
+        return on_boundary and not logged
+
     def _stop_reason(self) -> str:
         """Why the run must stop now: SIGTERM, or a time budget that leaves room for no more
         than the next step and a checkpoint (twice the slowest of each so far, and at least
@@ -542,7 +553,9 @@ class Trainer:
             torch.cuda.synchronize(self.device)
 
     def finish(self) -> dict[str, Any]:
-        test = self.evaluate("test")
+        outcomes: dict[str, dict] = {"test": {}, "val": {}}
+        test = self.evaluate("test", outcomes["test"])
+        self.evaluate("val", outcomes["val"])
         n_params = sum(p.numel() for p in self.ema.parameters())
         metrics: dict[str, Any] = {
             "dataset": self.data.name, "model": self.spec.model, "size": self.spec.size, "depth": self.spec.depth,
@@ -566,6 +579,9 @@ class Trainer:
         save_model(self.out_dir / "model.pt", self.ema,
                    {"steps": self.step, "config": self.cfg.to_dict()})
         save_csv(self.out_dir / "history.csv", self.history)
+        save_questions(DatasetFiles.questions_beside(self.out_dir / "metrics.json"),
+                       {f"{split}_{name}": values for split, arrays in outcomes.items()
+                        for name, values in arrays.items()})
         save_json(self.out_dir / "metrics.json", metrics)
         self.checkpoint_path.unlink(missing_ok=True)
         return metrics
