@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -122,18 +123,26 @@ def test_the_cli_trains_routes_draws_reports_and_compares_them(plugin_env, tiny_
     assert diff[diff.figure == "fig2_routing"].curve.str.contains("dummy_router").any()
     # the report judges it among the routing baselines: beside centroid routing and two
     # learned models worse than it at k = 1, it is the best baseline of the routing claim
-    others = pd.concat([rows.assign(method=m, model=m, size=s, depth=4 if s else "",
-                                    accuracy=acc, val_accuracy=acc)
-                        for m, s, acc in (("centroid_ip", "", 0.01), ("supportnet", "S", 0.3),
-                                          ("keynet", "S", 0.3))])
-    others.to_csv(tmp_path / "others.csv", index=False)
+    # (their rows and per-question files written as the routing stage writes them)
+    n = int(rows.n_queries.iloc[0])
+    others = []
+    for stem, method, size, acc in (("baselines_c4_s0", "centroid_ip", "", 0.01),
+                                    ("supportnet_S_L4_nx3_c4_pen_s0", "supportnet", "S", 0.3),
+                                    ("keynet_S_L4_nx3_c4_s0", "keynet", "S", 0.3)):
+        path = d.routing_csv(stem)
+        rank = (np.arange(n) >= round(acc * n)).astype(np.int32)  # hit at k = 1 for acc·n questions
+        np.savez(d.questions_beside(path), **{f"test_rank|{method}": rank, f"val_rank|{method}": rank})
+        rows.assign(method=method, model=method if size else "", size=size,
+                    depth=4 if size else "", accuracy=[(rank < k).mean() for k in rows.k],
+                    val_accuracy=[(rank < k).mean() for k in rows.k]).to_csv(path, index=False)
+        others.append(path)
     reported = cli(plugin_env, "report", "--out", tmp_path / "report", "--routing",
-                   d.routing_csv("router_dummy_c4_s0"), tmp_path / "others.csv",
+                   d.routing_csv("router_dummy_c4_s0"), *others,
                    "--kinds", "tiny=synthetic", "--config-hash", "x", "--seeds", 0)
     assert reported.returncode == 0, reported.stderr
     claims = pd.read_csv(tmp_path / "report" / "claims.csv", keep_default_na=False)
-    routing = claims[claims.ours.str.contains("centroid IP")].ours.iloc[0]
-    assert "best baseline dummy_router (chosen on validation)" in routing
+    routing = claims[claims.claim == "routing-beats-centroid"].ours.iloc[0]
+    assert "best baseline on validation (router_dummy_c4)" in routing
 
 
 def test_a_plugin_that_cannot_be_imported_stops_in_one_line(tmp_path):

@@ -252,10 +252,12 @@ def curve_key(row: dict[str, Any]) -> str:
     """The name of a sweep's curve in its per-question file: index, quantizer, nlist, query and
     (under query noise) the noise level, as written and as read back from the CSV."""
     def text(value: Any) -> str:
-        return f"{float(value):g}" if isinstance(value, (int, float, np.number)) and value != "" else str(value)
+        if isinstance(value, (int, float, np.number)):
+            return "" if np.isnan(value) else f"{float(value):g}"
+        return str(value)
     parts = [row["index"], row.get("quantizer", ""), row.get("nlist", ""), row["query"]]
     std = row.get("std", "")
-    parts += [f"std{text(std)}"] if std != "" and not (isinstance(std, float) and np.isnan(std)) else []
+    parts += [f"std{text(std)}"] if text(std) else []
     return "|".join(text(p) for p in parts)
 
 

@@ -1,0 +1,103 @@
+"""Per-question outcomes behind the result tables, read for the report's intervals.
+
+Every table a claim reads (routing, IVF and OOD sweeps, a model's test metrics) has a
+`.questions.npz` beside it (core.layout) holding the outcomes its rows are means of. This
+module finds them, loads each once, and lines them up as [seeds, questions] arrays, row s from
+the model of seed s, so both sides of a comparison are paired on seeds and questions. Anything
+missing is None, and a claim that needs it is undecided: nothing here fills a gap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.files import load_questions
+from ..core.layout import DatasetFiles
+
+#: the kinds of table with per-question outcomes beside them
+KINDS = ("routing", "ivf", "ood", "model")
+
+
+class QuestionEvidence:
+    """The per-question files of a run, keyed by (kind, dataset, file stem): a path to load
+    when first asked for, or (tests, generated evidence) the arrays themselves."""
+
+    def __init__(self, sources: dict[tuple[str, str, str], Path | dict[str, np.ndarray]] | None = None):
+        self.sources = dict(sources or {})
+        self._loaded: dict[tuple[str, str, str], dict[str, np.ndarray] | None] = {}
+
+    @classmethod
+    def beside(cls, tables: dict[str, list], metrics: list) -> QuestionEvidence:
+        """The files beside the result tables (`tables`: kind -> CSV paths, each under
+        {results}/{dataset}/{kind}/) and beside each model's metrics.json."""
+        sources: dict[tuple[str, str, str], Path | dict] = {}
+        for kind, paths in tables.items():
+            for path in paths:
+                path = Path(path)
+                sources[(kind, path.parent.parent.name, path.stem)] = DatasetFiles.questions_beside(path)
+        for path in metrics:
+            path = Path(path)
+            sources[("model", path.parent.parent.parent.name, path.parent.name)] = \
+                DatasetFiles.questions_beside(path)
+        return cls(sources)
+
+    def arrays(self, kind: str, dataset: str, stem: str) -> dict[str, np.ndarray] | None:
+        """The arrays of one table's per-question file; None where it does not exist."""
+        key = (kind, dataset, stem)
+        if key not in self._loaded:
+            source = self.sources.get(key)
+            if isinstance(source, dict):
+                self._loaded[key] = source
+            elif source is not None and Path(source).is_file():
+                self._loaded[key] = load_questions(source)
+            else:
+                self._loaded[key] = None
+        return self._loaded[key]
+
+    def stacked(self, kind: str, dataset: str, stems: list[str], name: str) -> np.ndarray | None:
+        """Array `name` of each stem's file stacked on a first axis (one stem per seed); None
+        when a file or the array is missing or their shapes differ."""
+        found = []
+        for stem in stems:
+            arrays = self.arrays(kind, dataset, stem)
+            if arrays is None or name not in arrays:
+                return None
+            found.append(np.asarray(arrays[name]))
+        if not found or len({a.shape for a in found}) != 1:
+            return None
+        return np.stack(found)
+
+
+def stems_by_seed(rows: pd.DataFrame) -> list[str]:
+    """The file stems of a variant's rows, one per seed, in seed order (column `file`)."""
+    if not len(rows) or "file" not in rows:
+        return []
+    per_seed = rows.drop_duplicates("file").sort_values("seed", kind="stable")
+    return list(per_seed.file)
+
+
+def routing_hits(evidence: QuestionEvidence, dataset: str, stems: list[str], method: str,
+                 k: int, split: str = "test") -> np.ndarray | None:
+    """Hit at k (the true cluster among the k first) per seed and question, [S, N] of 0/1."""
+    ranks = evidence.stacked("routing", dataset, stems, f"{split}_rank|{method}")
+    return None if ranks is None else (ranks < k).astype(np.float64)
+
+
+def model_outcome(evidence: QuestionEvidence, dataset: str, stems: list[str],
+                  name: str) -> np.ndarray | None:
+    """A model's per-question outcome (`test_e_rel`, `val_e_rel`, ...) per seed, [S, N]."""
+    values = evidence.stacked("model", dataset, stems, name)
+    return None if values is None else values.astype(np.float64)
+
+
+def curve(evidence: QuestionEvidence, kind: str, dataset: str, stems: list[str], key: str
+          ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rank of y*, FLOPs) of one swept curve per seed, question and budget: [S, N, B] each."""
+    rank = evidence.stacked(kind, dataset, stems, f"{key}|rank")
+    flops = evidence.stacked(kind, dataset, stems, f"{key}|flops")
+    if rank is None or flops is None:
+        return None
+    return np.swapaxes(rank, 1, 2).astype(np.float64), np.swapaxes(flops, 1, 2).astype(np.float64)
