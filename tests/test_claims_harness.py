@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
+from planted_evidence import Planted
 
 from amips_bench.reporting.claims import CLAIMS, Results
 from amips_bench.reporting.report import evaluate_claims
 from amips_bench.reporting.statistics import FAILS, HOLDS
-
-from planted_evidence import Planted
 
 DS = "nq"  # a real dataset name; the verdict's words do not matter here, its value does
 Build = Callable[[], Results]

@@ -708,7 +708,7 @@ IVF = _datasets_with(lambda r: r.ivf)
 OOD = _datasets_with(lambda r: r.ood)
 TIMED = _datasets_with(lambda r: r.table1)
 
-ROUTING_EVIDENCE = "routing/*.questions.npz: the true cluster's position per test question"
+ROUTING_EVIDENCE = "per test question: the true cluster's position in each router's order"
 CHOSEN_PER_FAMILY = "per learned family, the variant of best mean validation hit@k"
 
 CLAIMS: list[Claim] = [
@@ -716,7 +716,7 @@ CLAIMS: list[Claim] = [
           "SupportNet needs a backward pass for its key (grad/score ≈ 1.6–1.9); KeyNet's key is "
           "its forward pass (≈ 1.0 by construction)", ["quora", "nq", "hotpotqa"],
           f"SupportNet {TABLE1_RATIO_RANGE['supportnet'][0]}–{TABLE1_RATIO_RANGE['supportnet'][1]}",
-          "timing/table1.csv: per-pair grad/score ratios of timed repeats", "every SupportNet size",
+          "Table 1: per-pair grad/score ratios of timed repeats", "every SupportNet size",
           "interquartile range of grad/score", "inside the paper's range",
           judge_table1_ratios, TIMED),
     Claim("routing-beats-centroid", "§4.4, Fig. 2",
@@ -751,25 +751,25 @@ CLAIMS: list[Claim] = [
           f"inside (0, +{KEYNET_AHEAD_BOUND:g}) and > 0", judge_keynet_ahead, ROUTED),
     Claim("size-improves-tradeoff", "§4.3, Fig. 3", "Model size improves the E_rel–MRR trade-off",
           ["fiqa", "quora"], "larger ρ, lower E_rel",
-          "models/*/questions.npz: test E_rel per question", "every c = 1 model, per family",
+          "per test question: E_rel of every model", "every c = 1 model, per family",
           "Spearman(size, test E_rel)", "< 0 for every family with two or more sizes",
           judge_size_improves, TRAINED),
     Claim("erel-below-minus-one-squared", "§4.2–4.3, Fig. 3",
           "Good models reach E_rel < −1 (E_rel as the log-ratio of squared distances, the "
           "paper's formula)", ["fiqa", "quora"], "E_rel < −1",
-          "models/*/questions.npz: test E_rel per question",
+          "per test question: E_rel of every model",
           "the c = 1 variant of lowest mean validation E_rel", "its test E_rel", "< −1",
           judge_erel_below_minus_one_squared, TRAINED),
     Claim("erel-below-minus-one-norms", "§4.2–4.3, Fig. 3",
           "Good models reach E_rel < −1 (E_rel as the log-ratio of distances, the paper's prose: "
           "−1 means 0.37× as far)", ["fiqa", "quora"], "E_rel < −1",
-          "models/*/questions.npz: test E_rel per question (halved)",
+          "per test question: E_rel of the model (halved)",
           "the c = 1 variant of lowest mean validation E_rel", "its test E_rel / 2", "< −1",
           judge_erel_below_minus_one_norms, TRAINED),
     Claim("mapped-beats-natural", "§4.5, A.2, Figs. 4–6",
           "Mapped queries reach higher recall than natural ones at equal FLOPs",
           ["hotpotqa", "quora", "nq"], "mapped above natural",
-          "ivf/*.questions.npz: rank of y* and FLOPs per question and nprobe",
+          "per test question and nprobe: rank of y* and FLOPs, natural and mapped",
           "the c = 1 variant with IVF rows of best mean validation MRR",
           "mapped − natural recall@K at equal FLOPs (per question, log-FLOP interpolation)",
           "> 0 on the paper's IVF (second verdict: on every IVF setup)",
@@ -778,13 +778,13 @@ CLAIMS: list[Claim] = [
           "Under growing query noise the degradation is not catastrophic", ["hotpotqa"],
           "relatively high recall at the largest noise; judged as Fig. 7 (right): mapped − natural "
           "MRR at equal FLOPs ≥ −0.05 at the largest noise",
-          "ood/*.questions.npz: rank of y* and FLOPs per question, nprobe and noise level",
+          "per test question, nprobe and noise level: rank of y* and FLOPs",
           "the OOD model (of best validation MRR if several)",
           "mapped − natural MRR at equal FLOPs at the largest noise", f"> {OOD_GAP_FLOOR:+g}",
           judge_ood_not_catastrophic, OOD),
     Claim("larger-lower-erel", "A.4, Fig. 8", "Larger models reach lower E_rel during training",
           ["quora"], "E_rel decreases with size",
-          "models/*/questions.npz: validation E_rel per question at the end of training",
+          "per validation question: E_rel at the end of training",
           "every c = 1 KeyNet", "Spearman(size, final validation E_rel)", "< 0",
           judge_larger_lower_erel_in_training, TRAINED),
 ]
