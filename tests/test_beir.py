@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from beir_fixture import LoopbackServer, evil_zip, make_beir_folder, zip_folder
 
 from amips_bench.core.files import InputError, md5_file
@@ -284,7 +285,8 @@ def test_killed_encode_resumes_to_the_uninterrupted_array(tmp_path, encoder):
                                 chunk_size=40, encoder=encoder, progress=False)
     cmd = [sys.executable, "-m", "amips_bench.cli", "encode", "--folder", str(folder), "--out",
            str(tmp_path / "emb"), "--batch-size", "16", "--chunk-size", "40", "--model", "auto", "--query-source", "beir",
-           "--key-text", "title_text", "--device", "cpu"]
+           "--key-text", "title_text", "--device", "cpu",
+           "--threads", str(torch.get_num_threads())]  # the straight run's: sums split alike
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     record = tmp_path / "emb" / ".encode" / "keys.progress.json"
