@@ -8,7 +8,8 @@ under every seed, at every size, depth 4 with x re-injected at every layer:
 - KeyNet under both reductions of the key term (summed over the d coordinates as the paper's
   ||·||², or averaged as the official code's squared_error(...).mean());
 - SupportNet crossing its initialisation (principled: Hoedt's log-normal W^z with biases
-  centred on unit-norm inputs; official: ott-jax's fixed point as the official code calls it;
+  centred on unit-norm inputs; official_hidden: the hidden layers as the official code
+  initialises ott-jax's ICNN, on this suite's architecture — not the official network;
   plain: |default uniform| / √fan_in) × convexity (none: unconstrained after a non-negative
   start, as the official identity rectifier; penalty: the paper's text; clip) × key reduction.
 
@@ -37,7 +38,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-INITS = ("principled", "official", "plain")
+INITS = ("principled", "official_hidden", "plain")
 CONVEXITY = ("none", "penalty", "clip")
 REDUCTIONS = ("mean", "sum")
 

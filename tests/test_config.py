@@ -95,6 +95,10 @@ BAD = [
      r"'datasets\.quick\.grid\.0\.reinject_spacing'$"),
     (lambda c: c.setdefault("table1", {}).update(reinject_every=1),
      r"^config key 'table1\.reinject_every' was renamed: use 'table1\.reinject_spacing'$"),
+    # so does a renamed value
+    (lambda c: c["datasets"]["quick"]["grid"][0].update(init=["principled", "official"]),
+     r"^config value 'official' of 'datasets\.quick\.grid\.0\.init' was renamed: use "
+     r"'official_hidden'$"),
 ]
 
 
@@ -158,7 +162,7 @@ def test_supportnet_run_names_carry_convexity_and_init_and_keynets_neither():
     """Every SupportNet convexity × init gets its own folder name and parses back to itself;
     a KeyNet's name ignores the SupportNet-only settings (one KeyNet per grid point)."""
     grid = [{"model": ["supportnet", "keynet"], "size": ["S"], "convexity": ["none", "penalty", "clip"],
-             "init": ["principled", "official", "plain", "unit_variance"]}]
+             "init": ["principled", "official_hidden", "plain", "unit_variance"]}]
     config = prepare({"datasets": {"d": {"grid": grid}}}, SCHEMA)
     runs = expand_grid(config["datasets"]["d"], config["seeds"])
     support = [r for r in runs if r.model == "supportnet"]
@@ -167,7 +171,7 @@ def test_supportnet_run_names_carry_convexity_and_init_and_keynets_neither():
     assert [r.name for r in runs if r.model == "keynet"] == ["keynet_S_L4_nx3_c1_s0"]
     names = {r.name for r in support}
     assert {"supportnet_S_L4_nx3_c1_s0", "supportnet_S_L4_nx3_c1_pen_s0",
-            "supportnet_S_L4_nx3_c1_clip_iofficial_s0", "supportnet_S_L4_nx3_c1_iunit_variance_s0"} <= names
+            "supportnet_S_L4_nx3_c1_clip_iofficial_hidden_s0", "supportnet_S_L4_nx3_c1_iunit_variance_s0"} <= names
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])

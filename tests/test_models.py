@@ -256,14 +256,14 @@ def test_live_fractions_count_positive_pre_activations_by_hand():
     assert trunk.live_fractions(x)[0] == 0.0
 
 
-@pytest.mark.parametrize("init", ["principled", "official", "plain", "unit_variance"])
+@pytest.mark.parametrize("init", ["principled", "official_hidden", "plain", "unit_variance"])
 def test_every_initialisation_starts_with_non_negative_w_z(init):
-    """Every SupportNet initialisation starts convex (W^z ≥ 0); `official` puts a positive bias
+    """Every SupportNet initialisation starts convex (W^z ≥ 0); `official_hidden` puts a positive bias
     on the hidden layers and none on the output, as ott-jax's fixed-point initialiser."""
     torch.manual_seed(0)
     model = SupportNet(_spec(init=init, convexity="none"))
     assert model.negative_fraction() == 0.0
-    if init == "official":
+    if init == "official_hidden":
         assert all(float(layer.bias.min()) > 0 for layer in model.trunk.hidden)
         assert float(model.trunk.out.bias.abs().max()) == 0.0
 
@@ -280,3 +280,20 @@ def test_the_model_registry_and_the_run_grammar_name_the_same_models():
         spec = ModelSpec(model=name, d=8, n_keys=5000, size="S", depth=3, n_x=1, n_clusters=2)
         assert isinstance(build_model(spec), kind.network)
         assert spec.d_out == (2 if kind.key_is_gradient else 2 * 8)
+
+
+def test_a_model_saved_under_a_renamed_initialisation_loads_under_its_new_name(tmp_path):
+    """`official` was renamed `official_hidden` (it never was the official network): a model
+    saved before loads, with its weights, under the new name."""
+    from amips_bench.models.networks import load_model, save_model
+
+    torch.manual_seed(0)
+    model = SupportNet(_spec(init="official_hidden", convexity="none"))
+    save_model(tmp_path / "model.pt", model, {})
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    payload["spec"]["init"] = "official"
+    torch.save(payload, tmp_path / "model.pt")
+    loaded, _ = load_model(tmp_path / "model.pt")
+    assert loaded.spec.init == "official_hidden"
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)

@@ -206,7 +206,7 @@ MODELS = tuple(load_schema()["$defs"]["model_name"]["enum"])
 #: is RUN_WILDCARD, the same expression without group names
 RUN_PATTERN = (rf"(?P<model>{'|'.join(MODELS)})_(?P<size>{'|'.join(SIZES)})_L(?P<depth>\d+)"
                r"_nx(?P<n_x>\d+)_c(?P<clusters>\d+)(?P<residual>_res)?(?P<convexity>_pen|_clip)?"
-               r"(?:_i(?P<init>official|plain|unit_variance))?_s(?P<seed>\d+)")
+               r"(?:_i(?P<init>official_hidden|plain|unit_variance))?_s(?P<seed>\d+)")
 RUN_WILDCARD = re.sub(r"\(\?P<\w+>", "(", RUN_PATTERN)
 
 
@@ -471,6 +471,8 @@ RENAMED_KEYS = {"datasets.*.routing.classifier_steps": "router_steps",
                 "datasets.*.grid.[].reinject_every": "reinject_spacing",
                 "datasets.*.ood.reinject_every": "reinject_spacing",
                 "table1.reinject_every": "reinject_spacing"}
+#: values that were renamed: key path -> {old value: new value}; refused in one line as well
+RENAMED_VALUES = {"datasets.*.grid.[].init.[]": {"official": "official_hidden"}}
 
 
 def _found(node, parts: list[str], at: str):
@@ -490,11 +492,24 @@ def _found(node, parts: list[str], at: str):
 
 
 def check_renamed_keys(config: dict) -> None:
-    """Refuse a key that was renamed, naming its new name, before the schema calls it unknown."""
+    """Refuse a key or a value that was renamed, naming its new name, before the schema calls
+    it unknown."""
     for old, new in RENAMED_KEYS.items():
         for path in _found(config, old.split("."), ""):
             raise ConfigError(f"config key '{path}' was renamed: use "
                               f"'{path.rsplit('.', 1)[0]}.{new}'")
+    for key, renamed in RENAMED_VALUES.items():
+        for path in _found(config, key.split("."), ""):
+            value = _value_at(config, path)
+            if isinstance(value, str) and value in renamed:
+                raise ConfigError(f"config value {value!r} of '{path.rsplit('.', 1)[0]}' was "
+                                  f"renamed: use {renamed[value]!r}")
+
+
+def _value_at(node, path: str):
+    for part in path.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
 
 
 def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:

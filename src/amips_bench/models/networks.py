@@ -29,7 +29,9 @@ WIDTH_RULES = ("paper", "full")
 #: identity rectifier), the paper's penalty Σ||ReLU(−W^z)||², or exact clipping after each step
 CONVEXITY_MODES = ("none", "penalty", "clip")
 #: SupportNet's initialisation (see `init_supportnet_`)
-INITS = ("principled", "official", "plain", "unit_variance")
+INITS = ("principled", "official_hidden", "plain", "unit_variance")
+#: initialisations renamed since (old -> new): a saved model with the old name loads as the new
+RENAMED_INITS = {"hoedt": "unit_variance", "official": "official_hidden"}
 #: inputs the principled initialisation passes through the layers to centre their biases
 CENTRING_PROBES = 4096
 
@@ -272,10 +274,12 @@ def init_supportnet_(trunk: Trunk, init: str, alpha: float) -> None:
 
     principled: Hoedt & Klambauer's log-normal W^z, biases centred on unit-norm inputs
         (`centre_biases_`): about half of every hidden layer's units are active.
-    official: as the official code calls ott-jax's ICNN (principled_init, identity rectifier):
-        the fixed-point log-normal W^z for a ReLU-like activation (slope 0; slope 1 for the
-        output layer) with its positive bias on hidden layers and none on the output,
-        LeCun-normal W^x and a zero first bias. On unit-norm queries nearly every unit is on.
+    official_hidden: the hidden layers as the official code initialises ott-jax's ICNN
+        (principled_init, identity rectifier): the fixed-point log-normal W^z for a ReLU-like
+        activation with its positive bias, LeCun-normal W^x and a zero first bias, on this
+        suite's architecture (a linear output layer without x re-injected into it, its W^z
+        from the slope-1 moments). It is not the official network, whose output layer also
+        takes x and is initialised otherwise. On unit-norm queries nearly every unit is on.
     plain: |PyTorch's default uniform| / √fan_in, zero-mean uniform biases.
     unit_variance: Hoedt's analytic bias for unit-variance inputs (an earlier default): on
         unit-norm queries it leaves every hidden unit dead.
@@ -287,7 +291,7 @@ def init_supportnet_(trunk: Trunk, init: str, alpha: float) -> None:
             for w in trunk.z_weights():
                 w.abs_().div_(math.sqrt(w.shape[1]))
             return
-        if init == "official":
+        if init == "official_hidden":
             nn.init.normal_(trunk.input_proj.weight, std=1 / math.sqrt(trunk.input_proj.in_features))
             trunk.bias0.zero_()
             for layer in trunk.hidden:
@@ -457,7 +461,7 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dic
     # models saved before the width rule, initialisation and convexity modes were recorded:
     # the full count, Hoedt's unit-variance initialisation, the penalty
     saved = {"width_rule": "full", "init": "unit_variance", "convexity": "penalty", **payload["spec"]}
-    saved["init"] = {"hoedt": "unit_variance"}.get(saved["init"], saved["init"])
+    saved["init"] = RENAMED_INITS.get(saved["init"], saved["init"])
     spec = ModelSpec(**saved)
     model = build_model(spec).to(device)
     model.load_state_dict(payload["state_dict"])
