@@ -45,17 +45,51 @@ def _ivf_rows(dataset, gain_by_seed):
     return rows
 
 
-def _metrics(tmp_path, dataset, mode):
+def _metrics(tmp_path, dataset, mode, size="S", val_mrr=0.5):
     paths = []
     for seed, e_rel in ((0, -0.5), (1, -0.7)):
-        run = tmp_path / dataset / f"keynet_S_L4_nx3_c1_s{seed}"
+        run = tmp_path / dataset / "models" / f"keynet_{size}_L4_nx3_c1_s{seed}"
         run.mkdir(parents=True)
         (run / "metrics.json").write_text(json.dumps({
-            "dataset": dataset, "model": "keynet", "size": "S", "depth": 4, "n_x": 3,
+            "dataset": dataset, "model": "keynet", "size": size, "depth": 4, "n_x": 3,
             "n_clusters": 1, "seed": seed, "split_mode": mode,
             "test": {"e_rel": e_rel, "mrr": 0.5 + seed / 10}}))
-        pd.DataFrame({"step": [0, 400], "e_rel": [0.5, e_rel]}).to_csv(run / "history.csv", index=False)
+        pd.DataFrame({"step": [0, 400], "e_rel": [0.5, e_rel], "mrr": [0.1, val_mrr]}).to_csv(
+            run / "history.csv", index=False)
         paths.append(run / "metrics.json")
+    return paths
+
+
+QUESTIONS = 2000
+#: evenly spread uniforms: a question finds y* at a budget where its uniform is below the
+#: curve's recall there, so every curve's recall is its planted value to 1/QUESTIONS
+UNIFORM = (np.arange(QUESTIONS) + 0.5) / QUESTIONS
+
+
+def _ivf_files(folder, dataset, gain_by_seed, size="S", natural=True, stem=None):
+    """The rows of `_ivf_rows` as the IVF stage writes them: natural.csv and one CSV per model
+    and seed, each with its .questions.npz (per budget and question: rank 1 where the
+    question's uniform is below the planted recall, else not found; constant FLOPs)."""
+    from amips_bench.core.layout import DatasetFiles
+    from amips_bench.experiments.ivf import curve_key
+
+    rows = _ivf_rows(dataset, gain_by_seed)
+    paths = []
+    groups = [("natural", [r for r in rows if r["query"] == "natural"])] if natural else []
+    groups += [(stem or f"keynet_{size}_L4_nx3_c1_s{seed}",
+                [{**r, "size": size} for r in rows if r["query"] == "mapped" and r["seed"] == seed])
+               for seed in gain_by_seed]
+    for name, part in groups:
+        path = folder / dataset / "ivf" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame(part).assign(nlist=100, n_queries=QUESTIONS)
+        frame.to_csv(path, index=False)
+        key = curve_key(frame.iloc[0].to_dict())
+        ranks = np.array([np.where(UNIFORM < r, 1.0, np.inf) for r in frame["recall@10"]])
+        np.savez(DatasetFiles.questions_beside(path), **{
+            f"{key}|budgets": frame.budget.to_numpy(), f"{key}|rank": ranks,
+            f"{key}|flops": np.repeat(frame.flops_total.to_numpy()[:, None], QUESTIONS, 1)})
+        paths.append(str(path))
     return paths
 
 
@@ -71,39 +105,54 @@ def test_ivf_gain_at_equal_flops_equals_the_hand_computation():
     assert np.isnan(ivf_gain(outside, natural, "recall@10")[0])
 
 
-def test_the_verdict_per_split_mode_follows_the_gain_with_its_seed_spread(monkeypatch, tmp_path):
-    """Mapped wins only under the leaky split: +0.10 ± 0.02 vs −0.05 ± 0.02 over two seeds."""
+def test_the_verdict_per_split_mode_follows_the_gain_and_its_interval(monkeypatch, tmp_path):
+    """Mapped wins only under the leaky split: +0.10 vs −0.05 over two seeds, each verdict read
+    from the interval of the gain over 2,000 test questions."""
     metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper")
-    ivf = _ivf_rows("lf", {0: -0.04, 1: -0.06}) + _ivf_rows("pp", {0: 0.09, 1: 0.11})
-    path = tmp_path / "ivf.csv"
-    pd.DataFrame(ivf).to_csv(path, index=False)
+    paths = (_ivf_files(tmp_path, "lf", {0: -0.04, 1: -0.06})
+             + _ivf_files(tmp_path, "pp", {0: 0.09, 1: 0.11}))
     res = Results.load(metrics=[str(p) for p in metrics],
                        histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
-                       ivf=[str(path)], ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
+                       ivf=paths, ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
     table = summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")]))
     by_mode = table.set_index("mode")
-    assert by_mode.loc["leak_free", "ivf_gain"] == pytest.approx(-0.05)
-    assert by_mode.loc["paper", "ivf_gain"] == pytest.approx(0.10)
-    assert by_mode.loc["paper", "ivf_gain_sd"] == pytest.approx(np.std([0.09, 0.11], ddof=1))
+    assert by_mode.loc["leak_free", "ivf_gain"] == pytest.approx(-0.05, abs=1e-3)
+    assert by_mode.loc["paper", "ivf_gain"] == pytest.approx(0.10, abs=1e-3)
+    assert by_mode.loc["paper", "ivf_gain_sd"] == pytest.approx(np.std([0.09, 0.11], ddof=1), abs=1e-3)
     assert by_mode.loc["paper", "e_rel"] == pytest.approx(-0.6) and by_mode.loc["paper", "seeds"] == 2
-    said = verdicts(table).set_index("mode")["mapped beats natural"]
-    assert said.to_dict() == {"leak_free": "no", "paper": "yes"}
+    said = verdicts(table, res.evidence, res.ivf).set_index("mode")["mapped beats natural"]
+    assert said.to_dict() == {"leak_free": "fails", "paper": "holds"}
     write_report(tmp_path / "report", res, config_hash="x", seeds=[0, 1], figures=[],
                  leakage=["lf:pp"])
     md = (tmp_path / "report" / "reproduction.md").read_text()
-    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: no; paper-split "
-            "model, its own test (as published): yes; paper-split model, clean test: not run.") in md
-    assert "+0.100 ± 0.014" in md
+    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; paper-split "
+            "model, its own test (as published): holds; paper-split model, clean test: not run.") in md
+    assert re.search(r"\+0\.10\d \[\+0\.\d+, \+0\.\d+\], 2,000 questions × 2 seeds", md)
 
     from amips_bench.reporting.plots.leakage_figure import fig9_leakage
 
-    fig9_leakage([str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9")
+    ivf_paths = [p for p in paths]
+    fig9_leakage([str(p) for p in metrics], ivf_paths, ["lf:pp"], tmp_path / "fig9")
     plotted = pd.read_csv(tmp_path / "fig9.csv")
     assert set(plotted["mode"]) == {"leak_free", "paper"}
     assert (tmp_path / "fig9.png").stat().st_size > 0 and (tmp_path / "fig9.pdf").is_file()
     drawn = drawn_figures(monkeypatch, lambda: fig9_leakage(
-        [str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9"))
+        [str(p) for p in metrics], ivf_paths, ["lf:pp"], tmp_path / "fig9"))
     assert [collisions(fig) for fig in drawn] == [[]]
+
+
+def test_a_gain_inside_the_noise_or_without_validation_is_undecided(tmp_path):
+    """Two seeds at +0.001: the interval over the questions straddles 0. Without validation
+    MRR no model is chosen, whatever the test gain."""
+    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper", val_mrr=np.nan)
+    paths = (_ivf_files(tmp_path, "lf", {0: 0.001, 1: 0.0}) + _ivf_files(tmp_path, "pp", {0: 0.3, 1: 0.3}))
+    res = Results.load(metrics=[str(p) for p in metrics],
+                       histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
+                       ivf=paths, ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
+    table = summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")]))
+    said = verdicts(table, res.evidence, res.ivf).set_index("mode")["mapped beats natural"]
+    assert said["leak_free"].startswith("undecided") and said["paper"] == (
+        "undecided (no model chosen: no validation MRR)")
 
 
 def test_bad_leakage_input_is_one_line():
@@ -190,35 +239,22 @@ def test_the_study_at_scale_stops_before_any_job_when_the_disk_is_short(tmp_path
     assert not (tmp_path / "results").exists() and not list((tmp_path / "out").iterdir())
 
 
-@pytest.mark.parametrize("gain, sd, seeds, said", [
-    (0.05, 0.02, 3, "yes"),            # 0.05 − 2·0.02/√3 = 0.027 > 0
-    (0.02, 0.03, 3, "within noise"),   # 0.02 − 0.035 < 0 < 0.02 + 0.035
-    (-0.05, 0.02, 3, "no"),
-    (0.05, float("nan"), 1, "undecided (one seed: no spread)"),
-])
-def test_mapped_beats_natural_only_beyond_the_seeds_noise(gain, sd, seeds, said):
-    from amips_bench.reporting.leakage import beats_natural
-
-    assert beats_natural(gain, sd, seeds) == said
-
-
-def test_the_leakage_verdict_judges_the_model_chosen_on_validation():
+def test_the_leakage_verdict_judges_the_model_chosen_on_validation(tmp_path):
     """KeyNet M has the larger test gain, KeyNet S the better validation MRR: S is judged (its
-    gain is negative: "no"); the figure and the report share chosen_model and beats_natural."""
-    import pandas as pd
-
-    from amips_bench.reporting.leakage import verdicts
-
-    rows = []
-    for size, gain, val_mrr in (("S", -0.05, 0.8), ("M", 0.2, 0.5)):
-        rows.append({"pair": "a / b", "mode": "leak_free", "dataset": "a", "model": "keynet",
-                     "size": size, "depth": 4, "n_x": 3, "recall": "recall@100", "e_rel": -0.5,
-                     "mrr": 0.6, "ivf_gain": gain, "ivf_share": 0.5, "val_mrr": val_mrr,
-                     "e_rel_sd": 0.01, "mrr_sd": 0.01, "ivf_gain_sd": 0.01, "ivf_share_sd": 0.1,
-                     "val_mrr_sd": 0.0, "seeds": 3})
-    (row,) = verdicts(pd.DataFrame(rows)).to_dict("records")
-    assert row["model (chosen on validation MRR)"] == "keynet S L=4"
-    assert row["mapped beats natural"] == "no"
+    gain is negative: fails); the figure and the report share chosen_model and arm_verdict."""
+    metrics, paths = [], []
+    for dataset, mode in (("lf", "leak_free"), ("pp", "paper")):
+        metrics += (_metrics(tmp_path, dataset, mode, "S", 0.8)
+                    + _metrics(tmp_path, dataset, mode, "M", 0.5))
+        paths += (_ivf_files(tmp_path, dataset, {0: -0.15, 1: -0.15}, "S")
+                  + _ivf_files(tmp_path, dataset, {0: 0.1, 1: 0.1}, "M", natural=False))
+    res = Results.load(metrics=[str(p) for p in metrics],
+                       histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
+                       ivf=paths, ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
+    table = summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")]))
+    row = verdicts(table, res.evidence, res.ivf).set_index("mode").loc["leak_free"]
+    assert row["model (chosen on validation MRR)"] == "keynet_S_L4_nx3_c1"
+    assert row["mapped beats natural"] == "fails"
 
 
 def _paper_twin(tiny_dataset, root):
@@ -305,62 +341,69 @@ def test_the_clean_test_scores_the_paper_model_on_the_held_out_questions(tiny_da
     assert {r["query"] for r in rows} == {"natural"} and again["test"] == metrics["test"]
 
 
+def _clean_files(folder, dataset, gain_by_seed):
+    """The clean-test stage's files per seed: {run}.json (metrics) and {run}.csv with natural
+    and mapped rows on the clean questions, with its .questions.npz."""
+    from amips_bench.core.layout import DatasetFiles
+    from amips_bench.experiments.ivf import curve_key
+
+    jsons = []
+    for seed, gain in gain_by_seed.items():
+        stem = folder / dataset / "clean_test" / f"keynet_S_L4_nx3_c1_s{seed}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".json").write_text(json.dumps({
+            "dataset": dataset, "model": "keynet", "size": "S", "depth": 4, "n_x": 3,
+            "n_clusters": 1, "seed": seed, "test_set": "clean", "n_clean": 1000, "n_test": 1000,
+            "test": {"e_rel": -0.4, "mrr": 0.45}}))
+        frame = pd.DataFrame(_ivf_rows(dataset, {seed: gain})).assign(
+            test_set="clean", nlist=100, n_queries=QUESTIONS)
+        frame.to_csv(stem.with_suffix(".csv"), index=False)
+        arrays = {}
+        for _, curve in frame.groupby("query"):
+            key = curve_key(curve.iloc[0].to_dict())
+            arrays.update({f"{key}|budgets": curve.budget.to_numpy(),
+                           f"{key}|rank": np.array([np.where(UNIFORM < r, 1.0, np.inf)
+                                                    for r in curve["recall@10"]]),
+                           f"{key}|flops": np.repeat(curve.flops_total.to_numpy()[:, None],
+                                                     QUESTIONS, 1)})
+        np.savez(DatasetFiles.questions_beside(stem.with_suffix(".csv")), **arrays)
+        jsons.append(str(stem.with_suffix(".json")))
+    return jsons
+
+
 def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
     """Paper-split model: mapped wins on its own noisy test set (+0.10) but not on the clean
     questions (−0.05): the report and Figure 9 say so per arm, from the same criterion, and
     the clean arm is judged on the model the paper arm chose on validation."""
     metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper")
-    ivf = _ivf_rows("lf", {0: -0.04, 1: -0.06}) + _ivf_rows("pp", {0: 0.09, 1: 0.11})
-    path = tmp_path / "ivf.csv"
-    pd.DataFrame(ivf).to_csv(path, index=False)
-    clean_dir = tmp_path / "pp" / "clean_test"
-    clean_dir.mkdir()
-    clean_jsons = []
-    for seed, gain in ((0, -0.04), (1, -0.06)):
-        stem = clean_dir / f"keynet_S_L4_nx3_c1_s{seed}"
-        stem.with_suffix(".json").write_text(json.dumps({
-            "dataset": "pp", "model": "keynet", "size": "S", "depth": 4, "n_x": 3,
-            "n_clusters": 1, "seed": seed, "test_set": "clean", "n_clean": 1000, "n_test": 1000,
-            "test": {"e_rel": -0.4, "mrr": 0.45}}))
-        rows = [r for r in _ivf_rows("pp", {seed: gain}) if r["query"] == "mapped" or seed == 0]
-        pd.DataFrame(rows).assign(test_set="clean").to_csv(stem.with_suffix(".csv"), index=False)
-        clean_jsons.append(str(stem.with_suffix(".json")))
+    paths = (_ivf_files(tmp_path, "lf", {0: -0.04, 1: -0.06})
+             + _ivf_files(tmp_path, "pp", {0: 0.09, 1: 0.11}))
+    clean_jsons = _clean_files(tmp_path, "pp", {0: -0.04, 1: -0.06})
     res = Results.load(metrics=[str(p) for p in metrics],
                        histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
-                       ivf=[str(path)], ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
+                       ivf=paths, ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
+    from amips_bench.reporting.evidence import QuestionEvidence
     from amips_bench.reporting.leakage import read_clean_tests
 
-    table = verdicts(summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")],
-                                      read_clean_tests(clean_jsons))))
+    clean = read_clean_tests(clean_jsons)
+    evidence = QuestionEvidence({**res.evidence.sources, **QuestionEvidence.beside(
+        {"clean_test": [Path(p).with_suffix(".csv") for p in clean_jsons]}, []).sources})
+    table = verdicts(summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")], clean)),
+                     evidence, res.ivf, clean[1])
     said = table.set_index("mode")["mapped beats natural"].to_dict()
-    assert said == {"leak_free": "no", "paper": "yes", "paper_clean": "no"}
+    assert said == {"leak_free": "fails", "paper": "holds", "paper_clean": "fails"}
     clean_row = table.set_index("mode").loc["paper_clean"]
     assert clean_row["test questions"] == "1000 of 1000 leak-free test questions, no copy trained on"
     assert clean_row["test MRR"] == "0.450 ± 0.000"
     write_report(tmp_path / "report", res, config_hash="x", seeds=[0, 1], figures=[],
                  leakage=["lf:pp"], clean_tests=clean_jsons)
     md = (tmp_path / "report" / "reproduction.md").read_text()
-    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: no; paper-split "
-            "model, its own test (as published): yes; paper-split model, clean test: no.") in md
+    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; paper-split "
+            "model, its own test (as published): holds; paper-split model, clean test: fails.") in md
 
     from amips_bench.reporting.plots.leakage_figure import fig9_leakage
 
-    fig9_leakage([str(p) for p in metrics], [str(path)], ["lf:pp"], tmp_path / "fig9", clean_jsons)
+    fig9_leakage([str(p) for p in metrics], paths, ["lf:pp"], tmp_path / "fig9", clean_jsons)
     plotted = pd.read_csv(tmp_path / "fig9.csv")
     assert list(dict.fromkeys(plotted["mode"])) == ["leak_free", "paper", "paper_clean"]
 
-
-def test_one_seed_is_judged_on_the_binomial_spread_over_test_questions():
-    """With one seed the margin is two binomial standard errors at the worst operating point:
-    recall 0.5 on both curves over 100 questions gives 2·sqrt(0.25/100 + 0.25/100) = 0.141."""
-    from amips_bench.reporting.leakage import beats_natural, one_seed_margin
-
-    natural = pd.DataFrame({"budget": [0, 1], "flops_total": [1e5, 4e5], "recall@10": [0.4, 0.6],
-                            "n_queries": [100, 100]})
-    mapped = pd.DataFrame({"budget": [0], "flops_total": [2e5], "recall@10": [0.5 + 0.2],
-                           "n_queries": [100]})
-    margin = one_seed_margin(mapped, natural, "recall@10")
-    assert margin == pytest.approx(2 * np.sqrt(0.7 * 0.3 / 100 + 0.5 * 0.5 / 100))
-    assert beats_natural(0.2, float("nan"), 1, margin) == "yes"
-    assert beats_natural(0.1, float("nan"), 1, margin) == "within noise"
-    assert beats_natural(-0.2, float("nan"), 1, margin) == "no"

@@ -190,6 +190,7 @@ rule clean_test:
     output:
         json=W.clean_test("{run}", "json"),
         csv=W.clean_test("{run}", "csv"),
+        questions=W.questions_beside(W.clean_test("{run}", "csv")),
     log:
         L.log("{dataset}", "clean_test", "{run}"),
     benchmark:

@@ -22,7 +22,7 @@ from ..datasets.splits import load_plan
 from ..models.evaluation import load_dataset, predict
 from ..models.metrics import retrieval_metrics
 from .faiss_backend import resolve_faiss_device
-from .ivf import PAPER_QUANTIZER, KeyMapper, natural_queries, read_index, sweep
+from .ivf import PAPER_QUANTIZER, KeyMapper, curve_questions, natural_queries, read_index, sweep
 
 #: rows of a training plan read at a time when marking trained questions
 CHUNK = 1 << 22
@@ -67,11 +67,13 @@ def _same_keys(paper: Path, leak_free: Path) -> None:
 def clean_test(paper_dir: str | Path, leak_free_dir: str | Path, index_dir: str | Path,
                model_path: str | Path, *, nprobes: list[int], ks: list[int],
                device: torch.device, faiss_device: str = "cpu",
-               ivf_models: tuple[str, ...] = ("keynet", "supportnet")
+               ivf_models: tuple[str, ...] = ("keynet", "supportnet"),
+               questions: dict[str, np.ndarray] | None = None
                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics in the shape of a metrics.json, IVF rows of natural and mapped queries) of a
     paper-split model on the clean leak-free test questions (`clean_rows`); mapped rows only
-    for the models the other arms sweep too (`ivf_models`, the dataset's ivf.models)."""
+    for the models the other arms sweep too (`ivf_models`, the dataset's ivf.models);
+    `questions` receives every curve's per-question arrays (ivf.curve_questions)."""
     paper, leak_free = Path(paper_dir), Path(leak_free_dir)
     _same_keys(paper, leak_free)
     rows, n_test = clean_rows(paper, leak_free)
@@ -99,15 +101,18 @@ def clean_test(paper_dir: str | Path, leak_free_dir: str | Path, index_dir: str 
         raise InputError(f"{Path(index_dir) / 'ivf.faiss'} holds {index.ntotal} keys, "
                          f"{leak_free.name} has {len(data.keys)}")
     x, target = queries.cpu().numpy(), top1[:, 0].cpu().numpy()
-    ivf_rows = []
+    ivf_rows, curves = [], []
     sent = [natural_queries(x)] + ([mapper(x)] if mapper.model.spec.model in ivf_models else [])
     for qs in sent:
         for row in sweep(index, "ivf", qs, target, nprobes, ks, x.shape[1], len(data.keys),
                          faiss_device, setup={"quantizer": PAPER_QUANTIZER, "paper_setup": True},
-                         timed_queries=0):  # a quality study: not timed
+                         timed_queries=0, questions=curves):  # a quality study: not timed
             row.update({"dataset": paper.name, "test_set": "clean", "scored_on": leak_free.name,
                         "device": device_name(device)})
             ivf_rows.append(row)
+    if questions is not None:
+        for curve in curves:
+            questions.update(curve_questions(*curve))
     return metrics, ivf_rows
 
 
@@ -115,7 +120,9 @@ def write_clean_test(paper_dir: str | Path, leak_free_dir: str | Path, index_dir
                      model_path: str | Path, out_json: str | Path, out_csv: str | Path,
                      **sweep_settings) -> dict[str, Any]:
     """The clean-test stage: `clean_test` saved as JSON (metrics) and CSV (IVF rows)."""
-    metrics, rows = clean_test(paper_dir, leak_free_dir, index_dir, model_path, **sweep_settings)
-    save_result_rows(out_csv, rows, paper_dir)
+    questions: dict[str, np.ndarray] = {}
+    metrics, rows = clean_test(paper_dir, leak_free_dir, index_dir, model_path,
+                               questions=questions, **sweep_settings)
+    save_result_rows(out_csv, rows, paper_dir, questions)
     save_json(out_json, metrics)
     return metrics

@@ -21,9 +21,8 @@ import pandas as pd
 
 from ..core.files import load_json
 from ..core.paper import TABLE1_RATIO_RANGE
-from ..experiments.ivf import curve_key
 from ..models.networks import MODEL_KINDS
-from .evidence import QuestionEvidence, curve, model_outcome, routing_hits, stems_by_seed
+from .evidence import QuestionEvidence, gain_interval, model_outcome, routing_hits, stems_by_seed
 from .results import (
     IDENTITY,
     largest_recall,
@@ -42,7 +41,6 @@ from .statistics import (
     Interval,
     bootstrap,
     combine,
-    gain_at_equal_flops,
     judge,
     mean_interval,
 )
@@ -576,32 +574,6 @@ def _choose_mapped(res: Results, dataset: str, mapped: pd.DataFrame) -> Choice:
                   lower_is_better=False, split_mode=res.mode(dataset), what="swept c = 1")
 
 
-def _returned(frame: pd.DataFrame) -> int:
-    return max(int(c.split("@")[1]) for c in frame.columns if c.startswith("recall@"))
-
-
-def _gain(res: Results, kind: str, dataset: str, natural: pd.DataFrame, mapped: pd.DataFrame,
-          metric: str) -> Interval | str:
-    """mapped − natural `metric` at equal FLOPs per question (natural interpolated in
-    log-FLOPs per question), bootstrapped; `metric` recall@K or mrr."""
-    nat = curve(res.evidence, kind, dataset, stems_by_seed(natural), curve_key(natural.iloc[0]))
-    mp = curve(res.evidence, kind, dataset, stems_by_seed(mapped), curve_key(mapped.iloc[0]))
-    if nat is None or mp is None:
-        return "no per-question sweep evidence"
-    returned = _returned(mapped)
-
-    def outcome(rank: np.ndarray) -> np.ndarray:
-        if metric == "mrr":
-            return np.where(rank <= returned, 1.0 / rank, 0.0)
-        return (rank <= int(metric.split("@")[1])).astype(np.float64)
-    if nat[0].shape[1] != mp[0].shape[1]:
-        return "natural and mapped sweeps have different questions"
-    gains = gain_at_equal_flops(mp[1], outcome(mp[0]), nat[1][:1], outcome(nat[0][:1]))
-    if not np.isfinite(gains).any():
-        return "no common FLOP range"
-    return mean_interval(gains)
-
-
 def judge_mapped_beats_natural(res: Results, dataset: str) -> Verdict:
     v = _sweeps(res.ivf, dataset)
     if not len(v):
@@ -623,7 +595,7 @@ def judge_mapped_beats_natural(res: Results, dataset: str) -> Verdict:
                     & (mapped.variant == choice.variant)]
         if not len(nat) or not len(mp):
             continue
-        iv = _gain(res, "ivf", dataset, nat, mp, recall)
+        iv = gain_interval(res.evidence, "ivf", dataset, nat, mp, recall)
         name = f"{quantizer} IVF, nlist {int(nlist):,}"
         parts[name] = ((judge(iv, 0.0, "above")[0], iv) if isinstance(iv, Interval)
                        else (UNDECIDED, None))
@@ -652,8 +624,8 @@ def judge_ood_not_catastrophic(res: Results, dataset: str) -> Verdict:
         return undecided(choice.reason)
     parts = {}
     for std, sub in sorted(o.groupby("std"), key=lambda group: group[0]):
-        iv = _gain(res, "ood", dataset, sub[sub["query"] == "natural"],
-                   sub[(sub["query"] == "mapped") & (sub.variant == choice.variant)], "mrr")
+        iv = gain_interval(res.evidence, "ood", dataset, sub[sub["query"] == "natural"],
+                           sub[(sub["query"] == "mapped") & (sub.variant == choice.variant)], "mrr")
         parts[f"std {std:g}"] = ((judge(iv, OOD_GAP_FLOOR, "above")[0], iv)
                                  if isinstance(iv, Interval) else (UNDECIDED, None))
     worst = list(parts)[-1]

@@ -16,9 +16,11 @@ import pandas as pd
 
 from ..core.files import load_questions
 from ..core.layout import DatasetFiles
+from ..experiments.ivf import curve_key
+from .statistics import Interval, gain_at_equal_flops, mean_interval
 
 #: the kinds of table with per-question outcomes beside them
-KINDS = ("routing", "ivf", "ood", "model")
+KINDS = ("routing", "ivf", "ood", "clean_test", "model")
 
 
 class QuestionEvidence:
@@ -101,3 +103,35 @@ def curve(evidence: QuestionEvidence, kind: str, dataset: str, stems: list[str],
     if rank is None or flops is None:
         return None
     return np.swapaxes(rank, 1, 2).astype(np.float64), np.swapaxes(flops, 1, 2).astype(np.float64)
+
+
+def returned(frame: pd.DataFrame) -> int:
+    """How many results a sweep's searches returned: its largest recall@k."""
+    return max(int(c.split("@")[1]) for c in frame.columns if c.startswith("recall@"))
+
+
+def gain_interval(evidence: QuestionEvidence, kind: str, dataset: str, natural: pd.DataFrame,
+                  mapped: pd.DataFrame, metric: str) -> Interval | str:
+    """Interval of mapped − natural `metric` (recall@K or mrr) at equal FLOPs: per question,
+    natural's curve interpolated in log-FLOPs at each mapped operating point inside natural's
+    FLOP range (statistics.gain_at_equal_flops), bootstrapped over questions (and seeds);
+    or why it cannot be computed. `natural` and `mapped` are one curve's rows each (mapped:
+    one variant, any number of seeds; natural: the same query set)."""
+    if not len(natural) or not len(mapped):
+        return "no natural or no mapped rows"
+    nat = curve(evidence, kind, dataset, stems_by_seed(natural), curve_key(natural.iloc[0]))
+    mp = curve(evidence, kind, dataset, stems_by_seed(mapped), curve_key(mapped.iloc[0]))
+    if nat is None or mp is None:
+        return "no per-question sweep evidence"
+    if nat[0].shape[1] != mp[0].shape[1]:
+        return "natural and mapped sweeps have different questions"
+    k = returned(mapped)
+
+    def outcome(rank: np.ndarray) -> np.ndarray:
+        if metric == "mrr":
+            return np.where(rank <= k, 1.0 / rank, 0.0)
+        return (rank <= int(metric.split("@")[1])).astype(np.float64)
+    gains = gain_at_equal_flops(mp[1], outcome(mp[0]), nat[1][:1], outcome(nat[0][:1]))
+    if not np.isfinite(gains).any():
+        return "no common FLOP range"
+    return mean_interval(gains)

@@ -15,26 +15,28 @@ The IVF gain of a model and seed is the mean, over its mapped operating points i
 natural curve's FLOP range, of recall(mapped) − recall(natural at the same FLOPs, interpolated
 in log-FLOPs), at the largest Recall@k; `share` is the fraction of those points above natural.
 Under each mode the model judged is the one of best validation MRR (mean over seeds), never the
-one of largest test gain, and mapped beats natural only when its gain clears the seeds' noise
-(`beats_natural`): the report and Figure 9 use this one criterion. With one seed there is no
-spread over seeds; the margin is then two binomial standard errors over the test questions at
-the operating point where they are largest (`one_seed_margin`), a bound that holds when the
-mapped and natural hits are not negatively correlated.
+one of largest test gain; without validation numbers no model is chosen and the arm is
+undecided. Whether mapped beats natural is read from the 95 % interval of that gain, computed
+per question from the sweeps' per-question files and bootstrapped over the test questions
+(and the seeds, from three on) as every claim of the report (`arm_verdict`): it holds when the
+whole interval is above 0, fails when it is all below, and is undecided otherwise; the report
+and Figure 9 use this one criterion.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..core.files import InputError, load_json
-from .results import at_equal_flops, gain_at_equal_flops, largest_recall, read_tables, with_ivf_setup
+from .evidence import QuestionEvidence, gain_interval
+from .results import gain_at_equal_flops, largest_recall, read_tables, with_ivf_setup
+from .selection import variant_of
+from .statistics import UNDECIDED, Interval, judge
 
-MODEL_KEYS = ["model", "size", "depth", "n_x"]
+MODEL_KEYS = ["variant", "model", "size", "depth", "n_x"]
 #: the study's arms, in the order of the report and Figure 9
 ARMS = {"leak_free": "leak-free model, clean test",
         "paper": "paper-split model, its own test (as published)",
@@ -70,28 +72,13 @@ def read_clean_tests(json_paths: list[str | Path]) -> tuple[pd.DataFrame, pd.Dat
     rows = []
     for path in json_paths:
         m = load_json(path)
-        rows.append({"dataset": m["dataset"], "model": m["model"], "size": m["size"],
+        rows.append({"dataset": m["dataset"], "run": f"{m['dataset']}/{Path(path).stem}",
+                     "model": m["model"], "size": m["size"],
                      "depth": m["depth"], "n_x": m["n_x"], "clusters": m.get("n_clusters", 1),
                      "seed": m["seed"], "e_rel": m["test"]["e_rel"], "mrr": m["test"]["mrr"],
                      "n_clean": m["n_clean"], "n_test": m["n_test"]})
     csvs = [Path(p).with_suffix(".csv") for p in json_paths]
-    return pd.DataFrame(rows), read_tables(csvs) if csvs else pd.DataFrame()
-
-
-def one_seed_margin(mapped: pd.DataFrame, natural: pd.DataFrame, metric: str) -> float:
-    """Two binomial standard errors over the test questions of a gain measured once: at each
-    mapped point inside the natural range, sqrt(p(1-p)/n) of both recalls combined, the
-    largest over the points (the mean of the differences varies no more than its worst term);
-    NaN for rows that do not say how many questions they scored."""
-    if "n_queries" not in mapped or "n_queries" not in natural:
-        return float("nan")
-    paired = at_equal_flops(mapped, natural, metric, extra=("n_queries",))
-    if paired is None:
-        return float("nan")
-    inside, p_nat = paired
-    p_map = inside[metric].to_numpy()
-    n = inside.n_queries.to_numpy()
-    return float(2 * np.sqrt(p_map * (1 - p_map) / n + p_nat * (1 - p_nat) / n).max())
+    return pd.DataFrame(rows), read_tables(csvs, source="file") if csvs else pd.DataFrame()
 
 
 def _arm_rows(pair: LeakagePair, arm: str, m: pd.DataFrame, v: pd.DataFrame, recall: str,
@@ -100,26 +87,22 @@ def _arm_rows(pair: LeakagePair, arm: str, m: pd.DataFrame, v: pd.DataFrame, rec
     natural = v[v["query"] == "natural"] if len(v) else v
     rows = []
     for r in m.itertuples(index=False):
-        gain = share = margin = float("nan")
+        gain = share = float("nan")
+        variant = variant_of(r.run)
         if len(natural):
-            mapped = v[(v["query"] == "mapped") & (v.model == r.model)
-                       & (v["size"].astype(str) == str(r.size))
-                       & (pd.to_numeric(v.depth) == r.depth)
-                       & (pd.to_numeric(v.n_x) == r.n_x)
+            mapped = v[(v["query"] == "mapped") & (v.file.map(variant_of) == variant)
                        & (pd.to_numeric(v.seed) == r.seed)]
             if len(mapped):
                 gain, share = gain_at_equal_flops(mapped, natural, recall)
-                margin = one_seed_margin(mapped, natural, recall)
-        model = (r.model, str(r.size), int(r.depth), int(r.n_x), int(r.seed))
+        model = (variant, int(r.seed))
         rows.append({"pair": f"{pair.leak_free} / {pair.paper}", "mode": arm,
-                     "dataset": r.dataset, "model": r.model, "size": r.size,
+                     "dataset": r.dataset, "variant": variant, "model": r.model, "size": r.size,
                      "depth": int(r.depth), "n_x": int(r.n_x), "seed": int(r.seed),
                      "e_rel": r.e_rel, "mrr": r.mrr, "val_mrr": val_mrr.get(model, float("nan")),
                      "test_questions": (f"{int(r.n_clean)} of {int(r.n_test)} leak-free test "
                                         f"questions, no copy trained on"
                                         if hasattr(r, "n_clean") else ""),
-                     "recall": recall, "ivf_gain": gain, "ivf_share": share,
-                     "one_seed_margin": margin})
+                     "recall": recall, "ivf_gain": gain, "ivf_share": share})
     return rows
 
 
@@ -143,8 +126,8 @@ def per_seed(metrics: pd.DataFrame, ivf: pd.DataFrame, pairs: list[LeakagePair],
                 m = metrics[(metrics.dataset == dataset) & (metrics.clusters == 1)
                             & (metrics.model != "identity")]
                 v = paper_ivf(ivf[ivf.dataset == dataset]) if len(ivf) else ivf
-                val_mrr = {(r.model, str(r.size), int(r.depth), int(r.n_x), int(r.seed)):
-                           getattr(r, "val_mrr", float("nan")) for r in m.itertuples(index=False)}
+                val_mrr = {(variant_of(r.run), int(r.seed)): getattr(r, "val_mrr", float("nan"))
+                           for r in m.itertuples(index=False)}
             if not len(m):
                 raise InputError(f"leakage: no c = 1 model of dataset {dataset!r} ({ARMS[arm]})")
             rows += _arm_rows(pair, arm, m, v, recall, val_mrr)
@@ -155,7 +138,7 @@ def summary(seeds: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds of every model under every mode."""
     keys = ["pair", "mode", "dataset"] + MODEL_KEYS + ["recall"]
     grouped = seeds.groupby(keys, sort=False)
-    out = grouped[["e_rel", "mrr", "ivf_gain", "ivf_share", "val_mrr", "one_seed_margin"]].mean()
+    out = grouped[["e_rel", "mrr", "ivf_gain", "ivf_share", "val_mrr"]].mean()
     spread = grouped[["e_rel", "mrr", "ivf_gain", "ivf_share"]].std()
     for col in spread:
         out[f"{col}_sd"] = spread[col]
@@ -164,54 +147,67 @@ def summary(seeds: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def beats_natural(gain: float, sd: float, seeds: int, one_seed: float = float("nan")) -> str:
-    """"yes" when the mean gain clears its noise (mean − 2·sd/√seeds > 0), "no" when it is
-    clearly below (mean + 2·sd/√seeds < 0), else "within noise"; with one seed the margin is
-    `one_seed` (`one_seed_margin`, over test questions), and without it nothing is decided."""
-    if pd.isna(gain):
-        return "not measured"
-    if seeds >= 2 and not pd.isna(sd):
-        margin = 2 * sd / math.sqrt(seeds)
-    elif not pd.isna(one_seed):
-        margin = one_seed
-    else:
-        return "undecided (one seed: no spread)"
-    return "yes" if gain - margin > 0 else "no" if gain + margin < 0 else "within noise"
-
-
 def chosen_model(sub: pd.DataFrame) -> pd.Series | None:
     """The row of the model of best validation MRR (mean over seeds) among those with an IVF
-    gain; without validation numbers, the first in order (never the largest test gain)."""
+    gain; None without validation numbers (the test gain never chooses)."""
     measured = sub.dropna(subset=["ivf_gain"])
-    if not len(measured):
+    if not len(measured) or "val_mrr" not in measured or not measured.val_mrr.notna().any():
         return None
-    if "val_mrr" in measured and measured.val_mrr.notna().any():
-        return measured.loc[measured.val_mrr.idxmax()]
-    return measured.sort_values(MODEL_KEYS).iloc[0]
+    return measured.loc[measured.val_mrr.idxmax()]
 
 
-def verdicts(table: pd.DataFrame) -> pd.DataFrame:
+def arm_sweep(pair: LeakagePair, mode: str, ivf: pd.DataFrame,
+              clean_ivf: pd.DataFrame | None) -> tuple[str, str, pd.DataFrame]:
+    """(kind of per-question file, dataset, paper-setup IVF rows) an arm's gain is read from."""
+    dataset = pair.modes()[mode]
+    source, kind = (clean_ivf, "clean_test") if mode == "paper_clean" else (ivf, "ivf")
+    if source is None or not len(source):
+        return kind, dataset, pd.DataFrame()
+    return kind, dataset, paper_ivf(source[source.dataset == dataset])
+
+
+def arm_verdict(evidence: QuestionEvidence, kind: str, dataset: str, sweep: pd.DataFrame,
+                best: pd.Series | None, recall: str) -> tuple[str, Interval | None, str]:
+    """(holds | fails | undecided, the interval of the gain, why undecided) of "the mapped key
+    of the model chosen on validation beats natural x at equal FLOPs" in one arm."""
+    if best is None:
+        return UNDECIDED, None, "no model chosen: no validation MRR"
+    if not len(sweep) or "file" not in sweep:
+        return UNDECIDED, None, "no IVF rows"
+    natural = sweep[sweep["query"] == "natural"]
+    mapped = sweep[(sweep["query"] == "mapped") & (sweep.file.map(variant_of) == best.variant)]
+    interval = gain_interval(evidence, kind, dataset, natural, mapped, recall)
+    if not isinstance(interval, Interval):
+        return UNDECIDED, None, interval
+    value, reason = judge(interval, 0.0, "above")
+    return value, interval, reason
+
+
+def verdicts(table: pd.DataFrame, evidence: QuestionEvidence, ivf: pd.DataFrame,
+             clean_ivf: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per pair and arm: the model chosen on validation, and whether its mapped key beats
-    natural x at equal FLOPs beyond the noise (`beats_natural`)."""
+    natural x at equal FLOPs (`arm_verdict`: the gain's interval over test questions)."""
     rows = []
-    for (pair, mode), sub in table.groupby(["pair", "mode"], sort=False):
+    for (pair_name, mode), sub in table.groupby(["pair", "mode"], sort=False):
+        pair = LeakagePair(*pair_name.split(" / "))
         best = chosen_model(sub)
+        value, interval, reason = arm_verdict(evidence, *arm_sweep(pair, mode, ivf, clean_ivf),
+                                              best, sub.recall.iloc[0])
+        said = value if value != UNDECIDED else f"undecided ({reason})"
         if best is None:
-            rows.append({"pair": pair, "mode": mode, "arm": ARMS[mode],
+            rows.append({"pair": pair_name, "mode": mode, "arm": ARMS[mode],
                          "dataset": sub.dataset.iloc[0], "model (chosen on validation MRR)": "—",
-                         "mapped beats natural": "not measured"})
+                         "mapped beats natural": said})
             continue
-        rows.append({"pair": pair, "mode": mode, "arm": ARMS[mode], "dataset": best.dataset,
+        rows.append({"pair": pair_name, "mode": mode, "arm": ARMS[mode], "dataset": best.dataset,
                      "test questions": best.get("test_questions") or "its own test split",
-                     "model (chosen on validation MRR)": f"{best.model} {best['size']} L={best.depth}",
+                     "model (chosen on validation MRR)": best.variant,
                      "test E_rel": _pm(best.e_rel, best.e_rel_sd),
                      "test MRR": _pm(best.mrr, best.mrr_sd, signed=False),
-                     f"{best.recall} gain at equal FLOPs": _pm(best.ivf_gain, best.ivf_gain_sd),
+                     f"{best.recall} gain at equal FLOPs [95 % interval]":
+                         interval.text() if interval is not None else "—",
                      "points above natural": _pm(best.ivf_share, best.ivf_share_sd, signed=False),
-                     "seeds": int(best.seeds),
-                     "mapped beats natural": beats_natural(best.ivf_gain, best.ivf_gain_sd,
-                                                           int(best.seeds),
-                                                           best.get("one_seed_margin", float("nan")))})
+                     "seeds": int(best.seeds), "mapped beats natural": said})
     return pd.DataFrame(rows)
 
 

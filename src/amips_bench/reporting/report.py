@@ -33,6 +33,7 @@ from ..core.files import (
 )
 from ..core.paper import PAPER_KEY_COUNTS
 from .claims import CLAIMS, Claim, Results
+from .evidence import QuestionEvidence
 from .leakage import ARMS, LeakagePair, per_seed, read_clean_tests, summary, verdicts
 from .results import IDENTITY
 from .statistics import HOLDS, MIN_SEEDS, UNDECIDED
@@ -112,7 +113,10 @@ def leakage_section(res: Results, pairs: list[str], clean_tests: list[str] | Non
 
     parsed = [LeakagePair.parse(p) for p in pairs]
     clean = read_clean_tests(clean_tests) if clean_tests else None
-    table = verdicts(summary(per_seed(res.metrics, res.ivf, parsed, clean)))
+    evidence = QuestionEvidence({**res.evidence.sources, **QuestionEvidence.beside(
+        {"clean_test": [Path(p).with_suffix(".csv") for p in clean_tests or []]}, []).sources})
+    table = verdicts(summary(per_seed(res.metrics, res.ivf, parsed, clean)), evidence, res.ivf,
+                     clean[1] if clean else None)
     lines = ["The same data, grid and seeds trained under both split modes: leak-free (unique "
              "questions split first, only training questions augmented) and the official code's "
              "(every question augmented, then split, so noisy copies of test questions are "
@@ -121,11 +125,12 @@ def leakage_section(res: Results, pairs: list[str], clean_tests: list[str] | Non
              + "; ".join(f"({i}) {text}" for i, text in enumerate(ARMS.values(), 1))
              + ". Arms 1 and 3 score the same questions after as many training rows, so their "
              "difference is the leak; arm 2 also differs in its test set (mostly noisy copies). "
-             "Under each arm the model of best validation MRR is judged. Gain: mean over its "
-             "operating points of its recall minus natural x's recall at the same FLOPs (the "
-             "paper's IVF setup), mean ± sd over seeds; mapped beats natural when the gain clears "
-             "its noise, mean − 2·sd/√seeds > 0 (one seed: two binomial standard errors over the "
-             "test questions), the criterion of Figure 9.", ""]
+             "Under each arm the model of best validation MRR is judged. Gain: per test "
+             "question, the mean over the model's operating points of its recall minus natural "
+             "x's recall at the same FLOPs (interpolated in log-FLOPs; the paper's IVF setup), "
+             "with its 95 % bootstrap interval over the questions (and the seeds, from three "
+             "on); mapped beats natural when the whole interval is above 0, fails when it is "
+             "all below, and is undecided otherwise: the criterion of Figure 9.", ""]
     for pair in parsed:
         sub = table[table.pair == f"{pair.leak_free} / {pair.paper}"]
         said = {r["mode"]: r["mapped beats natural"] for _, r in sub.iterrows()}

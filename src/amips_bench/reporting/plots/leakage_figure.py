@@ -4,9 +4,10 @@ the paper-split model on its own test set, and the paper-split model on the clea
 
 Per dataset pair one row: (a) test E_rel and (b) test MRR of every c = 1 model under each arm,
 (c) the IVF Recall@k gain of mapped ŷ over natural x at equal FLOPs (mean over operating
-points), all with the spread over seeds, the verdict of the report's criterion (the gain of the
-model chosen on validation MRR clears mean − 2·sd/√seeds > 0) written per arm, and (d) the
-Recall@k vs FLOPs curves of natural x and of that chosen model, per arm.
+points), all with the spread over seeds, the verdict of the report's criterion (the 95 %
+interval over test questions of the gain of the model chosen on validation MRR lies above 0)
+written per arm, and (d) the Recall@k vs FLOPs curves of natural x and of that chosen model,
+per arm.
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..leakage import ARMS, LeakagePair, beats_natural, chosen_model, paper_ivf, per_seed, read_clean_tests, summary
+from ..evidence import QuestionEvidence
+from ..leakage import (
+    ARMS,
+    LeakagePair,
+    arm_sweep,
+    arm_verdict,
+    chosen_model,
+    paper_ivf,
+    per_seed,
+    read_clean_tests,
+    summary,
+)
 from ..results import read_metrics, read_tables
 from . import style
 from .style import plt
@@ -42,8 +54,10 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
                  out_stem: str | Path, clean_tests: list[str | Path] = ()) -> None:
     parsed = [LeakagePair.parse(p) for p in pairs]
     metrics = read_metrics(metrics_paths)
-    ivf = read_tables(ivf_paths)
+    ivf = read_tables(ivf_paths, source="file")
     clean = read_clean_tests(list(clean_tests)) if clean_tests else None
+    evidence = QuestionEvidence.beside(
+        {"ivf": list(ivf_paths), "clean_test": [Path(p).with_suffix(".csv") for p in clean_tests]}, [])
     seeds = per_seed(metrics, ivf, parsed, clean)
     table = summary(seeds)
     fig, axes = plt.subplots(len(parsed), 4, figsize=(15, 3.6 * len(parsed)), squeeze=False)
@@ -58,13 +72,14 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
         _bars(row[2], t, "ivf_gain", f"{recall} gain (mapped − natural)")
         row[2].axhline(0, color="k", lw=0.8, ls="--")
         said = []
-        for mode in dict.fromkeys(t["mode"]):
+        for i, mode in enumerate(dict.fromkeys(t["mode"]), start=1):
             best = chosen_model(t[t["mode"] == mode])
-            said.append(f"{ARMS[mode]}: " + (
-                "not measured" if best is None else
-                f"{beats_natural(best.ivf_gain, best.ivf_gain_sd, int(best.seeds), best.one_seed_margin)} "
-                f"({style.model_label(best.model, best['size'], best.depth)})"))
-        row[2].set_title("IVF gain of mapped ŷ; beats natural (mean − 2·sd/√seeds > 0)?\n"
+            value, interval, reason = arm_verdict(evidence, *arm_sweep(pair, mode, ivf, clean and clean[1]),
+                                                  best, recall)
+            shown = (f"{interval.estimate:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
+                     if interval else reason)
+            said.append(f"({i}) {value}: {shown}")
+        row[2].set_title("IVF gain of mapped ŷ; beats natural\n(95 % interval over questions > 0)?\n"
                          + "\n".join(said), fontsize=7)
         ax = row[3]
         for mode in dict.fromkeys(t["mode"]):
