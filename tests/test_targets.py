@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import unit_rows
 
 from amips_bench.datasets.targets import exact_top1
@@ -202,3 +203,58 @@ def test_a_paper_split_twin_reuses_the_leak_free_targets_and_equals_a_full_searc
         write_targets(other / "embeddings", other / "splits", tmp_path / "refused",
                       reuse_from=tiny_dataset / "targets" / "c1",
                       reuse_splits=tiny_dataset / "splits", **common)
+
+
+def _rounds_down(a: float, d: int) -> np.ndarray:
+    """d coordinates just below the point where bf16 rounds a·(1 + 2^-8) up: each rounds down
+    to a, by almost the largest relative error of bf16's inputs (2^-8)."""
+    return np.full(d, a * (1 + 2.0 ** -8 - 2.0 ** -20), dtype=np.float32)
+
+
+def _adversarial_pair(d: int = 384, gap: float = 5e-4):
+    """A query q and two keys: B, the real top key, whose bf16 score errs downwards by more
+    than the bound without the output's rounding (every input rounds down by almost 2^-8 and
+    the bf16 sum lands just above a representable value, so the output rounds down too); and
+    A, exactly representable in bf16, `gap` below B in real score but above it in bf16."""
+    a = 2.0 ** -5
+    q = _rounds_down(a, d)
+    b = q.copy()
+    b[0] = np.float32(a + 0.99 * 2.0 ** -10 / a)  # the bf16 sum: 0.375 + 0.99·2^-10
+    s_b = float(q.astype(np.float64) @ b.astype(np.float64))
+    k = np.full(d, a, dtype=np.float32)  # A: bf16 coordinates, its last one set to reach the gap
+    k[-1] = 0.0
+    last = (s_b - gap - float(q[:-1].astype(np.float64) @ k[:-1])) / float(q[-1])
+    k[-1] = torch.tensor(last).to(torch.bfloat16).float().item()
+    return q, k, b
+
+
+def test_the_bf16_certificate_covers_its_output_rounding_on_adversarial_inputs(monkeypatch):
+    """Inputs that all round the same way, a sum whose bf16 output rounds the same way again,
+    a near-tie a quarter of a bf16 ulp apart, duplicate keys and rows not of unit norm:
+    every row certified is the fp32 path's answer. Today's bound (without the output's
+    rounding, one fp32 error for the non-candidates) certifies the wrong key here."""
+    from amips_bench.datasets import targets
+    from amips_bench.datasets.targets import certified_top1, exact_top1, fp32_score_bound, reduced_score_bound
+
+    q, key_a, key_b = _adversarial_pair()
+    rng = np.random.default_rng(0)
+    far = rng.standard_normal((300, 384)).astype(np.float32) * 0.01  # low scores, far below
+    keys = np.concatenate([far, key_a[None], key_b[None], key_b[None], far[:5]])  # B twice
+    queries = np.concatenate([q[None], rng.standard_normal((50, 384)).astype(np.float32)])
+    queries[1:] /= np.linalg.norm(queries[1:], axis=1, keepdims=True) / 0.6  # norm 0.6
+    d, norm = 384, float(max(np.linalg.norm(queries, axis=1).max(), np.linalg.norm(keys, axis=1).max()))
+    real = float(q.astype(np.float64) @ key_b.astype(np.float64))
+    reduced = float(torch.from_numpy(q).bfloat16() @ torch.from_numpy(key_b).bfloat16())
+    without_output = reduced_score_bound("bf16", d, norm)
+    assert real - reduced > without_output  # today's bound is exceeded
+    assert real - reduced <= reduced_score_bound("bf16", d, norm, rounded_output=True)
+    _, expected = exact_top1(queries, keys, device="cpu")
+    assert expected[0, 0] == 301  # B (its first copy) is the fp32 path's answer
+    top1, certified = certified_top1(queries, keys, precision="bf16", candidates=1)
+    assert np.array_equal(top1, expected[:, 0]) and not certified[0]
+    # today's certificate: no output rounding, one fp32 error for the non-candidates
+    monkeypatch.setattr(targets, "reduced_score_bound",
+                        lambda precision, d, norm, **kw: reduced_score_bound(precision, d, norm)
+                        - fp32_score_bound(d, norm))
+    wrong, said = certified_top1(queries, keys, precision="bf16", candidates=1)
+    assert said[0] and wrong[0] == 300  # A, certified: not the fp32 answer

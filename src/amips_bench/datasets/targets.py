@@ -388,21 +388,32 @@ def stream_split_targets(queries: np.ndarray, plan: SplitPlan, search: ExactTop1
 
 #: unit roundoff of each reduced precision's inputs (bf16: 8 significant bits; tf32: 11)
 UNIT_ROUNDOFF = {"bf16": 2.0 ** -8, "tf32": 2.0 ** -11}
+FLOAT32_ROUNDOFF = 2.0 ** -24
+#: the hardware model of a GPU's reduced-precision products: its tensor cores may truncate
+#: instead of rounding to nearest, both the inputs (TF32) and the float32 accumulation; a
+#: truncation errs by up to twice the unit roundoff, so every roundoff of the bound is doubled
+#: there (an assumption that covers round-toward-zero, not a vendor's guarantee)
+GPU_ROUNDOFF_FACTOR = 2.0
 CANDIDATES = 8  # keys per row and cluster rescored exactly
 
 
-def reduced_score_bound(precision: str, d: int, norm: float = 1.0) -> float:
+def reduced_score_bound(precision: str, d: int, norm: float = 1.0, *,
+                        rounded_output: bool = False, factor: float = 1.0) -> float:
     """|reduced − real| of one inner product of two vectors of norm ≤ `norm` in dimension d:
     rounding both inputs to the precision moves each product by at most (2u + u²)·|q_i k_i|,
     and float32 accumulation adds γ_d = d·u32 / (1 − d·u32) of the sum of |products|; by
-    Cauchy–Schwarz both sums are at most norm². The fp32 path's own error is γ_d·norm²."""
-    u, u32 = UNIT_ROUNDOFF[precision], 2.0 ** -24
+    Cauchy–Schwarz both sums are at most norm². With `rounded_output` (a bf16 matmul returns
+    bf16) the score is rounded once more, by at most u·(|s| + that error) ≤ u·(norm² + error).
+    `factor` scales every unit roundoff (GPU_ROUNDOFF_FACTOR on a GPU)."""
+    u, u32 = factor * UNIT_ROUNDOFF[precision], factor * FLOAT32_ROUNDOFF
     gamma = d * u32 / (1 - d * u32)
-    return ((2 * u + u * u) + gamma * (1 + u) ** 2) * norm * norm
+    error = ((2 * u + u * u) + gamma * (1 + u) ** 2) * norm * norm
+    return error + u * (norm * norm + error) if rounded_output else error
 
 
 def fp32_score_bound(d: int, norm: float = 1.0) -> float:
-    u32 = 2.0 ** -24
+    """|fp32 − real| of one inner product on the CPU's float32 path (round to nearest)."""
+    u32 = FLOAT32_ROUNDOFF
     return d * u32 / (1 - d * u32) * norm * norm
 
 
@@ -414,13 +425,15 @@ def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "b
 
     Per row: the `candidates` best keys by the reduced-precision score are rescored in float64
     (the real inner product, to float64 rounding); the best of them is certified when it beats
-    every other candidate by more than twice the fp32 path's error and the best non-candidate's
-    reduced score by more than that score's error bound plus the fp32 error — then no key can
-    win the fp32 path's comparison, and the index is the fp32 path's. Rows that are not
-    certified (near-ties) are searched again by the exact float32 path. Returns (top-1 global
-    index int64 [N], certified bool [N]). On a GPU the reduced products are the hardware's
-    (bf16 inputs, or float32 inputs under TF32 matmuls); on the CPU tf32 is emulated by rounding
-    the inputs' mantissas, so both devices certify against the same error bound.
+    every other candidate by more than twice the fp32 path's error, and the best non-candidate's
+    reduced score by more than that score's error bound (`reduced_score_bound`, with the bf16
+    output's own rounding) plus twice the fp32 path's error (the fp32 path errs on both
+    scores it compares) — then no key can win the fp32 path's comparison, and the index is the
+    fp32 path's. Rows that are not certified (near-ties) are searched again by the exact
+    float32 path, in one batch. Returns (top-1 global index int64 [N], certified bool [N]).
+    On the CPU the products are IEEE round-to-nearest (tf32 emulated by rounding the inputs'
+    mantissas); on a GPU they are the hardware's (bf16 inputs, or float32 inputs under TF32
+    matmuls) and the bound assumes GPU_ROUNDOFF_FACTOR.
     """
     if precision not in UNIT_ROUNDOFF:
         raise InputError(f"targets.precision: {precision!r} has no certified search; expected one "
@@ -430,7 +443,10 @@ def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "b
     k32 = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32)).to(device)
     norm = float(max(q32.norm(dim=1).max(), k32.norm(dim=1).max()))
     hardware_tf32 = precision == "tf32" and device.type == "cuda"
-    bound, fp32 = reduced_score_bound(precision, q32.shape[1], norm), fp32_score_bound(q32.shape[1], norm)
+    factor = GPU_ROUNDOFF_FACTOR if device.type == "cuda" else 1.0
+    bound = reduced_score_bound(precision, q32.shape[1], norm, rounded_output=precision == "bf16",
+                                factor=factor)
+    fp32 = fp32_score_bound(q32.shape[1], norm)
     m = min(candidates, len(keys))
     qr = (q32.to(torch.bfloat16) if precision == "bf16" else q32 if hardware_tf32
           else _tf32_round(q32))
@@ -461,7 +477,7 @@ def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "b
     others = exact_sorted.clone()
     others[torch.arange(len(q32), device=device), best] = -torch.inf
     certified = ((best_exact - others.max(dim=1).values > 2 * fp32)
-                 & (best_exact - threshold.double() > bound + fp32))
+                 & (best_exact - threshold.double() > bound + 2 * fp32))
     rows_n = torch.arange(len(q32), device=device)
     top1 = cand_sorted[rows_n, best].cpu().numpy().copy()
     certified = certified.cpu().numpy()
