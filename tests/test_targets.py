@@ -258,3 +258,64 @@ def test_the_bf16_certificate_covers_its_output_rounding_on_adversarial_inputs(m
                         - fp32_score_bound(d, norm))
     wrong, said = certified_top1(queries, keys, precision="bf16", candidates=1)
     assert said[0] and wrong[0] == 300  # A, certified: not the fp32 answer
+
+
+@pytest.mark.parametrize("n_clusters", [1, 4])
+def test_the_certified_search_equals_the_exact_one_per_cluster(rng, n_clusters):
+    """Per cluster segment, with planted near-twins of every cluster's top key: the certified
+    bf16 search returns ExactTop1's indices, index for index, and counts what it certified."""
+    from amips_bench.datasets.targets import CertifiedTop1, ExactTop1
+
+    keys = unit_rows(rng, 3000, 48)
+    queries = unit_rows(rng, 300, 48)
+    assignments = rng.integers(0, n_clusters, len(keys)) if n_clusters > 1 else None
+    _, first = exact_top1(queries, keys, assignments, n_clusters, device="cpu")
+    twins = keys[first[:30, 0]] + 1e-7 * rng.standard_normal((30, 48)).astype(np.float32)
+    keys = np.concatenate([keys, twins])
+    if assignments is not None:
+        assignments = np.concatenate([assignments, assignments[first[:30, 0]]])
+    expected = ExactTop1(keys, assignments, n_clusters, device="cpu")(queries)[1]
+    search = CertifiedTop1(keys, assignments, n_clusters, precision="bf16", query_block=128,
+                           key_block=500, device="cpu")
+    scores, index = search(queries)
+    assert np.array_equal(index, expected)
+    assert search.rows == 300 and 0.5 < search.certified_rows / 300 < 1.0
+    np.testing.assert_allclose(scores, np.einsum("nd,ncd->nc", queries, keys[index]), atol=1e-6)
+
+
+def test_targets_are_identical_at_every_precision_and_the_manifest_says_how(tiny_dataset, tmp_path):
+    """write_targets with the certified bf16 search writes the fp32 search's files byte for
+    byte; the manifest records the setting, the search used and the certified fraction."""
+    from amips_bench.core.files import InputError
+    from amips_bench.datasets.targets import resolve_precision, write_targets
+
+    made = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        made[precision] = write_targets(tiny_dataset / "embeddings", tiny_dataset / "splits", out,
+                                        n_clusters=4, clusters_dir=tiny_dataset / "clusters" / "c4",
+                                        device="cpu", progress=False, precision=precision)
+    for split in ("train", "val", "test"):
+        assert (tmp_path / "fp32" / f"{split}_top1.npy").read_bytes() == \
+            (tmp_path / "bf16" / f"{split}_top1.npy").read_bytes()
+    assert made["fp32"]["precision"] == {"setting": "fp32", "used": "fp32"}
+    bf16 = made["bf16"]["precision"]
+    assert bf16["used"] == "bf16" and bf16["rows_searched"] == sum(made["bf16"]["rows"].values())
+    assert 0.5 < bf16["certified_fraction"] <= 1.0 and "certified" in made["bf16"]["search"]
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(InputError, match=r"^targets.precision: unknown precision 'fp16'"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_auto_precision_reads_the_cpu_flags(tmp_path, monkeypatch):
+    from amips_bench.datasets import targets
+
+    with_units, without = tmp_path / "a", tmp_path / "b"
+    with_units.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    without.write_text("flags\t\t: fpu sse avx2 fma\n")
+    assert targets.cpu_has_bf16_units(with_units) and not targets.cpu_has_bf16_units(without)
+    assert not targets.cpu_has_bf16_units(tmp_path / "missing")
+    monkeypatch.setattr(targets, "cpu_has_bf16_units", lambda: False)
+    assert targets.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(targets, "cpu_has_bf16_units", lambda: True)
+    assert targets.resolve_precision("auto", torch.device("cpu")) == "bf16"

@@ -243,6 +243,9 @@ def _targets_args(p):
                    help="the targets/c{C} folder of a twin dataset (same keys, clusters, questions "
                         "and noise, another split mode): rows it holds are copied, not searched")
     p.add_argument("--reuse-splits", default=None, help="that twin's splits folder")
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"],
+                   help="the exact fp32 search, the certified bf16 one (the same answers), or "
+                        "bf16 where the hardware has bf16 matrix units (auto)")
     _add_disk_margin(p, "any search")
     _add_device(p)
     _add_faiss_device(p)
@@ -257,7 +260,7 @@ def _targets(args):
                   clusters_dir=args.clusters_dir, device=args.device,
                   faiss_device=args.faiss_device, queries_from=args.queries_from,
                   disk_margin=_disk_margin(args), reuse_from=args.reuse_from,
-                  reuse_splits=args.reuse_splits)
+                  reuse_splits=args.reuse_splits, precision=args.precision)
 
 
 def _identity_args(p):

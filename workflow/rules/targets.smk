@@ -33,10 +33,12 @@ rule targets:
         out=lambda w, output: folder(output[0]),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
+        precision=config["targets"]["precision"],
     shell:
         "amips-bench targets --embeddings {params.embeddings} --splits {params.splits} "
         "{params.clusters_dir} --clusters {wildcards.clusters} --out {params.out} "
-        "--device {params.device} --faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
+        "--precision {params.precision} --device {params.device} "
+        "--faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"
 
 
 rule identity:

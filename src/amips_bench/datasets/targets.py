@@ -199,13 +199,42 @@ def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
     return best, where
 
 
+#: the targets stage's settings: the exact float32 search, the certified bf16 one, or (auto) bf16
+#: where the hardware has bf16 matrix units (a CPU listing amx_bf16 or avx512_bf16, a GPU of
+#: compute capability 8 or more) and float32 elsewhere
+TARGET_PRECISIONS = ("auto", "fp32", "bf16")
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU lists bf16 matrix instructions among its flags."""
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """fp32 or bf16: the targets search a setting of TARGET_PRECISIONS runs on `device`."""
+    if precision not in TARGET_PRECISIONS:
+        raise InputError(f"targets.precision: unknown precision {precision!r}; expected one of "
+                         f"{list(TARGET_PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
+    return "bf16" if cpu_has_bf16_units() else "fp32"
+
+
 def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: str | Path, *,
                   n_clusters: int, clusters_dir: str | Path | None = None,
                   splits: tuple[str, ...] = ("train", "val", "test"),
                   device: str | None = None, faiss_device: str = "auto",
                   queries_from: str | Path | None = None, disk_margin: float | None = 0.1,
                   chunk_blocks: int = 4, progress: bool = True,
-                  reuse_from: str | Path | None = None, reuse_splits: str | Path | None = None) -> dict:
+                  reuse_from: str | Path | None = None, reuse_splits: str | Path | None = None,
+                  precision: str = "fp32") -> dict:
     """targets/c{C}/{split}_queries.npy and {split}_top1.npy for every split, plus a manifest.
 
     Both files are streamed: chunks of `chunk_blocks` noise blocks (65,536 rows each) are
@@ -227,6 +256,10 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
 
     Before any search, the files' size (`targets_bytes`) plus `disk_margin` of it must be free
     under `out_dir` (None: no check): a short disk fails now, not after hours of search.
+
+    `precision` (TARGET_PRECISIONS) picks the search: ExactTop1 in float32, or CertifiedTop1
+    with bf16 products, whose answers are the float32 path's index for index; the manifest
+    records the setting, the search it ran and the fraction of rows certified.
     """
     embeddings_dir, splits_dir, out = Path(embeddings_dir), Path(splits_dir), Path(out_dir)
     keys = load_embeddings(embeddings_dir / "keys.npy")
@@ -251,7 +284,9 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
     checked = require_free(out, need, disk_margin, f"the targets of {', '.join(splits)}")
     if checked:
         print(checked, flush=True)
-    search = ExactTop1(keys, assignments, n_clusters, device=device)
+    resolved = resolve_precision(precision, pick_device(device))
+    search = (CertifiedTop1(keys, assignments, n_clusters, precision=resolved, device=device)
+              if resolved != "fp32" else ExactTop1(keys, assignments, n_clusters, device=device))
     twin = None
     if (reuse_from is None) != (reuse_splits is None):
         raise InputError("targets: --reuse-from and --reuse-splits go together")
@@ -272,7 +307,16 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
         "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
         "assignments_sha256": assignments_sha, "split_mode": split_manifest["mode"],
         "leaky": split_manifest["leaky"], "device": str(search.device),
-        "search": "torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used",
+        "search": ("torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used"
+                   if resolved == "fp32" else
+                   f"{resolved} GEMM + running top-{CANDIDATES + 1}, candidates rescored in float64, "
+                   f"certified against the fp32 path's error (uncertified rows: the fp32 search); "
+                   f"FAISS not used"),
+        "precision": {"setting": precision, "used": resolved,
+                      **({"rows_searched": search.rows, "rows_certified": search.certified_rows,
+                          "certified_fraction": (search.certified_rows / search.rows
+                                                 if search.rows else None)}
+                         if resolved != "fp32" else {})},
         "faiss_device_setting": faiss_device, "tie_break": "lowest global key index",
         "queries_files": (f"linked to {queries_from}, checked equal row for row"
                           if queries_from else "written here"),
@@ -417,75 +461,122 @@ def fp32_score_bound(d: int, norm: float = 1.0) -> float:
     return d * u32 / (1 - d * u32) * norm * norm
 
 
-@torch.no_grad()
-def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "bf16",
-                   key_block: int = 2048, candidates: int = CANDIDATES,
-                   device: str | torch.device | None = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """The fp32 path's top-1 key of each query (c = 1), found with reduced-precision products.
+class CertifiedTop1:
+    """The fp32 path's per-cluster top-1 (ExactTop1's answer, index for index), found with
+    reduced-precision products and a certificate per row and cluster.
 
-    Per row: the `candidates` best keys by the reduced-precision score are rescored in float64
-    (the real inner product, to float64 rounding); the best of them is certified when it beats
-    every other candidate by more than twice the fp32 path's error, and the best non-candidate's
-    reduced score by more than that score's error bound (`reduced_score_bound`, with the bf16
-    output's own rounding) plus twice the fp32 path's error (the fp32 path errs on both
-    scores it compares) — then no key can win the fp32 path's comparison, and the index is the
-    fp32 path's. Rows that are not certified (near-ties) are searched again by the exact
-    float32 path, in one batch. Returns (top-1 global index int64 [N], certified bool [N]).
-    On the CPU the products are IEEE round-to-nearest (tf32 emulated by rounding the inputs'
-    mantissas); on a GPU they are the hardware's (bf16 inputs, or float32 inputs under TF32
-    matmuls) and the bound assumes GPU_ROUNDOFF_FACTOR.
+    Per query block and cluster: the `candidates` best keys by the reduced-precision score
+    (keys converted once, when the object is made) are rescored in float64 (the real inner
+    product, to float64 rounding); the best of them is certified when it beats every other
+    candidate by more than twice the fp32 path's error, and the best non-candidate's reduced
+    score by more than that score's error bound (`reduced_score_bound`, with the bf16 output's
+    own rounding) plus twice the fp32 path's error (the fp32 path errs on both scores it
+    compares) — then no key can win the fp32 path's comparison, and the index is the fp32
+    path's. The rows of a block with any cluster not certified (near-ties) are searched again
+    by the exact float32 path, in one batch. On the CPU the products are IEEE round-to-nearest
+    (tf32 emulated by rounding the inputs' mantissas); on a GPU they are the hardware's (bf16
+    inputs, or float32 inputs under TF32 matmuls) and the bound assumes GPU_ROUNDOFF_FACTOR.
+    Counts of rows searched and rows certified accumulate in `rows` and `certified_rows`.
     """
-    if precision not in UNIT_ROUNDOFF:
-        raise InputError(f"targets.precision: {precision!r} has no certified search; expected one "
-                         f"of {list(UNIT_ROUNDOFF)}")
-    device = pick_device(device)
-    q32 = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)).to(device)
-    k32 = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32)).to(device)
-    norm = float(max(q32.norm(dim=1).max(), k32.norm(dim=1).max()))
-    hardware_tf32 = precision == "tf32" and device.type == "cuda"
-    factor = GPU_ROUNDOFF_FACTOR if device.type == "cuda" else 1.0
-    bound = reduced_score_bound(precision, q32.shape[1], norm, rounded_output=precision == "bf16",
-                                factor=factor)
-    fp32 = fp32_score_bound(q32.shape[1], norm)
-    m = min(candidates, len(keys))
-    qr = (q32.to(torch.bfloat16) if precision == "bf16" else q32 if hardware_tf32
-          else _tf32_round(q32))
-    top_val = torch.full((len(q32), m + 1), -torch.inf, device=device)
-    top_idx = torch.zeros((len(q32), m + 1), dtype=torch.int64, device=device)
-    for k0 in range(0, len(keys), key_block):
-        block = k32[k0:k0 + key_block]
-        if precision == "bf16":
-            scores = (qr @ block.to(torch.bfloat16).T).float()
-        elif hardware_tf32:
-            with cuda_matmul_mode("tf32"):
-                scores = qr @ block.T
-        else:  # tf32's products on the CPU: the inputs' mantissas rounded, then float32
-            with full_fp32_matmul():
-                scores = qr @ _tf32_round(block).T
-        val, idx = torch.topk(scores, min(m + 1, scores.shape[1]), dim=1)
-        merged_val = torch.cat([top_val, val], 1)
-        merged_idx = torch.cat([top_idx, idx + k0], 1)
-        keep = torch.topk(merged_val, m + 1, dim=1).indices
-        top_val, top_idx = torch.gather(merged_val, 1, keep), torch.gather(merged_idx, 1, keep)
-    cand, threshold = top_idx[:, :m], top_val[:, m]  # the best non-candidate's reduced score
-    exact = torch.einsum("nd,nmd->nm", q32.double(), k32.double()[cand])
-    # the best candidate; among exact ties the lowest index, as the fp32 path
-    order = torch.argsort(cand, dim=1)
-    exact_sorted, cand_sorted = torch.gather(exact, 1, order), torch.gather(cand, 1, order)
-    best = torch.argmax(exact_sorted, dim=1)
-    best_exact = exact_sorted[torch.arange(len(q32), device=device), best]
-    others = exact_sorted.clone()
-    others[torch.arange(len(q32), device=device), best] = -torch.inf
-    certified = ((best_exact - others.max(dim=1).values > 2 * fp32)
-                 & (best_exact - threshold.double() > bound + 2 * fp32))
-    rows_n = torch.arange(len(q32), device=device)
-    top1 = cand_sorted[rows_n, best].cpu().numpy().copy()
-    certified = certified.cpu().numpy()
-    if (~certified).any():
-        rows = np.flatnonzero(~certified)
-        _, exact_idx = exact_top1(np.asarray(queries)[rows], keys, device=device)
-        top1[rows] = exact_idx[:, 0]
-    return top1, certified
+
+    def __init__(self, keys: np.ndarray, assignments: np.ndarray | None = None,
+                 n_clusters: int = 1, *, precision: str = "bf16", candidates: int = CANDIDATES,
+                 query_block: int = 4096, key_block: int = 16384,
+                 device: str | torch.device | None = None) -> None:
+        if precision not in UNIT_ROUNDOFF:
+            raise InputError(f"targets.precision: {precision!r} has no certified search; "
+                             f"expected one of {list(UNIT_ROUNDOFF)}")
+        self.exact = ExactTop1(keys, assignments, n_clusters, device=device)
+        self.layout, self.device, self.d = self.exact.layout, self.exact.device, self.exact.d
+        self.precision, self.candidates = precision, candidates
+        self.query_block, self.key_block = query_block, key_block
+        self.hardware_tf32 = precision == "tf32" and self.device.type == "cuda"
+        keys32 = self.exact.keys  # float32, grouped by cluster, on the device
+        self.reduced = (keys32.to(torch.bfloat16) if precision == "bf16"
+                        else keys32 if self.hardware_tf32 else _tf32_round(keys32))
+        self.key_norm = float(keys32.norm(dim=1).max())
+        self.factor = GPU_ROUNDOFF_FACTOR if self.device.type == "cuda" else 1.0
+        self.rows = self.certified_rows = 0
+
+    def _scores(self, qr: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        if self.precision == "bf16":
+            return qr @ self.reduced[lo:hi].T
+        mode = cuda_matmul_mode("tf32") if self.hardware_tf32 else full_fp32_matmul()
+        with mode:
+            return qr @ self.reduced[lo:hi].T
+
+    def _segment(self, q32: torch.Tensor, qr: torch.Tensor, lo: int, hi: int,
+                 bound: float, fp32: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(best score, sorted position, certified) of one cluster's keys [lo, hi) per row."""
+        n = len(q32)
+        m = min(self.candidates, hi - lo)
+        top_val = torch.full((n, m + 1), -torch.inf, device=self.device)
+        top_pos = torch.zeros((n, m + 1), dtype=torch.int64, device=self.device)
+        for k0 in range(lo, hi, self.key_block):
+            k1 = min(k0 + self.key_block, hi)
+            val, pos = torch.topk(self._scores(qr, k0, k1), min(m + 1, k1 - k0), dim=1)
+            merged_val = torch.cat([top_val, val.float()], 1)
+            merged_pos = torch.cat([top_pos, pos + k0], 1)
+            val, keep = torch.topk(merged_val, m + 1, dim=1)
+            top_val, top_pos = val, torch.gather(merged_pos, 1, keep)
+        cand, threshold = top_pos[:, :m], top_val[:, m]  # the best non-candidate's reduced score
+        exact = torch.einsum("nd,nmd->nm", q32.double(), self.exact.keys.double()[cand])
+        order = torch.argsort(cand, dim=1)  # among exact ties the lowest position, as fp32
+        exact_sorted, cand_sorted = torch.gather(exact, 1, order), torch.gather(cand, 1, order)
+        best = torch.argmax(exact_sorted, dim=1)
+        rows = torch.arange(n, device=self.device)
+        best_exact = exact_sorted[rows, best]
+        others = exact_sorted.clone()
+        others[rows, best] = -torch.inf
+        certified = ((best_exact - others.max(dim=1).values > 2 * fp32)
+                     & (best_exact - threshold.double() > bound + 2 * fp32))
+        return best_exact.float(), cand_sorted[rows, best], certified
+
+    @torch.no_grad()
+    def __call__(self, queries: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 [N, C], global indices int64 [N, C]) as ExactTop1's, the scores
+        rescored in float64."""
+        n_clusters = self.layout.n_clusters
+        scores = np.empty((len(queries), n_clusters), dtype=np.float32)
+        index = np.empty((len(queries), n_clusters), dtype=np.int64)
+        blocks = range(0, len(queries), self.query_block)
+        for start in tqdm(blocks, desc="certified top-1", unit="block", disable=not progress,
+                          mininterval=10):
+            block = np.ascontiguousarray(queries[start:start + self.query_block], dtype=np.float32)
+            q32 = torch.from_numpy(block).to(self.device)
+            qr = (q32.to(torch.bfloat16) if self.precision == "bf16" else q32
+                  if self.hardware_tf32 else _tf32_round(q32))
+            norm = max(float(q32.norm(dim=1).max()), self.key_norm)
+            bound = reduced_score_bound(self.precision, self.d, norm,
+                                        rounded_output=self.precision == "bf16", factor=self.factor)
+            fp32 = fp32_score_bound(self.d, norm)
+            certified = torch.ones(len(q32), dtype=torch.bool, device=self.device)
+            for j in range(n_clusters):
+                lo, hi = int(self.layout.offsets[j]), int(self.layout.offsets[j + 1])
+                best, position, sure = self._segment(q32, qr, lo, hi, bound, fp32)
+                scores[start:start + len(q32), j] = best.cpu().numpy()
+                index[start:start + len(q32), j] = self.exact.order[position].cpu().numpy()
+                certified &= sure
+            sure = certified.cpu().numpy()
+            self.rows += len(sure)
+            self.certified_rows += int(sure.sum())
+            if not sure.all():  # the near-ties, in one batch, by the exact float32 path
+                rows = np.flatnonzero(~sure)
+                exact_scores, exact_index = self.exact(block[rows])
+                scores[start + rows], index[start + rows] = exact_scores, exact_index
+            self.last_certified = sure
+        return scores, index
+
+
+def certified_top1(queries: np.ndarray, keys: np.ndarray, *, precision: str = "bf16",
+                   key_block: int = 16384, candidates: int = CANDIDATES,
+                   device: str | torch.device | None = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The fp32 path's top-1 key of each query (c = 1) by `CertifiedTop1`: (top-1 global index
+    int64 [N], certified bool [N])."""
+    search = CertifiedTop1(keys, precision=precision, candidates=candidates, key_block=key_block,
+                           query_block=max(1, len(queries)), device=device)
+    _, index = search(queries)
+    return index[:, 0], search.last_certified
 
 
 def _tf32_round(x: torch.Tensor) -> torch.Tensor:
