@@ -1,12 +1,16 @@
 """Exact-targets throughput: amips_bench.datasets.targets.exact_top1 against faiss.IndexFlatIP.search(k=1).
 
-Both run on identical random unit-norm data. Every timed run is its own subprocess (so its
+All run on identical data: random unit-norm rows, and MiniLM-like rows (the calibrated
+synthetic generator, whose top-1 margins are what real runs see). "certified bf16" is the
+targets stage's CertifiedTop1 (keys converted to bf16 once, as FAISS's `add`, outside the
+timing): its answers must equal the fp32 search's on every row; the rows it certified and the
+rows it searched again in fp32 are reported. Every timed run is its own subprocess (so its
 peak resident memory, ru_maxrss, is its own), and the two methods alternate — FAISS, ours,
 FAISS, ours — so that a shared machine's drift hits both alike; the speed ratio is the median
 of the per-pair ratios. "extra RSS" is the peak minus the memory after the inputs were built:
 what the search itself needed. Peak memory must grow with n·d, not with queries × n.
 
-    python benchmarks/targets.py            # n = 200,000 and the n = 1,000,000 scaling row
+    python benchmarks/targets.py            # n = 200,000 and 1,000,000, random and MiniLM-like
     python benchmarks/targets.py --quick    # a small smoke run
     python benchmarks/targets.py --device cuda --out benchmarks/results/targets_h100
 
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -30,15 +33,28 @@ import time
 from pathlib import Path
 
 
-def _child(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict:
-    import faiss
+def _data(kind: str, n: int, d: int, m: int, seed: int):
+    """(keys [n, d], queries [m, d]): random unit rows, or MiniLM-like ones (the calibrated
+    synthetic generator)."""
     import numpy as np
+
+    if kind == "minilm":
+        from amips_bench.datasets.synthetic import SyntheticParams, generate
+
+        keys, queries, _ = generate(SyntheticParams(n_keys=n, n_queries=max(m, int(0.41 * n)),
+                                                    d=d, seed=seed))
+        return keys, np.ascontiguousarray(queries[:m])
+    rng = np.random.default_rng(seed)
+    return _unit_rows(rng, n, d), _unit_rows(rng, m, d)
+
+
+def _child(method: str, n: int, d: int, m: int, repeats: int, seed: int, data: str = "random") -> dict:
+    import faiss
     import torch
 
-    from amips_bench.datasets.targets import certified_top1, exact_top1
+    from amips_bench.datasets.targets import CertifiedTop1, exact_top1
 
-    rng = np.random.default_rng(seed)
-    keys, queries = _unit_rows(rng, n, d), _unit_rows(rng, m, d)
+    keys, queries = _data(data, n, d, m, seed)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     certified = []
     if method == "faiss":
@@ -46,9 +62,12 @@ def _child(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict
         index.add(keys)
         run = lambda: index.search(queries, 1)[1][:, 0]  # noqa: E731
     elif method == "certified bf16":
+        search = CertifiedTop1(keys, precision="bf16", device="cpu")  # keys converted once
+
         def run():
-            top1, ok = certified_top1(queries, keys, precision="bf16", device="cpu")
-            certified.append(float(ok.mean()))
+            search.rows = search.certified_rows = 0
+            top1 = search(queries)[1][:, 0]
+            certified.append((search.certified_rows / search.rows, search.rows - search.certified_rows))
             return top1
     else:
         run = lambda: exact_top1(queries, keys, device="cpu")[1][:, 0]  # noqa: E731
@@ -61,8 +80,9 @@ def _child(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict
     return {"method": method, "n": n, "d": d, "queries": m, "seconds": statistics.median(times),
             "runs": repeats, "peak_rss_mb": peak, "extra_rss_mb": peak - base_rss,
             "threads": torch.get_num_threads(), "faiss_threads": faiss.omp_get_max_threads(),
-            "certified": certified[-1] if certified else None,
-            "answer": answer.tolist()}
+            "certified": certified[-1][0] if certified else None,
+            "fallback_rows": certified[-1][1] if certified else None,
+            "data": data, "answer": answer.tolist()}
 
 
 def _unit_rows(rng, rows: int, d: int, chunk: int = 65_536):
@@ -76,9 +96,9 @@ def _unit_rows(rng, rows: int, d: int, chunk: int = 65_536):
     return out
 
 
-def _spawn(method: str, n: int, d: int, m: int, repeats: int, seed: int) -> dict:
+def _spawn(method: str, n: int, d: int, m: int, repeats: int, seed: int, data: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", method, str(n), str(d), str(m),
-                          str(repeats), str(seed)], check=True, capture_output=True, text=True)
+                          str(repeats), str(seed), data], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -182,14 +202,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (subprocess pairs) or cuda (in-process)")
     parser.add_argument("--repeats", type=int, default=5, help="GPU: timed runs per method")
     parser.add_argument("--out", default="", help="GPU: also write STEM.md")
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--data", nargs="+", default=["random", "minilm"],
+                        choices=["random", "minilm"], help="CPU: the data sets timed")
+    parser.add_argument("--pairs", type=int, nargs=2, default=[3, 2],
+                        help="CPU: alternating runs per method at 200,000 and at 1,000,000 keys")
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.device.startswith("cuda"):
         gpu_main(args)
         return
     if args.child:
-        method, n, d, m, repeats, seed = args.child
-        print(json.dumps(_child(method, int(n), int(d), int(m), int(repeats), int(seed))))
+        method, n, d, m, repeats, seed, data = args.child
+        print(json.dumps(_child(method, int(n), int(d), int(m), int(repeats), int(seed), data)))
         return
 
     import faiss
@@ -198,14 +222,14 @@ def main() -> None:
 
     d = 384
     plan = ([(20_000, 1024, 1)] if args.quick else
-            [(200_000, 8192, 5), (200_000, 16384, 2), (1_000_000, 8192, 1)])
+            [(200_000, 8192, args.pairs[0]), (1_000_000, 8192, args.pairs[1])])
     methods = ("faiss", "ours", "certified bf16")
     rows = []
-    for n, m, pairs in plan:
+    for data, (n, m, pairs) in ((data, step) for data in args.data for step in plan):
         runs = {method: [] for method in methods}
         for _ in range(pairs):  # alternate the methods
             for method in methods:
-                runs[method].append(_spawn(method, n, d, m, 1, seed=0))
+                runs[method].append(_spawn(method, n, d, m, 1, seed=0, data=data))
         for method in methods:
             r = dict(runs[method][0])
             r["seconds"] = statistics.median(x["seconds"] for x in runs[method])
@@ -220,17 +244,22 @@ def main() -> None:
                                  else float(np.mean(np.array(r["answer"]) == np.array(runs["ours"][0]["answer"]))) > 0.999)
             rows.append(r)
 
-    print(f"# exact top-1 throughput, d = {d}; {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, faiss {faiss.__version__}, {rows[0]['threads']} threads")
-    print("| n keys | queries | method | seconds (median) | Gq·k/s | GFLOP/s | × FAISS speed (median of pairs) | peak RSS MB | extra RSS MB | rows certified | same answers |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    from amips_bench.core.files import cpu_model
+    from amips_bench.datasets.targets import cpu_has_bf16_units
+
+    print(f"# exact top-1 throughput, d = {d}; {cpu_model()} (bf16 matrix units: "
+          f"{'yes' if cpu_has_bf16_units() else 'no'}), torch {torch.__version__}, "
+          f"faiss {faiss.__version__}, {rows[0]['threads']} threads")
+    print("| data | n keys | queries | method | seconds (median) | Gq·k/s | GFLOP/s | × FAISS speed (median of pairs) | peak RSS MB | extra RSS MB | rows certified | rows searched again | same answers |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         pairs = r["n"] * r["queries"]
         certified = "—" if r["certified"] is None else f"{r['certified']:.1%}"
-        print(f"| {r['n']:,} | {r['queries']:,} | {r['method']} | {r['seconds']:.2f} ({r['runs']} runs) "
+        fallback = "—" if r["fallback_rows"] is None else f"{r['fallback_rows']:,}"
+        print(f"| {r['data']} | {r['n']:,} | {r['queries']:,} | {r['method']} | {r['seconds']:.2f} ({r['runs']} runs) "
               f"| {pairs / r['seconds'] / 1e9:.3f} | {2 * pairs * d / r['seconds'] / 1e9:.1f} "
               f"| {r['ratio_vs_faiss']:.2f} | {r['peak_rss_mb']:.0f} | {r['extra_rss_mb']:.0f} "
-              f"| {certified} | {r['same_answers']} |")
+              f"| {certified} | {fallback} | {r['same_answers']} |")
 
 
 if __name__ == "__main__":

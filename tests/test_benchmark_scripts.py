@@ -130,13 +130,19 @@ def test_table1_precisions_joins_each_precision_beside_the_paper(tmp_path):
 
 
 def test_targets_benchmark_finds_the_same_top_keys_as_faiss():
+    """On random and MiniLM-like data: FAISS, the fp32 search and the certified bf16 one, the
+    same answers, most rows certified and the others counted."""
     run = _run([sys.executable, "benchmarks/targets.py", "--quick"])
     assert run.returncode == 0, run.stderr[-2000:]
-    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert {line.split("|")[3].strip() for line in rows} == {"faiss", "ours", "certified bf16"}
-    assert all(line.rstrip(" |").endswith("True") for line in rows)  # the "same answers" column
-    certified = [line.split("|")[10].strip() for line in rows if "certified" in line]
-    assert certified and all(c.endswith("%") and float(c[:-1]) > 50 for c in certified), certified
+    lines = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    header = [c.strip() for c in lines[0].strip("| ").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("| ").split("|")))) for line in lines[1:]]
+    assert {r["method"] for r in rows} == {"faiss", "ours", "certified bf16"}
+    assert {r["data"] for r in rows} == {"random", "minilm"}
+    assert all(r["same answers"] == "True" for r in rows)
+    certified = [r for r in rows if r["method"] == "certified bf16"]
+    assert all(float(r["rows certified"][:-1]) > 50 and r["rows searched again"] != "—"
+               for r in certified), certified
 
 
 def test_table1_phase_command_times_every_dataset_size_and_model(tmp_path):
