@@ -145,8 +145,11 @@ class Claim:
     datasets_of: Callable[[Results], list[str]] = field(default=lambda r: [])
 
 
-def _parts_text(parts: dict[str, tuple[str, Interval | None]]) -> str:
-    return "; ".join(f"{name}: {iv.text() if iv is not None else 'no evidence'} ({value})"
+def _parts_text(parts: dict[str, tuple[str, Interval | str | None]]) -> str:
+    """"name: estimate [interval], questions × seeds (verdict)" per part; a part without an
+    interval says why (its reason) and is undecided."""
+    return "; ".join(f"{name}: {iv.text()} ({value})" if isinstance(iv, Interval)
+                     else f"{name}: {iv or 'no evidence'} ({value})"
                      for name, (value, iv) in parts.items())
 
 
@@ -516,7 +519,8 @@ def _size_trend(res: Results, dataset: str, model: str | None, outcome: str) -> 
         iv = bootstrap(statistic, {"v": stacked})
         parts[f"{family} ({len(variants)} variants)"] = (judge(iv, 0.0, "below")[0], iv)
     value = combine([p[0] for p in parts.values()])
-    return Verdict(value, f"Spearman(size, {outcome.replace('_', ' ')}): " + _parts_text(parts),
+    shown = {"test_e_rel": "test E_rel", "val_e_rel": "final validation E_rel"}[outcome]
+    return Verdict(value, f"Spearman(size, {shown}): " + _parts_text(parts),
                    "" if value != UNDECIDED else "an interval straddles 0")
 
 
@@ -598,15 +602,15 @@ def judge_mapped_beats_natural(res: Results, dataset: str) -> Verdict:
         iv = gain_interval(res.evidence, "ivf", dataset, nat, mp, recall)
         name = f"{quantizer} IVF, nlist {int(nlist):,}"
         parts[name] = ((judge(iv, 0.0, "above")[0], iv) if isinstance(iv, Interval)
-                       else (UNDECIDED, None))
+                       else (UNDECIDED, iv))
     if not parts:
         return undecided(f"no IVF rows of {choice.variant}")
     first = next(iter(parts))
     value, iv = parts[first]
     text = (f"{recall} gain at equal FLOPs of {choice.variant} (best validation MRR) over natural: "
             + _parts_text(parts))
-    reason = "" if value != UNDECIDED else ("no common FLOP range or no per-question evidence"
-                                            if iv is None else "the interval straddles 0")
+    reason = "" if value != UNDECIDED else (iv if isinstance(iv, str) else "the interval straddles 0")
+    iv = iv if isinstance(iv, Interval) else None
     versus = combine([p[0] for p in parts.values()]) if len(parts) > 1 else None
     return Verdict(value, text, reason, iv, versus)
 
@@ -627,13 +631,14 @@ def judge_ood_not_catastrophic(res: Results, dataset: str) -> Verdict:
         iv = gain_interval(res.evidence, "ood", dataset, sub[sub["query"] == "natural"],
                            sub[(sub["query"] == "mapped") & (sub.variant == choice.variant)], "mrr")
         parts[f"std {std:g}"] = ((judge(iv, OOD_GAP_FLOOR, "above")[0], iv)
-                                 if isinstance(iv, Interval) else (UNDECIDED, None))
+                                 if isinstance(iv, Interval) else (UNDECIDED, iv))
     worst = list(parts)[-1]
     value, iv = parts[worst]
+    reason = "" if value != UNDECIDED else (
+        f"at {worst}: {iv}" if isinstance(iv, str) else
+        f"at {worst}: the interval straddles {OOD_GAP_FLOOR:+g}")
     return Verdict(value, f"MRR gap mapped − natural at equal FLOPs ({choice.variant}): "
-                          + _parts_text(parts),
-                   "" if value != UNDECIDED else f"at {worst}: no evidence or the interval "
-                                                 f"straddles {OOD_GAP_FLOOR:+g}", iv)
+                          + _parts_text(parts), reason, iv if isinstance(iv, Interval) else None)
 
 
 # --------------------------------------------------------------------------- Table 1
