@@ -116,7 +116,18 @@ def code(*files):
 
 
 TABLE_CODE = code("reporting/tables.py", "reporting/results.py")
-REPORT_CODE = code("reporting/report.py", "core/paper.py") + TABLE_CODE
+REPORT_CODE = (
+    code(
+        "reporting/report.py",
+        "reporting/claims.py",
+        "reporting/statistics.py",
+        "reporting/selection.py",
+        "reporting/evidence.py",
+        "reporting/leakage.py",
+        "core/paper.py",
+    )
+    + TABLE_CODE
+)
 COMPARE_CODE = code(
     "comparing/curves.py",
     "comparing/stage.py",
