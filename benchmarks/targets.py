@@ -244,8 +244,8 @@ def main() -> None:
                                  else float(np.mean(np.array(r["answer"]) == np.array(runs["ours"][0]["answer"]))) > 0.999)
             rows.append(r)
 
+    from amips_bench.core.devices import cpu_has_bf16_units
     from amips_bench.core.files import cpu_model
-    from amips_bench.datasets.targets import cpu_has_bf16_units
 
     print(f"# exact top-1 throughput, d = {d}; {cpu_model()} (bf16 matrix units: "
           f"{'yes' if cpu_has_bf16_units() else 'no'}), torch {torch.__version__}, "

@@ -16,7 +16,7 @@ Host synchronisation: on a GPU, each configuration runs a few steps under
 torch.cuda.set_sync_debug_mode("warn"); the column "syncs/step" counts the synchronising calls
 PyTorch reported there (0 means the host never waits for the GPU inside a step).
 
-    python benchmarks/train_throughput.py                        # CPU: KeyNet and SupportNet, S and M
+    python benchmarks/train_throughput.py --precision fp32 bf16  # CPU: KeyNet and SupportNet, S and M
     python benchmarks/train_throughput.py --device cuda --precision fp32 tf32 bf16 \
         --clusters 1 10 --out benchmarks/results/train_throughput_h200
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import platform
 import statistics
 import time
 import warnings
@@ -33,7 +32,8 @@ import warnings
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from amips_bench.core.files import save_csv, save_text
+from amips_bench.core.devices import cpu_has_bf16_units
+from amips_bench.core.files import cpu_model, save_csv, save_text
 from amips_bench.core.settings import TrainConfig
 from amips_bench.datasets.targets import ClusterLayout, full_fp32_matmul
 from amips_bench.models.evaluation import DatasetTensors, SplitData
@@ -209,7 +209,8 @@ def write_tables(rows: list[dict], peaks: dict[str, float], args, gemm_size: int
         driver = torch.cuda.driver_version() if hasattr(torch.cuda, "driver_version") else ""
         where = f"{name}, CUDA {torch.version.cuda}{f', driver {driver}' if driver else ''}"
     else:
-        where = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        where = (f"{cpu_model()} (bf16 matrix units: {'yes' if cpu_has_bf16_units() else 'no'}), "
+                 f"{torch.get_num_threads()} threads")
     bf16_peak = peaks.get("bf16")
     for r in rows:
         r["peak_flops"] = peaks[r["precision"]]

@@ -308,14 +308,21 @@ def test_targets_are_identical_at_every_precision_and_the_manifest_says_how(tiny
 
 
 def test_auto_precision_reads_the_cpu_flags(tmp_path, monkeypatch):
+    """auto is bf16 where the CPU lists bf16 matrix instructions, for the targets search and
+    for training alike, fp32 elsewhere; an explicit setting is kept."""
+    from amips_bench.core import devices
     from amips_bench.datasets import targets
+    from amips_bench.models import training
 
     with_units, without = tmp_path / "a", tmp_path / "b"
     with_units.write_text("flags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
     without.write_text("flags\t\t: fpu sse avx2 fma\n")
-    assert targets.cpu_has_bf16_units(with_units) and not targets.cpu_has_bf16_units(without)
-    assert not targets.cpu_has_bf16_units(tmp_path / "missing")
-    monkeypatch.setattr(targets, "cpu_has_bf16_units", lambda: False)
-    assert targets.resolve_precision("auto", torch.device("cpu")) == "fp32"
-    monkeypatch.setattr(targets, "cpu_has_bf16_units", lambda: True)
-    assert targets.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert devices.cpu_has_bf16_units(with_units) and not devices.cpu_has_bf16_units(without)
+    assert not devices.cpu_has_bf16_units(tmp_path / "missing")
+    cpu = torch.device("cpu")
+    for units, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(devices, "cpu_has_bf16_units", lambda units=units: units)
+        monkeypatch.setattr(training, "cpu_has_bf16_units", lambda units=units: units)
+        assert targets.resolve_precision("auto", cpu) == expected
+        assert training.train_precision("auto", cpu) == expected
+        assert training.train_precision("fp32", cpu) == "fp32"

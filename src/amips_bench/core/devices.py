@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+#: CPU flags of bf16 matrix instructions (AMX tiles, AVX-512 BF16 dot products)
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_bf16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU lists bf16 matrix instructions among its flags."""
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

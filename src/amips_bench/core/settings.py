@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from .config import schema_defaults
 from .files import InputError
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 #: how the key term ||ŷ − y*||² is reduced over the d coordinates: summed (the paper's norm) or
 #: averaged (the official code's squared_error(...).mean(), which weighs the score term d× more)
 KEY_REDUCTIONS = ("sum", "mean")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core import devices
 from ..core.devices import pick_device
 from ..core.disk import require_free, target_file_bytes
 from ..core.files import (
@@ -203,16 +204,6 @@ def _blocked_argmax(q: torch.Tensor, keys: torch.Tensor, offsets: np.ndarray,
 #: where the hardware has bf16 matrix units (a CPU listing amx_bf16 or avx512_bf16, a GPU of
 #: compute capability 8 or more) and float32 elsewhere
 TARGET_PRECISIONS = ("auto", "fp32", "bf16")
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_has_bf16_units(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether the CPU lists bf16 matrix instructions among its flags."""
-    try:
-        flags = set(Path(cpuinfo).read_text().split())
-    except OSError:
-        return False
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -224,7 +215,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
-    return "bf16" if cpu_has_bf16_units() else "fp32"
+    return "bf16" if devices.cpu_has_bf16_units() else "fp32"
 
 
 def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: str | Path, *,

@@ -86,7 +86,8 @@ def training_cost(spec: ModelSpec, train: dict, rates: list[dict], n_keys_measur
     if not rates:
         return TrainingCost(train["steps"] * train["batch_size"] / assumed_samples_per_second,
                             "assumed", "")
-    rate, kind, row = pick_rate(rates, spec, train["precision"], train["batch_size"],
-                                n_keys_measured)
+    # the tables are measured on GPUs, where precision auto trains in fp32
+    precision = "fp32" if train["precision"] == "auto" else train["precision"]
+    rate, kind, row = pick_rate(rates, spec, precision, train["batch_size"], n_keys_measured)
     return TrainingCost(step_flops(spec, train["batch_size"]) * train["steps"] / rate, kind,
                         row["device"])
