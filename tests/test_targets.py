@@ -326,3 +326,36 @@ def test_auto_precision_reads_the_cpu_flags(tmp_path, monkeypatch):
         assert targets.resolve_precision("auto", cpu) == expected
         assert training.train_precision("auto", cpu) == expected
         assert training.train_precision("fp32", cpu) == "fp32"
+
+
+@pytest.mark.parametrize("width", [5000, 16384, 16400])
+def test_the_two_level_selection_returns_the_top_values_and_bounds_the_rest(width):
+    """block_top against a full top-k on bf16 scores full of ties (and a width that is not a
+    multiple of the group): the same values, the columns hold them, and the k-th bounds every
+    column not returned."""
+    from amips_bench.datasets.targets import block_top
+
+    gen = torch.Generator().manual_seed(width)
+    scores = (torch.randn(300, width, generator=gen) * 4).round().div(16).bfloat16()
+    val, col = block_top(scores, 9)
+    ref, _ = torch.topk(scores, 9, dim=1)
+    assert torch.equal(val, ref)
+    assert torch.equal(torch.gather(scores, 1, col), val)
+    assert all(len(set(row.tolist())) == 9 for row in col)
+    rest = scores.clone().float()
+    rest.scatter_(1, col, -torch.inf)
+    assert (rest.max(dim=1).values <= val[:, -1].float()).all()
+
+
+def test_the_certified_search_with_wide_key_blocks_equals_the_exact_one(rng):
+    """The default key block (16,384) takes the two-level selection: still the fp32 answers."""
+    from amips_bench.datasets.targets import CertifiedTop1, ExactTop1
+
+    keys = unit_rows(rng, 40_000, 32)
+    queries = unit_rows(rng, 200, 32)
+    _, first = exact_top1(queries, keys, device="cpu")
+    keys[first[:20, 0] + 1] = keys[first[:20, 0]]  # exact duplicates of twenty answers
+    expected = ExactTop1(keys, device="cpu")(queries)[1]
+    search = CertifiedTop1(keys, precision="bf16", device="cpu")
+    assert np.array_equal(search(queries)[1], expected)
+    assert search.certified_rows < 200

@@ -452,6 +452,34 @@ def fp32_score_bound(d: int, norm: float = 1.0) -> float:
     return d * u32 / (1 - d * u32) * norm * norm
 
 
+#: keys per group of the two-level selection of `block_top`
+SELECTION_GROUP = 128
+
+
+def block_top(scores: torch.Tensor, k: int, group: int = SELECTION_GROUP
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, columns) of the k largest scores of each row [N, W], the k-th of them an upper
+    bound of every other score of the row. Two levels where the row is long: the maximum of
+    each group of `group` columns, the k groups of largest maximum, then the k best of their
+    columns. Sound with ties too: the k chosen groups hold at least k scores of at least the
+    smallest chosen group maximum, which bounds every column of every other group, so the k-th
+    value returned bounds every score not returned."""
+    n, width = scores.shape
+    k = min(k, width)
+    whole = (width // group) * group
+    if whole < 4 * k * group:  # short rows: one selection is as cheap
+        return torch.topk(scores, k, dim=1)
+    maxima = scores[:, :whole].reshape(n, whole // group, group).amax(dim=2)
+    groups = torch.topk(maxima, k, dim=1).indices  # [N, k]
+    columns = (groups[:, :, None] * group
+               + torch.arange(group, device=scores.device)).reshape(n, k * group)
+    if whole < width:  # the columns after the last whole group compete directly
+        tail = torch.arange(whole, width, device=scores.device).expand(n, -1)
+        columns = torch.cat([columns, tail], dim=1)
+    val, at = torch.topk(torch.gather(scores, 1, columns), k, dim=1)
+    return val, torch.gather(columns, 1, at)
+
+
 class CertifiedTop1:
     """The fp32 path's per-cluster top-1 (ExactTop1's answer, index for index), found with
     reduced-precision products and a certificate per row and cluster.
@@ -488,13 +516,22 @@ class CertifiedTop1:
         self.key_norm = float(keys32.norm(dim=1).max())
         self.factor = GPU_ROUNDOFF_FACTOR if self.device.type == "cuda" else 1.0
         self.rows = self.certified_rows = 0
+        self._tile: torch.Tensor | None = None  # the reused score tile
 
     def _scores(self, qr: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """The reduced-precision scores of a query block against keys [lo, hi), written into
+        one reused tile (allocating a fresh output for every block costs as much again as
+        the product itself on a CPU)."""
+        size = len(qr) * (hi - lo)
+        if self._tile is None or self._tile.numel() < size:
+            self._tile = torch.empty(len(qr) * self.key_block, dtype=self.reduced.dtype,
+                                     device=self.device)
+        out = self._tile[:size].view(len(qr), hi - lo)
         if self.precision == "bf16":
-            return qr @ self.reduced[lo:hi].T
+            return torch.mm(qr, self.reduced[lo:hi].T, out=out)
         mode = cuda_matmul_mode("tf32") if self.hardware_tf32 else full_fp32_matmul()
         with mode:
-            return qr @ self.reduced[lo:hi].T
+            return torch.mm(qr, self.reduced[lo:hi].T, out=out)
 
     def _segment(self, q32: torch.Tensor, qr: torch.Tensor, lo: int, hi: int,
                  bound: float, fp32: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -505,7 +542,7 @@ class CertifiedTop1:
         top_pos = torch.zeros((n, m + 1), dtype=torch.int64, device=self.device)
         for k0 in range(lo, hi, self.key_block):
             k1 = min(k0 + self.key_block, hi)
-            val, pos = torch.topk(self._scores(qr, k0, k1), min(m + 1, k1 - k0), dim=1)
+            val, pos = block_top(self._scores(qr, k0, k1), m + 1)
             merged_val = torch.cat([top_val, val.float()], 1)
             merged_pos = torch.cat([top_pos, pos + k0], 1)
             val, keep = torch.topk(merged_val, m + 1, dim=1)
