@@ -548,7 +548,7 @@ class CertifiedTop1:
             val, keep = torch.topk(merged_val, m + 1, dim=1)
             top_val, top_pos = val, torch.gather(merged_pos, 1, keep)
         cand, threshold = top_pos[:, :m], top_val[:, m]  # the best non-candidate's reduced score
-        exact = torch.einsum("nd,nmd->nm", q32.double(), self.exact.keys.double()[cand])
+        exact = torch.einsum("nd,nmd->nm", q32.double(), self.exact.keys[cand].double())
         order = torch.argsort(cand, dim=1)  # among exact ties the lowest position, as fp32
         exact_sorted, cand_sorted = torch.gather(exact, 1, order), torch.gather(cand, 1, order)
         best = torch.argmax(exact_sorted, dim=1)
