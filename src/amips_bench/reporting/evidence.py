@@ -19,13 +19,11 @@ from ..core.layout import DatasetFiles
 from ..experiments.ivf import curve_key
 from .statistics import Interval, gain_at_equal_flops, mean_interval
 
-#: the kinds of table with per-question outcomes beside them
-KINDS = ("routing", "ivf", "ood", "clean_test", "model")
-
 
 class QuestionEvidence:
-    """The per-question files of a run, keyed by (kind, dataset, file stem): a path to load
-    when first asked for, or (tests, generated evidence) the arrays themselves."""
+    """The per-question files of a run, keyed by (kind, dataset, file stem) — kind routing,
+    ivf, ood, clean_test or model: a path to load when first asked for, or (tests, generated
+    evidence) the arrays themselves."""
 
     def __init__(self, sources: dict[tuple[str, str, str], Path | dict[str, np.ndarray]] | None = None):
         self.sources = dict(sources or {})
