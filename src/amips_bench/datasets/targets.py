@@ -517,6 +517,7 @@ class CertifiedTop1:
         self.factor = GPU_ROUNDOFF_FACTOR if self.device.type == "cuda" else 1.0
         self.rows = self.certified_rows = 0
         self._tile: torch.Tensor | None = None  # the reused score tile
+        self.last_certified = np.zeros(0, dtype=bool)  # per row of the last query block
 
     def _scores(self, qr: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
         """The reduced-precision scores of a query block against keys [lo, hi), written into

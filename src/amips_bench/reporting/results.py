@@ -116,12 +116,12 @@ def at_flops(flops, curve_flops, curve_values) -> np.ndarray:
     return np.interp(np.log(flops), np.log(curve_flops), curve_values)
 
 
-def at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame, metric: str,
-                   extra: tuple[str, ...] = ()) -> tuple[pd.DataFrame, np.ndarray] | None:
+def at_equal_flops(mapped: pd.DataFrame, natural: pd.DataFrame,
+                   metric: str) -> tuple[pd.DataFrame, np.ndarray] | None:
     """(the mapped points inside the natural curve's FLOP range, natural's `metric` there): each
-    curve averaged per budget (with the `extra` columns), natural interpolated in log-FLOPs;
-    None when no point lies inside or natural has fewer than two points."""
-    columns = ["flops_total", metric, *extra]
+    curve averaged per budget, natural interpolated in log-FLOPs; None when no point lies
+    inside or natural has fewer than two points."""
+    columns = ["flops_total", metric]
     nat = natural.groupby("budget")[columns].mean().sort_values("flops_total")
     curve = mapped.groupby("budget")[columns].mean()
     inside = curve[(curve.flops_total >= nat.flops_total.min())
