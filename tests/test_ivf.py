@@ -57,7 +57,7 @@ def test_only_the_first_timed_queries_are_timed_and_none_when_zero(data, monkeyp
     timed = []
     real = ivf.seconds_per_query
     monkeypatch.setattr(ivf, "seconds_per_query",
-                        lambda index, vectors, k: timed.append(len(vectors)) or real(index, vectors, k))
+                        lambda index, vectors, k, probe=None: timed.append(len(vectors)) or real(index, vectors, k, probe=probe))
     rows = {n: sweep(index, "ivf", natural_queries(queries), target, [1, 4], [1, 10], d=24,
                      n_keys=3000, timed_queries=n) for n in (0, 50)}
     assert timed == [50, 50]  # one timing per budget, of 50 of the 300 queries

@@ -501,6 +501,8 @@ def _ivf_args(p):
                           schema_defaults("ivf")["quantizers"],
                           schema_defaults("ivf")["nlist_multiples"])
     p.add_argument("--model", default=None, help="models/*/model.pt for mapped queries (omit: natural)")
+    p.add_argument("--probe-mapped", action="store_true",
+                   help="with --model, also sweep probe_mapped: ŷ chooses the lists, x ranks their keys")
 
 
 @command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
@@ -514,7 +516,7 @@ def _ivf(args):
                             device=args.device, faiss_device=args.faiss_device,
                             timed_queries=args.timed_queries, quantizers=tuple(args.quantizers),
                             nlist_multiples=tuple(args.nlist_multiples), evaluator=args.evaluator,
-                            questions=questions)
+                            probe_mapped=args.probe_mapped, questions=questions)
     save_result_rows(args.out, rows, args.dataset_dir, questions)
 
 

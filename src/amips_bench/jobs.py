@@ -213,7 +213,7 @@ class Jobs:
         v = self.datasets[dataset]["ivf"]
         return (f"--quantizers {words(v['quantizers'])} --nlist-multiples {words(v['nlist_multiples'])} "
                 f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']} "
-                f"--evaluator {v['evaluator']}")
+                f"--evaluator {v['evaluator']}" + (" --probe-mapped" if v["probe_mapped"] else ""))
 
     @staticmethod
     def ivf_build_flags(quantizer: str, multiple) -> str:

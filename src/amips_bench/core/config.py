@@ -519,8 +519,20 @@ def prepare(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     config = coerce_command_line_strings(config, schema)
     validate(config, schema)
     full = fill_defaults(config, schema)
+    expand_every_nprobe(full)
     check(full)
     return full
+
+
+def expand_every_nprobe(config: dict) -> None:
+    """`ivf.nprobe: all` -> every nprobe from 1 to the dataset's smallest nlist (known from
+    its n_keys before any data exists)."""
+    for ds in config.get("datasets", {}).values():
+        if ds["ivf"]["nprobe"] == "all":
+            n_keys = dataset_n_keys(ds)
+            smallest = min(ivf_nlist(n_keys, ds["ivf"]["nlist"], m)
+                           for m in [1.0, *ds["ivf"]["nlist_multiples"]])
+            ds["ivf"]["nprobe"] = list(range(1, smallest + 1))
 
 
 def train_rows(n_queries: int, *, val_size: int, test_size: int, augment_factor: int,

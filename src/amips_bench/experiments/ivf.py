@@ -1,7 +1,9 @@
 """Approximate-search integration of paper §4.5 (Figures 4–6): query FAISS with ŷ instead of x.
 
 "natural": the query x itself; "mapped": the predicted key ŷ = F(x) (KeyNet) or ∇f(x)
-(SupportNet, optional). Cost per query (docs/architecture.md §5) = model key prediction (mapped only) +
+(SupportNet, optional); "probe_mapped", beyond the paper (`ivf.probe_mapped`): ŷ chooses the
+lists and x ranks their keys, which separates the paper's hypothesis — ŷ finds the right list
+sooner — from how well ŷ ranks the keys inside it (its cost is mapped's). Cost per query (docs/architecture.md §5) = model key prediction (mapped only) +
 coarse quantizer nlist·d + the codes in the probed lists, · d. The scanned codes are counted
 from the index itself (`faiss_backend.ivf_scanned_codes`), which equals FAISS's own
 indexIVF_stats.ndis on the CPU and works on the GPU too, where FAISS keeps no statistics.
@@ -176,32 +178,46 @@ def read_index(path: str | Path, rule: str = "index") -> faiss.Index:
 
 
 def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
-               search_index=None, sizes: np.ndarray | None = None
-               ) -> tuple[np.ndarray, float, float]:
+               search_index=None, sizes: np.ndarray | None = None,
+               probe: np.ndarray | None = None) -> tuple[np.ndarray, float, float]:
     """(ids [N, k], scanned codes per query counted from the index, FAISS's ndis per query).
 
     `index` is the CPU index; `search_index` (default: the same) may be its GPU copy, in which
     case FAISS's counter is unavailable and returned as NaN. `sizes` (faiss_backend.list_sizes)
     saves re-reading the list sizes at every budget of a sweep.
     """
-    ids, scanned, measured = search_ivf_per_query(index, queries, nprobe, k, search_index, sizes)
+    ids, scanned, measured = search_ivf_per_query(index, queries, nprobe, k, search_index, sizes,
+                                                  probe)
     return ids, float(scanned.mean()), measured
 
 
 def search_ivf_per_query(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,
-                         search_index=None, sizes: np.ndarray | None = None
-                         ) -> tuple[np.ndarray, np.ndarray, float]:
-    """`search_ivf` with the scanned codes of every query [N] instead of their mean."""
+                         search_index=None, sizes: np.ndarray | None = None,
+                         probe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """`search_ivf` with the scanned codes of every query [N] instead of their mean; with
+    `probe` (CPU only), those vectors choose the lists and the queries rank their keys."""
     if nprobe > index.nlist:
         raise InputError(f"ivf.nprobe: {nprobe} is larger than nlist = {index.nlist}")
     vectors = np.ascontiguousarray(queries, dtype=np.float32)
     target = index if search_index is None else search_index
     set_nprobe(target, nprobe)
     faiss.cvar.indexIVF_stats.reset()
-    _, ids = target.search(vectors, k)
+    ids = search_lists(target, vectors, k, probe)
     measured = (faiss.cvar.indexIVF_stats.ndis / len(queries) if target is index
                 else float("nan"))
-    return ids, ivf_scanned_codes(index, vectors, nprobe, sizes), measured
+    chooser = vectors if probe is None else np.ascontiguousarray(probe, dtype=np.float32)
+    return ids, ivf_scanned_codes(index, chooser, nprobe, sizes), measured
+
+
+def search_lists(index: faiss.Index, vectors: np.ndarray, k: int,
+                 probe: np.ndarray | None = None) -> np.ndarray:
+    """Top-k ids of a search at the index's budget; with `probe`, an IVF searches the lists
+    the probe vectors choose (its quantizer, at its nprobe) and ranks their keys by `vectors`."""
+    if probe is None:
+        return index.search(vectors, k)[1]
+    chooser = np.ascontiguousarray(probe, dtype=np.float32)
+    scores, lists = index.quantizer.search(chooser, index.nprobe)
+    return index.search_preassigned(vectors, k, lists, scores)[1]
 
 
 def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: int
@@ -221,15 +237,17 @@ def search_hnsw(index: faiss.IndexHNSW, queries: np.ndarray, ef_search: int, k: 
 TIMED_QUERIES = schema_defaults("ivf")["timed_queries"]  # a batch that keeps every thread busy
 
 
-def seconds_per_query(index: faiss.Index, queries: np.ndarray, k: int, repeats: int = 3) -> float:
-    """Wall-clock seconds per query of one batched search with the index's current budget:
-    the median of `repeats` timed runs. Call it right after a search of the same queries at the
-    same budget (the sweep's counted search), which is its warm-up."""
+def seconds_per_query(index: faiss.Index, queries: np.ndarray, k: int, repeats: int = 3,
+                      probe: np.ndarray | None = None) -> float:
+    """Wall-clock seconds per query of one batched search with the index's current budget
+    (`probe`: as search_lists): the median of `repeats` timed runs. Call it right after a
+    search of the same queries at the same budget (the sweep's counted search), which is its
+    warm-up."""
     vectors = np.ascontiguousarray(queries, dtype=np.float32)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        index.search(vectors, k)
+        search_lists(index, vectors, k, probe)
         times.append(time.perf_counter() - t0)
     return float(np.median(times)) / len(vectors)
 
@@ -261,24 +279,36 @@ def curve_key(row: dict[str, Any]) -> str:
     return "|".join(text(p) for p in parts)
 
 
-def curve_questions(rows: list[dict[str, Any]], ranks: list[np.ndarray], flops: list[np.ndarray]
+def curve_questions(rows: list[dict[str, Any]], ranks: list[np.ndarray], flops: list[np.ndarray],
+                    validation: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> dict[str, np.ndarray]:
     """The per-question arrays of one swept curve (rows in budget order): its budgets, and per
-    budget and test question the rank of y* (inf: not returned) and the FLOPs spent."""
+    budget and test question the rank of y* (inf: not returned) and the FLOPs spent; with
+    `validation`, the same of the validation questions (`val_rank`, `val_flops`), which choose
+    the model a claim judges (never the test questions)."""
     key = curve_key(rows[0])
-    return {f"{key}|budgets": np.array([r["budget"] for r in rows], dtype=np.int64),
-            f"{key}|rank": np.asarray(ranks, dtype=np.float32),
-            f"{key}|flops": np.asarray(flops, dtype=np.float32)}
+    out = {f"{key}|budgets": np.array([r["budget"] for r in rows], dtype=np.int64),
+           f"{key}|rank": np.asarray(ranks, dtype=np.float32),
+           f"{key}|flops": np.asarray(flops, dtype=np.float32)}
+    if validation is not None:
+        out[f"{key}|val_rank"] = np.asarray(validation[0], dtype=np.float32)
+        out[f"{key}|val_flops"] = np.asarray(validation[1], dtype=np.float32)
+    return out
 
 
 @dataclass
 class QuerySet:
     """What is sent to the index and what it costs to produce."""
 
-    name: str  # natural | mapped
-    vectors: np.ndarray
+    name: str  # natural | mapped | probe_mapped
+    vectors: np.ndarray  # what scores the keys
     flops_model: float
     meta: dict[str, Any]
+    probe: np.ndarray | None = None  # what chooses an IVF's lists, where not `vectors`
+
+    def head(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The first n queries (the timed ones): vectors and probe."""
+        return self.vectors[:n], None if self.probe is None else self.probe[:n]
 
 
 def natural_queries(queries: np.ndarray) -> QuerySet:
@@ -316,6 +346,12 @@ class KeyMapper:
         return QuerySet("mapped", pred, self.flops, self.meta)
 
 
+def probe_mapped_queries(natural: QuerySet, mapped: QuerySet) -> QuerySet:
+    """ŷ chooses the lists, x ranks their keys; it costs what mapped costs (the model runs)."""
+    return QuerySet("probe_mapped", natural.vectors, mapped.flops_model, mapped.meta,
+                    probe=mapped.vectors)
+
+
 def mapped_queries(model_path: str | Path, queries: np.ndarray, n_keys: int,
                    device: torch.device) -> QuerySet:
     """ŷ for every query of one set (see KeyMapper to map several sets with one model)."""
@@ -326,43 +362,51 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
           budgets: list[int], ks: list[int], d: int, n_keys: int,
           faiss_device: str = "cpu", setup: dict[str, Any] | None = None,
           timed_queries: int = TIMED_QUERIES, evaluator: str = "faiss",
-          questions: list[tuple[list, list, list]] | None = None) -> list[dict[str, Any]]:
+          questions: list[tuple] | None = None,
+          validation: tuple[QuerySet, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Rows over a budget sweep (nprobe for IVF, efSearch for HNSW), with the index's `setup`
     (quantizer, paper_setup) and the wall-clock seconds per query of its first `timed_queries`
     queries (0: not timed, NaN).
 
     IVF searches run on `faiss_device` (a GPU copy of the index for 'gpu'; budgets above FAISS's
-    GPU limit fall back to the CPU); HNSW always runs on the CPU. Each row names where it ran.
-    With `evaluator` all_nprobe an IVF's recall, MRR and scanned codes at every nprobe come
-    from one exact pass (`ivf_ranks`, equal to FAISS's search) instead of a search per nprobe;
-    FAISS still times the first `timed_queries` queries at each nprobe (after one warm-up
-    search of them); FAISS's own counter (`ndis_faiss`) is then not read (NaN).
+    GPU limit, and probe_mapped queries, run on the CPU); HNSW always runs on the CPU. Each row
+    names where it ran. With `evaluator` all_nprobe an IVF's recall, MRR and scanned codes at
+    every nprobe come from one exact pass (`ivf_ranks`, equal to FAISS's search) instead of a
+    search per nprobe; FAISS still times the first `timed_queries` queries at each nprobe
+    (after one warm-up search of them); FAISS's own counter (`ndis_faiss`) is then not read (NaN).
 
-    `questions`, a list, receives (rows, ranks, flops): per budget, each test question's rank
-    of y* and its FLOPs (HNSW counts distances for the batch only: every question gets the mean).
+    `questions`, a list, receives (rows, ranks, flops, validation): per budget, each test
+    question's rank of y* and its FLOPs (HNSW counts distances for the batch only: every
+    question gets the mean), and for an IVF given `validation` (its query set and targets) the
+    same of the validation questions from one exact pass.
     """
     if not ks:
         raise InputError("ivf.recall_at: the list of k values is empty")
+    if kind != "ivf" and queries.probe is not None:
+        raise InputError(f"{queries.name}: only an IVF has lists for the predicted key to choose")
     kmax = max(ks)
-    on_gpu = kind == "ivf" and faiss_device == "gpu"
+    on_gpu = kind == "ivf" and faiss_device == "gpu" and queries.probe is None
     gpu_index = search_copy(index, "gpu") if on_gpu else None
     sizes = list_sizes(index) if kind == "ivf" else None
     one_pass = kind == "ivf" and evaluator == "all_nprobe"
+    pass_device = "cuda" if torch.cuda.is_available() else "cpu"
     if one_pass:
         all_ranks, all_scanned = all_nprobe_ranks(index, queries.vectors, target, budgets,
-                                                  "cuda" if torch.cuda.is_available() else "cpu")
+                                                  pass_device, queries.probe)
+    timed, timed_probe = queries.head(timed_queries)
     rows, ranks, flops = [], [], []
     for b, budget in enumerate(budgets):
         if one_pass:
             where, searched = "cpu", index
             rank, scanned, measured = all_ranks[b], all_scanned[b], float("nan")
             if timed_queries > 0:  # the timing's warm-up, as the counted search is otherwise
-                search_ivf(index, queries.vectors[:timed_queries], budget, kmax, None, sizes)
+                search_ivf(index, timed, budget, kmax, None, sizes, timed_probe)
         elif kind == "ivf":
             where = "gpu" if on_gpu and budget <= GPU_MAX_NPROBE and kmax <= GPU_MAX_NPROBE else "cpu"
             searched = gpu_index if where == "gpu" else index
             ids, scanned, measured = search_ivf_per_query(index, queries.vectors, budget, kmax,
-                                                          searched if where == "gpu" else None, sizes)
+                                                          searched if where == "gpu" else None,
+                                                          sizes, queries.probe)
             rank = target_rank(ids, target)
         else:
             where, searched = "cpu", index
@@ -376,7 +420,7 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
         ranks.append(rank)
         flops.append(queries.flops_model + per_query)
         # the counted search above is the timing's warm-up
-        seconds = (seconds_per_query(searched, queries.vectors[:timed_queries], kmax)
+        seconds = (seconds_per_query(searched, timed, kmax, probe=timed_probe)
                    if timed_queries > 0 else float("nan"))
         row = {"index": kind, **(setup or {}), "query": queries.name, **queries.meta,
                "budget": budget, "seconds_per_query": seconds,
@@ -389,17 +433,41 @@ def sweep(index: faiss.Index, kind: str, queries: QuerySet, target: np.ndarray,
         row.update(rank_metrics(rank, ks, returned=kmax))
         rows.append(row)
     if questions is not None:
-        questions.append((rows, ranks, flops))
+        held_out = None
+        if kind == "ivf" and validation is not None:
+            val_queries, val_target = validation
+            val_ranks, val_scanned = all_nprobe_ranks(index, val_queries.vectors, val_target,
+                                                      budgets, pass_device, val_queries.probe)
+            val_ranks = np.where(val_ranks <= kmax, val_ranks, np.inf)  # as the search returns
+            held_out = (val_ranks, val_queries.flops_model + ivf_flops(index.nlist, val_scanned, d))
+        questions.append((rows, ranks, flops, held_out))
     return rows
+
+
+def load_split(dataset_dir: str | Path, split: str = "test"
+               ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(queries of a split, their exact global top-1, n_keys, d) from the c = 1 targets."""
+    files = DatasetFiles(dataset_dir)
+    keys = load_embeddings(files.keys, mmap=True, check=False)
+    queries = load_embeddings(files.split_queries(1, split))
+    top1 = load_index_array(files.split_top1(1, split), upper=len(keys), ndim=2)
+    return queries, top1[:, 0], len(keys), keys.shape[1]
 
 
 def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(test queries, their exact global top-1, n_keys, d) from the c = 1 targets."""
-    files = DatasetFiles(dataset_dir)
-    keys = load_embeddings(files.keys, mmap=True, check=False)
-    queries = load_embeddings(files.split_queries(1, "test"))
-    top1 = load_index_array(files.split_top1(1, "test"), upper=len(keys), ndim=2)
-    return queries, top1[:, 0], len(keys), keys.shape[1]
+    return load_split(dataset_dir, "test")
+
+
+def query_sets(queries: np.ndarray, mapper: KeyMapper | None, probe_mapped: bool
+               ) -> list[QuerySet]:
+    """The query sets of one sweep job: natural (no model), or mapped and, with
+    `probe_mapped`, probe-with-ŷ (a model)."""
+    natural = natural_queries(queries)
+    if mapper is None:
+        return [natural]
+    mapped = mapper(queries)
+    return [mapped, probe_mapped_queries(natural, mapped)] if probe_mapped else [mapped]
 
 
 def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budgets: list[int],
@@ -408,20 +476,26 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
                      timed_queries: int = TIMED_QUERIES,
                      quantizers: tuple[str, ...] = (PAPER_QUANTIZER,),
                      nlist_multiples: tuple[float, ...] = (1.0,),
-                     evaluator: str = "faiss",
+                     evaluator: str = "faiss", probe_mapped: bool = False,
                      questions: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
-    """Natural (model_path None) or mapped rows for the IVF and HNSW indexes of a dataset: the
-    paper's IVF, its variants of quantizers × nlist_multiples, and HNSW when efSearch is swept.
+    """Natural (model_path None) or mapped (and probe_mapped) rows for the IVF and HNSW indexes
+    of a dataset: the paper's IVF, its variants of quantizers × nlist_multiples, and HNSW when
+    efSearch is swept.
 
     `faiss_device` (auto, cpu, gpu) and `evaluator` (auto, faiss, all_nprobe) are settings,
-    resolved here; `questions` receives every curve's per-question arrays (curve_questions).
+    resolved here; `questions` receives every curve's per-question arrays (curve_questions),
+    an IVF's validation questions included.
     """
     faiss_device = resolve_faiss_device(faiss_device)
     evaluator = resolve_evaluator(evaluator, ivf_budgets, faiss_device)
     queries, target, n_keys, d = load_test(dataset_dir)
     indexes = ivf_indexes(index_dir, list(quantizers), list(nlist_multiples))
-    qs = natural_queries(queries) if model_path is None else mapped_queries(model_path, queries,
-                                                                            n_keys, device)
+    mapper = None if model_path is None else KeyMapper.load(model_path, n_keys, device)
+    sets = query_sets(queries, mapper, probe_mapped)
+    validation = None
+    if questions is not None:
+        val_queries, val_target, _, _ = load_split(dataset_dir, "val")
+        validation = [(v, val_target) for v in query_sets(val_queries, mapper, probe_mapped)]
     rows, curves = [], []
     for built in indexes:
         ivf = read_index(Path(index_dir) / built["file"],
@@ -434,8 +508,10 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
             raise InputError(f"ivf.nprobe: {bad[0]} is larger than nlist = {ivf.nlist} "
                              f"({index_dir}/{built['file']})")
         setup = {"quantizer": built["quantizer"], "paper_setup": built["paper_setup"]}
-        rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
-                      timed_queries, evaluator, curves)
+        for i, qs in enumerate(sets):
+            rows += sweep(ivf, "ivf", qs, target, ivf_budgets, ks, d, n_keys, faiss_device, setup,
+                          timed_queries, evaluator, curves,
+                          validation[i] if validation else None)
     if hnsw_budgets:
         hnsw = read_index(Path(index_dir) / "hnsw.faiss", rule="hnsw_index")
         built = Path(index_dir) / "hnsw.json"  # index folders made before the HNSW stage: the manifest
@@ -443,7 +519,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
         setup = {"quantizer": "", "paper_setup": False,
                  "hnsw_ef_construction": built.get("hnsw_ef_construction", ""),
                  "hnsw_m": built.get("hnsw_m", "")}
-        rows += sweep(hnsw, "hnsw", qs, target, hnsw_budgets, ks, d, n_keys, setup=setup,
+        rows += sweep(hnsw, "hnsw", sets[0], target, hnsw_budgets, ks, d, n_keys, setup=setup,
                       timed_queries=timed_queries, questions=curves)
     for row in rows:
         row["dataset"] = Path(dataset_dir).name

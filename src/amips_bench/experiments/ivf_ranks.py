@@ -8,6 +8,9 @@ list the keys that outscore y*, and accumulate the counts in the query's list or
 at nprobe p when its own list is among the first p, at rank 1 + the keys of the first p lists
 that outscore it. Cost per query at nprobe p: 2·d·(nlist + the sizes of the first p lists), the
 count `ivf.sweep` reads from the index for a FAISS search (faiss_backend.ivf_scanned_codes).
+The lists may be chosen by other vectors than the ones that score the keys (`probe`): the
+"probe with ŷ, rank with x" mode, where the predicted key picks the lists and the question
+ranks their keys.
 
 Scores are computed in float64 and a key ties with y* only when it scores exactly the same
 (FAISS, in float32, may order keys within about 1e-6 of each other differently; a test checks
@@ -63,16 +66,18 @@ def resolve_evaluator(evaluator: str, budgets: list[int], faiss_device: str) -> 
 
 
 def all_nprobe_ranks(index: faiss.IndexIVF, queries: np.ndarray, target: np.ndarray,
-                     nprobes: list[int], device: torch.device | str = "cpu"
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     nprobes: list[int], device: torch.device | str = "cpu",
+                     probe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per nprobe and query: the rank of y* among the keys the search scans (inf where its list
     is not probed) and the number of keys scanned, [len(nprobes), N] each, from one pass over
-    the keys (its GEMMs on `device`)."""
+    the keys (its GEMMs on `device`). `probe` (default: the queries) chooses the lists."""
     if max(nprobes) > index.nlist or min(nprobes) < 1:
         raise InputError(f"ivf.nprobe: values must lie in [1, nlist = {index.nlist}], got {nprobes}")
     centroids, owner, keys = ivf_layout(index)
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float64)).to(device)
-    coarse = q @ torch.from_numpy(centroids.astype(np.float64)).to(device).T  # [N, nlist]
+    chooser = q if probe is None else torch.from_numpy(
+        np.ascontiguousarray(probe, dtype=np.float64)).to(device)
+    coarse = chooser @ torch.from_numpy(centroids.astype(np.float64)).to(device).T  # [N, nlist]
     order = torch.argsort(-coarse, dim=1, stable=True)  # the lists in probing order
     position = torch.empty_like(order)
     position.scatter_(1, order, torch.arange(index.nlist, device=device).expand_as(order))

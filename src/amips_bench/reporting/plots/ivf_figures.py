@@ -1,4 +1,5 @@
-"""Figures 4–6 (natural vs mapped queries on IVF, plus the HNSW extension) and Figure 7 (OOD)."""
+"""Figures 4–6 (natural vs mapped queries on IVF, plus the HNSW extension and, where configured,
+the probe-with-ŷ mode) and Figure 7 (OOD)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from ..results import at_flops, read_tables, with_ivf_setup
 from . import style
 from .style import plt
 
+#: the model's query modes and their legend labels (probe_mapped: ŷ picks the lists, x ranks)
+QUERY_LABELS = {"mapped": "mapped ŷ", "probe_mapped": "probe with ŷ, rank with x"}
 KEYS = ["dataset", "index", "quantizer", "nlist", "query", "model", "size", "depth", "n_x", "budget"]
 
 
@@ -68,12 +71,15 @@ def fig_ivf(csv_paths: list[str | Path], out_stem: str | Path, number: int) -> N
             nat = sub[sub["query"] == "natural"].sort_values("flops_total")
             ax.plot(nat.flops_total, nat[metric], color="k", ls="--", marker="x", ms=4,
                     label="natural query x")
-            mapped = sub[sub["query"] == "mapped"]
-            for (model, size, depth, n_x), m in mapped.groupby(["model", "size", "depth", "n_x"]):
+            mapped = sub[sub["query"].isin(list(QUERY_LABELS))]
+            for (query, model, size, depth, n_x), m in mapped.groupby(
+                    ["query", "model", "size", "depth", "n_x"]):
                 m = m.sort_values("flops_total")
+                probe = query == "probe_mapped"
                 ax.plot(m.flops_total, m[metric], color=style.color_for(size),
-                        marker=style.marker_for(depth), ms=4, ls=style.MODEL_LINESTYLE.get(model, "-"),
-                        label="mapped ŷ: " + style.model_label(model, size, depth)
+                        marker=style.marker_for(depth), ms=4, mfc="none" if probe else None,
+                        ls=":" if probe else style.MODEL_LINESTYLE.get(model, "-"),
+                        label=f"{QUERY_LABELS[query]}: " + style.model_label(model, size, depth)
                         + (f" n_x={n_x}" if n_x < depth - 1 else ""))
                 if (m.seeds > 1).any():  # mean ± spread over seeds
                     ax.fill_between(m.flops_total, m[metric] - m[f"{metric}_sd"],
