@@ -104,18 +104,26 @@ class Planted:
     # ------------------------------------------------------------------ IVF / OOD sweeps
     def sweep(self, dataset: str, recall: list[float], flops: list[float], *,
               variant: str | None = None, table: str = "ivf", std: float | None = None,
-              seeds: tuple[int, ...] | None = None, nlist: int = 100) -> None:
+              seeds: tuple[int, ...] | None = None, nlist: int = 100,
+              val_recall: list[float] | None = None) -> None:
         """One natural (variant None) or mapped curve: per budget, each question finds y* at
-        rank 1 with the planted probability, at the planted FLOPs."""
+        rank 1 with the planted probability, at the planted FLOPs; an IVF curve's validation
+        questions with `val_recall` (default: the test probabilities)."""
         query = "natural" if variant is None else "mapped"
+        val_recall = recall if val_recall is None else val_recall
         for seed in (self.seeds if seeds is None else seeds) if variant else (0,):
             file = "natural" if variant is None else f"{variant}_s{seed}"
-            u = self.uniform[seed]
-            ranks = np.array([np.where(u < p, 1.0, np.inf) for p in recall], dtype=np.float32)
             per_q = np.array([np.full(self.n, f) for f in flops], dtype=np.float32)
+            ranks, val_ranks = (
+                np.array([np.where(u < p, 1.0, np.inf) for p in probabilities], dtype=np.float32)
+                for u, probabilities in ((self.uniform[seed], recall),
+                                         (self.val_uniform[seed], val_recall)))
             key = f"ivf|spherical|{nlist}|{query}" if table == "ivf" else f"ivf|||{query}|std{std:g}"
             self._add(table, dataset, file, {f"{key}|budgets": np.arange(1, len(flops) + 1),
                                              f"{key}|rank": ranks, f"{key}|flops": per_q})
+            if table == "ivf":
+                self._add(table, dataset, file, {f"{key}|val_rank": val_ranks,
+                                                 f"{key}|val_flops": per_q})
             rows = self.ivf if table == "ivf" else self.ood
             for b, (r, f) in enumerate(zip(ranks, flops), start=1):
                 row = {"dataset": dataset, "index": "ivf", "query": query, "budget": b,

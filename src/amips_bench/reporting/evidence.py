@@ -93,11 +93,13 @@ def model_outcome(evidence: QuestionEvidence, dataset: str, stems: list[str],
     return None if values is None else values.astype(np.float64)
 
 
-def curve(evidence: QuestionEvidence, kind: str, dataset: str, stems: list[str], key: str
-          ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(rank of y*, FLOPs) of one swept curve per seed, question and budget: [S, N, B] each."""
-    rank = evidence.stacked(kind, dataset, stems, f"{key}|rank")
-    flops = evidence.stacked(kind, dataset, stems, f"{key}|flops")
+def curve(evidence: QuestionEvidence, kind: str, dataset: str, stems: list[str], key: str,
+          split: str = "test") -> tuple[np.ndarray, np.ndarray] | None:
+    """(rank of y*, FLOPs) of one swept curve per seed, question and budget: [S, N, B] each,
+    on the test questions or (split "val") the validation questions."""
+    prefix = "" if split == "test" else f"{split}_"
+    rank = evidence.stacked(kind, dataset, stems, f"{key}|{prefix}rank")
+    flops = evidence.stacked(kind, dataset, stems, f"{key}|{prefix}flops")
     if rank is None or flops is None:
         return None
     return np.swapaxes(rank, 1, 2).astype(np.float64), np.swapaxes(flops, 1, 2).astype(np.float64)
@@ -108,19 +110,20 @@ def returned(frame: pd.DataFrame) -> int:
     return max(int(c.split("@")[1]) for c in frame.columns if c.startswith("recall@"))
 
 
-def gain_interval(evidence: QuestionEvidence, kind: str, dataset: str, natural: pd.DataFrame,
-                  mapped: pd.DataFrame, metric: str) -> Interval | str:
-    """Interval of mapped − natural `metric` (recall@K or mrr) at equal FLOPs: per question,
+def gains_at_equal_flops(evidence: QuestionEvidence, kind: str, dataset: str,
+                         natural: pd.DataFrame, mapped: pd.DataFrame, metric: str,
+                         split: str = "test") -> np.ndarray | str:
+    """Per seed and question, mapped − natural `metric` (recall@K or mrr) at equal FLOPs:
     natural's curve interpolated in log-FLOPs at each mapped operating point inside natural's
-    FLOP range (statistics.gain_at_equal_flops), bootstrapped over questions (and seeds);
-    or why it cannot be computed. `natural` and `mapped` are one curve's rows each (mapped:
-    one variant, any number of seeds; natural: the same query set)."""
+    FLOP range (statistics.gain_at_equal_flops); or why it cannot be computed. `natural` and
+    `mapped` are one curve's rows each (mapped: one variant, any number of seeds; natural: the
+    same query set)."""
     if not len(natural) or not len(mapped):
         return "no natural or no mapped rows"
-    nat = curve(evidence, kind, dataset, stems_by_seed(natural), curve_key(natural.iloc[0]))
-    mp = curve(evidence, kind, dataset, stems_by_seed(mapped), curve_key(mapped.iloc[0]))
+    nat = curve(evidence, kind, dataset, stems_by_seed(natural), curve_key(natural.iloc[0]), split)
+    mp = curve(evidence, kind, dataset, stems_by_seed(mapped), curve_key(mapped.iloc[0]), split)
     if nat is None or mp is None:
-        return "no per-question sweep evidence"
+        return "no per-question sweep evidence" + ("" if split == "test" else f" ({split})")
     if nat[0].shape[1] != mp[0].shape[1]:
         return "natural and mapped sweeps have different questions"
     k = returned(mapped)
@@ -132,4 +135,13 @@ def gain_interval(evidence: QuestionEvidence, kind: str, dataset: str, natural: 
     gains = gain_at_equal_flops(mp[1], outcome(mp[0]), nat[1][:1], outcome(nat[0][:1]))
     if not np.isfinite(gains).any():
         return "no common FLOP range"
-    return mean_interval(gains)
+    return gains
+
+
+def gain_interval(evidence: QuestionEvidence, kind: str, dataset: str, natural: pd.DataFrame,
+                  mapped: pd.DataFrame, metric: str) -> Interval | str:
+    """Interval of mapped − natural `metric` at equal FLOPs on the test questions
+    (gains_at_equal_flops), bootstrapped over questions (and seeds); or why it cannot be
+    computed."""
+    gains = gains_at_equal_flops(evidence, kind, dataset, natural, mapped, metric)
+    return gains if isinstance(gains, str) else mean_interval(gains)
