@@ -642,7 +642,16 @@ def _figure_args(p):
                    help="leakage figure: datasets that differ only in their split mode")
     p.add_argument("--clean-test", nargs="*", default=[],
                    help="leakage figure: clean_test/*.json of the third arm (CSV beside each)")
+    _add_regime_args(p)
     _add_threads(p)
+
+
+def _add_regime_args(p):
+    p.add_argument("--regime", nargs="*", default=[], metavar="DATASET",
+                   help="where mapping pays: the datasets of the study (figures.regime.datasets)")
+    p.add_argument("--regime-settings", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the study's other figures.regime keys (recall_fraction, predict_at, "
+                        "plateau_fraction, plateau_tolerance)")
 
 
 @command("figure", "draw one figure of the paper from result files")(_figure_args)
@@ -681,6 +690,7 @@ def _report_args(p):
                    help="dataset pairs of the leakage study (a report section per pair)")
     p.add_argument("--clean-test", nargs="*", default=[],
                    help="clean_test/*.json of the leakage study's third arm (CSV beside each)")
+    _add_regime_args(p)
 
 
 @command("report", "the paper's claims beside our results (reproduction.md / .html)")(_report_args)
@@ -691,7 +701,8 @@ def _report(args):
         args.out, metrics=args.metrics, histories=args.histories, routing=args.routing,
         ivf=args.ivf, ood=args.ood, table1=args.table1, kinds=args.kinds,
         manifests=args.manifests, figures=args.figures, config_hash=args.config_hash,
-        seeds=args.seeds, leakage=args.leakage, clean_tests=args.clean_test)
+        seeds=args.seeds, leakage=args.leakage, clean_tests=args.clean_test,
+        regime=(args.regime, args.regime_settings))
     for c in claims:
         print(f"{c['claim']:<26} {c['dataset'] or '-':<10} {c['verdict']}")
 

@@ -237,6 +237,21 @@ class RunFiles:
         runs = self.runs_where(dataset, model=self.config["figures"]["training_model"], clusters=1)
         return [str(getattr(d, kind)(r.name)) for r in runs]
 
+    def regime_files(self, kind: str) -> list[str]:
+        """The files Figure 10 reads of the datasets of figures.regime: `ivf` tables, or the
+        `metrics` and `history` of their c = 1 models (in the same order)."""
+        datasets = self.config["figures"]["regime"]["datasets"]
+        if kind == "ivf":
+            return [f for ds in datasets for f in self.ivf_csvs(ds)]
+        return [str(getattr(self.of(ds), kind)(r.name)) for ds in datasets
+                for r in self.runs_where(ds, clusters=1)]
+
+    def regime_arguments(self) -> str:
+        """The --regime flags of the figure and report stages ("" without a study)."""
+        from .reporting.regime import RegimeSettings
+
+        return RegimeSettings.from_config(self.config["figures"]["regime"]).arguments()
+
     def clean_test_files(self, suffix: str) -> list[str]:
         """The clean_test outputs (json or csv) of every c = 1 model of every leakage pair."""
         return [str(self.of(paper).clean_test(r.name, suffix))

@@ -124,6 +124,7 @@ REPORT_CODE = (
         "reporting/selection.py",
         "reporting/evidence.py",
         "reporting/leakage.py",
+        "reporting/regime.py",
         "core/paper.py",
     )
     + TABLE_CODE

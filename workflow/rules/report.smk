@@ -31,9 +31,11 @@ rule reproduction_report:
             if RUN.leakage_pairs()
             else ""
         ),
+        regime=RUN.regime_arguments(),
     shell:
         "amips-bench report --out {params.out} --metrics {input.metrics} "
         "--histories {input.histories} --routing {input.routing} --ivf {input.ivf} "
         "--ood {input.ood} {params.table1} --kinds {params.kinds} --figures {input.figures} "
         "--manifests {input.manifests} "
-        "--config-hash {params.config_hash} --seeds {params.seeds} {params.leakage} > {log} 2>&1"
+        "--config-hash {params.config_hash} --seeds {params.seeds} {params.leakage} {params.regime} "
+        "> {log} 2>&1"

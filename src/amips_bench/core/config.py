@@ -405,6 +405,16 @@ def check(config: dict) -> None:
         known(name, "table1.datasets")
     for i, pair in enumerate(figures["leakage"]):
         check_leakage_pair(datasets, pair, f"figures.leakage.{i}", known)
+    regime = figures["regime"]
+    for name in regime["datasets"]:
+        known(name, "figures.regime.datasets")
+        k = max(1, int(round(regime["recall_fraction"] * dataset_n_keys(datasets[name]))))
+        if k not in datasets[name]["ivf"]["recall_at"]:
+            raise ConfigError(f"config key 'datasets.{name}.ivf.recall_at': the regime study "
+                              f"judges recall@{k} (figures.regime.recall_fraction of n); add {k}")
+        if not any(r.clusters == 1 for r in expand_grid(datasets[name], config["seeds"])):
+            raise ConfigError(f"config key 'figures.regime.datasets': dataset {name!r} has no "
+                              f"c = 1 model in its grid")
 
 
 def _check_synthetic_split(name: str, ds: dict, routed: bool) -> None:

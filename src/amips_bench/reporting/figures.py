@@ -142,5 +142,16 @@ for _figure in [
            drawn={"metrics_paths": "metrics", "ivf_paths": "csv", "pairs": "pairs",
                   "clean_tests": "clean_test"},
            options=lambda run, inst: f"--pairs {run.leakage_pairs()}"),
+    Figure("regime", "fig10_regime", "Figure 10 — where mapping pays", "fig10.rst",
+           "amips_bench.reporting.plots.regime_figure:fig10_regime",
+           ("reporting.plots.regime_figure", "reporting.regime", "reporting.evidence",
+            "reporting.statistics", "reporting.claims"),
+           inputs=lambda run, inst: {"csv": run.regime_files("ivf"),
+                                     "metrics": run.regime_files("metrics"),
+                                     "history": run.regime_files("history")},
+           drawn={"csv_paths": "csv", "metrics_paths": "metrics", "history_paths": "history",
+                  "datasets": "regime", "settings": "regime_settings"},
+           options=lambda run, inst: run.regime_arguments(),
+           selection=lambda config: config["figures"]["regime"]["datasets"]),
 ]:
     register_figure(_figure)

@@ -35,6 +35,7 @@ from ..core.paper import PAPER_KEY_COUNTS
 from .claims import CLAIMS, Claim, Results
 from .evidence import QuestionEvidence
 from .leakage import ARMS, LeakagePair, per_seed, read_clean_tests, summary, verdicts
+from .regime import MODES, RegimeSettings, answer, regime_table, trend
 from .results import IDENTITY
 from .statistics import HOLDS, MIN_SEEDS, UNDECIDED
 from .tables import markdown_table
@@ -140,6 +141,53 @@ def leakage_section(res: Results, pairs: list[str], clean_tests: list[str] | Non
     return "\n".join(lines + ["", markdown_table(table.drop(columns=["mode"]))])
 
 
+def regime_section(res: Results, settings: RegimeSettings) -> str:
+    """Where mapping pays: one verdict per (n, model, query mode) with the model's test
+    metrics and plateau beside it, then the trend per (model, mode) and its read-out."""
+    table = regime_table(res, settings)
+    if not len(table):
+        return "No IVF rows of the study's datasets were given."
+    lines = trend(table, settings)
+    intro = (
+        f"Datasets {', '.join(settings.datasets)}: one generator at growing n, the paper's IVF "
+        f"(spherical k-means, nlist = √n, every nprobe). Per model and query mode — mapped ŷ, and "
+        f"probe with ŷ, rank with x (ŷ chooses the lists, x ranks their keys; the same FLOPs as "
+        f"mapped) — the gain in recall at {settings.recall_fraction * 100:g} % of n over natural "
+        f"x at equal FLOPs: per test question the mean over the model's operating points inside "
+        f"natural's FLOP range, 95 % bootstrap interval over the questions. Mapping pays where "
+        f"the whole interval is above 0 (holds), does not where it is all below (fails), and is "
+        f"undecided otherwise or when the model is off its plateau (validation E_rel moved by "
+        f"{settings.plateau_tolerance:g} or more over the last "
+        f"{settings.plateau_fraction:.0%} of its training). The model's cost is given in probes "
+        f"of the index (its FLOPs over one average list's scan, ≈ ρ·√n). The trend is a weighted "
+        f"line in log10 n through each (model, mode)'s estimates; its crossover (the n from "
+        f"which the line is above 0) and its value at {settings.predict_at:,} keys carry 95 % "
+        f"intervals from a parametric bootstrap of the points, and are extrapolations, to be "
+        f"checked at that scale (config/hotpotqa_scale.yaml on a GPU).")
+    shown = pd.DataFrame([{
+        "n": f"{r.n_keys:,}", "model": f"{r.model} {r.size}", "query": MODES[r.query],
+        "model cost (probes)": f"{r.model_probes:.1f} of {r.nlist:,}",
+        "test E_rel": f"{r.test_e_rel:+.3f}", "test MRR": f"{r.test_mrr:.3f}",
+        "plateau": r.plateau,
+        f"{r.recall} gain at equal FLOPs": (
+            f"{r.gain:+.3f} [{r.gain_low:+.3f}, {r.gain_high:+.3f}], {r.questions:,} questions × "
+            f"{r.seeds} seed{'' if r.seeds == 1 else 's'}" if np.isfinite(r.gain) else "—"),
+        "mapping pays": marked(r.verdict) + (f" ({r.reason})" if r.reason else "")}
+        for r in table.itertuples()])
+    fits = pd.DataFrame([{
+        "model": f"{f.model} {f.size}", "query": MODES[f.query], "n": f.n_range,
+        "slope per decade of n": "—" if not np.isfinite(f.slope_per_decade) else f"{f.slope_per_decade:+.3f}",
+        "gain crosses 0 upward at": f.crossover,
+        f"gain at {settings.predict_at:,} keys (extrapolated)": (
+            "—" if not np.isfinite(f.predicted_gain) else
+            f"{f.predicted_gain:+.3f} [{f.predicted_low:+.3f}, {f.predicted_high:+.3f}]: "
+            f"{f.predicted_verdict}")} for f in lines.itertuples()])
+    return "\n".join([intro, "", "**The answer, per model and mode** (verdict per n; trend):", "",
+                      answer(table, lines, settings), "",
+                      markdown_table(shown.fillna("")), "", "Trend in n:", "",
+                      markdown_table(fits)])
+
+
 #: a verdict at a glance: its symbol, by the verdict's first words
 VERDICT_MARKS = [("reproduced", "✅"), ("not reproduced", "❌"), ("holds on synthetic", "🟢"),
                  ("fails on synthetic", "🔴"), ("holds under the leaky", "🟡"),
@@ -206,7 +254,8 @@ def figures_by_claim(claims: list[dict], figures: list[str]) -> str:
 
 
 def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list[str],
-           leakage: list[str] | None = None, clean_tests: list[str] | None = None) -> str:
+           leakage: list[str] | None = None, clean_tests: list[str] | None = None,
+           regime: RegimeSettings | None = None) -> str:
     counted = sum(r["counts_as_reproduction"] for r in claims)
     real = sum(r["real_data_check"] for r in claims)
     shown_claims = [{**r, "verdict": marked(r["verdict"]),
@@ -271,6 +320,8 @@ def render(claims: list[dict], res: Results, prov: dict[str, Any], figures: list
         lines += ["Table 1 was not run.", ""]
     if leakage:
         lines += ["## Leakage study (Figure 9)", "", leakage_section(res, leakage, clean_tests), ""]
+    if regime is not None and regime.datasets:
+        lines += ["## Where mapping pays (Figure 10)", "", regime_section(res, regime), ""]
     lines += ["## Figures by claim", "", figures_by_claim(claims, figures), ""]
     lines += ["## Figures", ""] + [f"- [{Path(f).name}]({f})" for f in figures] + [""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=2, sort_keys=True), "```", ""]
@@ -349,14 +400,15 @@ def markdown_to_html(text: str, title: str) -> str:
 
 def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
                  seeds: list[int], figures: list[str], leakage: list[str] | None = None,
-                 clean_tests: list[str] | None = None) -> list[dict[str, Any]]:
+                 clean_tests: list[str] | None = None,
+                 regime: RegimeSettings | None = None) -> list[dict[str, Any]]:
     """reproduction.md, reproduction.html, claims.csv and provenance.json in out_dir; figure links are relative
     to out_dir, so the report opens with its figures wherever the results folder is moved."""
     claims = evaluate_claims(res)
     prov = provenance(config_hash, seeds, res.devices())
     out = Path(out_dir)
     links = [relative_link(f, out) for f in figures]
-    markdown = render(claims, res, prov, links, leakage, clean_tests)
+    markdown = render(claims, res, prov, links, leakage, clean_tests, regime)
     save_text(out / "reproduction.md", markdown)
     save_text(out / "reproduction.html", markdown_to_html(markdown, "amips-bench reproduction report"))
     save_csv(out / "claims.csv", claims)
@@ -366,13 +418,16 @@ def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
 
 def write_report_from_files(out_dir: str | Path, *, kinds: list[str], figures: list[str],
                             config_hash: str, seeds: list[int], leakage: list[str] | None = None,
-                            clean_tests: list[str] | None = None, **inputs) -> list[dict[str, Any]]:
+                            clean_tests: list[str] | None = None,
+                            regime: tuple[list[str], list[str]] = ([], []),
+                            **inputs) -> list[dict[str, Any]]:
     """The report stage: result files in (`inputs`: metrics, histories, routing, ivf, ood,
-    table1, manifests; `clean_tests`: the leakage study's third arm), report out. `kinds` are
-    DATASET=KIND items."""
+    table1, manifests; `clean_tests`: the leakage study's third arm; `regime`: the datasets
+    and KEY=VALUE settings of where mapping pays), report out. `kinds` are DATASET=KIND items."""
     bad = [item for item in kinds if "=" not in item]
     if bad:
         raise InputError(f"--kinds: {bad[0]!r} is not DATASET=KIND")
     res = Results.load(kinds=dict(item.split("=", 1) for item in kinds), **inputs)
     return write_report(out_dir, res, config_hash=config_hash, seeds=seeds, figures=figures,
-                        leakage=leakage, clean_tests=clean_tests)
+                        leakage=leakage, clean_tests=clean_tests,
+                        regime=RegimeSettings.from_arguments(*regime))
