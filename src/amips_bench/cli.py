@@ -863,6 +863,10 @@ def _plan_args(p):
     p.add_argument("--max-runtime-minutes", type=int, default=None,
                    help="walltime cap to plan under (default: the config's cluster.max_runtime_minutes)")
     p.add_argument("--jobs", action="store_true", help="a row per training job, not only the totals")
+    p.add_argument("--cpu", action="store_true",
+                   help="instead: every stage's CPU time on this machine, from rates measured "
+                        "here on small samples (synthetic datasets)")
+    p.add_argument("--cores", type=int, default=2, help="with --cpu: the --cores of the run")
 
 
 @command("plan", "what every training job of a config costs and asks a cluster for")(_plan_args)
@@ -870,13 +874,20 @@ def _plan(args):
     import yaml
 
     from .core.config import prepare
-    from .core.files import InputError
+    from .core.files import InputError, cpu_model
     from .jobs import Jobs
 
     try:
         config = prepare(yaml.safe_load(Path(args.config).read_text()) or {})
     except OSError as exc:
         raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    if args.cpu:
+        from .time_plan import plan_tables, stage_estimates
+
+        print(f"# stages of {Path(args.config).name} on this CPU ({cpu_model()}), from rates "
+              f"measured here at one thread\n")
+        print(plan_tables(stage_estimates(config), args.cores, config["threads"]))
+        return
     if args.throughput is not None:
         config["cluster"]["throughput"] = args.throughput
     if args.max_runtime_minutes is not None:

@@ -177,7 +177,8 @@ class DatasetFiles:
         return self.root / "routing" / f"{name}.csv"
 
     def ivf_csv(self, name: str) -> Path:
-        """The IVF/HNSW sweep of natural queries (name `natural`) or of a model's mapped ones."""
+        """The IVF/HNSW sweep of natural queries (name `natural`) or of a model's mapped ones
+        (and probe_mapped ones: ŷ chooses the lists, x ranks their keys)."""
         return self.root / "ivf" / f"{name}.csv"
 
     def ood_csv(self, run: str) -> Path:
@@ -334,7 +335,7 @@ def _contract() -> list[tuple[str, str]]:
         (rel(d.routing_csv("{name}")), "routing accuracy vs FLOPs (model, router or baselines)"),
         (rel(d.questions_beside(d.routing_csv("{name}"))),
          "per test and validation question: the rank of the true cluster, per method"),
-        (rel(d.ivf_csv("{name}")), "IVF/HNSW sweep of natural (name natural) or mapped queries"),
+        (rel(d.ivf_csv("{name}")), "IVF/HNSW sweep of natural (name natural) or mapped (and probe_mapped) queries"),
         (rel(d.questions_beside(d.ivf_csv("{name}"))),
          "per curve, budget and test question: the rank of y* and the keys scanned"),
         (rel(d.ood_csv(run)), "the IVF sweep under query noise"),
