@@ -161,3 +161,34 @@ def test_the_plan_counts_every_training_job_its_hours_and_its_segments_under_a_c
     assert float(total[3].replace(",", "")) == pytest.approx(sum(r["gpu_hours"] for r in rows), abs=0.5)
     assert sum(line.startswith("| nq | ") for line in out.splitlines()) == 1 + sum(
         r["dataset"] == "nq" for r in rows)
+
+
+def test_the_cpu_time_plan_scales_measured_rates_by_each_stages_work(capsys):
+    """`plan --cpu`: with given rates, the targets stage costs rows × keys / pairs-per-second,
+    the sweeps one float64 pass per query set (natural, then mapped and probe_mapped per swept
+    model) over the test and validation questions, and training its steps × a step measured
+    on this machine; the wall time is at least one dataset's chain of longest jobs."""
+    from amips_bench.cli import main
+    from amips_bench.time_plan import Rates, plan_tables, stage_estimates
+
+    cfg = _config("regime.yaml")
+    for name in ("regime_100k", "regime_500k"):
+        del cfg["datasets"][name]
+    cfg["datasets"]["regime_20k"]["train"]["steps"] = 10
+    rates = Rates(synthetic_rows=1e5, target_pairs=1e9, gemm_fp32=1e10, gemm_fp64=5e9, kmeans=1e10)
+    rows = {r["stage"]: r for r in stage_estimates(cfg, rates)}
+    ds = cfg["datasets"]["regime_20k"]
+    held_out = ds["splits"]["val_size"] + ds["splits"]["test_size"]
+    train = (ds["synthetic"]["n_queries"] - held_out) * ds["splits"]["augment_factor"]
+    assert rows["targets (c = 1)"]["cpu_seconds"] == pytest.approx((train + held_out) * 20000 / 1e9)
+    sets = 1 + 2 * 3  # natural; mapped and probe_mapped of KeyNet XS, S and SupportNet XS
+    assert rows["IVF sweeps (all nprobe)"]["cpu_seconds"] == pytest.approx(
+        sets * 2.0 * held_out * 20000 * 384 / 5e9)
+    assert rows["train (c = 1)"]["jobs"] == 3 and rows["train (c = 1)"]["cpu_seconds"] > 0
+    text = plan_tables(list(rows.values()), cores=2, threads=1)
+    chain = sum(r["longest_job"] for r in rows.values())
+    assert f"about {chain / 60:.1f} min of wall time" in text or chain < sum(
+        r["cpu_seconds"] for r in rows.values()) / 2
+    assert main(["plan", "--config", str(ROOT / "config/regime.yaml"), "--cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| regime_500k | train (c = 1) | 2 |" in out and "of wall time" in out

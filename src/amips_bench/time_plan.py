@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def _gemm_rate(dtype: torch.dtype, size: int = 1024) -> float:
 
 
 def measure_rates(d: int, precision: str) -> Rates:
-    """The rates of this machine at one thread (torch and FAISS)."""
+    """The rates of this machine at the current thread count (torch and FAISS)."""
     import faiss
 
     from .datasets.embeddings import write_synthetic
@@ -65,8 +66,6 @@ def measure_rates(d: int, precision: str) -> Rates:
     from .datasets.synthetic import SyntheticParams
     from .datasets.targets import certified_top1, exact_top1, resolve_precision
 
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         write_synthetic(Path(tmp) / "e", SyntheticParams(n_keys=SAMPLE_KEYS, n_queries=SAMPLE_QUERIES * 2,
@@ -114,9 +113,29 @@ def train_step_seconds(dataset: str, run, n_keys: int, d: int, cfg: TrainConfig,
         return _seconds(trainer.train_step, repeats=steps)
 
 
+@contextmanager
+def one_thread():
+    """torch and FAISS at one thread, as a job of `threads: 1` runs; restored after."""
+    import faiss
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+
+
 def stage_estimates(config: dict, rates: Rates | None = None) -> list[dict[str, Any]]:
     """Per dataset and stage: jobs and estimated single-thread CPU seconds, with what the
     estimate counts."""
+    with one_thread():
+        return _stage_estimates(config, rates)
+
+
+def _stage_estimates(config: dict, rates: Rates | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     first = next(iter(config["datasets"].values()))
     rates = rates or measure_rates(first.get("synthetic", {}).get("d", 384),
