@@ -1,5 +1,5 @@
 """BEIR data stage with no internet: a zip served on 127.0.0.1, the mirror, real MiniLM encoding,
-every bad input, and a killed encode that resumes (issue 7)."""
+every bad input, and a killed encode that resumes."""
 
 from __future__ import annotations
 

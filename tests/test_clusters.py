@@ -1,4 +1,4 @@
-"""Balanced k-means selection (paper §4.4, issue 1)."""
+"""Balanced k-means selection (paper §4.4)."""
 
 from __future__ import annotations
 

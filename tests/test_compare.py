@@ -1,4 +1,4 @@
-"""Comparing runs curve by curve at equal cost, within seed noise (issue 12, first piece)."""
+"""Comparing runs curve by curve at equal cost, within seed noise."""
 
 from __future__ import annotations
 

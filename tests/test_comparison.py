@@ -1,5 +1,5 @@
 """The compare stage on whole results trees: the committed 3-seed tiny reference, copies of it
-changed on purpose, and folders that are not what they claim to be (issue 12)."""
+changed on purpose, and folders that are not what they claim to be."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data stages end to end on tiny inputs: determinism and every bad input of issue 1."""
+"""Data stages end to end on tiny inputs: determinism and every bad input."""
 
 from __future__ import annotations
 

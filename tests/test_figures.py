@@ -1,4 +1,4 @@
-"""Figures aggregate several seeds into a mean and a spread (issue 9)."""
+"""Figures aggregate several seeds into a mean and a spread."""
 
 from __future__ import annotations
 

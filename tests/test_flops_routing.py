@@ -1,4 +1,4 @@
-"""FLOP counting and the routing experiment (issue 4)."""
+"""FLOP counting and the routing experiment."""
 
 from __future__ import annotations
 

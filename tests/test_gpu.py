@@ -1,4 +1,4 @@
-"""GPU path (issue 14): run by benchmarks/gpu_suite.sh on a CUDA machine, skipped elsewhere.
+"""GPU path: run by benchmarks/gpu_suite.sh on a CUDA machine, skipped elsewhere.
 
 Each test compares the GPU with an independent CPU computation of the same quantity.
 """

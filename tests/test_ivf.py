@@ -1,4 +1,4 @@
-"""IVF / HNSW integration and the OOD noise test (issue 5)."""
+"""IVF / HNSW integration and the OOD noise test."""
 
 from __future__ import annotations
 

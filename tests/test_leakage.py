@@ -1,4 +1,4 @@
-"""The leakage study (issue 13): gains at equal FLOPs against a hand computation, the verdict
+"""The leakage study: gains at equal FLOPs against a hand computation, the verdict
 per split mode, Figure 9 and the report section."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The training objectives of paper §3.2 against hand computation on a 3-key example (issue 10)."""
+"""The training objectives of paper §3.2 against hand computation on a 3-key example."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every metric against a brute-force NumPy reference on small random data (issue 2)."""
+"""Every metric against a brute-force NumPy reference on small random data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SupportNet / KeyNet structure: sizing, homogeneity, convexity, gradients (issue 2)."""
+"""SupportNet / KeyNet structure: sizing, homogeneity, convexity, gradients."""
 
 from __future__ import annotations
 

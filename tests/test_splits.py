@@ -1,4 +1,4 @@
-"""Leak-free splits and train-only augmentation (docs/architecture.md §2, issue 1)."""
+"""Leak-free splits and train-only augmentation (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

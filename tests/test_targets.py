@@ -1,4 +1,4 @@
-"""Exact per-cluster top-1 targets against a NumPy brute force (docs/architecture.md §2, issue 1)."""
+"""Exact per-cluster top-1 targets against a NumPy brute force (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

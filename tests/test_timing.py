@@ -1,4 +1,4 @@
-"""Timing protocol and Table 1 (issue 6)."""
+"""Timing protocol and Table 1."""
 
 from __future__ import annotations
 

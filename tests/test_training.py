@@ -1,4 +1,4 @@
-"""Training: exact resume after kill -9, NaN handling, EMA/LR schedule, learning (issue 2)."""
+"""Training: exact resume after kill -9, NaN handling, EMA/LR schedule, learning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole Snakemake workflow on a tiny config in a temporary directory (issue 3)."""
+"""The whole Snakemake workflow on a tiny config in a temporary directory."""
 
 from __future__ import annotations
 
