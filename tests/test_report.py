@@ -284,9 +284,15 @@ def test_the_html_report_shows_each_figure_under_its_claims_and_every_image_reso
                                   for s in routing_claims)
     toy = html_text[html_text.index("<h3>fig1_toy"):]
     assert "No claim of the paper is judged on this figure." in toy[:toy.index("<img")]
-    assert "✅ reproduced" in html_text and "⏸ not run" in html_text
+    # the verdicts are CSS badges beside their words, never emoji a browser may lack a font for
+    assert "<span class='verdict verdict-reproduced'>✓</span> reproduced" in html_text
+    assert "<span class='verdict verdict-not-run'>·</span> not run" in html_text
     reproduced = sum(c["verdict"] == "reproduced" for c in claims)
-    assert f"✅ reproduced: {reproduced}" in html_text and reproduced >= 1
+    assert f"<span class='verdict verdict-reproduced'>✓</span> reproduced: {reproduced}" in html_text
+    assert reproduced >= 1 and ".verdict-reproduced{background:" in html_text
+    assert not any(0x1F300 <= ord(ch) <= 0x1FAFF or ch in "✅❌❔⚪⏸" for ch in html_text)
+    md = (out / "reproduction.md").read_text()
+    assert "✅ reproduced" in md and "⏸ not run" in md  # the Markdown keeps its symbols
 
 
 

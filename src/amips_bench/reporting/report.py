@@ -193,6 +193,13 @@ VERDICT_MARKS = [("reproduced", "✅"), ("not reproduced", "❌"), ("holds on sy
                  ("fails on synthetic", "🔴"), ("holds under the leaky", "🟡"),
                  ("fails under the leaky", "🟠"), ("undecided", "❔"), ("no paper claim", "⚪"),
                  ("not run", "⏸")]
+#: the HTML page draws each symbol as a CSS badge (an emoji needs an emoji font, which a
+#: browser may not have): symbol -> (badge class, colour, its letter)
+VERDICT_BADGES = {"✅": ("reproduced", "#1a7f37", "✓"), "❌": ("not-reproduced", "#cf222e", "✗"),
+                  "🟢": ("holds", "#2da44e", "✓"), "🔴": ("fails", "#d1242f", "✗"),
+                  "🟡": ("holds-leaky", "#bf8700", "✓"), "🟠": ("fails-leaky", "#bc4c00", "✗"),
+                  "❔": ("undecided", "#6e7781", "?"), "⚪": ("no-claim", "#afb8c1", "–"),
+                  "⏸": ("not-run", "#8c959f", "·")}
 
 
 def marked(verdict_text: str) -> str:
@@ -392,10 +399,17 @@ def markdown_to_html(text: str, title: str) -> str:
     import markdown
 
     body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    for symbol, (name, _, letter) in VERDICT_BADGES.items():
+        body = body.replace(symbol, f"<span class='verdict verdict-{name}'>{letter}</span>")
+    badges = "".join(f".verdict-{name}{{background:{colour}}}"
+                     for name, colour, _ in VERDICT_BADGES.values())
     return (f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-            f"padding:3px 6px}}img{{max-width:100%}}</style></head><body>\n{body}\n</body></html>\n")
+            "padding:3px 6px}img{max-width:100%}"
+            ".verdict{display:inline-block;min-width:1.3em;padding:0 2px;border-radius:0.65em;"
+            "color:#fff;font-weight:bold;text-align:center;font-size:11px;line-height:1.3em}"
+            f"{badges}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def write_report(out_dir: str | Path, res: Results, *, config_hash: str,
