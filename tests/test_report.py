@@ -5,6 +5,8 @@ that nothing built to fool it reads "holds", is tests/test_claims_harness.py."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -378,3 +380,32 @@ def test_the_report_shows_estimate_interval_and_evidence_for_every_verdict(tmp_p
     timing = rows[rows.claim == "table1-ratio"].iloc[0]
     assert timing.verdict == "undecided" and timing.reason in md
     assert "How each claim is judged" in md and "❔ undecided" in md
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="needs chromium on PATH (CI installs it: apt-get install chromium)")
+def test_the_verdict_badges_render_in_headless_chromium(tmp_path):
+    """The HTML report as a browser without an emoji font draws it: headless Chromium's
+    screenshot of a report with reproduced and not-reproduced verdicts holds the green and the
+    red of their badges (an emoji would have been an empty box, no colour)."""
+    from PIL import Image
+
+    write_report(tmp_path, _routing("nq", 0.30).results(), config_hash="x", seeds=[0], figures=[])
+    page = (tmp_path / "reproduction.html").read_text()
+    assert "verdict-reproduced" in page
+    # the claims table only, so the screenshot needs no scrolling
+    body = page[:page.index("<body>") + 6] + page[page.index("<table>"):page.index("</table>") + 8]
+    (tmp_path / "claims.html").write_text(body + "</body></html>")
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1400,2400",
+                    (tmp_path / "claims.html").as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+
+    def drawn(colour: str) -> int:
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        return int((np.abs(pixels - rgb).max(axis=1) <= 8).sum())
+
+    from amips_bench.reporting.report import VERDICT_BADGES
+    assert drawn(VERDICT_BADGES["✅"][1]) > 20, "no reproduced badge on screen"
+    assert drawn(VERDICT_BADGES["⏸"][1]) > 20, "no not-run badge on screen"

@@ -3,7 +3,8 @@
 #   1. installs slurm-wlm and munge from Debian's packages if absent,
 #   2. writes a one-node configuration for this host (no accounting database),
 #   3. starts munged, slurmctld and slurmd,
-#   4. runs the quick workflow through --profile profiles/slurm with several jobs at once,
+#   4. runs a small workflow (tests/cluster/slurm.yaml: 18 jobs, every kind of c = 1 stage)
+#      through --profile profiles/slurm with several jobs at once,
 #   5. checks that every job ran as a SLURM job that completed, and that every output exists,
 #   6. cancels a running training job with scancel after its first checkpoint, re-runs the same
 #      command, and checks that training resumed from the checkpoint, that only the missing
@@ -14,16 +15,16 @@
 #      Snakemake's own error and leave no output behind,
 #   8. stops the daemons it started (also on failure).
 #
-#   bash tests/cluster/slurm_e2e.sh                      # the quick workflow (default config)
-#   SLURM_E2E_CONFIG=tests/fixtures/tiny.yaml SLURM_E2E_KILL_RUN=keynet_M_L3_nx2_c1_s0 \
-#       bash tests/cluster/slurm_e2e.sh
+#   bash tests/cluster/slurm_e2e.sh                      # tests/cluster/slurm.yaml
+#   SLURM_E2E_CONFIG=config/config.yaml SLURM_E2E_KILL_RUN=keynet_L_L4_nx3_c1_s0 \
+#       bash tests/cluster/slurm_e2e.sh                  # the quick workflow's 55 jobs
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-config=${SLURM_E2E_CONFIG:-$repo/config/config.yaml}
+config=${SLURM_E2E_CONFIG:-$repo/tests/cluster/slurm.yaml}
 case "$config" in /*) ;; *) config="$repo/$config" ;; esac
 jobs=${SLURM_E2E_JOBS:-4}
-kill_run=${SLURM_E2E_KILL_RUN:-keynet_L_L4_nx3_c1_s0}   # a c = 1 model of the config's grid
+kill_run=${SLURM_E2E_KILL_RUN:-keynet_L_L3_nx2_c1_s0}   # a c = 1 model of the config's grid
 work=$(mktemp -d /tmp/amips-slurm-e2e.XXXXXX)
 state=$work/slurm
 started=()
