@@ -68,7 +68,7 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 def table(results: list[dict], seeds: list[int], steps: int, train: dict) -> str:
     from amips_bench.core.devices import cpu_has_bf16_units
-    from amips_bench.core.files import cpu_model
+    from amips_bench.core.provenance import cpu_model
 
     lines = [f"# fp32 against bf16 autocast training on the CPU (quick data, {steps} steps, batch "
              f"{train['batch_size']}, lr_at_128 {train['lr_at_128']}, seeds {seeds})", "",

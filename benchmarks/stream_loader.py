@@ -39,9 +39,9 @@ import torch
 from paper_cost import DEFAULT_TABLE, load_rates  # the committed GPU steps, as paper_cost reads them
 
 from amips_bench.core.config import schema_defaults
-from amips_bench.core.files import NpyRows, cpu_model, npy_row_writer, save_csv, save_text
-from amips_bench.models.evaluation import StreamedSplit
-from amips_bench.models.training import EpochSampler, StreamedBatches, reader_processes
+from amips_bench.core.provenance import cpu_model
+from amips_bench.core.rows import EpochSampler, NpyRows, StreamedBatches, StreamedSplit, reader_processes
+from amips_bench.core.storage import npy_row_writer, save_csv, save_text
 
 
 def write_split(folder: Path, rows: int, d: int, chunk: int = 65_536) -> tuple[NpyRows, NpyRows]:

@@ -12,7 +12,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from amips_bench.core.files import save_csv, save_text
+from amips_bench.core.storage import save_csv, save_text
 
 PRECISIONS = ("tf32", "bf16", "fp32")
 

@@ -245,7 +245,7 @@ def main() -> None:
             rows.append(r)
 
     from amips_bench.core.devices import cpu_has_bf16_units
-    from amips_bench.core.files import cpu_model
+    from amips_bench.core.provenance import cpu_model
 
     print(f"# exact top-1 throughput, d = {d}; {cpu_model()} (bf16 matrix units: "
           f"{'yes' if cpu_has_bf16_units() else 'no'}), torch {torch.__version__}, "

@@ -33,8 +33,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from amips_bench.core.devices import cpu_has_bf16_units
-from amips_bench.core.files import cpu_model, save_csv, save_text
+from amips_bench.core.provenance import cpu_model
 from amips_bench.core.settings import TrainConfig
+from amips_bench.core.storage import save_csv, save_text
 from amips_bench.datasets.targets import ClusterLayout, full_fp32_matmul
 from amips_bench.models.evaluation import DatasetTensors, SplitData
 from amips_bench.models.networks import ModelSpec

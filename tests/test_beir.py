@@ -19,7 +19,8 @@ import pytest
 import torch
 from beir_fixture import LoopbackServer, evil_zip, make_beir_folder, zip_folder
 
-from amips_bench.core.files import InputError, md5_file
+from amips_bench.core.errors import InputError
+from amips_bench.core.storage import md5_file
 from amips_bench.datasets.beir import fetch_dataset, load_texts, passage_text, safe_extract
 from amips_bench.datasets.embeddings import write_beir
 from amips_bench.datasets.encode import encode_resumable

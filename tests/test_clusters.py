@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import unit_rows
 
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.datasets.clusters import Clustering, balanced_kmeans, select_most_balanced
 
 

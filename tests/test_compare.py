@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from amips_bench.comparing.curves import Tolerance, compare_tables
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 
 KEYS = ["dataset", "method", "size"]
 

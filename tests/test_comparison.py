@@ -18,7 +18,7 @@ from amips_bench.cli import main
 from amips_bench.comparing.curves import Tolerance
 from amips_bench.comparing.stage import compare_runs, write_comparison
 from amips_bench.comparing.trees import FIGURES
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "fixtures" / "reference_tiny"

@@ -10,7 +10,7 @@ import pytest
 from conftest import unit_rows
 
 from amips_bench.cli import main
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.datasets.clusters import write_clusters
 from amips_bench.datasets.embeddings import measure_realism, write_synthetic
 from amips_bench.datasets.realism import exact_top2_ids
@@ -144,7 +144,7 @@ def test_identical_vectors_are_merged_so_a_copy_never_outranks_y_star(tmp_path):
     IVF search that finds the vector finds y* itself (a hit, not a miss on a copy)."""
     import torch
 
-    from amips_bench.core.files import load_embeddings
+    from amips_bench.core.storage import load_embeddings
     from amips_bench.datasets.embeddings import finalize_encoded
     from amips_bench.datasets.targets import ClusterLayout, exact_top1
     from amips_bench.experiments.ivf import build_ivf, search_ivf

@@ -13,7 +13,7 @@ import yaml
 from conftest import unit_rows
 
 from amips_bench.core.config import prepare
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.disk_plan import (
     MODEL_OVERHEAD,
     Counts,

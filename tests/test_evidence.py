@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import unit_rows
 
-from amips_bench.core.files import load_questions
 from amips_bench.core.layout import DatasetFiles
+from amips_bench.core.storage import load_questions
 from amips_bench.experiments.ivf import build_ivf, curve_key, natural_queries, sweep
 from amips_bench.models.evaluation import load_dataset
 from amips_bench.models.networks import ModelSpec
@@ -118,7 +118,7 @@ def test_a_trained_model_writes_its_test_and_validation_outcomes(tiny_dataset, t
 
 
 def test_a_missing_or_broken_questions_file_is_no_evidence_or_one_line(tmp_path):
-    from amips_bench.core.files import InputError
+    from amips_bench.core.errors import InputError
 
     evidence = QuestionEvidence({("routing", "x", "a"): tmp_path / "missing.npz"})
     assert evidence.arrays("routing", "x", "a") is None

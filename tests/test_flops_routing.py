@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from amips_bench.core.files import InputError, load_json
+from amips_bench.core.errors import InputError
+from amips_bench.core.storage import load_json
 from amips_bench.experiments.routing import baseline_rows, load_context, model_rows
 from amips_bench.models.evaluation import load_dataset, true_clusters
 from amips_bench.models.flops import analytic_forward_macs, analytic_key_flops, forward_flops, key_flops, router_flops

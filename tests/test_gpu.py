@@ -109,8 +109,9 @@ def test_streamed_batches_on_gpu_take_the_resident_path_step_for_step(tiny_datas
     """Rows read from disk per batch (pinned, prefetched on a thread, copied without blocking;
     the targets read too or held in host memory) feed a captured step: the same weights as the
     resident split after steps that cross epoch boundaries, and the capture is not refused."""
+    from amips_bench.core.rows import StreamedSplit
     from amips_bench.core.settings import TrainConfig
-    from amips_bench.models.evaluation import StreamedSplit, load_dataset
+    from amips_bench.models.evaluation import load_dataset
     from amips_bench.models.networks import ModelSpec
     from amips_bench.models.training import Trainer
 

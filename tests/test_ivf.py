@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import unit_rows
 
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.experiments.faiss_backend import ivf_scanned_codes, list_sizes, resolve_faiss_device
 from amips_bench.experiments.ivf import (
     build_hnsw,
@@ -215,7 +215,7 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
     carries measured seconds per query."""
     import faiss
 
-    from amips_bench.core.files import load_json
+    from amips_bench.core.storage import load_json
     from amips_bench.experiments.ivf import write_hnsw_index, write_ivf_indexes
 
     out = tmp_path / "index"

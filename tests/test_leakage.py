@@ -18,7 +18,7 @@ import torch
 import yaml
 from figure_checks import collisions, drawn_figures
 
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.reporting.leakage import LeakagePair, per_seed, summary, verdicts
 from amips_bench.reporting.report import Results, write_report
 from amips_bench.reporting.results import gain_at_equal_flops as ivf_gain

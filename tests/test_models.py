@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amips_bench.core.config import SIZES, nx_for
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.models.networks import (
     KeyNet,
     ModelSpec,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import benchmark_script
 
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.core.settings import TrainConfig
 from amips_bench.models.networks import ModelSpec, build_model
 

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
+from amips_bench.core.settings import RegimeSettings
 from amips_bench.reporting.claims import Results
 from amips_bench.reporting.evidence import QuestionEvidence
-from amips_bench.reporting.regime import RegimeSettings, plateau, regime_table, trend
+from amips_bench.reporting.regime import plateau, regime_table, trend
 from amips_bench.reporting.statistics import FAILS, HOLDS, UNDECIDED
 
 SETTINGS = RegimeSettings(datasets=("r20k", "r500k"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amips_bench.core.files import InputError, NpyRows, ParallelRows
+from amips_bench.core.errors import InputError
+from amips_bench.core.rows import NpyRows, ParallelRows
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_reader_processes_do_not_run_the_callers_script(files, tmp_path):
     import sys
 
     folder, queries, _ = files
-    script = (f"import numpy as np\nfrom amips_bench.core.files import NpyRows, ParallelRows\n"
+    script = (f"import numpy as np\nfrom amips_bench.core.rows import NpyRows, ParallelRows\n"
               f"print('script ran')\n"
               f"r = ParallelRows([NpyRows({str(folder / 'queries.npy')!r}, dtype='float32')], 8, 2)\n"
               f"print(r.take(np.arange(8))[0].sum())\n")

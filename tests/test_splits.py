@@ -7,7 +7,7 @@ import pytest
 from conftest import unit_rows
 
 from amips_bench.core.config import train_rows
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.datasets.splits import check_disjoint, make_splits, materialize
 
 

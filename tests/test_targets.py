@@ -110,7 +110,7 @@ def test_clustered_targets_link_the_c1_queries_after_checking_them_row_for_row(t
     noise seed) is refused in one line with no top-1 file left behind."""
     import os
 
-    from amips_bench.core.files import InputError
+    from amips_bench.core.errors import InputError
     from amips_bench.datasets.splits import NOISE_BLOCK, SplitPlan
     from amips_bench.datasets.targets import ExactTop1, stream_split_targets
 
@@ -172,7 +172,7 @@ def test_a_paper_split_twin_reuses_the_leak_free_targets_and_equals_a_full_searc
     and the manifest says how many rows were copied. A twin of other noise is refused."""
     import json
 
-    from amips_bench.core.files import InputError
+    from amips_bench.core.errors import InputError
     from amips_bench.datasets.splits import write_splits
     from amips_bench.datasets.targets import write_targets
 
@@ -286,7 +286,7 @@ def test_the_certified_search_equals_the_exact_one_per_cluster(rng, n_clusters):
 def test_targets_are_identical_at_every_precision_and_the_manifest_says_how(tiny_dataset, tmp_path):
     """write_targets with the certified bf16 search writes the fp32 search's files byte for
     byte; the manifest records the setting, the search used and the certified fraction."""
-    from amips_bench.core.files import InputError
+    from amips_bench.core.errors import InputError
     from amips_bench.datasets.targets import resolve_precision, write_targets
 
     made = {}

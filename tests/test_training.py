@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.models import losses as losses_module
 from amips_bench.models import training
 from amips_bench.models.evaluation import load_dataset
@@ -357,7 +357,7 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
     or by the thread alone; its targets read too or held in memory) trains on the same rows in
     the same order as the resident one: identical weights after steps that cross epoch
     boundaries, and a run of either kind resumes the other's checkpoint."""
-    from amips_bench.models.evaluation import StreamedSplit
+    from amips_bench.core.rows import StreamedSplit
 
     monkeypatch.setattr("amips_bench.models.training.reader_processes", lambda n: n)  # whatever the cores
 
@@ -383,7 +383,7 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
 
 
 def test_a_streamed_split_holds_its_targets_in_memory_only_within_the_budget(tiny_dataset):
-    from amips_bench.core.files import NpyRows
+    from amips_bench.core.rows import NpyRows
     from amips_bench.models.evaluation import load_streamed
 
     folder = tiny_dataset / "targets" / "c4"
@@ -426,7 +426,7 @@ def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_pa
                                                     (0, 8, 0)])
 def test_reader_processes_are_at_most_one_per_usable_core(requested, cores, used, monkeypatch):
     """More readers than cores only take turns; a single reader process only adds a copy."""
-    from amips_bench.models.training import reader_processes
+    from amips_bench.core.rows import reader_processes
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert reader_processes(requested) == used

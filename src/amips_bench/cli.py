@@ -177,7 +177,8 @@ def _share_args(p):
 @command("share", "link the embeddings or an index of a dataset with the same data settings "
                   "(keys drawn, encoded and indexed once)")(_share_args)
 def _share(args):
-    from .core.files import InputError, share_files
+    from .core.errors import InputError
+    from .core.storage import share_files
 
     sources = [Path(s) for s in args.sources]
     if len(sources) == 1 and sources[0].is_dir():
@@ -407,7 +408,7 @@ def _routing_args(p):
 
 @command("routing", "routing accuracy vs FLOPs of one router (Figure 2)")(_routing_args)
 def _routing(args):
-    from .core.files import save_result_rows
+    from .core.storage import save_result_rows
     from .experiments.routing import routing_rows
 
     questions: dict = {}
@@ -507,7 +508,7 @@ def _ivf_args(p):
 
 @command("ivf", "recall/MRR vs FLOPs of natural or mapped queries on IVF and HNSW")(_ivf_args)
 def _ivf(args):
-    from .core.files import save_result_rows
+    from .core.storage import save_result_rows
     from .experiments.ivf import evaluate_indexes
 
     questions: dict = {}
@@ -529,7 +530,7 @@ def _ood_args(p):
 
 @command("ood", "natural vs mapped IVF search under growing query noise (Figure 7)")(_ood_args)
 def _ood(args):
-    from .core.files import save_result_rows
+    from .core.storage import save_result_rows
     from .experiments.ood import ood_rows
 
     questions: dict = {}
@@ -615,7 +616,7 @@ def _pipelines_args(p):
 
 @command("pipelines", "seconds per batch of the full search pipelines (router + scan, KeyNet + IVF)")(_pipelines_args)
 def _pipelines(args):
-    from .core.files import save_result_rows
+    from .core.storage import save_result_rows
     from .experiments.timing import pipeline_rows
 
     rows = pipeline_rows(args.dataset_dir, args.index_dir, n_clusters=args.clusters,
@@ -731,7 +732,7 @@ def _compare_args(p):
 def _compare(args):
     from .comparing.curves import Tolerance
     from .comparing.stage import check_fail_on, compare_runs, failures, verdict_counts, write_comparison
-    from .core.files import InputError
+    from .core.errors import InputError
 
     runs = {}
     for item in args.run:
@@ -770,7 +771,8 @@ def _compare_gate(args):
     import pandas as pd
 
     from .comparing.stage import check_fail_on, failures
-    from .core.files import InputError, save_text
+    from .core.errors import InputError
+    from .core.storage import save_text
 
     check_fail_on(tuple(args.fail_on))
     if not Path(args.differences).is_file():
@@ -801,7 +803,7 @@ def _freeze_reference_args(p):
     _freeze_reference_args)
 def _freeze_reference(args):
     from .comparing.trees import freeze_reference
-    from .core.files import InputError
+    from .core.errors import InputError
 
     config = None
     if args.config_json:
@@ -838,7 +840,7 @@ def _disk_plan(args):
     import yaml
 
     from .core.config import prepare
-    from .core.files import InputError
+    from .core.errors import InputError
     from .disk_plan import free_disk_verdict, plan, read_summary, results_folder, table
 
     try:
@@ -874,7 +876,8 @@ def _plan(args):
     import yaml
 
     from .core.config import prepare
-    from .core.files import InputError, cpu_model
+    from .core.errors import InputError
+    from .core.provenance import cpu_model
     from .jobs import Jobs
 
     try:
@@ -943,7 +946,7 @@ def _apply_execution_settings(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .core.files import InputError
+    from .core.errors import InputError
 
     try:
         load_plugins()  # routers and figures registered outside the package

@@ -43,8 +43,9 @@ from .core.disk import (
     size_text,
     target_file_bytes,
 )
-from .core.files import InputError, load_json
+from .core.errors import InputError
 from .core.layout import DatasetFiles, ResultsLayout, file_kind
+from .core.storage import load_json
 from .datasets.beir import expected_counts
 from .datasets.encode import OFFLINE_MODEL
 from .models.networks import ModelSpec

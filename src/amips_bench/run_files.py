@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .core.config import expand_grid, ivf_files, ivf_variants, ood_run, parse_run, queries_from_c1, shared_data
 from .core.layout import SPLITS, DatasetFiles, ResultsLayout
+from .core.settings import RegimeSettings
 from .jobs import Jobs
 from .reporting.figures import FIGURES, FigureInstance
 
@@ -248,8 +249,6 @@ class RunFiles:
 
     def regime_arguments(self) -> str:
         """The --regime flags of the figure and report stages ("" without a study)."""
-        from .reporting.regime import RegimeSettings
-
         return RegimeSettings.from_config(self.config["figures"]["regime"]).arguments()
 
     def clean_test_files(self, suffix: str) -> list[str]:

@@ -21,11 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import torch
 
 from .core.config import expand_grid, ivf_nlist, train_rows
 from .core.settings import TrainConfig
+from .datasets.embeddings import write_synthetic
+from .datasets.splits import write_splits
+from .datasets.synthetic import SyntheticParams
+from .datasets.targets import ClusterLayout, certified_top1, exact_top1, resolve_precision
+from .models.evaluation import DatasetTensors, SplitData
+from .models.networks import ModelSpec
+from .models.training import Trainer
 
 #: rows of the samples the rates are measured on
 SAMPLE_KEYS, SAMPLE_QUERIES = 20_000, 2_048
@@ -59,13 +67,6 @@ def _gemm_rate(dtype: torch.dtype, size: int = 1024) -> float:
 
 def measure_rates(d: int, precision: str) -> Rates:
     """The rates of this machine at the current thread count (torch and FAISS)."""
-    import faiss
-
-    from .datasets.embeddings import write_synthetic
-    from .datasets.splits import write_splits
-    from .datasets.synthetic import SyntheticParams
-    from .datasets.targets import certified_top1, exact_top1, resolve_precision
-
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         write_synthetic(Path(tmp) / "e", SyntheticParams(n_keys=SAMPLE_KEYS, n_queries=SAMPLE_QUERIES * 2,
@@ -92,11 +93,6 @@ def measure_rates(d: int, precision: str) -> Rates:
 def train_step_seconds(dataset: str, run, n_keys: int, d: int, cfg: TrainConfig,
                        width_rule: str, steps: int = 3) -> float:
     """Median seconds of a training step of `run`'s model, at one thread, on random data."""
-    from .datasets.targets import ClusterLayout
-    from .models.evaluation import DatasetTensors, SplitData
-    from .models.networks import ModelSpec
-    from .models.training import Trainer
-
     gen = torch.Generator().manual_seed(0)
     keys = torch.nn.functional.normalize(torch.randn(4096, d, generator=gen), dim=1)
     rows = max(cfg.batch_size * 2, 4096)
@@ -116,8 +112,6 @@ def train_step_seconds(dataset: str, run, n_keys: int, d: int, cfg: TrainConfig,
 @contextmanager
 def one_thread():
     """torch and FAISS at one thread, as a job of `threads: 1` runs; restored after."""
-    import faiss
-
     before = torch.get_num_threads(), faiss.omp_get_max_threads()
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)

@@ -24,7 +24,7 @@ from amips_bench.core.config import (
     prepare,
 )
 from amips_bench.core.disk import DISK_MARGIN_ENV
-from amips_bench.core.files import InputError
+from amips_bench.core.errors import InputError
 from amips_bench.core.layout import reference_provenance
 from amips_bench.core.plugins import load_plugins
 from amips_bench.core.settings import TrainConfig

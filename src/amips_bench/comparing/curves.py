@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.files import InputError
+from ..core.errors import InputError
 from ..reporting.results import at_flops
 
 #: where a curve's spread comes from, as the verdicts state it

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.files import InputError, relative_link, save_csv, save_text
+from ..core.errors import InputError
+from ..core.storage import relative_link, save_csv, save_text
 from ..reporting.report import markdown_to_html
 from ..reporting.tables import markdown_table
 from .curves import Tolerance, check_baseline, compare_tables

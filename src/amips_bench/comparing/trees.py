@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import RUN_PATTERN
-from ..core.files import InputError, git_state, load_json, package_versions, save_json
+from ..core.errors import InputError
 from ..core.layout import TIDY_FILES, DatasetFiles, ResultsLayout, reference_provenance
 from ..core.plugins import load_plugins
+from ..core.provenance import git_state, package_versions
+from ..core.storage import load_json, save_json
 from ..models.networks import MODEL_KINDS
 from ..reporting.figures import FIGURES as FIGURE_REGISTRY
 from ..reporting.results import TEST_COLUMNS, read_histories, read_metrics, read_tables, with_ivf_setup

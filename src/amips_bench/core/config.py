@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .files import InputError
+from .errors import InputError
 from .layout import DatasetFiles
 
 

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from .files import InputError
+from .errors import InputError
 
 #: bytes of a .npy file besides its data (numpy pads the header to 64 bytes; 128 for our shapes)
 NPY_HEADER = 128

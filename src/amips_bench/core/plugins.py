@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .files import InputError
+from .errors import InputError
 
 PLUGINS_ENV = "AMIPS_BENCH_PLUGINS"
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from .config import schema_defaults
-from .files import InputError
+from .errors import InputError
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 #: how the key term ||ŷ − y*||² is reduced over the d coordinates: summed (the paper's norm) or
@@ -97,3 +98,42 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegimeSettings:
+    """The study as the config's figures.regime states it."""
+
+    datasets: tuple[str, ...] = ()
+    recall_fraction: float = 1e-4
+    predict_at: int = 5_200_000
+    plateau_fraction: float = 0.25
+    plateau_tolerance: float = 0.02
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> RegimeSettings:
+        return cls(**{**entry, "datasets": tuple(entry.get("datasets", ()))})
+
+    def arguments(self) -> str:
+        """The `--regime` and `--regime-settings` flags of the figure and report stages."""
+        if not self.datasets:
+            return ""
+        values = " ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                          if f.name != "datasets")
+        return f"--regime {' '.join(self.datasets)} --regime-settings {values}"
+
+    @classmethod
+    def from_arguments(cls, datasets: list[str], settings: list[str]) -> RegimeSettings:
+        known = {f.name: f.type for f in fields(cls) if f.name != "datasets"}
+        values: dict[str, Any] = {}
+        for item in settings:
+            key, _, value = item.partition("=")
+            if key not in known or not value:
+                raise InputError(f"--regime-settings: {item!r} is not KEY=VALUE with KEY one of "
+                                 f"{sorted(known)}")
+            values[key] = int(float(value)) if key == "predict_at" else float(value)
+        return cls(datasets=tuple(datasets), **values)
+
+    def judged_k(self, n_keys: int) -> int:
+        """k of the judged recall: 0.01 % of n by default, at least 1."""
+        return max(1, int(round(self.recall_fraction * n_keys)))

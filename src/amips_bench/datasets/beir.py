@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..core.disk import require_free
-from ..core.files import InputError, atomic_path, md5_file, save_json, sha256_file
+from ..core.errors import InputError
+from ..core.storage import atomic_path, md5_file, save_json, sha256_file
 
 #: Known archive facts (bytes, md5). FIQA from docs/architecture.md §2; others are recorded by sha256 only.
 KNOWN_ARCHIVES = {"fiqa": (17_948_027, "17918ed23cd04fb15047f73e6c3bd9d9")}

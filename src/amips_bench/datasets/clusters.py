@@ -13,7 +13,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..core.files import InputError, load_embeddings, save_json, save_npy, sha256_file
+from ..core.errors import InputError
+from ..core.storage import load_embeddings, save_json, save_npy, sha256_file
 
 
 @dataclass

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..core.disk import npy_bytes, require_free
-from ..core.files import (
-    InputError,
-    NpyRows,
+from ..core.errors import InputError
+from ..core.rows import NpyRows
+from ..core.storage import (
     atomic_path,
     check_unit_rows,
     load_array,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.files import InputError, save_json
+from ..core.errors import InputError
+from ..core.storage import save_json
 
 OFFLINE_MODEL = "auto"
 

@@ -27,7 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import train_rows
-from ..core.files import InputError, load_embeddings, load_index_array, npy_row_writer, save_json, save_npy, sha256_file
+from ..core.errors import InputError
+from ..core.storage import (
+    load_embeddings,
+    load_index_array,
+    npy_row_writer,
+    save_json,
+    save_npy,
+    sha256_file,
+)
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_MODES = ("leak_free", "paper")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..core.config import schema_defaults
-from ..core.files import InputError
+from ..core.errors import InputError
 
 _SCHEMA = schema_defaults("dataset", "synthetic")  # size and seed: the schema's defaults
 

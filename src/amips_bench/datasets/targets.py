@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from ..core import devices
 from ..core.devices import pick_device
 from ..core.disk import require_free, target_file_bytes
-from ..core.files import (
-    InputError,
+from ..core.errors import InputError
+from ..core.storage import (
     load_embeddings,
     load_index_array,
     load_json,

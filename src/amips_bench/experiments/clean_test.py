@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.files import InputError, device_name, load_index_array, load_json, save_json, save_result_rows
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.provenance import device_name
+from ..core.storage import load_index_array, load_json, save_json, save_result_rows
 from ..datasets.splits import load_plan
 from ..models.evaluation import load_dataset, predict
 from ..models.metrics import retrieval_metrics

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.files import InputError
+from ..core.errors import InputError
 
 FAISS_DEVICES = ("auto", "cpu", "gpu")
 GPU_MAX_NPROBE = 2048  # FAISS's GPU k-selection limit; larger nprobe values run on the CPU

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from ..core.config import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_variants, schema_defaults
-from ..core.files import InputError, atomic_path, device_name, load_embeddings, load_index_array, load_json, save_json
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.provenance import device_name
+from ..core.storage import atomic_path, load_embeddings, load_index_array, load_json, save_json
 from ..models.flops import ivf_flops, key_flops
 from ..models.networks import load_model, scores_and_keys
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe

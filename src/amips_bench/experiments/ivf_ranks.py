@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 import torch
 
-from ..core.files import InputError
+from ..core.errors import InputError
 
 #: keys scored per block: the [N, block] score tile is the largest array held
 KEY_BLOCK = 65_536

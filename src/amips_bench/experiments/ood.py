@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.files import InputError, device_name, load_embeddings
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.provenance import device_name
+from ..core.storage import load_embeddings
 from ..datasets.targets import exact_top1
 from .faiss_backend import resolve_faiss_device
 from .ivf import KeyMapper, curve_questions, load_test, natural_queries, read_index, sweep

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.files import InputError, device_name, load_array, load_index_array, load_json, sha256_file
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.provenance import device_name
+from ..core.storage import load_array, load_index_array, load_json, sha256_file
 from ..datasets.clusters import kmeans_once
 from ..models.evaluation import load_dataset, predict_scores, true_clusters
 from ..models.flops import centroid_flops, fvcore_flops, router_flops, scan_flops

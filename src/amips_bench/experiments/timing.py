@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.files import InputError, device_name, load_array, package_versions, save_result_rows, save_text
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
 from ..core.paper import TABLE1_RATIO_RANGE, table1_seconds
+from ..core.provenance import device_name, package_versions
+from ..core.storage import load_array, save_result_rows, save_text
 from ..datasets.targets import full_fp32_matmul
 from ..models.evaluation import load_dataset
 from ..models.flops import centroid_flops, ivf_flops, key_flops, router_flops

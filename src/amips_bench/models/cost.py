@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.files import InputError
+from ..core.errors import InputError
 from .networks import MODEL_KINDS, ModelSpec
 
 

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.files import InputError, NpyRows, check_unit_rows, load_embeddings, load_index_array, load_json, save_json
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.rows import NpyRows, StreamedSplit
 from ..core.settings import LossWeights
+from ..core.storage import check_unit_rows, load_embeddings, load_index_array, load_json, save_json
 from ..datasets.targets import ClusterLayout
 from .losses import prediction_losses
 from .metrics import global_top_cluster, retrieval_metrics, routing_accuracy
@@ -26,19 +28,6 @@ class SplitData:
     top1: torch.Tensor  # int64 [N, c]
 
 
-@dataclass
-class StreamedSplit:
-    """A split too large to hold in memory: its queries are read from disk batch by batch; its
-    targets too, unless they are held in host memory (8·c bytes a row: one system call a row
-    fewer: 1.6× the rows a reading thread delivers)."""
-
-    queries: NpyRows  # float32 [N, d]
-    top1: NpyRows | np.ndarray  # int64 [N, c]
-
-    @property
-    def files(self) -> list[NpyRows]:
-        """What a batch reads from disk, in the order of its outputs."""
-        return [rows for rows in (self.queries, self.top1) if isinstance(rows, NpyRows)]
 
 
 @dataclass

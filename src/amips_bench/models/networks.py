@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.config import MODELS, SIZES
-from ..core.files import InputError, atomic_path
+from ..core.errors import InputError
+from ..core.storage import atomic_path
 
 WIDTH_RULES = ("paper", "full")
 #: how SupportNet keeps W^z >= 0: not at all after a non-negative start (the official code's

@@ -32,8 +32,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.config import SIZES
-from ..core.files import InputError, atomic_path, device_name, package_versions, save_json
+from ..core.errors import InputError
+from ..core.provenance import device_name, package_versions
 from ..core.settings import TrainConfig
+from ..core.storage import atomic_path, save_json
 from .evaluation import load_dataset, true_clusters
 from .networks import Trunk, parameter_count, solve_width
 

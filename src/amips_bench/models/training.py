@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import signal
 import threading
 import time
@@ -27,26 +26,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..core.devices import cpu_has_bf16_units
-from ..core.files import (
-    InputError,
-    ParallelRows,
-    atomic_path,
-    device_name,
-    load_embeddings,
-    package_versions,
-    release_freed_memory,
-    save_csv,
-    save_json,
-    save_questions,
-)
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.provenance import device_name, package_versions
+from ..core.rows import EpochSampler, StreamedBatches, StreamedSplit, reader_processes, release_freed_memory
 from ..core.settings import TrainConfig
+from ..core.storage import atomic_path, load_embeddings, save_csv, save_json, save_questions
 from ..datasets.targets import cuda_matmul_mode, full_fp32_matmul
-from .evaluation import DatasetTensors, StreamedSplit, evaluate_model, load_dataset
+from .evaluation import DatasetTensors, evaluate_model, load_dataset
 from .losses import compute_loss
 from .networks import ModelSpec, SupportNet, build_model, save_model
 
@@ -59,28 +49,6 @@ class NonFiniteLoss(RuntimeError):
     """Training produced NaN/Inf; the last good checkpoint is kept on disk."""
 
 
-class EpochSampler:
-    """Batch indices of step t: slice of a per-epoch permutation seeded by (seed, epoch)."""
-
-    def __init__(self, n: int, batch: int, seed: int, device: torch.device) -> None:
-        if batch > n:
-            raise InputError(f"train.batch_size: {batch} is larger than the {n} training queries")
-        self.n, self.batch, self.seed, self.device = n, batch, seed, device
-        self.per_epoch = n // batch
-        self._epoch, self._perm = -1, None
-
-    def indices(self, step: int) -> torch.Tensor:
-        epoch, position = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            # drawn on the CPU, so every device trains on the same batches; on a GPU the copy
-            # leaves from pinned memory without blocking the host
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(self.n, generator=gen)
-            if self.device.type == "cuda":
-                perm = perm.pin_memory()
-            self._perm = perm.to(self.device, non_blocking=True)
-            self._epoch = epoch
-        return self._perm[position * self.batch:(position + 1) * self.batch]
 
 
 def train_precision(setting: str, device: torch.device) -> str:
@@ -108,70 +76,8 @@ def precision_context(precision: str, device: torch.device):
     yield
 
 
-def reader_processes(requested: int) -> int:
-    """Reader processes for a streamed split: at most one per core this process may use (reading
-    from the page cache is CPU work, and more readers than cores only take turns); none where
-    that leaves one, which would only add a copy to what the prefetch thread does alone."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    processes = min(requested, usable)
-    return processes if processes >= 2 else 0
 
 
-class StreamedBatches:
-    """Batches of a streamed split: rows gathered from disk (the targets from memory where they
-    are held there) one step ahead on a worker thread (by `processes` reader processes when
-    > 0), into pinned memory on a GPU, and copied without blocking the host; the same rows, in
-    the same order, as indexing the resident split with the same sampler."""
-
-    def __init__(self, split: StreamedSplit, sampler: EpochSampler, device: torch.device,
-                 processes: int = 0) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.split, self.sampler, self.device = split, sampler, device
-        self._readers = ParallelRows(split.files, sampler.batch, processes) if processes > 0 else None
-        self._pool = ThreadPoolExecutor(max_workers=1)
-        self._ahead: tuple[int, Any] | None = None
-
-    def _load(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.sampler.indices(step).numpy()
-        pinned = self.device.type == "cuda"  # a page-locked source copies without blocking
-        x = torch.empty((len(idx), self.split.queries.shape[1]), dtype=torch.float32, pin_memory=pinned)
-        top1 = torch.empty((len(idx), self.split.top1.shape[1]), dtype=torch.int64, pin_memory=pinned)
-        from_disk = []  # (file, output) in split.files' order, as the readers were given them
-        for source, out in ((self.split.queries, x.numpy()), (self.split.top1, top1.numpy())):
-            if isinstance(source, np.ndarray):
-                np.take(source, idx, axis=0, out=out)
-            else:
-                from_disk.append((source, out))
-        if self._readers is not None:
-            self._readers.take_into(idx, [out for _, out in from_disk])
-        else:
-            for rows, out in from_disk:
-                rows.read_into(idx, out)
-        return x, top1
-
-    def settle(self) -> None:
-        """Wait for the batch being read ahead (a CUDA-graph capture forbids the pinned
-        allocation it makes on its thread)."""
-        if self._ahead is not None:
-            self._ahead[1].result()
-
-    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._ahead is not None and self._ahead[0] == step:
-            x, top1 = self._ahead[1].result()
-        else:
-            x, top1 = self._load(step)
-        self._ahead = (step + 1, self._pool.submit(self._load, step + 1))
-        return (x.to(self.device, non_blocking=True), top1.to(self.device, non_blocking=True))
-
-    def close(self) -> None:
-        """Finish the read ahead, stop the reader processes. A batch read ahead that failed was
-        not needed (or the run is already failing): its error does not hide the run's."""
-        with contextlib.suppress(Exception):
-            self.settle()
-        self._pool.shutdown()
-        if self._readers is not None:
-            self._readers.close()
 
 
 def capture_refusal(err: BaseException) -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.files import load_json
 from ..core.paper import TABLE1_RATIO_RANGE
+from ..core.storage import load_json
 from ..models.networks import MODEL_KINDS
 from .evidence import (
     QuestionEvidence,

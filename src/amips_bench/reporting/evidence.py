@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.files import load_questions
 from ..core.layout import DatasetFiles
+from ..core.storage import load_questions
 from ..experiments.ivf import curve_key
 from .statistics import Interval, gain_at_equal_flops, mean_interval
 

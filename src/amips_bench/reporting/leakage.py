@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.files import InputError, load_json
+from ..core.errors import InputError
+from ..core.storage import load_json
 from .evidence import QuestionEvidence, gain_interval
 from .results import gain_at_equal_flops, largest_recall, read_tables, with_ivf_setup
 from .selection import variant_of

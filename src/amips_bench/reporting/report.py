@@ -22,20 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.files import (
-    InputError,
-    git_state,
-    package_versions,
-    relative_link,
-    save_csv,
-    save_json,
-    save_text,
-)
+from ..core.errors import InputError
 from ..core.paper import PAPER_KEY_COUNTS
+from ..core.provenance import git_state, package_versions
+from ..core.settings import RegimeSettings
+from ..core.storage import relative_link, save_csv, save_json, save_text
 from .claims import CLAIMS, Claim, Results
 from .evidence import QuestionEvidence
 from .leakage import ARMS, LeakagePair, per_seed, read_clean_tests, summary, verdicts
-from .regime import MODES, RegimeSettings, answer, regime_table, trend
+from .regime import MODES, answer, regime_table, trend
 from .results import IDENTITY
 from .statistics import HOLDS, MIN_SEEDS, UNDECIDED
 from .tables import markdown_table

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import SIZE_ORDER
-from ..core.files import InputError, load_json
+from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.storage import load_json
 
 #: the test metrics of a metrics.json, in the order of the tables
 TEST_COLUMNS = ["e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median", "x_is_target",

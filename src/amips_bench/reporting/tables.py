@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.files import load_json, save_csv, save_text
+from ..core.storage import load_json, save_csv, save_text
 from .results import IDENTITY, TEST_COLUMNS, read_metrics
 
 

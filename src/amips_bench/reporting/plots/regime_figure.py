@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ...core.config import SIZES
+from ...core.settings import RegimeSettings
 from ..claims import Results
-from ..regime import MODES, RegimeSettings, regime_table, trend
+from ..regime import MODES, regime_table, trend
 from . import style
 from .style import plt
 

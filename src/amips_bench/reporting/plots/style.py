@@ -15,7 +15,7 @@ from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from ...core.config import SIZE_ORDER  # noqa: E402
-from ...core.files import atomic_path, save_csv  # noqa: E402
+from ...core.storage import atomic_path, save_csv
 from ...models.networks import MODEL_KINDS  # noqa: E402
 from ...models.routers import ROUTERS  # noqa: E402
 
