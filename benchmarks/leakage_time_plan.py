@@ -36,7 +36,8 @@ from pathlib import Path
 
 import yaml
 
-from amips_bench.core.config import expand_grid, prepare
+from amips_bench.core.config import prepare
+from amips_bench.core.runs import expand_grid
 from amips_bench.datasets.splits import make_splits
 from amips_bench.models.networks import ModelSpec
 

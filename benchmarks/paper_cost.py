@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
+from amips_bench.core.config import prepare
 from amips_bench.core.errors import InputError
+from amips_bench.core.runs import dataset_n_keys, expand_grid
 from amips_bench.models.cost import load_rates, pick_rate, step_flops
 from amips_bench.models.networks import ModelSpec
 

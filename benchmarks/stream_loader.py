@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from paper_cost import DEFAULT_TABLE, load_rates  # the committed GPU steps, as paper_cost reads them
 
-from amips_bench.core.config import schema_defaults
 from amips_bench.core.provenance import cpu_model
 from amips_bench.core.rows import EpochSampler, NpyRows, StreamedBatches, StreamedSplit, reader_processes
+from amips_bench.core.schema import schema_defaults
 from amips_bench.core.storage import npy_row_writer, save_csv, save_text
 
 

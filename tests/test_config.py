@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amips_bench.core.config import SCHEMA_PATH, ConfigError, expand_grid, parse_run, prepare
+from amips_bench.core.config import prepare
+from amips_bench.core.errors import ConfigError
+from amips_bench.core.runs import expand_grid, parse_run
+from amips_bench.core.schema import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = SCHEMA_PATH
@@ -271,7 +274,7 @@ def test_one_grammar_of_run_names():
     the size table's; every grid run's name parses back to itself."""
     import re
 
-    from amips_bench.core.config import RUN_PATTERN, RUN_WILDCARD, SIZES, nx_for
+    from amips_bench.core.runs import RUN_PATTERN, RUN_WILDCARD, SIZES, nx_for
 
     schema = yaml.safe_load(SCHEMA.read_text())
     assert schema["$defs"]["size_name"]["enum"] == list(SIZES)

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from amips_bench.cli import build_parser
-from amips_bench.core.config import SCHEMA_PATH, expand_grid, parse_run, prepare
+from amips_bench.core.config import prepare
+from amips_bench.core.runs import expand_grid, parse_run
+from amips_bench.core.schema import SCHEMA_PATH
 from amips_bench.core.settings import TrainConfig
 from amips_bench.jobs import Jobs, cli_flag
 

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from amips_bench.core.config import SIZES, nx_for
 from amips_bench.core.errors import InputError
+from amips_bench.core.runs import SIZES, nx_for
 from amips_bench.models.networks import (
     KeyNet,
     ModelSpec,
@@ -31,7 +31,8 @@ def test_paper_width_rule_is_eq_3_3_on_every_grid_point_of_the_paper_config():
 
     import yaml
 
-    from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
+    from amips_bench.core.config import prepare
+    from amips_bench.core.runs import dataset_n_keys, expand_grid
 
     root = Path(__file__).resolve().parents[1]
     config = prepare(yaml.safe_load((root / "config/paper.yaml").read_text()))
@@ -187,7 +188,8 @@ def _shipped_supportnet_shapes() -> list[tuple[int, str, int, int, int]]:
 
     import yaml
 
-    from amips_bench.core.config import dataset_n_keys, expand_grid, prepare
+    from amips_bench.core.config import prepare
+    from amips_bench.core.runs import dataset_n_keys, expand_grid
 
     root = Path(__file__).resolve().parents[1]
     shapes = set()
@@ -272,7 +274,7 @@ def test_the_model_registry_and_the_run_grammar_name_the_same_models():
     """Every model name of the schema (the run grammar's) has a network in the registry, and
     a registered model's key comes from where its kind says: the gradient of a scalar per
     cluster, or the output itself."""
-    from amips_bench.core.config import MODELS
+    from amips_bench.core.runs import MODELS
     from amips_bench.models.networks import MODEL_KINDS
 
     assert tuple(MODEL_KINDS) == MODELS

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .core.config import MODELS
 from .core.plugins import load_plugins
+from .core.runs import MODELS
 from .reporting.figures import FIGURES
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[Any], None]]] = {}
@@ -426,7 +426,7 @@ def _routing(args):
 
 
 def _index_args(p):
-    from .core.config import PAPER_IVF_SETUP
+    from .core.runs import PAPER_IVF_SETUP
 
     p.add_argument("--keys", required=True, help="embeddings/keys.npy")
     p.add_argument("--out", required=True,
@@ -488,7 +488,7 @@ def _ivf_common(p):
 
 
 def _ivf_args(p):
-    from .core.config import schema_defaults
+    from .core.schema import schema_defaults
 
     _ivf_common(p)
     p.add_argument("--ef-search", type=int, nargs="*", default=[],

@@ -27,15 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.config import (
-    dataset_n_keys,
-    expand_grid,
-    ivf_nlist,
-    parse_run,
-    queries_from_c1,
-    shared_data,
-    train_rows,
-)
+from .core.config import shared_data, train_rows
 from .core.disk import (
     SHORT_DISK_ADVICE,
     free_bytes,
@@ -45,6 +37,7 @@ from .core.disk import (
 )
 from .core.errors import InputError
 from .core.layout import DatasetFiles, ResultsLayout, file_kind
+from .core.runs import dataset_n_keys, expand_grid, ivf_nlist, parse_run, queries_from_c1
 from .core.storage import load_json
 from .datasets.beir import expected_counts
 from .datasets.encode import OFFLINE_MODEL

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 
-from .core.config import dataset_n_keys, expand_grid, parse_run
+from .core.runs import dataset_n_keys, expand_grid, parse_run
 from .core.settings import TrainConfig
 from .disk_plan import DEFAULT_ENCODER_D
 from .models.cost import TrainingCost, load_rates, training_cost

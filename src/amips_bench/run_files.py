@@ -15,8 +15,9 @@ import json
 import os
 from pathlib import Path
 
-from .core.config import expand_grid, ivf_files, ivf_variants, ood_run, parse_run, queries_from_c1, shared_data
+from .core.config import ood_run, shared_data
 from .core.layout import SPLITS, DatasetFiles, ResultsLayout
+from .core.runs import expand_grid, ivf_files, ivf_variants, parse_run, queries_from_c1
 from .core.settings import RegimeSettings
 from .jobs import Jobs
 from .reporting.figures import FIGURES, FigureInstance

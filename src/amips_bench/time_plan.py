@@ -25,7 +25,8 @@ import faiss
 import numpy as np
 import torch
 
-from .core.config import expand_grid, ivf_nlist, train_rows
+from .core.config import train_rows
+from .core.runs import expand_grid, ivf_nlist
 from .core.settings import TrainConfig
 from .datasets.embeddings import write_synthetic
 from .datasets.splits import write_splits

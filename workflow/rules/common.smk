@@ -12,21 +12,19 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from amips_bench.core.config import (
-    ENCODER_EXECUTION_ONLY,
+from amips_bench.core.config import ENCODER_EXECUTION_ONLY, prepare
+from amips_bench.core.disk import DISK_MARGIN_ENV
+from amips_bench.core.errors import ConfigError, InputError
+from amips_bench.core.layout import reference_provenance
+from amips_bench.core.plugins import load_plugins
+from amips_bench.core.runs import (
     IVF_MULTIPLE_WILDCARD,
     IVF_QUANTIZERS,
     PAPER_IVF_SETUP,
     RUN_WILDCARD,
-    ConfigError,
     nx_for,
     parse_run,
-    prepare,
 )
-from amips_bench.core.disk import DISK_MARGIN_ENV
-from amips_bench.core.errors import InputError
-from amips_bench.core.layout import reference_provenance
-from amips_bench.core.plugins import load_plugins
 from amips_bench.core.settings import TrainConfig
 from amips_bench.disk_plan import free_disk_verdict, plan_outputs, results_folder
 from amips_bench.jobs import words

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.config import RUN_PATTERN
 from ..core.errors import InputError
 from ..core.layout import TIDY_FILES, DatasetFiles, ResultsLayout, reference_provenance
 from ..core.plugins import load_plugins
 from ..core.provenance import git_state, package_versions
+from ..core.runs import RUN_PATTERN
 from ..core.storage import load_json, save_json
 from ..models.networks import MODEL_KINDS
 from ..reporting.figures import FIGURES as FIGURE_REGISTRY

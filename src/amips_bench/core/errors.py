@@ -6,3 +6,7 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """A bad input file, array or config value; the message names the culprit in one line."""
+
+
+class ConfigError(InputError):
+    """A configuration mistake; the message is one line that names the key."""

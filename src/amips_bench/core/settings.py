@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .config import schema_defaults
 from .errors import InputError
+from .schema import schema_defaults
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 #: how the key term ||ŷ − y*||² is reduced over the d coordinates: summed (the paper's norm) or

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..core.config import schema_defaults
 from ..core.errors import InputError
+from ..core.schema import schema_defaults
 
 _SCHEMA = schema_defaults("dataset", "synthetic")  # size and seed: the schema's defaults
 

@@ -31,10 +31,11 @@ import faiss
 import numpy as np
 import torch
 
-from ..core.config import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_variants, schema_defaults
 from ..core.errors import InputError
 from ..core.layout import DatasetFiles
 from ..core.provenance import device_name
+from ..core.runs import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_variants
+from ..core.schema import schema_defaults
 from ..core.storage import atomic_path, load_embeddings, load_index_array, load_json, save_json
 from ..models.flops import ivf_flops, key_flops
 from ..models.networks import load_model, scores_and_keys

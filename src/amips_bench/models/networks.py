@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.config import MODELS, SIZES
 from ..core.errors import InputError
+from ..core.runs import MODELS, SIZES
 from ..core.storage import atomic_path
 
 WIDTH_RULES = ("paper", "full")

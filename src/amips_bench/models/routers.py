@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.config import SIZES
 from ..core.errors import InputError
 from ..core.provenance import device_name, package_versions
+from ..core.runs import SIZES
 from ..core.settings import TrainConfig
 from ..core.storage import atomic_path, save_json
 from .evaluation import load_dataset, true_clusters

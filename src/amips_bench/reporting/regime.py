@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.config import SIZES
 from ..core.errors import InputError
+from ..core.runs import SIZES
 from ..core.settings import RegimeSettings
 from .evidence import gain_interval
 from .selection import variant_of

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.config import SIZE_ORDER
 from ..core.errors import InputError
 from ..core.layout import DatasetFiles
+from ..core.runs import SIZE_ORDER
 from ..core.storage import load_json
 
 #: the test metrics of a metrics.json, in the order of the tables

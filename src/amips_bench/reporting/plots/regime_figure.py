@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.config import SIZES
+from ...core.runs import SIZES
 from ...core.settings import RegimeSettings
 from ..claims import Results
 from ..regime import MODES, regime_table, trend

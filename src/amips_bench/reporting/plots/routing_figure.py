@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...core.config import SIZE_ORDER
+from ...core.runs import SIZE_ORDER
 from ...experiments.routing import FINE_RULE, FINE_SPHERICAL_RULE
 from ...models.routers import ROUTERS
 from ..results import pareto_front, read_tables

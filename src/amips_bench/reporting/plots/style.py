@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
-from ...core.config import SIZE_ORDER  # noqa: E402
+from ...core.runs import SIZE_ORDER
 from ...core.storage import atomic_path, save_csv
 from ...models.networks import MODEL_KINDS  # noqa: E402
 from ...models.routers import ROUTERS  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...core.config import SIZE_ORDER
+from ...core.runs import SIZE_ORDER
 from ...models.toy import TOY_KEYS, exact_support, learned_support, train_toy_supportnet
 from ..results import read_histories, read_metrics
 from . import style
