@@ -400,7 +400,7 @@ def test_after_the_fetch_target_the_plan_sizes_the_arrays_that_encoding_writes(t
 
     from amips_bench.core.config import prepare
     from amips_bench.core.disk import size_text
-    from amips_bench.disk_plan import plan_outputs
+    from amips_bench.planning.disk_plan import plan_outputs
 
     make_beir_folder(tmp_path / "mirror" / "fiqa")
     records = [{"_id": f"d{i % 40}", "text": f"passage text {i % 40}", "query": f"Question {i}?"}

@@ -14,7 +14,8 @@ from conftest import unit_rows
 
 from amips_bench.core.config import prepare
 from amips_bench.core.errors import InputError
-from amips_bench.disk_plan import (
+from amips_bench.experiments.ivf import build_hnsw, build_ivf, write_index
+from amips_bench.planning.disk_plan import (
     MODEL_OVERHEAD,
     Counts,
     PlannedFile,
@@ -27,7 +28,6 @@ from amips_bench.disk_plan import (
     plan,
     read_summary,
 )
-from amips_bench.experiments.ivf import build_hnsw, build_ivf, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "output_file\tdate\trule\tlog-file(s)\tstatus\tplan"
@@ -211,7 +211,7 @@ def test_the_verdict_holds_the_work_files_of_the_largest_encodes_at_once(tmp_pat
     """An encode job writes its keys and queries twice, into work files first: the verdict
     holds that second copy for the largest encodes still to run, as many as run at once."""
     from amips_bench.core.disk import size_text
-    from amips_bench.disk_plan import encode_work_peak
+    from amips_bench.planning.disk_plan import encode_work_peak
 
     def encode(dataset, name, size, pending=True):
         return PlannedFile(f"results/{dataset}/embeddings/{name}", "encode", dataset, pending,

@@ -1,4 +1,4 @@
-"""What the workflow asks of each job (amips_bench.jobs): flags that the CLI parses back into
+"""What the workflow asks of each job (amips_bench.planning.jobs): flags that the CLI parses back into
 the config's own settings, and resource requests from the data's size."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from amips_bench.core.config import prepare
 from amips_bench.core.runs import expand_grid, parse_run
 from amips_bench.core.schema import SCHEMA_PATH
 from amips_bench.core.settings import TrainConfig
-from amips_bench.jobs import Jobs, cli_flag
+from amips_bench.planning.jobs import Jobs, cli_flag
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,7 +171,7 @@ def test_the_cpu_time_plan_scales_measured_rates_by_each_stages_work(capsys):
     model) over the test and validation questions, and training its steps × a step measured
     on this machine; the wall time is at least one dataset's chain of longest jobs."""
     from amips_bench.cli import main
-    from amips_bench.time_plan import Rates, plan_tables, stage_estimates
+    from amips_bench.planning.time_plan import Rates, plan_tables, stage_estimates
 
     cfg = _config("regime.yaml")
     for name in ("regime_100k", "regime_500k"):

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "amips_bench"
 
 #: each part of the package and its layer: a module imports its own part or a lower layer
 LAYERS = {"core": 0, "datasets": 1, "models": 2, "experiments": 3, "reporting": 4, "comparing": 5,
-          "cli": 6, "disk_plan": 6, "jobs": 6, "run_files": 6, "time_plan": 6}
+          "cli": 6, "planning": 6}
 #: modules allowed function-local imports of the package: the CLI keeps `amips-bench --help`
 #: fast by importing a stage's modules only when that stage runs
 LAZY = {"cli"}

@@ -147,7 +147,7 @@ def test_a_second_run_does_nothing(finished):
 
 def disk_plan(workdir: Path) -> list:
     from amips_bench.core.config import prepare
-    from amips_bench.disk_plan import plan, read_summary
+    from amips_bench.planning.disk_plan import plan, read_summary
 
     run = snakemake(workdir, "--summary", "all")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -176,7 +176,7 @@ def test_the_disk_plan_made_before_the_run_sizes_what_it_writes(finished, tmp_pa
     assert sum(p.to_write for p in after) == 0
     # the run checked the same plan, made from its own DAG, before its first job
     from amips_bench.core.disk import size_text
-    from amips_bench.disk_plan import checkpoint_peak
+    from amips_bench.planning.disk_plan import checkpoint_peak
 
     log = "".join(p.read_text() for p in (finished / ".snakemake" / "log").glob("*.log"))
     # (two training jobs at once: four cores, two threads a job)

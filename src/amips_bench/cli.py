@@ -841,7 +841,7 @@ def _disk_plan(args):
 
     from .core.config import prepare
     from .core.errors import InputError
-    from .disk_plan import free_disk_verdict, plan, read_summary, results_folder, table
+    from .planning.disk_plan import free_disk_verdict, plan, read_summary, results_folder, table
 
     try:
         config = prepare(yaml.safe_load(Path(args.config).read_text()) or {})
@@ -878,14 +878,14 @@ def _plan(args):
     from .core.config import prepare
     from .core.errors import InputError
     from .core.provenance import cpu_model
-    from .jobs import Jobs
+    from .planning.jobs import training_plan_tables
 
     try:
         config = prepare(yaml.safe_load(Path(args.config).read_text()) or {})
     except OSError as exc:
         raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
     if args.cpu:
-        from .time_plan import plan_tables, stage_estimates
+        from .planning.time_plan import plan_tables, stage_estimates
 
         print(f"# stages of {Path(args.config).name} on this CPU ({cpu_model()}), from rates "
               f"measured here at one thread\n")
@@ -895,27 +895,7 @@ def _plan(args):
         config["cluster"]["throughput"] = args.throughput
     if args.max_runtime_minutes is not None:
         config["cluster"]["max_runtime_minutes"] = args.max_runtime_minutes
-    rows = Jobs(config).training_plan()
-    cap = config["cluster"]["max_runtime_minutes"]
-    source = config["cluster"]["throughput"] or (
-        f"an assumed {config['cluster']['assumed_samples_per_second']:g} samples/s")
-    print(f"# training jobs of {Path(args.config).name}: priced with {source}; runtime = estimate "
-          f"× {config['cluster']['runtime_margin']:g}, cap {f'{cap} minutes' if cap else 'none'}\n")
-    if args.jobs:
-        print("| dataset | run | GPU-hours | rate | runtime request (min) | segments |")
-        print("|---|---|---:|---|---:|---:|")
-        for r in rows:
-            print(f"| {r['dataset']} | {r['run']} | {r['gpu_hours']:,.2f} | {r['rate']} | "
-                  f"{r['runtime_minutes']:,} | {r['segments']} |")
-        print()
-    print("| dataset | jobs | GPU-hours | longest job (h) | jobs in more than one segment | segments | measured / extrapolated / assumed rates |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for dataset in [*dict.fromkeys(r["dataset"] for r in rows), "total"]:
-        sub = [r for r in rows if dataset in ("total", r["dataset"])]
-        rates = "/".join(str(sum(r["rate"] == k for r in sub)) for k in ("measured", "extrapolated", "assumed"))
-        print(f"| {dataset} | {len(sub)} | {sum(r['gpu_hours'] for r in sub):,.0f} | "
-              f"{max(r['gpu_hours'] for r in sub):,.1f} | {sum(r['segments'] > 1 for r in sub)} | "
-              f"{sum(r['segments'] for r in sub)} | {rates} |")
+    print(training_plan_tables(config, Path(args.config).name, per_job=args.jobs))
 
 
 # --------------------------------------------------------------------------- entry point

@@ -1,6 +1,6 @@
 # Snakemake glue shared by all workflow files: the validated config, the shell prefix, and the
-# run's files (amips_bench.run_files: every path from the results layout, every job's inputs
-# and the targets' lists) and jobs (amips_bench.jobs: flags and resources), so that the other
+# run's files (amips_bench.planning.run_files: every path from the results layout, every job's inputs
+# and the targets' lists) and jobs (amips_bench.planning.jobs: flags and resources), so that the other
 # .smk files hold nothing but rules.
 
 import copy
@@ -26,10 +26,10 @@ from amips_bench.core.runs import (
     parse_run,
 )
 from amips_bench.core.settings import TrainConfig
-from amips_bench.disk_plan import free_disk_verdict, plan_outputs, results_folder
-from amips_bench.jobs import words
+from amips_bench.planning.disk_plan import free_disk_verdict, plan_outputs, results_folder
+from amips_bench.planning.jobs import words
 from amips_bench.models.routers import router_wildcard
-from amips_bench.run_files import RunFiles
+from amips_bench.planning.run_files import RunFiles
 
 
 def snakemake_internal(what):
@@ -175,7 +175,7 @@ os.environ[DISK_MARGIN_ENV] = str(config["disk_margin"]).lower()
 
 def check_free_disk():
     """Before the first job (onstart): the disk that the jobs still to run will write, sized
-    from the DAG's outputs (amips_bench.disk_plan), against the free disk under the results
+    from the DAG's outputs (amips_bench.planning.disk_plan), against the free disk under the results
     folder. A short disk stops the run in one line before anything is written; config key
     disk_margin (null: no check) is the headroom asked for on top of the plan."""
     margin = config["disk_margin"]

@@ -1,7 +1,7 @@
 # Training of every model of the grid (results/{dataset}/models/{run}/). Under a walltime cap
 # (cluster.max_runtime_minutes) a run whose estimate exceeds it trains as a chain of jobs:
 # train_segment k continues from segment k - 1 to its step and saves a checkpoint, and train,
-# the last, writes the model (amips_bench.jobs.Jobs.train_segments).
+# the last, writes the model (amips_bench.planning.jobs.Jobs.train_segments).
 
 
 rule train:

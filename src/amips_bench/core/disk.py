@@ -1,6 +1,6 @@
 """The disk under a stage's files: sizes of the arrays it writes and the free-space check a
 stage makes before its long work starts (`require_free`). The run's whole plan, which sizes every
-stage's files, is `amips_bench.disk_plan`."""
+stage's files, is `amips_bench.planning.disk_plan`."""
 
 from __future__ import annotations
 

@@ -27,22 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.config import shared_data, train_rows
-from .core.disk import (
+from ..core.config import shared_data, train_rows
+from ..core.disk import (
     SHORT_DISK_ADVICE,
     free_bytes,
     npy_bytes,
     size_text,
     target_file_bytes,
 )
-from .core.errors import InputError
-from .core.layout import DatasetFiles, ResultsLayout, file_kind
-from .core.runs import dataset_n_keys, expand_grid, ivf_nlist, parse_run, queries_from_c1
-from .core.storage import load_json
-from .datasets.beir import expected_counts
-from .datasets.encode import OFFLINE_MODEL
-from .models.networks import ModelSpec
-from .models.routers import RouterSpec, parse_router_stem
+from ..core.errors import InputError
+from ..core.layout import DatasetFiles, ResultsLayout, file_kind
+from ..core.runs import dataset_n_keys, expand_grid, ivf_nlist, parse_run, queries_from_c1
+from ..core.storage import load_json
+from ..datasets.beir import expected_counts
+from ..datasets.encode import OFFLINE_MODEL
+from ..models.networks import ModelSpec
+from ..models.routers import RouterSpec, parse_router_stem
 
 #: the width of the vectors of the default encoder (all-MiniLM-L6-v2)
 DEFAULT_ENCODER_D = 384

@@ -25,16 +25,16 @@ import faiss
 import numpy as np
 import torch
 
-from .core.config import train_rows
-from .core.runs import expand_grid, ivf_nlist
-from .core.settings import TrainConfig
-from .datasets.embeddings import write_synthetic
-from .datasets.splits import write_splits
-from .datasets.synthetic import SyntheticParams
-from .datasets.targets import ClusterLayout, certified_top1, exact_top1, resolve_precision
-from .models.evaluation import DatasetTensors, SplitData
-from .models.networks import ModelSpec
-from .models.training import Trainer
+from ..core.config import train_rows
+from ..core.runs import expand_grid, ivf_nlist
+from ..core.settings import TrainConfig
+from ..datasets.embeddings import write_synthetic
+from ..datasets.splits import write_splits
+from ..datasets.synthetic import SyntheticParams
+from ..datasets.targets import ClusterLayout, certified_top1, exact_top1, resolve_precision
+from ..models.evaluation import DatasetTensors, SplitData
+from ..models.networks import ModelSpec
+from ..models.training import Trainer
 
 #: rows of the samples the rates are measured on
 SAMPLE_KEYS, SAMPLE_QUERIES = 20_000, 2_048

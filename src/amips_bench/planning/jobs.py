@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import sys
 
-from .core.runs import dataset_n_keys, expand_grid, parse_run
-from .core.settings import TrainConfig
+from ..core.runs import dataset_n_keys, expand_grid, parse_run
+from ..core.settings import TrainConfig
+from ..models.cost import TrainingCost, load_rates, training_cost
+from ..models.networks import ModelSpec
+from ..models.routers import ROUTERS, parse_router_stem
 from .disk_plan import DEFAULT_ENCODER_D
-from .models.cost import TrainingCost, load_rates, training_cost
-from .models.networks import ModelSpec
-from .models.routers import ROUTERS, parse_router_stem
 
 #: the shortest runtime a training job asks for (minutes)
 MIN_RUNTIME_MINUTES = 10
@@ -219,3 +219,31 @@ class Jobs:
     def ivf_build_flags(quantizer: str, multiple) -> str:
         """The index stage's flags for one IVF: the paper's setup or a variant."""
         return f"--quantizers {quantizer} --nlist-multiples {float(multiple):g}"
+
+
+def training_plan_tables(config: dict, name: str, *, per_job: bool = False) -> str:
+    """`amips-bench plan`: what every training job of a config costs (GPU-hours, where its
+    rate comes from) and asks a cluster for (runtime, segments), per dataset and in total;
+    with `per_job`, a row per job first."""
+    rows = Jobs(config).training_plan()
+    cluster = config["cluster"]
+    cap = cluster["max_runtime_minutes"]
+    source = cluster["throughput"] or f"an assumed {cluster['assumed_samples_per_second']:g} samples/s"
+    lines = [f"# training jobs of {name}: priced with {source}; runtime = estimate "
+             f"× {cluster['runtime_margin']:g}, cap {f'{cap} minutes' if cap else 'none'}", ""]
+    if per_job:
+        lines += ["| dataset | run | GPU-hours | rate | runtime request (min) | segments |",
+                  "|---|---|---:|---|---:|---:|"]
+        lines += [f"| {r['dataset']} | {r['run']} | {r['gpu_hours']:,.2f} | {r['rate']} | "
+                  f"{r['runtime_minutes']:,} | {r['segments']} |" for r in rows]
+        lines.append("")
+    lines += ["| dataset | jobs | GPU-hours | longest job (h) | jobs in more than one segment | "
+              "segments | measured / extrapolated / assumed rates |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for dataset in [*dict.fromkeys(r["dataset"] for r in rows), "total"]:
+        sub = [r for r in rows if dataset in ("total", r["dataset"])]
+        rates = "/".join(str(sum(r["rate"] == k for r in sub)) for k in ("measured", "extrapolated", "assumed"))
+        lines.append(f"| {dataset} | {len(sub)} | {sum(r['gpu_hours'] for r in sub):,.0f} | "
+                     f"{max(r['gpu_hours'] for r in sub):,.1f} | {sum(r['segments'] > 1 for r in sub)} | "
+                     f"{sum(r['segments'] for r in sub)} | {rates} |")
+    return "\n".join(lines)

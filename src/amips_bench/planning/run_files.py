@@ -15,12 +15,12 @@ import json
 import os
 from pathlib import Path
 
-from .core.config import ood_run, shared_data
-from .core.layout import SPLITS, DatasetFiles, ResultsLayout
-from .core.runs import expand_grid, ivf_files, ivf_variants, parse_run, queries_from_c1
-from .core.settings import RegimeSettings
+from ..core.config import ood_run, shared_data
+from ..core.layout import SPLITS, DatasetFiles, ResultsLayout
+from ..core.runs import expand_grid, ivf_files, ivf_variants, parse_run, queries_from_c1
+from ..core.settings import RegimeSettings
+from ..reporting.figures import FIGURES, FigureInstance
 from .jobs import Jobs
-from .reporting.figures import FIGURES, FigureInstance
 
 
 def made_here(path: str | Path) -> bool:
