@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from figure_checks import collisions, drawn_figures
 
-from amips_bench.reporting.plots.ivf_figures import fig_ivf
-from amips_bench.reporting.plots.training_figures import fig3_erel_mrr, fig8_training
+from amips_bench.reporting.plots.fig3_erel_mrr import fig3_erel_mrr
+from amips_bench.reporting.plots.fig4_6_ivf import fig_ivf
+from amips_bench.reporting.plots.fig8_training import fig8_training
 
 
 def _run(tmp_path, seed, e_rel):
@@ -127,9 +128,9 @@ def test_no_figure_has_colliding_text_or_a_legend_over_its_points(monkeypatch, t
     # after a short training (its layout does not depend on how well the toy model fits)
     from amips_bench.comparing.overlays import draw_overlays
     from amips_bench.comparing.trees import load_tree
-    from amips_bench.reporting.plots.ivf_figures import fig7_ood
-    from amips_bench.reporting.plots.routing_figure import fig2_routing
-    from amips_bench.reporting.plots.training_figures import fig1_toy
+    from amips_bench.reporting.plots.fig1_toy import fig1_toy
+    from amips_bench.reporting.plots.fig2_routing import fig2_routing
+    from amips_bench.reporting.plots.fig7_ood import fig7_ood
 
     root = Path(__file__).resolve().parents[1] / "results" / "reference" / "quick"
     quick = root / "quick"

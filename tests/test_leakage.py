@@ -129,7 +129,7 @@ def test_the_verdict_per_split_mode_follows_the_gain_and_its_interval(monkeypatc
             "model, its own test (as published): holds; paper-split model, clean test: not run.") in md
     assert re.search(r"\+0\.10\d \[\+0\.\d+, \+0\.\d+\], 2,000 questions × 2 seeds", md)
 
-    from amips_bench.reporting.plots.leakage_figure import fig9_leakage
+    from amips_bench.reporting.plots.fig9_leakage import fig9_leakage
 
     ivf_paths = [p for p in paths]
     fig9_leakage([str(p) for p in metrics], ivf_paths, ["lf:pp"], tmp_path / "fig9")
@@ -401,7 +401,7 @@ def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
     assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; paper-split "
             "model, its own test (as published): holds; paper-split model, clean test: fails.") in md
 
-    from amips_bench.reporting.plots.leakage_figure import fig9_leakage
+    from amips_bench.reporting.plots.fig9_leakage import fig9_leakage
 
     fig9_leakage([str(p) for p in metrics], paths, ["lf:pp"], tmp_path / "fig9", clean_jsons)
     plotted = pd.read_csv(tmp_path / "fig9.csv")
