@@ -13,11 +13,12 @@ import csv
 import hashlib
 import json
 import os
+import pickle
 import platform
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,37 @@ def save_questions(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) ->
 
 def load_questions(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The arrays of a per-question outcomes file; a missing or unreadable one in one line."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    def read(p: Path) -> dict[str, np.ndarray]:
+        with np.load(p, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise InputError(f"{path}: per-question outcomes not found; re-run the stage that "
-                         f"writes the table beside it") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: unreadable per-question outcomes ({exc}); delete it and "
-                         f"re-run the stage that writes it") from None
+    return read_file(path, read, kind="per-question outcomes",
+                     remedy="delete it and re-run the stage that writes the table beside it")
+
+
+#: what goes wrong reading a damaged file, by library: a truncated torch zip, FAISS's
+#: "read error", NumPy's short read, pandas' parser, a bad zip or pickle
+UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, KeyError, zipfile.BadZipFile,
+              pickle.UnpicklingError, UnicodeDecodeError)
+
+
+def read_file(path: str | os.PathLike, reader: Callable[[Path], Any], *, kind: str,
+              remedy: str) -> Any:
+    """`reader(path)`, with a missing, misplaced (a folder) or damaged file turned into one
+    line that names the file, what it should be and what to do (`remedy`, e.g. "re-run the
+    stage that writes it"); an InputError the reader raises passes unchanged."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a {kind} file; {remedy}")
+    if not path.exists():
+        raise InputError(f"{path}: {kind} file not found; {remedy}")
+    try:
+        return reader(path)
+    except InputError:
+        raise
+    except UNREADABLE as exc:
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise InputError(f"{path}: unreadable {kind} file, damaged or truncated "
+                         f"({type(exc).__name__}: {detail}); {remedy}") from None
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
@@ -156,13 +179,13 @@ def _json_default(obj: Any) -> Any:
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    def read(p: Path) -> Any:
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}); re-run the "
+                             f"stage that writes it") from None
+    return read_file(path, read, kind="JSON", remedy="re-run the stage that writes it")
 
 
 def file_digest(path: str | os.PathLike, algorithm: str, chunk: int = 1 << 20) -> str:
@@ -189,10 +212,8 @@ def load_array(path: str | os.PathLike, *, dtype: str, ndim: int, mmap: bool = F
     label = name or str(path)
     if not path.exists():
         raise InputError(f"{label}: file not found")
-    try:
-        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{label}: not a readable .npy file ({exc})") from None
+    array = read_file(path, lambda p: np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False),
+                      kind=".npy array", remedy="re-run the stage that writes it")
     if array.dtype != np.dtype(dtype):
         raise InputError(f"{label}: dtype {array.dtype}, expected {dtype}")
     if array.ndim != ndim:

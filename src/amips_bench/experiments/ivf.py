@@ -36,7 +36,7 @@ from ..core.layout import DatasetFiles
 from ..core.provenance import device_name
 from ..core.runs import PAPER_IVF_SETUP, ivf_files, ivf_nlist, ivf_pairs, ivf_variants
 from ..core.schema import schema_defaults
-from ..core.storage import atomic_path, load_embeddings, load_index_array, load_json, save_json
+from ..core.storage import atomic_path, load_embeddings, load_index_array, load_json, read_file, save_json
 from ..models.flops import ivf_flops, key_flops
 from ..models.networks import load_model, scores_and_keys
 from .faiss_backend import GPU_MAX_NPROBE, ivf_scanned_codes, list_sizes, resolve_faiss_device, search_copy, set_nprobe
@@ -173,11 +173,9 @@ def ivf_indexes(index_dir: str | Path, quantizers: list[str],
 
 def read_index(path: str | Path, rule: str = "index") -> faiss.Index:
     """A FAISS index the workflow's `rule` wrote; a missing one names that rule."""
-    if not Path(path).exists():
-        command = "hnsw-index" if rule == "hnsw_index" else "index"
-        raise InputError(f"{path}: index file not found; the workflow's `{rule}` rule writes it "
-                         f"(by hand: `amips-bench {command}`)")
-    return faiss.read_index(str(path))
+    command = "hnsw-index" if rule == "hnsw_index" else "index"
+    return read_file(path, lambda p: faiss.read_index(str(p)), kind="FAISS index",
+                     remedy=f"the workflow's `{rule}` rule writes it (by hand: `amips-bench {command}`)")
 
 
 def search_ivf(index: faiss.IndexIVF, queries: np.ndarray, nprobe: int, k: int,

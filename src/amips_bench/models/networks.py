@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from ..core.errors import InputError
 from ..core.runs import MODELS, SIZES
-from ..core.storage import atomic_path
+from ..core.storage import atomic_path, read_file
 
 WIDTH_RULES = ("paper", "full")
 #: how SupportNet keeps W^z >= 0: not at all after a non-negative start (the official code's
@@ -454,11 +454,8 @@ def save_model(path, model: nn.Module, extra: dict | None = None) -> None:
 
 
 def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    from pathlib import Path
-
-    if not Path(path).exists():
-        raise InputError(f"{path}: model file not found")
-    payload = torch.load(path, map_location=device, weights_only=False)
+    payload = read_file(path, lambda p: torch.load(p, map_location=device, weights_only=False),
+                        kind="model", remedy="re-run the train stage that writes it")
     # models saved before the width rule, initialisation and convexity modes were recorded:
     # the full count, Hoedt's unit-variance initialisation, the penalty
     saved = {"width_rule": "full", "init": "unit_variance", "convexity": "penalty", **payload["spec"]}

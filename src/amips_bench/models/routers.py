@@ -35,7 +35,7 @@ from ..core.errors import InputError
 from ..core.provenance import device_name, package_versions
 from ..core.runs import SIZES
 from ..core.settings import TrainConfig
-from ..core.storage import atomic_path, save_json
+from ..core.storage import atomic_path, read_file, save_json
 from .evaluation import load_dataset, true_clusters
 from .networks import Trunk, parameter_count, solve_width
 
@@ -247,10 +247,8 @@ def _fit_router(spec: RouterSpec, data, labels: dict, cfg: TrainConfig,
 def load_router(path: str | Path, device: str | torch.device = "cpu") -> LearnedRouter:
     """A saved router; one saved before routers had kinds (the linear one as size "linear")
     is read as the kind it is."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: router model not found")
-    payload = torch.load(path, map_location=device, weights_only=False)
+    payload = read_file(path, lambda p: torch.load(p, map_location=device, weights_only=False),
+                        kind="router model", remedy="re-run the train_router stage that writes it")
     spec = dict(payload["spec"])
     if "kind" not in spec:
         linear = spec["size"] == "linear"

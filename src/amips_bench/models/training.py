@@ -34,7 +34,7 @@ from ..core.layout import DatasetFiles
 from ..core.provenance import device_name, package_versions
 from ..core.rows import EpochSampler, StreamedBatches, StreamedSplit, reader_processes, release_freed_memory
 from ..core.settings import TrainConfig
-from ..core.storage import atomic_path, load_embeddings, save_csv, save_json, save_questions
+from ..core.storage import atomic_path, load_embeddings, read_file, save_csv, save_json, save_questions
 from ..datasets.targets import cuda_matmul_mode, full_fp32_matmul
 from .evaluation import DatasetTensors, evaluate_model, load_dataset
 from .losses import compute_loss
@@ -204,15 +204,25 @@ class Trainer:
         segment's (`resume_from`, which must); otherwise start fresh. Of the two, the one
         further on: a segment killed after its own checkpoint continues from there."""
         found = []
+        load = lambda p: torch.load(p, map_location=self.device, weights_only=False)  # noqa: E731
         if self.checkpoint_path.exists():
-            own = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-            if {k: own.get(k) for k in ("spec", "config")} == self._identity():
+            try:
+                own = read_file(self.checkpoint_path, load, kind="checkpoint", remedy="")
+            except InputError as exc:  # a damaged checkpoint of its own: set aside, go on
+                aside = self.checkpoint_path.with_name(
+                    f"{self.checkpoint_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+                self.checkpoint_path.rename(aside)
+                print(f"[train] {str(exc).rstrip('; ')}; set aside as {aside.name}, training "
+                      f"{'from the previous segment' if resume_from else 'from scratch'}", flush=True)
+                own = None
+            if own is not None and {k: own.get(k) for k in ("spec", "config")} == self._identity():
                 found.append(own)
-            else:
+            elif own is not None:
                 print(f"[train] {self.checkpoint_path} belongs to a different configuration; "
                       f"starting from scratch", flush=True)
         if resume_from:
-            previous = torch.load(resume_from, map_location=self.device, weights_only=False)
+            previous = read_file(resume_from, load, kind="checkpoint of the previous segment",
+                                 remedy="delete the run's checkpoints to train it from scratch")
             if {k: previous.get(k) for k in ("spec", "config")} != self._identity():
                 raise InputError(f"{resume_from}: the previous segment trained another model or "
                                  f"configuration than {self.spec.name}")

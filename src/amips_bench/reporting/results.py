@@ -18,7 +18,7 @@ import pandas as pd
 from ..core.errors import InputError
 from ..core.layout import DatasetFiles
 from ..core.runs import SIZE_ORDER
-from ..core.storage import load_json
+from ..core.storage import load_json, read_file
 
 #: the test metrics of a metrics.json, in the order of the tables
 TEST_COLUMNS = ["e_rel", "e_rel_half", "e_rel_median", "e_rel_half_median", "x_is_target",
@@ -35,11 +35,24 @@ def _typed(column: pd.Series) -> pd.Series:
     return column
 
 
+def whole_csv(path: Path) -> pd.DataFrame:
+    """A result CSV as text columns; one that ends mid-line was cut short (every table this
+    suite writes ends with a newline), which pandas alone would read as fewer rows."""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell():
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                raise ValueError("it ends in the middle of a line")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def read_tables(paths: list[str | Path], source: str | None = None) -> pd.DataFrame:
     """Result CSVs (routing, IVF, OOD, Table 1, pipelines) stacked into one frame, typed by the
     rule of this module after stacking (a column empty in one file is typed by the others);
     `source` names a column that receives each row's file stem."""
-    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths]
+    frames = [read_file(p, whole_csv, kind="result table", remedy="re-run the stage that writes it")
+              for p in paths]
     if source:
         frames = [f.assign(**{source: Path(p).stem}) for f, p in zip(frames, paths)]
     if not frames:
@@ -100,7 +113,8 @@ def _last_validation(metrics_path: str | Path, column: str) -> float:
     history = DatasetFiles.history_beside(metrics_path)
     if not history.is_file():
         return np.nan
-    frame = pd.read_csv(history)
+    frame = read_file(history, pd.read_csv, kind="training history",
+                      remedy="re-run the train stage that writes it")
     return float(frame[column].iloc[-1]) if column in frame and len(frame) else np.nan
 
 
