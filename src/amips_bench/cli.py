@@ -730,8 +730,8 @@ def _compare_args(p):
 
 @command("compare", "compare runs figure by figure with a baseline, within seed noise")(_compare_args)
 def _compare(args):
+    from .comparing.compare_runs import check_fail_on, compare_runs, failures, verdict_counts, write_comparison
     from .comparing.curves import Tolerance
-    from .comparing.stage import check_fail_on, compare_runs, failures, verdict_counts, write_comparison
     from .core.errors import InputError
 
     runs = {}
@@ -770,7 +770,7 @@ def _compare_gate_args(p):
 def _compare_gate(args):
     import pandas as pd
 
-    from .comparing.stage import check_fail_on, failures
+    from .comparing.compare_runs import check_fail_on, failures
     from .core.errors import InputError
     from .core.storage import save_text
 

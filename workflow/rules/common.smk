@@ -27,30 +27,36 @@ from amips_bench.core.runs import (
 )
 from amips_bench.core.settings import TrainConfig
 from amips_bench.planning.disk_plan import free_disk_verdict, plan_outputs, results_folder
-from amips_bench.planning.jobs import words
+from amips_bench.planning.jobs import space_separated
 from amips_bench.models.routers import router_wildcard
 from amips_bench.planning.run_files import RunFiles
 
 
-def snakemake_internal(what):
-    """The two Snakemake internals the workflow reads, in one place: `overwrite`, the command
-    line's configfiles and --config merged (workflow.config_settings.overwrite_config); `jobs`,
-    the jobs still to run (workflow.dag.needrun_jobs()); `resources`, the --resources and
-    --cores limits (workflow.global_resources; Snakemake 9 holds Resource objects, 8 ints).
-    Checked with Snakemake 8 and 9, the range pyproject.toml pins."""
-    if what == "overwrite":
-        return workflow.config_settings.overwrite_config if workflow.overwrite_configfiles else None
-    if what == "jobs":
-        return workflow.dag.needrun_jobs()
+# The three Snakemake internals the workflow reads, each behind a function of its own. Checked
+# with Snakemake 8 and 9, the range pyproject.toml pins.
+def command_line_config():
+    """The command line's configfiles and --config merged, or None without a configfile
+    (workflow.config_settings.overwrite_config)."""
+    return workflow.config_settings.overwrite_config if workflow.overwrite_configfiles else None
+
+
+def jobs_to_run():
+    """The jobs still to run (workflow.dag.needrun_jobs())."""
+    return workflow.dag.needrun_jobs()
+
+
+def resource_limits():
+    """The --resources and --cores limits (workflow.global_resources; Snakemake 9 holds Resource
+    objects, 8 ints)."""
     return {k: getattr(v, "value", v) for k, v in workflow.global_resources.items()}
 
 
 # A config file given on the command line replaces the default quick profile instead of being
 # deep-merged into it (Snakemake's default), which would leak the synthetic dataset into every
 # other run.
-if snakemake_internal("overwrite") is not None:
+if command_line_config() is not None:
     config.clear()
-    config.update(copy.deepcopy(snakemake_internal("overwrite")))
+    config.update(copy.deepcopy(command_line_config()))
 
 load_plugins()  # routers and figures registered outside the package (AMIPS_BENCH_PLUGINS)
 try:
@@ -78,8 +84,10 @@ try:
 except InputError as exc:
     raise WorkflowError(f"amips-bench config error: {exc}") from None
 JOBS = RUN.jobs  # every job's flags and resource requests
-L = RUN.layout  # every path of the results contract
-W = L.dataset("{dataset}")  # a dataset's files, as rule patterns with the wildcard {dataset}
+RESULTS = RUN.layout  # every path of the results contract
+DATASET_FILES = RESULTS.dataset(
+    "{dataset}"
+)  # a dataset's files, as rule patterns with the wildcard {dataset}
 ROUTER = "router_{router}_c{clusters}_s{seed}"  # a learned router's run name
 
 
@@ -99,7 +107,7 @@ def folder(path):
 
 def paths(*named):
     """Named inputs as one space-separated string (a named input of one file is a string)."""
-    return " ".join(v if isinstance(v, str) else words(v) for v in named)
+    return " ".join(v if isinstance(v, str) else space_separated(v) for v in named)
 
 
 # The code that draws a figure, table or report is an input of its rule: editing it re-renders
@@ -129,7 +137,7 @@ REPORT_CODE = (
 )
 COMPARE_CODE = code(
     "comparing/curves.py",
-    "comparing/stage.py",
+    "comparing/compare_runs.py",
     "comparing/trees.py",
     "comparing/overlays.py",
     "reporting/results.py",
@@ -140,7 +148,7 @@ COMPARE_CODE = code(
 def this_provenance():
     """This run's report, where the comparison reads this run: its provenance names the
     commit and devices of the run in the comparison."""
-    if any(Path(f) == L.results for f in config["compare"]["runs"].values()):
+    if any(Path(f) == RESULTS.results for f in config["compare"]["runs"].values()):
         return {"this_provenance": rules.reproduction_report.output.provenance}
     return {}
 
@@ -181,9 +189,9 @@ def check_free_disk():
     margin = config["disk_margin"]
     if margin is None:
         return
-    outputs = [(str(f), job.rule.name) for job in snakemake_internal("jobs") for f in job.output]
+    outputs = [(str(f), job.rule.name) for job in jobs_to_run() for f in job.output]
     planned = plan_outputs(config, outputs, Path.cwd())
-    at_once = JOBS.training_jobs_at_once(snakemake_internal("resources"), workflow.local_exec)
+    at_once = JOBS.training_jobs_at_once(resource_limits(), workflow.local_exec)
     line, short = free_disk_verdict(planned, results_folder(config, Path.cwd()), margin, at_once)
     if short:
         raise WorkflowError(

@@ -6,15 +6,15 @@ rule compare_runs:
     input:
         unpack(lambda w: RUN.compared_this_run() | {"code": COMPARE_CODE} | this_provenance()),
     output:
-        md=L.compare("summary.md"),
+        md=RESULTS.compare("summary.md"),
         html=report(
-            L.compare("summary.html"),
+            RESULTS.compare("summary.html"),
             caption="../report/compare.rst",
             category="Comparison",
         ),
-        csv=L.compare("differences.csv"),
+        csv=RESULTS.compare("differences.csv"),
     log:
-        L.log("compare"),
+        RESULTS.log("compare"),
     conda:
         ENV
     resources:
@@ -24,7 +24,7 @@ rule compare_runs:
         runs=RUN.compare_runs_flag(),
         c=config["compare"],
         out=lambda w, output: folder(output.md),
-        figures=L.compare_figures,
+        figures=RESULTS.compare_figures,
     shell:
         "amips-bench compare --run {params.runs} --baseline {params.c[baseline]} "
         "--out {params.out} --figures {params.figures} --seed-factor {params.c[seed_factor]} "
@@ -36,9 +36,9 @@ rule compare_gate:
     input:
         rules.compare_runs.output.csv,
     output:
-        L.compare("gate.txt"),
+        RESULTS.compare("gate.txt"),
     log:
-        L.log("compare_gate"),
+        RESULTS.log("compare_gate"),
     conda:
         ENV
     params:
@@ -59,7 +59,7 @@ rule freeze_reference:
     output:
         reference_provenance(RUN.reference_folder()),
     log:
-        L.log("freeze_reference"),
+        RESULTS.log("freeze_reference"),
     conda:
         ENV
     params:

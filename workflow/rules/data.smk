@@ -3,11 +3,11 @@
 
 rule synthetic:
     output:
-        key_file=W.keys,
-        queries=W.queries,
-        manifest=W.embeddings_manifest,
+        key_file=DATASET_FILES.keys,
+        queries=DATASET_FILES.queries,
+        manifest=DATASET_FILES.embeddings_manifest,
     log:
-        L.log("{dataset}", "synthetic"),
+        RESULTS.log("{dataset}", "synthetic"),
     wildcard_constraints:
         dataset=either(RUN.source("synthetic"), but=RUN.embedding_twins),
     conda:
@@ -29,9 +29,9 @@ rule synthetic:
 
 rule beir_fetch:
     output:
-        manifest=W.raw_manifest,
+        manifest=DATASET_FILES.raw_manifest,
     log:
-        L.log("{dataset}", "beir_fetch"),
+        RESULTS.log("{dataset}", "beir_fetch"),
     wildcard_constraints:
         dataset=either(RUN.source("beir")),
     conda:
@@ -51,13 +51,13 @@ rule encode:
     input:
         lambda w: RUN.encode_inputs(w.dataset),
     output:
-        key_file=W.keys,
-        queries=W.queries,
-        manifest=W.embeddings_manifest,
+        key_file=DATASET_FILES.keys,
+        queries=DATASET_FILES.queries,
+        manifest=DATASET_FILES.embeddings_manifest,
     log:
-        L.log("{dataset}", "encode"),
+        RESULTS.log("{dataset}", "encode"),
     benchmark:
-        L.benchmark("{dataset}", "encode")
+        RESULTS.benchmark("{dataset}", "encode")
     wildcard_constraints:
         dataset=either(RUN.source("text"), but=RUN.embedding_twins),
     conda:
@@ -92,11 +92,11 @@ rule shared_embeddings:
         queries=lambda w: RUN.of(RUN.embedding_twins[w.dataset]).queries,
         manifest=lambda w: RUN.of(RUN.embedding_twins[w.dataset]).embeddings_manifest,
     output:
-        key_file=W.keys,
-        queries=W.queries,
-        manifest=W.embeddings_manifest,
+        key_file=DATASET_FILES.keys,
+        queries=DATASET_FILES.queries,
+        manifest=DATASET_FILES.embeddings_manifest,
     log:
-        L.log("{dataset}", "shared_embeddings"),
+        RESULTS.log("{dataset}", "shared_embeddings"),
     wildcard_constraints:
         dataset=either(RUN.embedding_twins),
     localrule: True
@@ -111,10 +111,10 @@ rule shared_embeddings:
 
 rule split:
     input:
-        queries=W.queries,
+        queries=DATASET_FILES.queries,
     output:
         multiext(
-            f"{W.splits}/",
+            f"{DATASET_FILES.splits}/",
             "train.npy",
             "val.npy",
             "test.npy",
@@ -124,7 +124,7 @@ rule split:
             "manifest.json",
         ),
     log:
-        L.log("{dataset}", "split"),
+        RESULTS.log("{dataset}", "split"),
     conda:
         ENV
     resources:
@@ -142,15 +142,15 @@ rule split:
 
 rule cluster:
     input:
-        key_file=W.keys,
+        key_file=DATASET_FILES.keys,
     output:
-        centroids=W.centroids("{clusters}"),
-        assignments=W.assignments("{clusters}"),
-        manifest=W.clusters_manifest("{clusters}"),
+        centroids=DATASET_FILES.centroids("{clusters}"),
+        assignments=DATASET_FILES.assignments("{clusters}"),
+        manifest=DATASET_FILES.clusters_manifest("{clusters}"),
     log:
-        L.log("{dataset}", "cluster_c{clusters}"),
+        RESULTS.log("{dataset}", "cluster_c{clusters}"),
     benchmark:
-        L.benchmark("{dataset}", "cluster_c{clusters}")
+        RESULTS.benchmark("{dataset}", "cluster_c{clusters}")
     conda:
         ENV
     threads: config["threads"]

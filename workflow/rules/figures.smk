@@ -14,7 +14,7 @@ for figure in RUN.figures():
         output:
             **figure_output(figure.stem, figure.figure.caption),
         log:
-            L.log("figures", figure.stem),
+            RESULTS.log("figures", figure.stem),
         conda:
             ENV
         threads: 1
@@ -36,13 +36,13 @@ rule final_metrics_table:
         code=TABLE_CODE,
     output:
         csv=report(
-            L.table("final_metrics", "csv"),
+            RESULTS.table("final_metrics", "csv"),
             caption="../report/final_metrics.rst",
             category="Tables",
         ),
-        md=L.table("final_metrics", "md"),
+        md=RESULTS.table("final_metrics", "md"),
     log:
-        L.log("tables", "final_metrics"),
+        RESULTS.log("tables", "final_metrics"),
     conda:
         ENV
     resources:
@@ -60,9 +60,11 @@ use rule final_metrics_table as realism_table with:
         data=[RUN.of(ds).embeddings_manifest for ds in DATASETS],
         code=TABLE_CODE,
     output:
-        csv=report(L.table("realism", "csv"), caption="../report/realism.rst", category="Tables"),
-        md=L.table("realism", "md"),
+        csv=report(
+            RESULTS.table("realism", "csv"), caption="../report/realism.rst", category="Tables"
+        ),
+        md=RESULTS.table("realism", "md"),
     log:
-        L.log("tables", "realism"),
+        RESULTS.log("tables", "realism"),
     params:
         table="realism",

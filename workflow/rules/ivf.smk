@@ -3,14 +3,14 @@
 
 rule index:
     input:
-        key_file=W.keys,
+        key_file=DATASET_FILES.keys,
     output:
-        ivf=W.ivf_index,
-        manifest=W.index_manifest,
+        ivf=DATASET_FILES.ivf_index,
+        manifest=DATASET_FILES.index_manifest,
     log:
-        L.log("{dataset}", "index"),
+        RESULTS.log("{dataset}", "index"),
     benchmark:
-        L.benchmark("{dataset}", "index")
+        RESULTS.benchmark("{dataset}", "index")
     wildcard_constraints:
         dataset=either(DATASETS, but=RUN.ivf_twins),
     conda:
@@ -37,12 +37,12 @@ rule index:
 # builds a missing one
 use rule index as ivf_variant with:
     output:
-        ivf=W.ivf_variant("{quantizer}", "{multiple}", "faiss"),
-        manifest=W.ivf_variant("{quantizer}", "{multiple}", "json"),
+        ivf=DATASET_FILES.ivf_variant("{quantizer}", "{multiple}", "faiss"),
+        manifest=DATASET_FILES.ivf_variant("{quantizer}", "{multiple}", "json"),
     log:
-        L.log("{dataset}", "index_{quantizer}_x{multiple}"),
+        RESULTS.log("{dataset}", "index_{quantizer}_x{multiple}"),
     benchmark:
-        L.benchmark("{dataset}", "index_{quantizer}_x{multiple}")
+        RESULTS.benchmark("{dataset}", "index_{quantizer}_x{multiple}")
     params:
         variant=lambda w: JOBS.ivf_build_flags(w.quantizer, w.multiple),
 
@@ -50,14 +50,14 @@ use rule index as ivf_variant with:
 # only datasets with an efSearch sweep ask for it (hnsw_inputs)
 rule hnsw_index:
     input:
-        key_file=W.keys,
+        key_file=DATASET_FILES.keys,
     output:
-        index=W.hnsw_index,
-        manifest=W.hnsw_manifest,
+        index=DATASET_FILES.hnsw_index,
+        manifest=DATASET_FILES.hnsw_manifest,
     log:
-        L.log("{dataset}", "hnsw_index"),
+        RESULTS.log("{dataset}", "hnsw_index"),
     benchmark:
-        L.benchmark("{dataset}", "hnsw_index")
+        RESULTS.benchmark("{dataset}", "hnsw_index")
     wildcard_constraints:
         dataset=either(DATASETS, but=RUN.hnsw_twins),
     conda:
@@ -81,9 +81,9 @@ rule shared_ivf:
     input:
         lambda w: RUN.of(RUN.ivf_twins[w.dataset]).index_file(w.file),
     output:
-        W.index_file("{file}"),
+        DATASET_FILES.index_file("{file}"),
     log:
-        L.log("{dataset}", "shared_index_{file}"),
+        RESULTS.log("{dataset}", "shared_index_{file}"),
     wildcard_constraints:
         dataset=either(RUN.ivf_twins),
         file=r"(manifest|ivf[A-Za-z0-9_.+-]*)\.(faiss|json)",
@@ -106,17 +106,17 @@ use rule shared_ivf as shared_hnsw with:
 
 rule ivf_natural:
     input:
-        index=W.index_manifest,
+        index=DATASET_FILES.index_manifest,
         indexes=lambda w: RUN.ivf_index_files(w.dataset),
-        targets=W.targets_manifest(1),
+        targets=DATASET_FILES.targets_manifest(1),
         hnsw=lambda w: RUN.hnsw_inputs(w.dataset),
     output:
-        csv=W.ivf_csv("natural"),
-        questions=W.questions_beside(W.ivf_csv("natural")),
+        csv=DATASET_FILES.ivf_csv("natural"),
+        questions=DATASET_FILES.questions_beside(DATASET_FILES.ivf_csv("natural")),
     log:
-        L.log("{dataset}", "ivf", "natural"),
+        RESULTS.log("{dataset}", "ivf", "natural"),
     benchmark:
-        L.benchmark("{dataset}", "ivf", "natural")
+        RESULTS.benchmark("{dataset}", "ivf", "natural")
     conda:
         ENV
     threads: config["threads"]
@@ -141,60 +141,60 @@ rule ivf_natural:
 
 use rule ivf_natural as ivf_mapped with:
     input:
-        index=W.index_manifest,
+        index=DATASET_FILES.index_manifest,
         indexes=lambda w: RUN.ivf_index_files(w.dataset),
-        targets=W.targets_manifest(1),
+        targets=DATASET_FILES.targets_manifest(1),
         hnsw=lambda w: RUN.hnsw_inputs(w.dataset),
-        model=W.model("{run}"),
+        model=DATASET_FILES.model("{run}"),
     output:
-        csv=W.ivf_csv("{run}"),
-        questions=W.questions_beside(W.ivf_csv("{run}")),
+        csv=DATASET_FILES.ivf_csv("{run}"),
+        questions=DATASET_FILES.questions_beside(DATASET_FILES.ivf_csv("{run}")),
     log:
-        L.log("{dataset}", "ivf", "{run}"),
+        RESULTS.log("{dataset}", "ivf", "{run}"),
     benchmark:
-        L.benchmark("{dataset}", "ivf", "{run}")
+        RESULTS.benchmark("{dataset}", "ivf", "{run}")
     params:
         model=lambda w, input: f"--model {input.model}",
 
 
 use rule ivf_mapped as ood with:
     input:
-        index=W.index_manifest,
-        ivf=W.ivf_index,
-        targets=W.targets_manifest(1),
-        model=W.model("{run}"),
+        index=DATASET_FILES.index_manifest,
+        ivf=DATASET_FILES.ivf_index,
+        targets=DATASET_FILES.targets_manifest(1),
+        model=DATASET_FILES.model("{run}"),
     output:
-        csv=W.ood_csv("{run}"),
-        questions=W.questions_beside(W.ood_csv("{run}")),
+        csv=DATASET_FILES.ood_csv("{run}"),
+        questions=DATASET_FILES.questions_beside(DATASET_FILES.ood_csv("{run}")),
     log:
-        L.log("{dataset}", "ood", "{run}"),
+        RESULTS.log("{dataset}", "ood", "{run}"),
     benchmark:
-        L.benchmark("{dataset}", "ood", "{run}")
+        RESULTS.benchmark("{dataset}", "ood", "{run}")
     resources:
         mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
         runtime=60,
     params:
         stage="ood",
-        sweep=lambda w: f"--stds {words(DATASETS[w.dataset]['ood']['stds'])}",
+        sweep=lambda w: f"--stds {space_separated(DATASETS[w.dataset]['ood']['stds'])}",
 
 
 # the leakage study's third arm: a paper-split model on the test questions of its leak-free
 # twin, which the paper split held out whole (which of them are clean is computed from the splits)
 rule clean_test:
     input:
-        model=W.model("{run}"),
-        splits=W.splits_manifest,
+        model=DATASET_FILES.model("{run}"),
+        splits=DATASET_FILES.splits_manifest,
         twin_splits=lambda w: RUN.of(RUN.leak_free_twin[w.dataset]).splits_manifest,
         twin_targets=lambda w: RUN.of(RUN.leak_free_twin[w.dataset]).targets_manifest(1),
         ivf=lambda w: RUN.of(RUN.leak_free_twin[w.dataset]).ivf_index,
     output:
-        json=W.clean_test("{run}", "json"),
-        csv=W.clean_test("{run}", "csv"),
-        questions=W.questions_beside(W.clean_test("{run}", "csv")),
+        json=DATASET_FILES.clean_test("{run}", "json"),
+        csv=DATASET_FILES.clean_test("{run}", "csv"),
+        questions=DATASET_FILES.questions_beside(DATASET_FILES.clean_test("{run}", "csv")),
     log:
-        L.log("{dataset}", "clean_test", "{run}"),
+        RESULTS.log("{dataset}", "clean_test", "{run}"),
     benchmark:
-        L.benchmark("{dataset}", "clean_test", "{run}")
+        RESULTS.benchmark("{dataset}", "clean_test", "{run}")
     wildcard_constraints:
         dataset=either(RUN.leak_free_twin),
     conda:
@@ -204,7 +204,7 @@ rule clean_test:
         mem_mb=lambda w: JOBS.mem_mb(w.dataset, 3),
         runtime=30,
     params:
-        flags=lambda w: f"{JOBS.ivf_flags(w.dataset)} --ivf-models {words(DATASETS[w.dataset]['ivf']['models'])}",
+        flags=lambda w: f"{JOBS.ivf_flags(w.dataset)} --ivf-models {space_separated(DATASETS[w.dataset]['ivf']['models'])}",
         paper_dir=lambda w: str(RUN.of(w.dataset).root),
         twin_dir=lambda w: str(RUN.of(RUN.leak_free_twin[w.dataset]).root),
         index_dir=lambda w, input: folder(input.ivf),

@@ -5,16 +5,16 @@ rule reproduction_report:
     input:
         unpack(lambda w: RUN.report_inputs() | {"code": REPORT_CODE}),
     output:
-        md=L.report("reproduction.md"),
+        md=RESULTS.report("reproduction.md"),
         html=report(
-            L.report("reproduction.html"),
+            RESULTS.report("reproduction.html"),
             caption="../report/reproduction.rst",
             category="Reproduction",
         ),
-        claims=L.report("claims.csv"),
-        provenance=L.report("provenance.json"),
+        claims=RESULTS.report("claims.csv"),
+        provenance=RESULTS.report("provenance.json"),
     log:
-        L.log("report"),
+        RESULTS.log("report"),
     conda:
         ENV
     resources:
@@ -24,7 +24,7 @@ rule reproduction_report:
         out=lambda w, output: folder(output.md),
         kinds=RUN.report_kinds(),
         config_hash=RUN.config_hash(),
-        seeds=words(config["seeds"]),
+        seeds=space_separated(config["seeds"]),
         table1=lambda w, input: f"--table1 {input.table1}" if input.table1 else "",
         leakage=lambda w: (
             f"--leakage {RUN.leakage_pairs()} --clean-test {paths(RUN.clean_test_files('json'))}"

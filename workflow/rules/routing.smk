@@ -4,14 +4,14 @@
 
 rule train_router:
     input:
-        targets=W.targets_manifest("{clusters}"),
+        targets=DATASET_FILES.targets_manifest("{clusters}"),
     output:
-        model=W.model(ROUTER),
-        metrics=W.metrics(ROUTER),
+        model=DATASET_FILES.model(ROUTER),
+        metrics=DATASET_FILES.metrics(ROUTER),
     log:
-        L.log("{dataset}", "train", ROUTER),
+        RESULTS.log("{dataset}", "train", ROUTER),
     benchmark:
-        L.benchmark("{dataset}", "train", ROUTER)
+        RESULTS.benchmark("{dataset}", "train", ROUTER)
     conda:
         ENV
     threads: config["threads"]
@@ -34,12 +34,12 @@ rule train_router:
 rule routing_model:
     input:
         unpack(lambda w: RUN.routing_inputs(w.dataset, parse_run(w.run).clusters)),
-        model=W.model("{run}"),
+        model=DATASET_FILES.model("{run}"),
     output:
-        csv=W.routing_csv("{run}"),
-        questions=W.questions_beside(W.routing_csv("{run}")),
+        csv=DATASET_FILES.routing_csv("{run}"),
+        questions=DATASET_FILES.questions_beside(DATASET_FILES.routing_csv("{run}")),
     log:
-        L.log("{dataset}", "routing", "{run}"),
+        RESULTS.log("{dataset}", "routing", "{run}"),
     conda:
         ENV
     threads: config["threads"]
@@ -47,7 +47,7 @@ rule routing_model:
         mem_mb=lambda w: JOBS.mem_mb(w.dataset, 2),
         runtime=30,
     params:
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
+        ks=lambda w: space_separated(DATASETS[w.dataset]["routing"]["ks"]),
         clusters=lambda w: parse_run(w.run).clusters,
         router=lambda w, input: f"--model {input.model}",
         dataset_dir=lambda w: str(RUN.of(w.dataset).root),
@@ -61,12 +61,12 @@ rule routing_model:
 use rule routing_model as routing_router with:
     input:
         unpack(lambda w: RUN.routing_inputs(w.dataset, w.clusters)),
-        model=W.model(ROUTER),
+        model=DATASET_FILES.model(ROUTER),
     output:
-        csv=W.routing_csv(ROUTER),
-        questions=W.questions_beside(W.routing_csv(ROUTER)),
+        csv=DATASET_FILES.routing_csv(ROUTER),
+        questions=DATASET_FILES.questions_beside(DATASET_FILES.routing_csv(ROUTER)),
     log:
-        L.log("{dataset}", "routing", ROUTER),
+        RESULTS.log("{dataset}", "routing", ROUTER),
     params:
         clusters=lambda w: w.clusters,
         router=lambda w, input: f"--router {input.model}",
@@ -76,11 +76,13 @@ use rule routing_model as routing_baselines with:
     input:
         unpack(lambda w: RUN.routing_inputs(w.dataset, w.clusters)),
     output:
-        csv=W.routing_csv("baselines_c{clusters}_s{seed}"),
-        questions=W.questions_beside(W.routing_csv("baselines_c{clusters}_s{seed}")),
+        csv=DATASET_FILES.routing_csv("baselines_c{clusters}_s{seed}"),
+        questions=DATASET_FILES.questions_beside(
+            DATASET_FILES.routing_csv("baselines_c{clusters}_s{seed}")
+        ),
     log:
-        L.log("{dataset}", "routing", "baselines_c{clusters}_s{seed}"),
+        RESULTS.log("{dataset}", "routing", "baselines_c{clusters}_s{seed}"),
     params:
         clusters=lambda w: w.clusters,
         router=lambda w: f"--baselines --seed {w.seed} --fine-centroids "
-        + words(RUN.fine_centroids(w.dataset, w.clusters)),
+        + space_separated(RUN.fine_centroids(w.dataset, w.clusters)),

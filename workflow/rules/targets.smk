@@ -6,7 +6,7 @@ rule targets:
         unpack(lambda w: RUN.targets_inputs(w.dataset, w.clusters)),
     output:
         multiext(
-            f"{W.targets('{clusters}')}/",
+            f"{DATASET_FILES.targets('{clusters}')}/",
             "train_queries.npy",
             "train_top1.npy",
             "val_queries.npy",
@@ -16,9 +16,9 @@ rule targets:
             "manifest.json",
         ),
     log:
-        L.log("{dataset}", "targets_c{clusters}"),
+        RESULTS.log("{dataset}", "targets_c{clusters}"),
     benchmark:
-        L.benchmark("{dataset}", "targets_c{clusters}")
+        RESULTS.benchmark("{dataset}", "targets_c{clusters}")
     conda:
         ENV
     threads: config["threads"]
@@ -43,11 +43,11 @@ rule targets:
 
 rule identity:
     input:
-        W.targets_manifest(1),
+        DATASET_FILES.targets_manifest(1),
     output:
-        W.identity,
+        DATASET_FILES.identity,
     log:
-        L.log("{dataset}", "identity"),
+        RESULTS.log("{dataset}", "identity"),
     conda:
         ENV
     resources:

@@ -4,10 +4,10 @@
 
 rule table1:
     output:
-        csv=L.table1("csv"),
-        md=report(L.table1("md"), caption="../report/table1.rst", category="Tables"),
+        csv=RESULTS.table1("csv"),
+        md=report(RESULTS.table1("md"), caption="../report/table1.rst", category="Tables"),
     log:
-        L.log("timing", "table1"),
+        RESULTS.log("timing", "table1"),
     conda:
         ENV
     threads: max(2, config["threads"])
@@ -33,9 +33,9 @@ rule pipelines:
     input:
         unpack(lambda w: RUN.pipeline_inputs(w.dataset)),
     output:
-        W.pipelines_csv,
+        DATASET_FILES.pipelines_csv,
     log:
-        L.log("{dataset}", "timing", "pipelines"),
+        RESULTS.log("{dataset}", "timing", "pipelines"),
     conda:
         ENV
     threads: max(2, config["threads"])
@@ -45,8 +45,8 @@ rule pipelines:
         gpu=config["gpu_per_job"],
     params:
         clusters=lambda w: (RUN.clustered(w.dataset) or [0])[0],
-        ks=lambda w: words(DATASETS[w.dataset]["routing"]["ks"]),
-        nprobe=lambda w: words(
+        ks=lambda w: space_separated(DATASETS[w.dataset]["routing"]["ks"]),
+        nprobe=lambda w: space_separated(
             config["pipelines"]["nprobe"] or DATASETS[w.dataset]["ivf"]["nprobe"]
         ),
         k=lambda w: max(DATASETS[w.dataset]["ivf"]["recall_at"]),

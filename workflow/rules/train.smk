@@ -8,14 +8,14 @@ rule train:
     input:
         unpack(lambda w: RUN.train_inputs(w.dataset, w.run)),
     output:
-        model=W.model("{run}"),
-        history=W.history("{run}"),
-        questions=W.questions("{run}"),
-        metrics=W.metrics("{run}"),
+        model=DATASET_FILES.model("{run}"),
+        history=DATASET_FILES.history("{run}"),
+        questions=DATASET_FILES.questions("{run}"),
+        metrics=DATASET_FILES.metrics("{run}"),
     log:
-        L.log("{dataset}", "train", "{run}"),
+        RESULTS.log("{dataset}", "train", "{run}"),
     benchmark:
-        L.benchmark("{dataset}", "train", "{run}")
+        RESULTS.benchmark("{dataset}", "train", "{run}")
     conda:
         ENV
     threads: config["threads"]
@@ -41,11 +41,11 @@ use rule train as train_segment with:
     input:
         unpack(lambda w: RUN.train_inputs(w.dataset, w.run, int(w.k))),
     output:
-        temp(W.segment("{run}", "{k}")),
+        temp(DATASET_FILES.segment("{run}", "{k}")),
     log:
-        L.log("{dataset}", "train", "{run}_segment{k}"),
+        RESULTS.log("{dataset}", "train", "{run}_segment{k}"),
     benchmark:
-        L.benchmark("{dataset}", "train", "{run}_segment{k}")
+        RESULTS.benchmark("{dataset}", "train", "{run}_segment{k}")
     params:
         run=lambda w: JOBS.run_cli(w.run),
         train=lambda w: JOBS.train_cli(w.dataset),

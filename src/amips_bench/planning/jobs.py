@@ -21,7 +21,7 @@ from .disk_plan import DEFAULT_ENCODER_D
 MIN_RUNTIME_MINUTES = 10
 
 
-def words(values) -> str:
+def space_separated(values) -> str:
     """A list as the CLI takes it: space-separated."""
     return " ".join(str(v) for v in values)
 
@@ -186,7 +186,7 @@ class Jobs:
                                  "grad_clip")},
         }
         return (" ".join(cli_flag(k, v) for k, v in recipe.items())
-                + f" --lr-factors {words(r['router_lr_factors'])}")
+                + f" --lr-factors {space_separated(r['router_lr_factors'])}")
 
     def learned_routers(self, dataset: str) -> list[str]:
         """The name stems of every learned router baseline the dataset's routing block asks for
@@ -205,14 +205,14 @@ class Jobs:
     def ivf_flags(self, dataset: str) -> str:
         """The budgets and recalls every IVF sweep of the dataset uses."""
         v = self.datasets[dataset]["ivf"]
-        return f"--nprobe {words(v['nprobe'])} --recall-at {words(v['recall_at'])}"
+        return f"--nprobe {space_separated(v['nprobe'])} --recall-at {space_separated(v['recall_at'])}"
 
     def ivf_sweep(self, dataset: str) -> str:
         """The ivf stage's own flags: the IVF variants, the HNSW efSearch sweep and how many
         queries are timed."""
         v = self.datasets[dataset]["ivf"]
-        return (f"--quantizers {words(v['quantizers'])} --nlist-multiples {words(v['nlist_multiples'])} "
-                f"--ef-search {words(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']} "
+        return (f"--quantizers {space_separated(v['quantizers'])} --nlist-multiples {space_separated(v['nlist_multiples'])} "
+                f"--ef-search {space_separated(v['hnsw_ef_search'])} --timed-queries {v['timed_queries']} "
                 f"--evaluator {v['evaluator']}" + (" --probe-mapped" if v["probe_mapped"] else ""))
 
     @staticmethod

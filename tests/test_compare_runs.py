@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from amips_bench.cli import main
+from amips_bench.comparing.compare_runs import compare_runs, write_comparison
 from amips_bench.comparing.curves import Tolerance
-from amips_bench.comparing.stage import compare_runs, write_comparison
 from amips_bench.comparing.trees import FIGURES
 from amips_bench.core.errors import InputError
 
