@@ -111,17 +111,26 @@ def test_the_trend_crosses_zero_where_the_line_does_and_reads_out_beyond():
     assert fit.crossover_n == pytest.approx(2e6, rel=1e-6)
     assert fit.crossover_low < 2e6 < fit.crossover_high < 3e6
     assert fit.predicted_gain == pytest.approx(-0.2 + 0.1 * np.log10(260), rel=1e-6)
-    assert fit.predicted_verdict == HOLDS
+    assert fit.predicted_side == "above 0" and fit.misfit == pytest.approx(0.0, abs=1e-9)
 
 
 def test_a_falling_trend_never_crosses_and_one_n_is_no_trend():
     falling = trend(_points({20000: -0.1, 100000: -0.2, 500000: -0.3}), SETTINGS).iloc[0]
     assert not np.isfinite(falling.crossover_n) and "no crossing" in falling.crossover
-    assert falling.predicted_verdict == FAILS
+    assert falling.predicted_side == "below 0"
     single = trend(_points({20000: 0.1}), SETTINGS).iloc[0]
-    assert single.crossover == "one n: no trend" and single.predicted_verdict == UNDECIDED
+    assert single.crossover == "one n: no trend" and single.predicted_side == "no trend"
 
 
 def test_noisy_points_leave_the_read_out_undecided():
     fit = trend(_points({20000: -0.01, 100000: 0.0, 500000: 0.01}, half_width=0.2), SETTINGS).iloc[0]
-    assert fit.predicted_low < 0 < fit.predicted_high and fit.predicted_verdict == UNDECIDED
+    assert fit.predicted_low < 0 < fit.predicted_high and fit.predicted_side == "straddles 0"
+
+
+def test_a_line_that_misses_its_points_widens_its_read_out():
+    """Precise points on a bent curve (−0.6, −0.1, −0.03): the line's reduced χ² is far above
+    1 and its read-out interval is that much wider than the points' own precision allows."""
+    bent = trend(_points({20000: -0.6, 100000: -0.1, 500000: -0.03}, 0.01), SETTINGS).iloc[0]
+    straight = trend(_points({20000: -0.6, 100000: -0.3, 500000: 0.0}, 0.01), SETTINGS).iloc[0]
+    assert bent.misfit > 100 and straight.misfit < 1
+    assert (bent.predicted_high - bent.predicted_low) > 5 * (straight.predicted_high - straight.predicted_low)

@@ -11,7 +11,8 @@ interval is above 0, fails when it is all below, undecided otherwise or when the
 its plateau (the study's rule: validation E_rel moved by less than a tolerance over the last
 fraction of training). The trend is a weighted line in log10 n through the per-n estimates;
 its crossover and its value at `predict_at` keys get percentile intervals from a parametric
-bootstrap of the per-n intervals (independent datasets), and an extrapolation is labelled so.
+bootstrap of the per-n intervals (independent datasets), widened by the line's misfit (reduced
+χ² above 1), and are reported as what the line predicts, never as a verdict.
 """
 
 from __future__ import annotations
@@ -152,14 +153,17 @@ def trend(table: pd.DataFrame, settings: RegimeSettings, seed: int = 0) -> pd.Da
         base = {"model": model, "size": size, "query": query, "points": len(t),
                 "n_range": (f"{int(t.n_keys.min()):,}–{int(t.n_keys.max()):,}" if len(t) else "—")}
         if t.n_keys.nunique() < 2:
-            rows.append({**base, "slope_per_decade": np.nan, "crossover": "one n: no trend",
-                         "crossover_n": np.nan, "crossover_low": np.nan, "crossover_high": np.nan,
+            rows.append({**base, "slope_per_decade": np.nan, "misfit": np.nan,
+                         "crossover": "one n: no trend", "crossover_n": np.nan,
+                         "crossover_low": np.nan, "crossover_high": np.nan,
                          "predicted_gain": np.nan, "predicted_low": np.nan, "predicted_high": np.nan,
-                         "predicted_verdict": UNDECIDED})
+                         "predicted_side": "no trend"})
             continue
         x = np.log10(t.n_keys.to_numpy(float))
         y = t.gain.to_numpy(float)
         se = np.maximum((t.gain_high - t.gain_low).to_numpy(float) / (2 * Z95), 1e-9)
+        misfit = _misfit(x, y, se)
+        se = se * np.sqrt(max(1.0, misfit))  # a line that misses its points is that much less sure
         draws = y + se * rng.standard_normal((TREND_DRAWS, len(y)))
         slope, intercept = _weighted_lines(x, np.vstack([y, draws]), 1.0 / se ** 2)
         target = np.log10(settings.predict_at)
@@ -168,14 +172,29 @@ def trend(table: pd.DataFrame, settings: RegimeSettings, seed: int = 0) -> pd.Da
             cross = np.where(slope > 0, -intercept / slope, np.inf)  # log10 n where the line rises through 0
         low, high = _percentiles(predicted[1:])
         c_low, c_high = _percentiles(cross[1:])
-        iv = Interval(float(predicted[0]), low, high, int(t.questions.min()), int(t.seeds.min()))
-        rows.append({**base, "slope_per_decade": float(slope[0]),
+        rows.append({**base, "slope_per_decade": float(slope[0]), "misfit": misfit,
                      "crossover": _crossover_text(cross[0], c_low, c_high),
                      "crossover_n": 10 ** cross[0], "crossover_low": 10 ** c_low,
                      "crossover_high": 10 ** c_high,
                      "predicted_gain": float(predicted[0]), "predicted_low": low,
-                     "predicted_high": high, "predicted_verdict": judge(iv, 0.0, "above")[0]})
+                     "predicted_high": high, "predicted_side": _side(low, high)})
     return pd.DataFrame(rows)
+
+
+def _misfit(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> float:
+    """The reduced χ² of the weighted line through the points: above 1, the points scatter
+    about the line more than their intervals allow (NaN for two points, which a line fits
+    exactly)."""
+    if len(x) < 3:
+        return float("nan")
+    slope, intercept = _weighted_lines(x, y[None, :], 1.0 / se ** 2)
+    residual = (y - (intercept[0] + slope[0] * x)) / se
+    return float(np.sum(residual ** 2) / (len(x) - 2))
+
+
+def _side(low: float, high: float) -> str:
+    """Where an extrapolated interval lies: a prediction to check, not a verdict."""
+    return "above 0" if low > 0 else "below 0" if high < 0 else "straddles 0"
 
 
 def _weighted_lines(x: np.ndarray, ys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,9 +224,10 @@ def answer(table: pd.DataFrame, lines: pd.DataFrame, settings: RegimeSettings) -
         extra = ""
         if len(fit) and fit.points.iloc[0] >= 2:
             f = fit.iloc[0]
-            extra = (f"; trend: crossover {f.crossover}; at {settings.predict_at:,} keys "
-                     f"{f.predicted_gain:+.3f} [{f.predicted_low:+.3f}, {f.predicted_high:+.3f}] "
-                     f"({f.predicted_verdict}, extrapolated)")
+            extra = (f"; trend: crossover {f.crossover}; at {settings.predict_at:,} keys the "
+                     f"line reads {f.predicted_gain:+.3f} [{f.predicted_low:+.3f}, "
+                     f"{f.predicted_high:+.3f}] ({f.predicted_side}; an extrapolation to check, "
+                     f"not a verdict)")
         said.append(f"- {model} {size}, {MODES[query]}: {verdicts}{extra}.")
     return "\n".join(said)
 

@@ -157,14 +157,17 @@ def regime_section(res: Results, settings: RegimeSettings) -> str:
         f"of the index (its FLOPs over one average list's scan, ≈ ρ·√n). The trend is a weighted "
         f"line in log10 n through each (model, mode)'s estimates; its crossover (the n from "
         f"which the line is above 0) and its value at {settings.predict_at:,} keys carry 95 % "
-        f"intervals from a parametric bootstrap of the points, and are extrapolations, to be "
-        f"checked at that scale (config/hotpotqa_scale.yaml on a GPU).")
+        f"intervals from a parametric bootstrap of the points, widened by the line's misfit "
+        f"(reduced χ² above 1). They are what a straight line predicts, not verdicts: a gain is "
+        f"bounded by ±1, the judged k grows with n (0.01 % of n), so part of any trend is the "
+        f"metric's, and three points cannot show the curve bend; config/hotpotqa_scale.yaml "
+        f"checks the prediction at that scale on a GPU.")
     shown = pd.DataFrame([{
         "n": f"{r.n_keys:,}", "model": f"{r.model} {r.size}", "query": MODES[r.query],
         "model cost (probes)": f"{r.model_probes:.1f} of {r.nlist:,}",
         "test E_rel": f"{r.test_e_rel:+.3f}", "test MRR": f"{r.test_mrr:.3f}",
-        "plateau": r.plateau,
-        f"{r.recall} gain at equal FLOPs": (
+        "plateau": r.plateau, "judged": r.recall,
+        "gain at equal FLOPs": (
             f"{r.gain:+.3f} [{r.gain_low:+.3f}, {r.gain_high:+.3f}], {r.questions:,} questions × "
             f"{r.seeds} seed{'' if r.seeds == 1 else 's'}" if np.isfinite(r.gain) else "—"),
         "mapping pays": marked(r.verdict) + (f" ({r.reason})" if r.reason else "")}
@@ -173,10 +176,11 @@ def regime_section(res: Results, settings: RegimeSettings) -> str:
         "model": f"{f.model} {f.size}", "query": MODES[f.query], "n": f.n_range,
         "slope per decade of n": "—" if not np.isfinite(f.slope_per_decade) else f"{f.slope_per_decade:+.3f}",
         "gain crosses 0 upward at": f.crossover,
-        f"gain at {settings.predict_at:,} keys (extrapolated)": (
+        "misfit (reduced χ²)": "—" if not np.isfinite(f.misfit) else f"{f.misfit:.1f}",
+        f"the line at {settings.predict_at:,} keys (a prediction, not a verdict)": (
             "—" if not np.isfinite(f.predicted_gain) else
             f"{f.predicted_gain:+.3f} [{f.predicted_low:+.3f}, {f.predicted_high:+.3f}]: "
-            f"{f.predicted_verdict}")} for f in lines.itertuples()])
+            f"{f.predicted_side}")} for f in lines.itertuples()])
     return "\n".join([intro, "", "**The answer, per model and mode** (verdict per n; trend):", "",
                       answer(table, lines, settings), "",
                       markdown_table(shown.fillna("")), "", "Trend in n:", "",
