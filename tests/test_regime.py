@@ -116,7 +116,7 @@ def test_the_trend_crosses_zero_where_the_line_does_and_reads_out_beyond():
 
 def test_a_falling_trend_never_crosses_and_one_n_is_no_trend():
     falling = trend(_points({20000: -0.1, 100000: -0.2, 500000: -0.3}), SETTINGS).iloc[0]
-    assert not np.isfinite(falling.crossover_n) and "no crossing" in falling.crossover
+    assert not np.isfinite(falling.crossover_n) and "none: the line falls" in falling.crossover
     assert falling.predicted_side == "below 0"
     single = trend(_points({20000: 0.1}), SETTINGS).iloc[0]
     assert single.crossover == "one n: no trend" and single.predicted_side == "no trend"

@@ -206,10 +206,11 @@ def _weighted_lines(x: np.ndarray, ys: np.ndarray, w: np.ndarray) -> tuple[np.nd
 
 
 def _crossover_text(estimate: float, low: float, high: float) -> str:
+    """Where the line crosses 0 going up, in keys: beyond 10⁹ keys is as good as never."""
     def n(value: float) -> str:
-        return "never (the trend does not rise)" if not np.isfinite(value) else f"{10 ** value:,.3g}"
+        return "never" if not np.isfinite(value) else ("beyond 10⁹" if value > 9 else f"{10 ** value:,.3g}")
     if not np.isfinite(estimate):
-        return f"no crossing: the fitted gain does not rise with n (95 %: {n(low)} to {n(high)})"
+        return "none: the line falls with n"
     return f"n ≈ {n(estimate)} (95 %: {n(low)} to {n(high)})"
 
 
