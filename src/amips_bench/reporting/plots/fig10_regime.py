@@ -65,7 +65,8 @@ def fig10_regime(csv_paths: list[str | Path], metrics_paths: list[str | Path],
     cost_ax.set_yscale("log")
     k_text = f"{regime.recall_fraction * 100:g} % of n"
     gain_ax.set_ylabel(f"recall@({k_text}) gain over natural x\nat equal FLOPs (95 % interval)")
-    gain_ax.set_title(f"(a) mapping pays above 0; ◇ trend at {regime.predict_at:,} keys", fontsize=8)
+    gain_ax.set_title(f"(a) mapping pays above 0; ◇ the line read at {regime.predict_at:,} keys\n"
+                      "(a prediction widened by the line's misfit, not a verdict)", fontsize=8)
     cost_ax.set_ylabel("model FLOPs in probes of an IVF with √n lists")
     cost_ax.set_title("(b) what the model costs, in probes", fontsize=8)
     style.legend_below(gain_ax)
