@@ -288,7 +288,7 @@ def test_ivf_variants_spherical_quantizer_and_nlist_sweep_match_brute_force(tiny
     assert not (tmp_path / "bad").exists()
     # a missing variant names the workflow rule that writes it (Snakemake rebuilds a deleted one)
     (out / "ivf_kmeans_x4.faiss").unlink()
-    with pytest.raises(InputError, match=r"ivf_kmeans_x4.faiss: index file not found; the "
+    with pytest.raises(InputError, match=r"ivf_kmeans_x4.faiss: FAISS index file not found; the "
                                          r"workflow's `ivf_variant` rule writes it"):
         evaluate(budgets=(1,), hnsw=())
     with pytest.raises(InputError, match=r"ivf_spherical_x2.json: index manifest not found; the "
