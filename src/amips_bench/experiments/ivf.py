@@ -3,8 +3,9 @@
 "natural": the query x itself; "mapped": the predicted key ŷ = F(x) (KeyNet) or ∇f(x)
 (SupportNet, optional); "probe_mapped", beyond the paper (`ivf.probe_mapped`): ŷ chooses the
 lists and x ranks their keys, which separates the paper's hypothesis — ŷ finds the right list
-sooner — from how well ŷ ranks the keys inside it (its cost is mapped's). Cost per query (docs/architecture.md §5) = model key prediction (mapped only) +
-coarse quantizer nlist·d + the codes in the probed lists, · d. The scanned codes are counted
+sooner — from how well ŷ ranks the keys inside it (its cost is mapped's). Cost per query
+(docs/architecture.md §5) = model key prediction (mapped and probe_mapped) + coarse quantizer
+nlist·d + the codes in the probed lists, · d. The scanned codes are counted
 from the index itself (`faiss_backend.ivf_scanned_codes`), which equals FAISS's own
 indexIVF_stats.ndis on the CPU and works on the GPU too, where FAISS keeps no statistics.
 The same comparison on an HNSW graph (efSearch sweep, hnsw_stats.ndis · d) is an extension
