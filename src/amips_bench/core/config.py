@@ -17,6 +17,7 @@ from typing import Any
 from .errors import ConfigError
 from .runs import Run, dataset_n_keys, expand_grid, ivf_nlist, nx_for
 from .schema import SCHEMA_PATH, load_schema, resolve_ref
+from .settings import RegimeSettings
 
 # --------------------------------------------------------------------------- schema
 
@@ -230,9 +231,7 @@ def check(config: dict) -> None:
             if clustered and k > min(clustered):
                 raise ConfigError(f"config key 'datasets.{name}.routing.ks': k = {k} is larger "
                                   f"than c = {min(clustered)} clusters")
-        n_keys = dataset_n_keys(ds)
-        smallest = min(ivf_nlist(n_keys, ds["ivf"]["nlist"], m)
-                       for m in [1.0, *ds["ivf"]["nlist_multiples"]])
+        smallest = smallest_nlist(ds)
         for p in ds["ivf"]["nprobe"]:
             if p > smallest:
                 raise ConfigError(f"config key 'datasets.{name}.ivf.nprobe': nprobe {p} is larger "
@@ -268,7 +267,7 @@ def check(config: dict) -> None:
     regime = figures["regime"]
     for name in regime["datasets"]:
         known(name, "figures.regime.datasets")
-        k = max(1, int(round(regime["recall_fraction"] * dataset_n_keys(datasets[name]))))
+        k = RegimeSettings.from_config(regime).judged_k(dataset_n_keys(datasets[name]))
         if k not in datasets[name]["ivf"]["recall_at"]:
             raise ConfigError(f"config key 'datasets.{name}.ivf.recall_at': the regime study "
                               f"judges recall@{k} (figures.regime.recall_fraction of n); add {k}")
@@ -399,10 +398,15 @@ def expand_every_nprobe(config: dict) -> None:
     its n_keys before any data exists)."""
     for ds in config.get("datasets", {}).values():
         if ds["ivf"]["nprobe"] == "all":
-            n_keys = dataset_n_keys(ds)
-            smallest = min(ivf_nlist(n_keys, ds["ivf"]["nlist"], m)
-                           for m in [1.0, *ds["ivf"]["nlist_multiples"]])
-            ds["ivf"]["nprobe"] = list(range(1, smallest + 1))
+            ds["ivf"]["nprobe"] = list(range(1, smallest_nlist(ds) + 1))
+
+
+def smallest_nlist(dataset: dict) -> int:
+    """The fewest lists of a dataset's IVFs (the paper's and its nlist multiples), which every
+    nprobe must fit; known from n_keys before any data exists."""
+    n_keys = dataset_n_keys(dataset)
+    return min(ivf_nlist(n_keys, dataset["ivf"]["nlist"], m)
+               for m in [1.0, *dataset["ivf"]["nlist_multiples"]])
 
 
 def train_rows(n_queries: int, *, val_size: int, test_size: int, augment_factor: int,

@@ -32,6 +32,7 @@ from ..datasets.embeddings import write_synthetic
 from ..datasets.splits import write_splits
 from ..datasets.synthetic import SyntheticParams
 from ..datasets.targets import ClusterLayout, certified_top1, exact_top1, resolve_precision
+from ..experiments.timing import time_callable
 from ..models.evaluation import DatasetTensors, SplitData
 from ..models.networks import ModelSpec
 from ..models.training import Trainer
@@ -52,13 +53,8 @@ class Rates:
 
 
 def _seconds(work, repeats: int = 3) -> float:
-    work()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median seconds of `repeats` runs of `work` after one untimed run (a CPU: no sync)."""
+    return time_callable(work, warmup=1, repeats=repeats, synchronize=lambda: None).median
 
 
 def _gemm_rate(dtype: torch.dtype, size: int = 1024) -> float:

@@ -100,11 +100,15 @@ def regime_table(res: Any, settings: RegimeSettings) -> pd.DataFrame:
                              f"(figures.regime.recall_fraction × {n_keys:,} keys); add {k}")
         probe_cost = 2.0 * _scan_width(natural) * n_keys / nlist  # one probe of an average list
         m = res.metrics[res.metrics.dataset == dataset] if len(res.metrics) else res.metrics
+        plateaus = {}  # variant -> its runs' plateau checks, shared by its query modes
         for (variant, query), rows_ in v[v["query"].isin(list(MODES))].groupby(["variant", "query"]):
             first = rows_.iloc[0]
             model = m[m.run.map(variant_of) == variant] if len(m) else m
-            checks = [plateau(res.histories.get(run, pd.DataFrame()), settings.plateau_fraction,
-                              settings.plateau_tolerance) for run in model.run]
+            if variant not in plateaus:
+                plateaus[variant] = [plateau(res.histories.get(run, pd.DataFrame()),
+                                             settings.plateau_fraction, settings.plateau_tolerance)
+                                     for run in model.run]
+            checks = plateaus[variant]
             iv = gain_interval(res.evidence, "ivf", dataset, natural, rows_, recall)
             if not checks:
                 value, reason = UNDECIDED, "no metrics of the model"
