@@ -9,7 +9,7 @@ Every rate comes from a file a benchmark wrote, named in the table:
   host's cores (the generator and FAISS's k-means use some of them: an upper bound);
 - exact targets (GPU, IEEE float32): the GFLOP/s of `targets_h100.md` at the largest key count
   (an H100; an H200 has the same float32 units, so its rate is taken as the same), on
-  2·rows·n·d FLOPs for the distinct (question, copy) rows of both datasets (a paper-split
+  2·rows·n·d FLOPs for the distinct (question, copy) rows of both datasets (an official-split
   dataset copies the rows its leak-free twin holds);
 - training (GPU): the achieved FLOP/s of the tf32 KeyNet rows of `train_throughput_h200.csv`,
   on each model's FLOPs per step (the measured FLOPs per parameter and row, times its own
@@ -101,7 +101,7 @@ def plan(config: dict, startup_repeats: int = 3) -> list[tuple[str, float, str]]
                "keys_scale_cpu.md, linear in keys, 2 cores"),
               ("IVF index (spherical k-means, nlist = √n)", cpu_stage_seconds("IVF", n),
                "keys_scale_cpu.md, linear in keys, 2 cores")]
-    # a row (question, copy) is searched once: a paper-split twin copies the rows its
+    # a row (question, copy) is searched once: an official-split twin copies the rows its
     # leak-free twin holds (datasets.targets.TwinTargets)
     searched: set[tuple[int, int]] = set()
     for ds in datasets.values():
@@ -123,9 +123,9 @@ def plan(config: dict, startup_repeats: int = 3) -> list[tuple[str, float, str]]
             t = ds["train"]
             seconds += t["steps"] * flop_per_param_row * spec.n_parameters * t["batch_size"] / train_flops
             models += 1
-        paper = ds["splits"]["mode"] == "paper"
-        query_sets += 1 + len(runs) * (2 if paper else 1)  # natural, mapped, clean test
-        jobs += 2 * len(runs) * (2 if paper else 1) + 1
+        official = ds["splits"]["mode"] == "official"
+        query_sets += 1 + len(runs) * (2 if official else 1)  # natural, mapped, clean test
+        jobs += 2 * len(runs) * (2 if official else 1) + 1
     phases.append((f"training ({models} models)", seconds,
                    f"train_throughput_h200.csv: tf32 KeyNet {train_flops / 1e12:.1f} TFLOP/s"))
     test = first["splits"]["test_size"]

@@ -112,15 +112,20 @@ def _leakage(fn):
 
 
 LEAKAGE_BAD = [
-    (lambda c: c["datasets"]["quick_paper"].update(synthetic={**c["datasets"]["quick_paper"]["synthetic"],
+    (lambda c: c["datasets"]["quick_official"].update(synthetic={**c["datasets"]["quick_official"]["synthetic"],
                                                               "seed": 1}),
-     r"^config key 'figures\.leakage\.0': datasets 'quick_leak_free' and 'quick_paper' differ in "
+     r"^config key 'figures\.leakage\.0': datasets 'quick_leak_free' and 'quick_official' differ in "
      r"synthetic, not only in splits\.mode$"),
-    (lambda c: c["figures"]["leakage"][0].update(paper="quick_leak_free"),
-     r"^config key 'figures\.leakage\.0\.paper': dataset 'quick_leak_free' is split 'leak_free', "
-     r"not 'paper'$"),
+    (lambda c: c["figures"]["leakage"][0].update(official="quick_leak_free"),
+     r"^config key 'figures\.leakage\.0\.official': dataset 'quick_leak_free' is split 'leak_free', "
+     r"not 'official'$"),
     (lambda c: c["figures"]["leakage"][0].update(leak_free="quick"),
      r"^config key 'figures\.leakage\.0\.leak_free': unknown dataset 'quick'"),
+    # the leaky split's former name, as a value and as the pair's key
+    (lambda c: c["datasets"]["quick_official"]["splits"].update(mode="paper"),
+     r"^config value 'paper' of 'datasets\.quick_official\.splits' was renamed: use 'official'$"),
+    (lambda c: c["figures"]["leakage"][0].update(paper=c["figures"]["leakage"][0].pop("official")),
+     r"^config key 'figures\.leakage\.0\.paper' was renamed: use 'figures\.leakage\.0\.official'$"),
 ]
 
 
@@ -316,7 +321,7 @@ def test_the_hnsw_graph_is_built_only_for_datasets_with_an_ef_search_sweep(tmp_p
     assert default["ivf_variant"] == 3
     for name in ("leakage.yaml", "hotpotqa_scale.yaml"):
         jobs = planned(name)
-        # the paper-mode dataset links to the leak-free one's keys and IVF (config.shared_data)
+        # the official-mode dataset links to the leak-free one's keys and IVF (config.shared_data)
         assert "hnsw_index" not in jobs and jobs["index"] == 1 and jobs["ivf_natural"] == 2
         assert jobs["synthetic"] == 1 and jobs["shared_embeddings"] == 1 and jobs["shared_ivf"] == 2
         assert "ivf_variant" not in jobs

@@ -108,7 +108,7 @@ def test_ivf_gain_at_equal_flops_equals_the_hand_computation():
 def test_the_verdict_per_split_mode_follows_the_gain_and_its_interval(monkeypatch, tmp_path):
     """Mapped wins only under the leaky split: +0.10 vs −0.05 over two seeds, each verdict read
     from the interval of the gain over 2,000 test questions."""
-    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper")
+    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "official")
     paths = (_ivf_files(tmp_path, "lf", {0: -0.04, 1: -0.06})
              + _ivf_files(tmp_path, "pp", {0: 0.09, 1: 0.11}))
     res = Results.load(metrics=[str(p) for p in metrics],
@@ -117,16 +117,16 @@ def test_the_verdict_per_split_mode_follows_the_gain_and_its_interval(monkeypatc
     table = summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")]))
     by_mode = table.set_index("mode")
     assert by_mode.loc["leak_free", "ivf_gain"] == pytest.approx(-0.05, abs=1e-3)
-    assert by_mode.loc["paper", "ivf_gain"] == pytest.approx(0.10, abs=1e-3)
-    assert by_mode.loc["paper", "ivf_gain_sd"] == pytest.approx(np.std([0.09, 0.11], ddof=1), abs=1e-3)
-    assert by_mode.loc["paper", "e_rel"] == pytest.approx(-0.6) and by_mode.loc["paper", "seeds"] == 2
+    assert by_mode.loc["official", "ivf_gain"] == pytest.approx(0.10, abs=1e-3)
+    assert by_mode.loc["official", "ivf_gain_sd"] == pytest.approx(np.std([0.09, 0.11], ddof=1), abs=1e-3)
+    assert by_mode.loc["official", "e_rel"] == pytest.approx(-0.6) and by_mode.loc["official", "seeds"] == 2
     said = verdicts(table, res.evidence, res.ivf).set_index("mode")["mapped beats natural"]
-    assert said.to_dict() == {"leak_free": "fails", "paper": "holds"}
+    assert said.to_dict() == {"leak_free": "fails", "official": "holds"}
     write_report(tmp_path / "report", res, config_hash="x", seeds=[0, 1], figures=[],
                  leakage=["lf:pp"])
     md = (tmp_path / "report" / "reproduction.md").read_text()
-    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; paper-split "
-            "model, its own test (as published): holds; paper-split model, clean test: not run.") in md
+    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; official-split "
+            "model, its own test (as published): holds; official-split model, clean test: not run.") in md
     assert re.search(r"\+0\.10\d \[\+0\.\d+, \+0\.\d+\], 2,000 questions × 2 seeds", md)
 
     from amips_bench.reporting.plots.fig9_leakage import fig9_leakage
@@ -134,7 +134,7 @@ def test_the_verdict_per_split_mode_follows_the_gain_and_its_interval(monkeypatc
     ivf_paths = [p for p in paths]
     fig9_leakage([str(p) for p in metrics], ivf_paths, ["lf:pp"], tmp_path / "fig9")
     plotted = pd.read_csv(tmp_path / "fig9.csv")
-    assert set(plotted["mode"]) == {"leak_free", "paper"}
+    assert set(plotted["mode"]) == {"leak_free", "official"}
     assert (tmp_path / "fig9.png").stat().st_size > 0 and (tmp_path / "fig9.pdf").is_file()
     drawn = drawn_figures(monkeypatch, lambda: fig9_leakage(
         [str(p) for p in metrics], ivf_paths, ["lf:pp"], tmp_path / "fig9"))
@@ -144,14 +144,14 @@ def test_the_verdict_per_split_mode_follows_the_gain_and_its_interval(monkeypatc
 def test_a_gain_inside_the_noise_or_without_validation_is_undecided(tmp_path):
     """Two seeds at +0.001: the interval over the questions straddles 0. Without validation
     MRR no model is chosen, whatever the test gain."""
-    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper", val_mrr=np.nan)
+    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "official", val_mrr=np.nan)
     paths = (_ivf_files(tmp_path, "lf", {0: 0.001, 1: 0.0}) + _ivf_files(tmp_path, "pp", {0: 0.3, 1: 0.3}))
     res = Results.load(metrics=[str(p) for p in metrics],
                        histories=[str(p.parent / "history.csv") for p in metrics], routing=[],
                        ivf=paths, ood=[], table1=None, kinds={"lf": "synthetic", "pp": "synthetic"})
     table = summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")]))
     said = verdicts(table, res.evidence, res.ivf).set_index("mode")["mapped beats natural"]
-    assert said["leak_free"].startswith("undecided") and said["paper"] == (
+    assert said["leak_free"].startswith("undecided") and said["official"] == (
         "undecided (no model chosen: no validation MRR)")
 
 
@@ -171,7 +171,7 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
     and a report that states the leakage verdicts."""
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "config" / "hotpotqa_scale.yaml").read_text())
-    assert config["datasets"]["scale_paper"]["synthetic"]["n_keys"] == 5_200_000
+    assert config["datasets"]["scale_official"]["synthetic"]["n_keys"] == 5_200_000
     config.update(threads=1, gpu_per_job=0)
     for dataset in config["datasets"].values():
         dataset["n_keys"] = 10000
@@ -193,7 +193,7 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
     assert planned and abs(float(planned[1]) * 1e6 - written) < 0.01 * written, (planned, written)
     with tarfile.open(tmp_path / "out" / "leakage_5m.tar.gz") as packed:
         names = set(packed.getnames())
-    for dataset in ("scale_leak_free", "scale_paper"):
+    for dataset in ("scale_leak_free", "scale_official"):
         assert f"leakage_5m/{dataset}/ivf/natural.csv" in names
         for seed in (0, 1):
             assert f"leakage_5m/{dataset}/models/keynet_XS_L8_nx2_c1_s{seed}/metrics.json" in names
@@ -201,20 +201,20 @@ def test_the_study_at_scale_runs_and_packs_its_reference_on_a_small_copy(tmp_pat
     assert {"leakage_5m/figures/fig9_leakage.pdf", "leakage_5m/figures/fig9_leakage.csv",
             "leakage_5m/report/reproduction.md", "leakage_5m/provenance.json"} <= names
     report = (tmp_path / "out" / "leakage_5m" / "report" / "reproduction.md").read_text()
-    assert "Leakage study" in report and "scale_leak_free" in report and "scale_paper" in report
+    assert "Leakage study" in report and "scale_leak_free" in report and "scale_official" in report
     figure = pd.read_csv(tmp_path / "out" / "leakage_5m" / "figures" / "fig9_leakage.csv")
     assert len(figure) > 0
     # the pair differs only in its splits: the keys are drawn once and indexed once, and the
-    # paper-mode dataset links to them
+    # official-mode dataset links to them
     results = tmp_path / "results" / "hotpotqa_scale"
     for shared in ("embeddings/keys.npy", "embeddings/queries.npy", "embeddings/manifest.json",
                    "index/ivf.faiss", "index/manifest.json"):
-        link = results / "scale_paper" / shared
+        link = results / "scale_official" / shared
         assert link.is_symlink() and not os.path.isabs(os.readlink(link)), shared
         assert link.resolve() == (results / "scale_leak_free" / shared).resolve(strict=True), shared
         assert not (results / "scale_leak_free" / shared).is_symlink()
-    assert not (results / "logs" / "scale_paper" / "synthetic.log").exists()
-    assert not (results / "logs" / "scale_paper" / "index.log").exists()
+    assert not (results / "logs" / "scale_official" / "synthetic.log").exists()
+    assert not (results / "logs" / "scale_official" / "index.log").exists()
     again = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"),
                             "--directory", str(tmp_path), "-n", "figures", "report", "--configfile", str(small)],
                            capture_output=True, text=True)
@@ -243,7 +243,7 @@ def test_the_leakage_verdict_judges_the_model_chosen_on_validation(tmp_path):
     """KeyNet M has the larger test gain, KeyNet S the better validation MRR: S is judged (its
     gain is negative: fails); the figure and the report share chosen_model and arm_verdict."""
     metrics, paths = [], []
-    for dataset, mode in (("lf", "leak_free"), ("pp", "paper")):
+    for dataset, mode in (("lf", "leak_free"), ("pp", "official")):
         metrics += (_metrics(tmp_path, dataset, mode, "S", 0.8)
                     + _metrics(tmp_path, dataset, mode, "M", 0.5))
         paths += (_ivf_files(tmp_path, dataset, {0: -0.15, 1: -0.15}, "S")
@@ -257,60 +257,60 @@ def test_the_leakage_verdict_judges_the_model_chosen_on_validation(tmp_path):
     assert row["mapped beats natural"] == "fails"
 
 
-def _paper_twin(tiny_dataset, root):
-    """A paper-split dataset on the tiny dataset's queries and keys, split with its sizes and seed."""
+def _official_twin(tiny_dataset, root):
+    """An official-split dataset on the tiny dataset's queries and keys, split with its sizes and seed."""
     from amips_bench.datasets.splits import write_splits
 
     root.mkdir(parents=True)
     (root / "embeddings").symlink_to(tiny_dataset / "embeddings")
     write_splits(tiny_dataset / "embeddings" / "queries.npy", root / "splits", val_size=100,
-                 test_size=200, augment_factor=3, sigma=0.02, mode="paper", seed=3)
+                 test_size=200, augment_factor=3, sigma=0.02, mode="official", seed=3)
     return root
 
 
 def test_clean_questions_are_computed_from_the_splits_not_assumed(tiny_dataset, tmp_path):
-    """A paper split holds every leak-free test question out; a split that trained on some of
-    them (as an older paper split did) leaves exactly the others clean; none clean is an error."""
+    """An official split holds every leak-free test question out; a split that trained on some of
+    them (as an older official split did) leaves exactly the others clean; none clean is an error."""
     from amips_bench.experiments.clean_test import clean_rows
 
-    paper = _paper_twin(tiny_dataset, tmp_path / "pp")
-    rows, n_test = clean_rows(paper, tiny_dataset)
+    official = _official_twin(tiny_dataset, tmp_path / "pp")
+    rows, n_test = clean_rows(official, tiny_dataset)
     assert n_test == 200 and np.array_equal(rows, np.arange(200))
     test = np.load(tiny_dataset / "splits" / "test.npy")
-    train = np.load(paper / "splits" / "train.npy")
+    train = np.load(official / "splits" / "train.npy")
     leaked = [5, 17, 123]  # copies of three test questions put into training
-    np.save(paper / "splits" / "train.npy", np.concatenate([train, test[leaked], test[leaked]]))
-    np.save(paper / "splits" / "train_copy.npy", np.zeros(len(train) + 6, dtype=np.int64))
-    rows, _ = clean_rows(paper, tiny_dataset)
+    np.save(official / "splits" / "train.npy", np.concatenate([train, test[leaked], test[leaked]]))
+    np.save(official / "splits" / "train_copy.npy", np.zeros(len(train) + 6, dtype=np.int64))
+    rows, _ = clean_rows(official, tiny_dataset)
     assert np.array_equal(rows, np.setdiff1d(np.arange(200), leaked))
-    np.save(paper / "splits" / "train.npy", np.concatenate([train, test]))
-    np.save(paper / "splits" / "train_copy.npy", np.zeros(len(train) + 200, dtype=np.int64))
+    np.save(official / "splits" / "train.npy", np.concatenate([train, test]))
+    np.save(official / "splits" / "train_copy.npy", np.zeros(len(train) + 200, dtype=np.int64))
     from amips_bench.experiments.clean_test import clean_test
 
     with pytest.raises(InputError, match=r"^clean test: every one of the 200 test questions of "):
-        clean_test(paper, tiny_dataset, tmp_path, tmp_path / "no.pt", nprobes=[1], ks=[1],
+        clean_test(official, tiny_dataset, tmp_path, tmp_path / "no.pt", nprobes=[1], ks=[1],
                    device=torch.device("cpu"))
-    with pytest.raises(InputError, match=r"must be split 'paper' .* found 'leak_free' and 'leak_free'$"):
+    with pytest.raises(InputError, match=r"must be split 'official' .* found 'leak_free' and 'leak_free'$"):
         clean_rows(tiny_dataset, tiny_dataset)
 
 
-def test_the_clean_test_scores_the_paper_model_on_the_held_out_questions(tiny_dataset, tmp_path):
+def test_the_clean_test_scores_the_official_split_model_on_the_held_out_questions(tiny_dataset, tmp_path):
     """E_rel and MRR against a brute-force recomputation on the leak-free test questions; the
     natural rows are exhaustive at nprobe = nlist; the rows are labelled as the third arm."""
     from amips_bench.experiments.clean_test import write_clean_test
     from amips_bench.experiments.ivf import build_ivf, write_index
     from amips_bench.models.networks import ModelSpec, build_model, save_model
 
-    paper = _paper_twin(tiny_dataset, tmp_path / "pp")
+    official = _official_twin(tiny_dataset, tmp_path / "pp")
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="M", depth=3, n_x=1)
     model = build_model(spec)
     save_model(tmp_path / "m/model.pt", model)
     (tmp_path / "m/metrics.json").write_text(json.dumps({
         "dataset": "pp", "model": "keynet", "size": "M", "depth": 3, "n_x": 1, "n_clusters": 1,
-        "seed": 0, "split_mode": "paper"}))
+        "seed": 0, "split_mode": "official"}))
     keys = np.load(tiny_dataset / "embeddings/keys.npy")
     write_index(build_ivf(keys, 20), tmp_path / "ix/ivf.faiss")
-    metrics = write_clean_test(paper, tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt",
+    metrics = write_clean_test(official, tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt",
                                tmp_path / "out.json", tmp_path / "out.csv", nprobes=[1, 20],
                                ks=[1, 10], device=torch.device("cpu"))
     assert metrics["n_clean"] == metrics["n_test"] == 200 and metrics["test_set"] == "clean"
@@ -335,7 +335,7 @@ def test_the_clean_test_scores_the_paper_model_on_the_held_out_questions(tiny_da
     # a model the other arms do not sweep on the IVF (ivf.models) gets natural rows only
     from amips_bench.experiments.clean_test import clean_test
 
-    again, rows = clean_test(paper, tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt",
+    again, rows = clean_test(official, tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt",
                              nprobes=[1], ks=[1], device=torch.device("cpu"),
                              ivf_models=("supportnet",))
     assert {r["query"] for r in rows} == {"natural"} and again["test"] == metrics["test"]
@@ -372,10 +372,10 @@ def _clean_files(folder, dataset, gain_by_seed):
 
 
 def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
-    """Paper-split model: mapped wins on its own noisy test set (+0.10) but not on the clean
+    """Official-split model: mapped wins on its own noisy test set (+0.10) but not on the clean
     questions (−0.05): the report and Figure 9 say so per arm, from the same criterion, and
-    the clean arm is judged on the model the paper arm chose on validation."""
-    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "paper")
+    the clean arm is judged on the model the official arm chose on validation."""
+    metrics = _metrics(tmp_path, "lf", "leak_free") + _metrics(tmp_path, "pp", "official")
     paths = (_ivf_files(tmp_path, "lf", {0: -0.04, 1: -0.06})
              + _ivf_files(tmp_path, "pp", {0: 0.09, 1: 0.11}))
     clean_jsons = _clean_files(tmp_path, "pp", {0: -0.04, 1: -0.06})
@@ -391,19 +391,19 @@ def test_the_third_arm_is_judged_beside_the_other_two(tmp_path):
     table = verdicts(summary(per_seed(res.metrics, res.ivf, [LeakagePair("lf", "pp")], clean)),
                      evidence, res.ivf, clean[1])
     said = table.set_index("mode")["mapped beats natural"].to_dict()
-    assert said == {"leak_free": "fails", "paper": "holds", "paper_clean": "fails"}
-    clean_row = table.set_index("mode").loc["paper_clean"]
+    assert said == {"leak_free": "fails", "official": "holds", "official_clean": "fails"}
+    clean_row = table.set_index("mode").loc["official_clean"]
     assert clean_row["test questions"] == "1000 of 1000 leak-free test questions, no copy trained on"
     assert clean_row["test MRR"] == "0.450 ± 0.000"
     write_report(tmp_path / "report", res, config_hash="x", seeds=[0, 1], figures=[],
                  leakage=["lf:pp"], clean_tests=clean_jsons)
     md = (tmp_path / "report" / "reproduction.md").read_text()
-    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; paper-split "
-            "model, its own test (as published): holds; paper-split model, clean test: fails.") in md
+    assert ("**lf / pp**: mapped beats natural: leak-free model, clean test: fails; official-split "
+            "model, its own test (as published): holds; official-split model, clean test: fails.") in md
 
     from amips_bench.reporting.plots.fig9_leakage import fig9_leakage
 
     fig9_leakage([str(p) for p in metrics], paths, ["lf:pp"], tmp_path / "fig9", clean_jsons)
     plotted = pd.read_csv(tmp_path / "fig9.csv")
-    assert list(dict.fromkeys(plotted["mode"])) == ["leak_free", "paper", "paper_clean"]
+    assert list(dict.fromkeys(plotted["mode"])) == ["leak_free", "official", "official_clean"]
 

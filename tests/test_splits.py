@@ -42,32 +42,32 @@ def test_no_augmented_train_query_descends_from_a_val_or_test_query(rng):
     np.testing.assert_array_equal(train[clean], queries[plans["train"].source[clean]])
 
 
-def test_paper_mode_is_the_leaky_post_augmentation_split():
-    plans = make_splits(500, val_size=100, test_size=100, augment_factor=5, mode="paper", seed=0)
+def test_official_mode_is_the_leaky_post_augmentation_split():
+    plans = make_splits(500, val_size=100, test_size=100, augment_factor=5, mode="official", seed=0)
     train_sources = set(plans["train"].source.tolist())
     shared = train_sources & set(plans["test"].source.tolist())
     assert len(shared) > 50  # noisy copies of test questions are in train: the leak
-    check_disjoint(plans, "paper")  # but no (source, copy) row is in two splits
+    check_disjoint(plans, "official")  # but no (source, copy) row is in two splits
 
 
-def test_paper_mode_holds_out_the_leak_free_test_questions_whole_and_matches_train_rows():
-    # the leakage study's third arm scores the paper-trained model on questions it never saw
+def test_official_mode_holds_out_the_leak_free_test_questions_whole_and_matches_train_rows():
+    # the leakage study's third arm scores the official-split model on questions it never saw
     n, val, test, factor = 400, 30, 50, 4
-    paper = make_splits(n, val_size=val, test_size=test, augment_factor=factor, mode="paper", seed=7)
+    official = make_splits(n, val_size=val, test_size=test, augment_factor=factor, mode="official", seed=7)
     leak_free = make_splits(n, val_size=val, test_size=test, augment_factor=factor, seed=7)
     clean = set(leak_free["test"].source.tolist())
     assert len(clean) == test
-    for name, plan in paper.items():
-        assert not clean & set(plan.source.tolist()), name  # no copy anywhere in the paper split
+    for name, plan in official.items():
+        assert not clean & set(plan.source.tolist()), name  # no copy anywhere in the official split
     # the rest of the pool is used: every other question has copies in some split
-    used = set().union(*(set(p.source.tolist()) for p in paper.values()))
+    used = set().union(*(set(p.source.tolist()) for p in official.values()))
     assert used == set(range(n)) - clean
     # as many training rows as the leak-free split, drawn from the leaky pool
-    assert len(paper["train"].source) == len(leak_free["train"].source) == (n - val - test) * factor
-    assert set(paper["train"].source.tolist()) & set(paper["test"].source.tolist())  # still leaky
+    assert len(official["train"].source) == len(leak_free["train"].source) == (n - val - test) * factor
+    assert set(official["train"].source.tolist()) & set(official["test"].source.tolist())  # still leaky
 
 
-@pytest.mark.parametrize("mode", ["leak_free", "paper"])
+@pytest.mark.parametrize("mode", ["leak_free", "official"])
 @pytest.mark.parametrize("n, val, test, factor", [(1000, 100, 150, 4), (37, 5, 3, 1), (90, 40, 49, 7)])
 def test_train_rows_counts_the_rows_make_splits_makes(mode, n, val, test, factor):
     # the config check sizes batches with it before any data exists
@@ -128,14 +128,14 @@ def test_a_written_plan_is_read_memory_mapped_and_materialises_the_same_rows(tmp
 
 
 def test_a_noisy_copy_is_the_same_row_in_every_split_and_mode(rng):
-    """The noise of (question, copy) is a pure function of them and the seed: a paper-mode row
+    """The noise of (question, copy) is a pure function of them and the seed: an official-mode row
     equals the leak-free row of the same question and copy, in whatever split either holds it."""
     queries = unit_rows(rng, 700, 16)
     kw = dict(val_size=50, test_size=60, augment_factor=4)
     leak_free = make_splits(700, seed=3, **kw)
-    paper = make_splits(700, mode="paper", seed=3, **kw)
+    official = make_splits(700, mode="official", seed=3, **kw)
     rows = {}
-    for mode, plans in (("leak_free", leak_free), ("paper", paper)):
+    for mode, plans in (("leak_free", leak_free), ("official", official)):
         for split, plan in plans.items():
             vectors = materialize(queries, plan, sigma=0.05, seed=3, split=split)
             for q, c, v in zip(plan.source.tolist(), plan.copy.tolist(), vectors):

@@ -166,8 +166,8 @@ def test_certified_reduced_precision_top1_equals_the_fp32_path_index_for_index(p
     assert certified[40:].mean() > 0.5
 
 
-def test_a_paper_split_twin_reuses_the_leak_free_targets_and_equals_a_full_search(tiny_dataset, tmp_path):
-    """The rows a paper-split dataset shares with its leak-free twin (same question, same copy:
+def test_an_official_split_twin_reuses_the_leak_free_targets_and_equals_a_full_search(tiny_dataset, tmp_path):
+    """The rows an official-split dataset shares with its leak-free twin (same question, same copy:
     the same vector) take the twin's top-1; the files equal those of a search of every row,
     and the manifest says how many rows were copied. A twin of other noise is refused."""
     import json
@@ -176,14 +176,14 @@ def test_a_paper_split_twin_reuses_the_leak_free_targets_and_equals_a_full_searc
     from amips_bench.datasets.splits import write_splits
     from amips_bench.datasets.targets import write_targets
 
-    paper = tmp_path / "paper"
-    paper.mkdir()
-    (paper / "embeddings").symlink_to(tiny_dataset / "embeddings")
-    write_splits(tiny_dataset / "embeddings" / "queries.npy", paper / "splits", val_size=100,
-                 test_size=200, augment_factor=3, sigma=0.02, mode="paper", seed=3)
+    official = tmp_path / "official"
+    official.mkdir()
+    (official / "embeddings").symlink_to(tiny_dataset / "embeddings")
+    write_splits(tiny_dataset / "embeddings" / "queries.npy", official / "splits", val_size=100,
+                 test_size=200, augment_factor=3, sigma=0.02, mode="official", seed=3)
     common = dict(n_clusters=1, device="cpu", progress=False)
-    searched = write_targets(paper / "embeddings", paper / "splits", tmp_path / "searched", **common)
-    reused = write_targets(paper / "embeddings", paper / "splits", tmp_path / "reused",
+    searched = write_targets(official / "embeddings", official / "splits", tmp_path / "searched", **common)
+    reused = write_targets(official / "embeddings", official / "splits", tmp_path / "reused",
                            reuse_from=tiny_dataset / "targets" / "c1",
                            reuse_splits=tiny_dataset / "splits", **common)
     for split in ("train", "val", "test"):
@@ -198,7 +198,7 @@ def test_a_paper_split_twin_reuses_the_leak_free_targets_and_equals_a_full_searc
     other.mkdir()
     (other / "embeddings").symlink_to(tiny_dataset / "embeddings")
     write_splits(tiny_dataset / "embeddings" / "queries.npy", other / "splits", val_size=100,
-                 test_size=200, augment_factor=3, sigma=0.02, mode="paper", seed=4)
+                 test_size=200, augment_factor=3, sigma=0.02, mode="official", seed=4)
     with pytest.raises(InputError, match="its seed differs from this dataset's"):
         write_targets(other / "embeddings", other / "splits", tmp_path / "refused",
                       reuse_from=tiny_dataset / "targets" / "c1",

@@ -197,8 +197,8 @@ def _split_args(p):
     p.add_argument("--augment-factor", type=int, required=True,
                    help="rows per training query (the clean one + factor-1 noisy copies)")
     p.add_argument("--sigma", type=float, required=True, help="std of the Gaussian augmentation noise")
-    p.add_argument("--mode", required=True, choices=["leak_free", "paper"],
-                   help="leak_free, or paper (the official code's leaky split, for comparison)")
+    p.add_argument("--mode", required=True, choices=["leak_free", "official"],
+                   help="leak_free, or official (the official code's leaky split, for comparison)")
     p.add_argument("--seed", type=int, required=True)
 
 
@@ -541,11 +541,11 @@ def _ood(args):
 
 
 def _clean_test_args(p):
-    p.add_argument("--paper-dir", required=True, help="results/{dataset} of the paper-split dataset")
+    p.add_argument("--official-dir", required=True, help="results/{dataset} of the official-split dataset")
     p.add_argument("--leak-free-dir", required=True,
                    help="results/{dataset} of its leak-free twin, whose test questions are scored")
     p.add_argument("--index-dir", required=True, help="folder of ivf.faiss (the paper's IVF setup)")
-    p.add_argument("--model", required=True, help="models/*/model.pt of a c = 1 paper-split model")
+    p.add_argument("--model", required=True, help="models/*/model.pt of a c = 1 official-split model")
     p.add_argument("--nprobe", type=int, nargs="+", required=True)
     p.add_argument("--recall-at", type=int, nargs="+", required=True)
     p.add_argument("--out-json", required=True, help="metrics of the model on the clean questions")
@@ -557,12 +557,12 @@ def _clean_test_args(p):
     _add_threads(p)
 
 
-@command("clean-test", "leakage study: a paper-split model on the test questions its split "
+@command("clean-test", "leakage study: an official-split model on the test questions its split "
                        "held out whole")(_clean_test_args)
 def _clean_test(args):
     from .experiments.clean_test import write_clean_test
 
-    write_clean_test(args.paper_dir, args.leak_free_dir, args.index_dir, args.model,
+    write_clean_test(args.official_dir, args.leak_free_dir, args.index_dir, args.model,
                      args.out_json, args.out_csv, nprobes=args.nprobe, ks=args.recall_at,
                      device=args.device, faiss_device=args.faiss_device,
                      ivf_models=tuple(args.ivf_models))
@@ -639,7 +639,7 @@ def _figure_args(p):
     p.add_argument("--history", nargs="*", default=[], help="models/*/history.csv (same order as --metrics)")
     p.add_argument("--csv", nargs="*", default=[], help="result tables (routing/*.csv, ...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pairs", nargs="*", default=[], metavar="LEAK_FREE:PAPER",
+    p.add_argument("--pairs", nargs="*", default=[], metavar="LEAK_FREE:OFFICIAL",
                    help="leakage figure: datasets that differ only in their split mode")
     p.add_argument("--clean-test", nargs="*", default=[],
                    help="leakage figure: clean_test/*.json of the third arm (CSV beside each)")
@@ -687,7 +687,7 @@ def _report_args(p):
     p.add_argument("--manifests", nargs="*", default=[], help="results/*/embeddings/manifest.json")
     p.add_argument("--config-hash", default="")
     p.add_argument("--seeds", type=int, nargs="*", default=[0])
-    p.add_argument("--leakage", nargs="*", default=[], metavar="LEAK_FREE:PAPER",
+    p.add_argument("--leakage", nargs="*", default=[], metavar="LEAK_FREE:OFFICIAL",
                    help="dataset pairs of the leakage study (a report section per pair)")
     p.add_argument("--clean-test", nargs="*", default=[],
                    help="clean_test/*.json of the leakage study's third arm (CSV beside each)")

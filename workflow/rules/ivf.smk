@@ -178,8 +178,8 @@ use rule ivf_mapped as ood with:
         sweep=lambda w: f"--stds {space_separated(DATASETS[w.dataset]['ood']['stds'])}",
 
 
-# the leakage study's third arm: a paper-split model on the test questions of its leak-free
-# twin, which the paper split held out whole (which of them are clean is computed from the splits)
+# the leakage study's third arm: an official-split model on the test questions of its leak-free
+# twin, which the official split held out whole (which of them are clean is computed from the splits)
 rule clean_test:
     input:
         model=DATASET_FILES.model("{run}"),
@@ -205,13 +205,13 @@ rule clean_test:
         runtime=30,
     params:
         flags=lambda w: f"{JOBS.ivf_flags(w.dataset)} --ivf-models {space_separated(DATASETS[w.dataset]['ivf']['models'])}",
-        paper_dir=lambda w: str(RUN.of(w.dataset).root),
+        official_dir=lambda w: str(RUN.of(w.dataset).root),
         twin_dir=lambda w: str(RUN.of(RUN.leak_free_twin[w.dataset]).root),
         index_dir=lambda w, input: folder(input.ivf),
         device=DEVICE,
         faiss_device=FAISS_DEVICE,
     shell:
-        "amips-bench clean-test --paper-dir {params.paper_dir} --leak-free-dir {params.twin_dir} "
+        "amips-bench clean-test --official-dir {params.official_dir} --leak-free-dir {params.twin_dir} "
         "--index-dir {params.index_dir} --model {input.model} {params.flags} "
         "--out-json {output.json} --out-csv {output.csv} --device {params.device} "
         "--faiss-device {params.faiss_device} --threads {threads} > {log} 2>&1"

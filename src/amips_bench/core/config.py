@@ -302,21 +302,21 @@ def _check_synthetic_split(name: str, ds: dict, routed: bool) -> None:
 
 
 def check_leakage_pair(datasets: dict, pair: dict, key: str, known) -> None:
-    """The two datasets of a leakage pair: split leak-free and as the paper, and otherwise the
-    same data and grid (so a difference can only come from the split)."""
-    for mode in ("leak_free", "paper"):
+    """The two datasets of a leakage pair: split leak-free and as the official code does, and
+    otherwise the same data and grid (so a difference can only come from the split)."""
+    for mode in ("leak_free", "official"):
         known(pair[mode], f"{key}.{mode}")
         actual = datasets[pair[mode]]["splits"]["mode"]
         if actual != mode:
             raise ConfigError(f"config key '{key}.{mode}': dataset {pair[mode]!r} is split "
                               f"{actual!r}, not {mode!r}")
-    a, b = (copy.deepcopy(datasets[pair[m]]) for m in ("leak_free", "paper"))
+    a, b = (copy.deepcopy(datasets[pair[m]]) for m in ("leak_free", "official"))
     for block in (a, b):
         block["splits"].pop("mode")
     differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if differ:
         raise ConfigError(f"config key '{key}': datasets {pair['leak_free']!r} and "
-                          f"{pair['paper']!r} differ in {', '.join(differ)}, not only in "
+                          f"{pair['official']!r} differ in {', '.join(differ)}, not only in "
                           f"splits.mode")
 
 
@@ -339,9 +339,11 @@ RENAMED_KEYS = {"datasets.*.routing.classifier_steps": "router_steps",
                 "datasets.*.routing.classifier_batch_size": "router_batch_size",
                 "datasets.*.grid.[].reinject_every": "reinject_spacing",
                 "datasets.*.ood.reinject_every": "reinject_spacing",
-                "table1.reinject_every": "reinject_spacing"}
+                "table1.reinject_every": "reinject_spacing",
+                "figures.leakage.[].paper": "official"}
 #: values that were renamed: key path -> {old value: new value}; refused in one line as well
-RENAMED_VALUES = {"datasets.*.grid.[].init.[]": {"official": "official_hidden"}}
+RENAMED_VALUES = {"datasets.*.grid.[].init.[]": {"official": "official_hidden"},
+                  "datasets.*.splits.mode": {"paper": "official"}}
 
 
 def _found(node, parts: list[str], at: str):

@@ -185,7 +185,7 @@ class DatasetFiles:
         return self.root / "ood" / f"{run}.csv"
 
     def clean_test(self, run: str, suffix: str) -> Path:
-        """The leakage study's third arm: a paper-split model on clean test questions."""
+        """The leakage study's third arm: an official-split model on clean test questions."""
         return self.root / "clean_test" / f"{run}.{suffix}"
 
     @property
@@ -341,7 +341,7 @@ def _contract() -> list[tuple[str, str]]:
         (rel(d.ood_csv(run)), "the IVF sweep under query noise"),
         (rel(d.questions_beside(d.ood_csv(run))), "the same per question, per noise level"),
         (rel(d.clean_test(run, "json"), d.clean_test(run, "csv")),
-         "a paper-split model on clean test questions"),
+         "an official-split model on clean test questions"),
         (rel(d.pipelines_csv), "wall-clock seconds of the search pipelines"),
     ]
 

@@ -12,6 +12,20 @@ from .errors import ConfigError, InputError
 from .layout import DatasetFiles
 from .schema import load_schema
 
+#: how a dataset's questions are split (splits.mode): `leak_free` splits before augmenting;
+#: `official` augments first, as the official code does, so copies of test questions are
+#: trained on (leaky, kept for comparison)
+SPLIT_MODES = ("leak_free", "official")
+#: split modes under the names files written by earlier versions record
+FORMER_SPLIT_MODES = {"paper": "official"}
+
+
+def split_mode_named(recorded: str) -> str:
+    """A split mode as a manifest or table records it, under its current name, so results made
+    before a rename still read as the mode they are."""
+    return FORMER_SPLIT_MODES.get(recorded, recorded)
+
+
 #: what a KeyNet run records for the SupportNet-only settings
 KEYNET_CONVEXITY, KEYNET_INIT = "none", "principled"
 

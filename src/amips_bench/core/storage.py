@@ -27,6 +27,7 @@ import numpy as np
 from .errors import InputError
 from .layout import DatasetFiles
 from .provenance import package_versions
+from .runs import split_mode_named
 
 _UMASK = os.umask(0)  # the process's umask: files written here get its permissions
 os.umask(_UMASK)
@@ -271,9 +272,9 @@ def relative_link(target: str | Path, folder: str | Path) -> str:
 
 
 def split_mode_of(dataset_dir: str | os.PathLike) -> str:
-    """The split mode of a dataset's targets (leak_free or paper), from any targets manifest."""
+    """The split mode of a dataset's targets (leak_free or official), from any targets manifest."""
     for manifest in sorted(Path(dataset_dir).glob(str(DatasetFiles("").targets_manifest("*")))):
-        return load_json(manifest).get("split_mode", "leak_free")
+        return split_mode_named(load_json(manifest).get("split_mode", "leak_free"))
     return "leak_free"
 
 
@@ -323,7 +324,7 @@ def save_result_rows(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
                      questions: Mapping[str, np.ndarray] | None = None) -> None:
     """A result table and, beside it, the versions that produced it and (`questions`) the
     per-question outcomes its rows are means of, written before the table; rows of a dataset
-    carry the split mode its targets were made with (leak_free, or the leaky paper mode)."""
+    carry the split mode its targets were made with (leak_free, or the leaky official mode)."""
     if dataset_dir is not None:
         mode = split_mode_of(dataset_dir)
         rows = [{**row, "split_mode": mode} for row in rows]

@@ -4,17 +4,17 @@ A split is stored as indices into `embeddings/queries.npy` (the *source* query o
 plus, for augmented rows, a copy number: copy 0 is the clean query, copy k >= 1 a noisy copy
 x + ε, ε ~ N(0, σ²I), re-normalised. The noise is a pure function of (seed, question, copy)
 (`copy_noise`), so the materialised queries are byte-identical on every run, and a row is the
-same vector in whichever split and split mode it appears: the leak-free and paper splits of
+same vector in whichever split and split mode it appears: the leak-free and official splits of
 one dataset train on the same noisy copies.
 
 `leak_free` (default) splits the unique source queries first and augments only train, so no
-noisy copy of a val/test question is ever trained on. `paper` mimics the official code: it
+noisy copy of a val/test question is ever trained on. `official` mimics the official code: it
 augments every query and then splits the augmented pool, which puts near-duplicates of
 evaluation queries into the training set. It exists for comparison and is labelled leaky.
 
-So that the leakage study can tell the leak from everything else, `paper` differs from the
+So that the leakage study can tell the leak from everything else, `official` differs from the
 official code in two stated ways: the questions the leak-free split with the same seed tests on
-are held out of its pool whole (no copy is trained on, so a paper-trained model can be scored
+are held out of its pool whole (no copy is trained on, so an official-split model can be scored
 on them clean: the study's third arm), and its training rows are subsampled to the leak-free
 split's count where the pool allows, so both modes train on as many rows.
 """
@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.config import train_rows
 from ..core.errors import InputError
+from ..core.runs import SPLIT_MODES
 from ..core.storage import (
     load_embeddings,
     load_index_array,
@@ -38,7 +39,6 @@ from ..core.storage import (
 )
 
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_MODES = ("leak_free", "paper")
 NOISE_BLOCK = 65_536
 #: questions per noise draw: the noise of copy c of question q is row q mod QUESTION_BLOCK of
 #: the block a generator seeded with (seed, NOISE_STREAM, c, q // QUESTION_BLOCK) draws
@@ -87,8 +87,8 @@ def make_splits(n_queries: int, *, val_size: int, test_size: int, augment_factor
 
 
 def held_out_clean(n_queries: int, *, val_size: int, test_size: int, seed: int) -> np.ndarray:
-    """The questions a `paper` split holds out whole: those the leak-free split with the same
-    seed tests on (sorted), so a paper-trained model can be scored on them with no copy trained on."""
+    """The questions an `official` split holds out whole: those the leak-free split with the same
+    seed tests on (sorted), so an official-split model can be scored on them with no copy trained on."""
     return _leak_free_partition(n_queries, val_size, test_size, seed)[1]
 
 
@@ -186,7 +186,7 @@ def materialize(queries: np.ndarray, plan: SplitPlan, *, sigma: float, seed: int
 
 
 def check_disjoint(plans: dict[str, SplitPlan], mode: str) -> None:
-    """Leak-free splits never share a source query; paper splits never share a (source, copy) row."""
+    """Leak-free splits never share a source query; official splits never share a (source, copy) row."""
     def keys(plan: SplitPlan) -> set:
         if mode == "leak_free":
             return set(plan.source.tolist())
@@ -229,19 +229,19 @@ def write_splits(queries_path: str | Path, out_dir: str | Path, *, val_size: int
             save_npy(out / f"{name}_copy.npy", plan.copy)
         rows = {k: len(v.source) for k, v in plans.items()}
     manifest = {
-        "mode": mode, "leaky": mode == "paper",
-        "note": ("paper mode: queries were augmented before splitting, so val/test contain noisy "
+        "mode": mode, "leaky": mode == "official",
+        "note": ("official mode: queries were augmented before splitting, so val/test contain noisy "
                  "copies of training questions (leaky, for comparison with the official code); "
                  "the leak-free split's test questions of this seed are held out whole, and the "
                  "training rows are subsampled to the leak-free split's count where the pool allows"
-                 if mode == "paper" else
+                 if mode == "official" else
                  "leak-free: unique queries split first, only train is augmented"),
         "augment_factor": augment_factor, "sigma": sigma, "seed": seed,
         "n_source_queries": n, "rows": rows,
         **({"held_out_clean": int(test_size),
             "train_rows_leak_free": train_rows(n, val_size=val_size, test_size=test_size,
                                                augment_factor=augment_factor, mode="leak_free")}
-           if mode == "paper" else {}),
+           if mode == "official" else {}),
         "queries_sha256": sha256_file(queries_path),
     }
     save_json(out / "manifest.json", manifest)

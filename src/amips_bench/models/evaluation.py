@@ -12,6 +12,7 @@ from torch import nn
 from ..core.errors import InputError
 from ..core.layout import DatasetFiles
 from ..core.rows import NpyRows, StreamedSplit
+from ..core.runs import split_mode_named
 from ..core.settings import LossWeights
 from ..core.storage import check_unit_rows, load_embeddings, load_index_array, load_json, save_json
 from ..datasets.targets import ClusterLayout
@@ -36,7 +37,7 @@ class DatasetTensors:
     layout: ClusterLayout
     splits: dict[str, SplitData]
     name: str = ""  # the dataset's name (its results folder)
-    split_mode: str = "leak_free"  # leak_free, or paper (noisy copies of test questions trained on)
+    split_mode: str = "leak_free"  # leak_free, or official (noisy copies of test questions trained on)
 
     @property
     def n_clusters(self) -> int:
@@ -103,7 +104,7 @@ def load_dataset(dataset_dir: str | Path, n_clusters: int, device: torch.device,
         loaded[split] = SplitData(torch.from_numpy(queries).to(device),
                                   torch.from_numpy(top1).to(device))
     return DatasetTensors(torch.from_numpy(keys).to(device), layout, loaded, files.root.name,
-                          manifest.get("split_mode", "leak_free"))
+                          split_mode_named(manifest.get("split_mode", "leak_free")))
 
 
 def predict(model: nn.Module, queries: torch.Tensor, batch: int = 4096

@@ -489,7 +489,7 @@ class Trainer:
             "dataset": self.data.name, "model": self.spec.model, "size": self.spec.size, "depth": self.spec.depth,
             "n_x": self.spec.n_x, "n_clusters": self.spec.n_clusters, "width": self.spec.width,
             "width_rule": self.spec.width_rule, "parameters": n_params, "budget": self.spec.budget,
-            "split_mode": self.data.split_mode, "leaky": self.data.split_mode == "paper",
+            "split_mode": self.data.split_mode, "leaky": self.data.split_mode == "official",
             "steps": self.step, "train_seconds": round(self.elapsed, 3),
             "device": device_name(self.device), "precision": self.precision,
             "precision_setting": self.cfg.precision,

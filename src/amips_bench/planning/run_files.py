@@ -47,9 +47,9 @@ class RunFiles:
             shared["ivf"], lambda d: [d.index_manifest, *glob.glob(str(d.index / "ivf*"))]))
         self.hnsw_twins = self._on_the_same_keys(self._without_own(
             shared["hnsw"], lambda d: glob.glob(str(d.index / "hnsw.*"))))
-        #: the paper-split dataset of each leakage pair -> its leak-free twin, whose test
-        #: questions the clean_test rule scores the paper-split models on (the third arm)
-        self.leak_free_twin = {p["paper"]: p["leak_free"] for p in config["figures"]["leakage"]}
+        #: the official-split dataset of each leakage pair -> its leak-free twin, whose test
+        #: questions the clean_test rule scores the official-split models on (the third arm)
+        self.leak_free_twin = {p["official"]: p["leak_free"] for p in config["figures"]["leakage"]}
 
     def of(self, dataset: str) -> DatasetFiles:
         return self.layout.dataset(dataset)
@@ -133,7 +133,7 @@ class RunFiles:
     def targets_flags(self, dataset: str, clusters) -> str:
         """The targets job's flags for what it reads besides the dataset's embeddings and
         splits: the cluster assignments (c > 1), the c = 1 queries it links to and, for a
-        leakage pair's paper-split dataset, the leak-free twin whose targets it reuses. One
+        leakage pair's official-split dataset, the leak-free twin whose targets it reuses. One
         param, so the rule's shell text and recorded params stay those of the jobs run before
         the link existed (Snakemake re-runs a job whose shell text or params changed)."""
         d = self.of(dataset)
@@ -254,17 +254,17 @@ class RunFiles:
 
     def clean_test_files(self, suffix: str) -> list[str]:
         """The clean_test outputs (json or csv) of every c = 1 model of every leakage pair."""
-        return [str(self.of(paper).clean_test(r.name, suffix))
-                for paper in self.leak_free_twin for r in self.runs_where(paper, clusters=1)]
+        return [str(self.of(official).clean_test(r.name, suffix))
+                for official in self.leak_free_twin for r in self.runs_where(official, clusters=1)]
 
     def leakage_files(self, files_of, **conditions) -> list[str]:
         """files_of(dataset, ...) for both datasets of every leakage pair."""
-        return [f for p in self.config["figures"]["leakage"] for ds in (p["leak_free"], p["paper"])
+        return [f for p in self.config["figures"]["leakage"] for ds in (p["leak_free"], p["official"])
                 for f in files_of(ds, **conditions)]
 
     def leakage_pairs(self) -> str:
         """The leakage study's dataset pairs as the CLI takes them (LEAK_FREE:PAPER ...)."""
-        return " ".join(f"{p['leak_free']}:{p['paper']}" for p in self.config["figures"]["leakage"])
+        return " ".join(f"{p['leak_free']}:{p['official']}" for p in self.config["figures"]["leakage"])
 
     # ------------------------------------------------------------ targets of the workflow
 

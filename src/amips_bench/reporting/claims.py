@@ -69,7 +69,7 @@ class Results:
     ood: pd.DataFrame
     table1: pd.DataFrame
     kinds: dict[str, str]  # dataset -> synthetic | beir | local
-    split_modes: dict[str, str] = field(default_factory=dict)  # dataset -> leak_free | paper
+    split_modes: dict[str, str] = field(default_factory=dict)  # dataset -> leak_free | official
     data: dict[str, dict] = field(default_factory=dict)  # dataset -> embeddings manifest
     evidence: QuestionEvidence = field(default_factory=QuestionEvidence)
 
@@ -93,7 +93,7 @@ class Results:
             if len(part) and "split_mode" in part:
                 for ds, mode in part[["dataset", "split_mode"]].drop_duplicates().itertuples(index=False):
                     modes.setdefault(ds, set()).add(mode)
-        split_modes = {ds: ("paper" if "paper" in m else "leak_free") for ds, m in modes.items()}
+        split_modes = {ds: ("official" if "official" in m else "leak_free") for ds, m in modes.items()}
         data = {Path(p).parent.parent.name: load_json(p) for p in manifests or []}
         evidence = QuestionEvidence.beside({"routing": routing, "ivf": ivf, "ood": ood}, metrics)
         return cls(frame, hist, *frames, read_tables([table1] if table1 else []), kinds,

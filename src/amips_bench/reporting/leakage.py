@@ -2,12 +2,12 @@
 training?
 
 The official code augments every question and then splits, so noisy copies of test questions
-are trained on (`paper` split mode); this suite splits first (`leak_free`). A study pairs two
+are trained on (`official` split mode); this suite splits first (`leak_free`). A study pairs two
 datasets that are the same data, grid and seeds but for the split mode, and asks per arm:
 test E_rel and MRR of every c = 1 model, and whether querying the paper's IVF index with the
 mapped key ŷ beats the natural query x at equal FLOPs. Three arms (ARMS): the leak-free model
-on its clean test questions; the paper-split model on its own test set as published (about 80 %
-noisy copies, so natural x is handicapped with no leak at all); and the paper-split model on
+on its clean test questions; the official-split model on its own test set as published (about 80 %
+noisy copies, so natural x is handicapped with no leak at all); and the official-split model on
 the leak-free test questions, which its split held out whole (`clean_test`). Arms 1 and 3 see
 the same questions and train on as many rows, so their difference is the leak.
 
@@ -40,26 +40,26 @@ from .statistics import UNDECIDED, Interval, judge
 MODEL_KEYS = ["variant", "model", "size", "depth", "n_x"]
 #: the study's arms, in the order of the report and Figure 9
 ARMS = {"leak_free": "leak-free model, clean test",
-        "paper": "paper-split model, its own test (as published)",
-        "paper_clean": "paper-split model, clean test"}
+        "official": "official-split model, its own test (as published)",
+        "official_clean": "official-split model, clean test"}
 
 
 @dataclass(frozen=True)
 class LeakagePair:
     leak_free: str  # dataset split leak-free
-    paper: str  # the same data, split as the official code does
+    official: str  # the same data, split as the official code does
 
     @classmethod
     def parse(cls, text: str) -> LeakagePair:
-        """LEAK_FREE:PAPER, as the CLI takes it."""
+        """LEAK_FREE:OFFICIAL, as the CLI takes it."""
         parts = text.split(":")
         if len(parts) != 2 or not all(parts):
-            raise InputError(f"--pairs: {text!r} is not LEAK_FREE_DATASET:PAPER_DATASET")
+            raise InputError(f"--pairs: {text!r} is not LEAK_FREE_DATASET:OFFICIAL_DATASET")
         return cls(*parts)
 
     def modes(self) -> dict[str, str]:
         """The dataset whose models each arm judges."""
-        return {"leak_free": self.leak_free, "paper": self.paper, "paper_clean": self.paper}
+        return {"leak_free": self.leak_free, "official": self.official, "official_clean": self.official}
 
 
 def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +96,7 @@ def _arm_rows(pair: LeakagePair, arm: str, m: pd.DataFrame, v: pd.DataFrame, rec
             if len(mapped):
                 gain, share = gain_at_equal_flops(mapped, natural, recall)
         model = (variant, int(r.seed))
-        rows.append({"pair": f"{pair.leak_free} / {pair.paper}", "mode": arm,
+        rows.append({"pair": f"{pair.leak_free} / {pair.official}", "mode": arm,
                      "dataset": r.dataset, "variant": variant, "model": r.model, "size": r.size,
                      "depth": int(r.depth), "n_x": int(r.n_x), "seed": int(r.seed),
                      "e_rel": r.e_rel, "mrr": r.mrr, "val_mrr": val_mrr.get(model, float("nan")),
@@ -111,14 +111,14 @@ def per_seed(metrics: pd.DataFrame, ivf: pd.DataFrame, pairs: list[LeakagePair],
              clean: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per pair, arm, c = 1 model and seed: test E_rel, MRR, IVF gain and share. The
     third arm needs `clean` (`read_clean_tests`); its model is chosen by the validation MRR the
-    paper-split model has on its own validation split."""
+    official-split model has on its own validation split."""
     rows = []
     recall = largest_recall(ivf) if len(ivf) else ""
     clean_metrics, clean_ivf = clean if clean is not None else (pd.DataFrame(), pd.DataFrame())
     for pair in pairs:
         val_mrr: dict = {}
         for arm, dataset in pair.modes().items():
-            if arm == "paper_clean":
+            if arm == "official_clean":
                 if not len(clean_metrics):
                     continue
                 m = clean_metrics[clean_metrics.dataset == dataset]
@@ -161,7 +161,7 @@ def arm_sweep(pair: LeakagePair, mode: str, ivf: pd.DataFrame,
               clean_ivf: pd.DataFrame | None) -> tuple[str, str, pd.DataFrame]:
     """(kind of per-question file, dataset, paper-setup IVF rows) an arm's gain is read from."""
     dataset = pair.modes()[mode]
-    source, kind = (clean_ivf, "clean_test") if mode == "paper_clean" else (ivf, "ivf")
+    source, kind = (clean_ivf, "clean_test") if mode == "official_clean" else (ivf, "ivf")
     if source is None or not len(source):
         return kind, dataset, pd.DataFrame()
     return kind, dataset, paper_ivf(source[source.dataset == dataset])

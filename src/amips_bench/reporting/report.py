@@ -68,7 +68,7 @@ def evaluate_claims(res: Results) -> list[dict[str, Any]]:
             judged = claim.judge(res, dataset)
             kind = res.kinds.get(dataset, "synthetic")
             claimed = dataset in claim.paper_datasets
-            leaky = res.mode(dataset) == "paper"
+            leaky = res.mode(dataset) == "official"
             said = verdict(judged.value, kind, claimed=claimed, leaky=leaky)
             versus_best = ("—" if judged.versus_best is None else
                            verdict(judged.versus_best, kind, claimed=claimed, leaky=leaky))
@@ -128,9 +128,9 @@ def leakage_section(res: Results, pairs: list[str], clean_tests: list[str] | Non
              "on); mapped beats natural when the whole interval is above 0, fails when it is "
              "all below, and is undecided otherwise: the criterion of Figure 9.", ""]
     for pair in parsed:
-        sub = table[table.pair == f"{pair.leak_free} / {pair.paper}"]
+        sub = table[table.pair == f"{pair.leak_free} / {pair.official}"]
         said = {r["mode"]: r["mapped beats natural"] for _, r in sub.iterrows()}
-        lines.append(f"- **{pair.leak_free} / {pair.paper}**: mapped beats natural: "
+        lines.append(f"- **{pair.leak_free} / {pair.official}**: mapped beats natural: "
                      + "; ".join(f"{text}: {said.get(arm, 'not run')}" for arm, text in ARMS.items())
                      + ".")
     return "\n".join(lines + ["", markdown_table(table.drop(columns=["mode"]))])

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..core.errors import InputError
 from ..core.layout import DatasetFiles
-from ..core.runs import SIZE_ORDER
+from ..core.runs import SIZE_ORDER, split_mode_named
 from ..core.storage import load_json, read_file
 
 #: the test metrics of a metrics.json, in the order of the tables
@@ -60,6 +60,8 @@ def read_tables(paths: list[str | Path], source: str | None = None) -> pd.DataFr
     stacked = pd.concat(frames, ignore_index=True).fillna("")
     for col in stacked.columns:
         stacked[col] = _typed(stacked[col].replace({"nan": "", "NaN": ""}))
+    if "split_mode" in stacked:
+        stacked["split_mode"] = stacked["split_mode"].map(split_mode_named)
     return stacked
 
 
@@ -88,7 +90,7 @@ def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
         rows.append({
             "dataset": m["dataset"], "model": m["model"], "size": m["size"], "depth": m["depth"],
             "n_x": m["n_x"], "clusters": m["n_clusters"], "seed": m["seed"],
-            "split_mode": m.get("split_mode", "leak_free"), "width_rule": m.get("width_rule", "full"),
+            "split_mode": split_mode_named(m.get("split_mode", "leak_free")), "width_rule": m.get("width_rule", "full"),
             "width": m.get("width", np.nan), "budget": m.get("budget"),
             "parameters": m.get("parameters", np.nan), "steps": m.get("steps", np.nan),
             **{k: test.get(k, test["e_rel"] / 2 if k == "e_rel_half" else None)

@@ -1,6 +1,6 @@
 """Figure 9: the leakage study — the same data and grid split leak-free and as the official code
 does (augment, then split), side by side, in three arms (leakage.ARMS): the leak-free model,
-the paper-split model on its own test set, and the paper-split model on the clean questions.
+the official-split model on its own test set, and the official-split model on the clean questions.
 
 Per dataset pair one row: (a) test E_rel and (b) test MRR of every c = 1 model under each arm,
 (c) the IVF Recall@k gain of mapped ŷ over natural x at equal FLOPs (mean over operating
@@ -33,7 +33,7 @@ from ..results import read_metrics, read_tables
 from . import style
 from .style import plt
 
-MODE_COLORS = {"leak_free": "#1f77b4", "paper": "#d62728", "paper_clean": "#9467bd"}
+MODE_COLORS = {"leak_free": "#1f77b4", "official": "#d62728", "official_clean": "#9467bd"}
 
 
 def _bars(ax, table: pd.DataFrame, column: str, ylabel: str) -> None:
@@ -62,10 +62,10 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
     table = summary(seeds)
     fig, axes = plt.subplots(len(parsed), 4, figsize=(15, 3.6 * len(parsed)), squeeze=False)
     for row, pair in zip(axes, parsed):
-        t = table[table.pair == f"{pair.leak_free} / {pair.paper}"]
+        t = table[table.pair == f"{pair.leak_free} / {pair.official}"]
         _bars(row[0], t, "e_rel", "test E_rel (log-ratio of squared distances)")
         row[0].axhline(0, color="k", lw=0.6)
-        row[0].set_title(f"{pair.leak_free} / {pair.paper}: E_rel", fontsize=9)
+        row[0].set_title(f"{pair.leak_free} / {pair.official}: E_rel", fontsize=9)
         _bars(row[1], t, "mrr", "test MRR")
         row[1].set_title("MRR of the exact top key", fontsize=9)
         recall = t.recall.iloc[0] if len(t) else "recall"
@@ -83,7 +83,7 @@ def fig9_leakage(metrics_paths: list[str | Path], ivf_paths: list[str | Path], p
                          + "\n".join(said), fontsize=7)
         ax = row[3]
         for mode in dict.fromkeys(t["mode"]):
-            source = clean[1] if mode == "paper_clean" else ivf
+            source = clean[1] if mode == "official_clean" else ivf
             v = paper_ivf(source[source.dataset == pair.modes()[mode]])
             nat = v[v["query"] == "natural"].groupby("budget")[["flops_total", recall]].mean()
             nat = nat.sort_values("flops_total")
