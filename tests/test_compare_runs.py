@@ -268,3 +268,25 @@ def test_two_datasets_of_equal_counts_but_different_keys_are_told_apart(tmp_path
     assert len(problems) == 1 and problems[0].startswith(
         "dataset tiny is not the same data (equal counts, different keys): key mean")
     assert "in other" in problems[0] and "in same" not in problems[0]
+
+
+def test_freezing_never_replaces_the_reference_of_other_datasets(copy, tmp_path):
+    """A run frozen into a folder that holds another config's reference (the default
+    compare.runs.reference is the quick run's) is refused, and that reference is kept whole;
+    a reference of the same datasets is replaced."""
+    from amips_bench.comparing.trees import freeze_reference
+
+    other = tmp_path / "other"
+    shutil.copytree(REFERENCE, other)
+    provenance = json.loads((other / "provenance.json").read_text())
+    provenance["datasets"] = {"quick_leak_free": {}, "quick_official": {}}
+    (other / "provenance.json").write_text(json.dumps(provenance))
+    before = sorted(p.relative_to(other) for p in other.rglob("*"))
+    with pytest.raises(InputError, match=r"^.*other: holds the reference of datasets "
+                                         r"quick_leak_free, quick_official, not of this run's "):
+        freeze_reference(copy, other, command="test")
+    assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
+    same = tmp_path / "same"
+    shutil.copytree(REFERENCE, same)
+    files = freeze_reference(copy, same, command="test")
+    assert files and json.loads((same / "provenance.json").read_text())["command"] == "test"

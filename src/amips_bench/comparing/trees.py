@@ -260,13 +260,27 @@ def load_tree(name: str, path: str | Path) -> RunTree:
                    _recorded_provenance(root, frames))
 
 
+def _refuse_another_configs_reference(out: Path, datasets: list[str]) -> None:
+    """Freezing a run into the folder of a reference of other datasets (the default
+    compare.runs.reference is the quick run's) would silently lose that reference."""
+    provenance = reference_provenance(out)
+    if not provenance.is_file():
+        return
+    kept = sorted(load_json(provenance).get("datasets", {}))
+    if kept and kept != datasets:
+        raise InputError(f"{out}: holds the reference of datasets {', '.join(kept)}, not of this "
+                         f"run's {', '.join(datasets)}: freeze into another folder "
+                         f"(compare.runs.reference) or delete {out} to replace it")
+
+
 def freeze_reference(results: str | Path, out: str | Path, *, command: str,
                      config: dict[str, Any] | None = None) -> list[Path]:
     """Copy the tidy files of a results tree (CSVs and JSONs, no models, indexes or embeddings)
     to `out` with a provenance.json; the old reference is replaced only once the new one is
-    complete."""
+    complete. A reference of other datasets (another config's) is never replaced."""
     src, out = Path(results), Path(out)
     tree = load_tree("reference", src)  # refuses a folder that is not a results tree
+    _refuse_another_configs_reference(out, sorted(tree.datasets))
     files = sorted({f for pattern in TIDY_FILES for f in src.glob(pattern) if f.is_file()})
     staging = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
