@@ -34,7 +34,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def _train(job) -> dict:
     """One model, precision and seed, on one thread: its validation and test numbers."""
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
     from amips_bench.models.evaluation import load_dataset
     from amips_bench.models.networks import ModelSpec
     from amips_bench.models.training import Trainer
@@ -44,7 +44,7 @@ def _train(job) -> dict:
     data = load_dataset(Path(work) / "quick", clusters, torch.device("cpu"))
     spec = ModelSpec(model=model, d=data.keys.shape[1], n_keys=len(data.keys), size=size,
                      depth=4, n_x=3, n_clusters=clusters)
-    cfg = TrainConfig(steps=steps, batch_size=train["batch_size"], lr_at_128=train["lr_at_128"],
+    cfg = TrainSettings(steps=steps, batch_size=train["batch_size"], lr_at_128=train["lr_at_128"],
                       eval_every=steps, checkpoint_every=10 ** 9, seed=seed, precision=precision)
     folder = Path(work) / "runs" / run_id(model, size, clusters, precision, seed, steps)
     t0 = time.perf_counter()

@@ -86,7 +86,7 @@ _DATA = {}
 
 def train_one(job: tuple[dict, int, int, dict, str]) -> dict:
     """Train one variant under one seed (one thread) and return its numbers."""
-    from amips_bench.core.settings import LossWeights, TrainConfig
+    from amips_bench.core.stage_settings import LossWeights, TrainSettings
     from amips_bench.models.evaluation import load_dataset
     from amips_bench.models.networks import ModelSpec
     from amips_bench.models.training import Trainer
@@ -100,7 +100,7 @@ def train_one(job: tuple[dict, int, int, dict, str]) -> dict:
     extra = {"init": v["init"], "convexity": v["convexity"]} if v["model"] == "supportnet" else {}
     spec = ModelSpec(model=v["model"], d=data.keys.shape[1], n_keys=len(data.keys), size=v["size"],
                      depth=4, n_x=3, n_clusters=10, **extra)
-    cfg = TrainConfig(steps=steps, batch_size=train["batch_size"], lr_at_128=train["lr_at_128"],
+    cfg = TrainSettings(steps=steps, batch_size=train["batch_size"], lr_at_128=train["lr_at_128"],
                       eval_every=steps, checkpoint_every=10 ** 9, seed=seed,
                       weights=LossWeights(key_reduction=v["key_reduction"]))
     t0 = time.perf_counter()

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from amips_bench.core.devices import cpu_has_bf16_units
 from amips_bench.core.provenance import cpu_model
-from amips_bench.core.settings import TrainConfig
+from amips_bench.core.stage_settings import TrainSettings
 from amips_bench.core.storage import save_csv, save_text
 from amips_bench.datasets.targets import ClusterLayout, full_fp32_matmul
 from amips_bench.models.evaluation import DatasetTensors, SplitData
@@ -104,10 +104,10 @@ def count_host_syncs(trainer: Trainer, steps: int) -> float:
     return len([w for w in caught if "synchroniz" in str(w.message).lower()]) / steps
 
 
-def count_step_flops(spec: ModelSpec, cfg: TrainConfig, data: DatasetTensors,
+def count_step_flops(spec: ModelSpec, cfg: TrainSettings, data: DatasetTensors,
                      device: torch.device) -> float:
     """Matmul FLOPs of one eager step (a CUDA-graph replay is the same kernels, uncountable)."""
-    cfg = TrainConfig(**{**cfg.to_dict(), "cuda_graph": False})
+    cfg = TrainSettings(**{**cfg.to_dict(), "cuda_graph": False})
     trainer = Trainer(spec, data, cfg, "/tmp/amips-throughput-unused", device)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()
@@ -119,7 +119,7 @@ def measure(model: str, size: str, clusters: int, args, data: DatasetTensors,
             device: torch.device, precision: str, graph: bool) -> dict:
     spec = ModelSpec(model=model, d=args.d, n_keys=args.n_keys, size=size, depth=args.depth,
                      n_x=args.nx, n_clusters=clusters)
-    cfg = TrainConfig(steps=10 ** 6, batch_size=args.batch, lr_at_128=1e-4, precision=precision,
+    cfg = TrainSettings(steps=10 ** 6, batch_size=args.batch, lr_at_128=1e-4, precision=precision,
                       cuda_graph=graph)
     torch.manual_seed(0)
     trainer = Trainer(spec, data[clusters], cfg, "/tmp/amips-throughput-unused", device)

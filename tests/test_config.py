@@ -226,13 +226,13 @@ def test_snakemake_config_override_of_seeds_plans_every_seed(tmp_path):
 
 
 def test_settings_dataclasses_take_the_schema_defaults():
-    """One source for defaults: TrainConfig, LossWeights and SyntheticParams equal the defaults
+    """One source for defaults: TrainSettings, LossWeights and SyntheticParams equal the defaults
     the schema fills into an empty dataset block."""
-    from amips_bench.core.settings import LossWeights, TrainConfig
+    from amips_bench.core.stage_settings import LossWeights, TrainSettings
     from amips_bench.datasets.synthetic import SyntheticParams
 
     ds = prepare({"datasets": {"d": {}}}, SCHEMA)["datasets"]["d"]
-    cfg, weights = TrainConfig(), LossWeights()
+    cfg, weights = TrainSettings(), LossWeights()
     for key, value in ds["train"].items():
         if key.startswith("lambda_"):
             assert getattr(weights, key.removeprefix("lambda_")) == value, key
@@ -256,14 +256,14 @@ def test_a_model_spec_takes_the_schemas_grid_defaults():
 
 def test_a_hand_run_train_parses_to_the_schema_defaults():
     from amips_bench.cli import build_parser
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
 
     args = build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model",
                                       "keynet", "--size", "S", "--depth", "4", "--nx", "3"])
     train = prepare({"datasets": {"d": {}}}, SCHEMA)["datasets"]["d"]["train"]
     for key, value in train.items():
         assert getattr(args, key) == value, key
-    assert TrainConfig(**{k: v for k, v in train.items()
+    assert TrainSettings(**{k: v for k, v in train.items()
                           if not k.startswith("lambda_") and k != "key_reduction"})
     flipped = build_parser().parse_args(["train", "--dataset-dir", "d", "--out", "o", "--model",
                                          "keynet", "--size", "S", "--depth", "4", "--nx", "3",

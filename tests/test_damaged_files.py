@@ -13,7 +13,7 @@ from conftest import unit_rows
 
 from amips_bench.cli import main
 from amips_bench.core.errors import InputError
-from amips_bench.core.settings import TrainConfig
+from amips_bench.core.stage_settings import TrainSettings
 from amips_bench.core.storage import load_embeddings, load_json, load_questions, save_questions
 from amips_bench.experiments.ivf import build_ivf, read_index, write_index
 from amips_bench.models.evaluation import load_dataset
@@ -114,7 +114,7 @@ def test_the_cli_prints_a_damaged_model_as_one_line_without_a_traceback(tiny_dat
 def test_a_damaged_checkpoint_of_the_run_is_set_aside_and_training_goes_on(tiny_dataset, tmp_path, capsys):
     data = load_dataset(tiny_dataset, 1, torch.device("cpu"))
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="M", depth=3, n_x=1)
-    cfg = TrainConfig(steps=40, batch_size=64, lr_at_128=2e-3, eval_every=20, checkpoint_every=20, seed=1)
+    cfg = TrainSettings(steps=40, batch_size=64, lr_at_128=2e-3, eval_every=20, checkpoint_every=20, seed=1)
     straight = Trainer(spec, data, cfg, tmp_path / "straight", torch.device("cpu")).run()
     out = tmp_path / "damaged"
     out.mkdir()

@@ -161,12 +161,12 @@ def test_a_checkpoint_is_sized_from_its_model(tiny_dataset, tmp_path):
 
     from amips_bench.models.evaluation import load_dataset
     from amips_bench.models.networks import ModelSpec
-    from amips_bench.models.training import CHECKPOINT_NAME, TrainConfig, Trainer
+    from amips_bench.models.training import CHECKPOINT_NAME, Trainer, TrainSettings
 
     cpu = torch.device("cpu")
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="L", depth=4, n_x=1)
     trainer = Trainer(spec, load_dataset(tiny_dataset, 1, cpu),
-                      TrainConfig(steps=4, batch_size=64, eval_every=2, checkpoint_every=2),
+                      TrainSettings(steps=4, batch_size=64, eval_every=2, checkpoint_every=2),
                       tmp_path, cpu)
     for _ in range(2):
         trainer.train_step()

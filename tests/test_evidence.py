@@ -18,7 +18,7 @@ from amips_bench.core.storage import load_questions
 from amips_bench.experiments.ivf import build_ivf, curve_key, natural_queries, sweep
 from amips_bench.models.evaluation import load_dataset
 from amips_bench.models.networks import ModelSpec
-from amips_bench.models.training import TrainConfig, Trainer
+from amips_bench.models.training import Trainer, TrainSettings
 from amips_bench.reporting.evidence import QuestionEvidence, curve, routing_hits
 from amips_bench.reporting.statistics import gain_at_equal_flops
 
@@ -105,7 +105,7 @@ def test_a_trained_model_writes_its_test_and_validation_outcomes(tiny_dataset, t
     are the test metrics (c = 1: every E_rel defined but where x is y*)."""
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="S", depth=3, n_x=1, n_clusters=1)
     data = load_dataset(tiny_dataset, 1, torch.device("cpu"))
-    cfg = TrainConfig(steps=20, batch_size=64, lr_at_128=2e-3, eval_every=10, checkpoint_every=10)
+    cfg = TrainSettings(steps=20, batch_size=64, lr_at_128=2e-3, eval_every=10, checkpoint_every=10)
     metrics = Trainer(spec, data, cfg, tmp_path / "m", torch.device("cpu")).run()
     arrays = load_questions(DatasetFiles.questions_beside(tmp_path / "m" / "metrics.json"))
     test = metrics["test"]

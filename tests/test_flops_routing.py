@@ -142,11 +142,11 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
     """The linear router W·q (W ∈ R^{c×d}) costs c·d multiply-accumulates (2·c·d FLOPs, as
     centroid routing); its k = 1 accuracy equals argmax(W·q) against the top key's cluster,
     recomputed here from the saved weights and the brute-force top keys."""
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
     from amips_bench.experiments.routing import router_rows
     from amips_bench.models.routers import train_router
 
-    cfg = TrainConfig(steps=60, batch_size=256, lr_at_128=0.01, eval_every=60,
+    cfg = TrainSettings(steps=60, batch_size=256, lr_at_128=0.01, eval_every=60,
                       checkpoint_every=60, seed=1)
     train_router(tiny_dataset, tmp_path / "lin", n_clusters=4, router="linear", cfg=cfg,
                  device=torch.device("cpu"))
@@ -173,10 +173,10 @@ def test_linear_router_counts_2cd_and_matches_brute_force(tiny_dataset, tmp_path
 def test_a_router_lr_sweep_keeps_the_validation_best_and_records_the_sweep(tiny_dataset, tmp_path):
     """Three learning rates: the saved router is the one of best validation top-1 accuracy
     (its weights equal a single training at that rate), never the test-best by construction."""
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
     from amips_bench.models.routers import train_router
 
-    cfg = TrainConfig(steps=40, batch_size=256, lr_at_128=0.01, seed=2)
+    cfg = TrainSettings(steps=40, batch_size=256, lr_at_128=0.01, seed=2)
     m = train_router(tiny_dataset, tmp_path / "sweep", n_clusters=4, router="linear",
                      cfg=cfg, device=torch.device("cpu"), lr_factors=(0.1, 1.0, 10.0))
     sweep = {round(r["lr_at_128"], 6): r["val_top1"] for r in m["lr_sweep"]}
@@ -185,7 +185,7 @@ def test_a_router_lr_sweep_keeps_the_validation_best_and_records_the_sweep(tiny_
     assert m["recipe"]["lr_at_128"] == pytest.approx(best)
     assert m["top1_accuracy"]["val"] == pytest.approx(sweep[best])
     single = train_router(tiny_dataset, tmp_path / "single", n_clusters=4, router="linear",
-                          cfg=TrainConfig(steps=40, batch_size=256, lr_at_128=best, seed=2),
+                          cfg=TrainSettings(steps=40, batch_size=256, lr_at_128=best, seed=2),
                           device=torch.device("cpu"))
     assert single["top1_accuracy"] == m["top1_accuracy"]
     a = torch.load(tmp_path / "sweep" / "model.pt", weights_only=False)["state_dict"]
@@ -198,11 +198,11 @@ def test_router_recipe_scales_the_lr_with_sqrt_batch_and_saves_the_ema(tiny_data
     lr_at_128·sqrt(batch/128) (warmup of one step); the saved weights are the EMA, whose
     first update (decay min(decay, 1/10)) gives 0.1·w0 + 0.9·w1 — w1 read from a run whose
     EMA decay is 0."""
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
     from amips_bench.models.routers import LearnedRouter, RouterSpec, train_router
 
     def saved(name, ema):
-        cfg = TrainConfig(steps=1, batch_size=512, lr_at_128=0.001, ema_at_128=ema,
+        cfg = TrainSettings(steps=1, batch_size=512, lr_at_128=0.001, ema_at_128=ema,
                           eval_every=1, checkpoint_every=1, seed=5)
         m = train_router(tiny_dataset, tmp_path / name, n_clusters=4, router="classifier_XS_L2",
                          cfg=cfg, device=torch.device("cpu"))

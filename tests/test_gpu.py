@@ -57,7 +57,7 @@ def test_certified_targets_on_gpu_equal_the_cpu_fp32_path_index_for_index(precis
 
 def _trainer(model: str, precision: str, tiny_dataset, tmp_path, clusters: int = 1,
              cuda_graph: bool = True, steps: int = 40):
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
     from amips_bench.models.evaluation import load_dataset
     from amips_bench.models.networks import ModelSpec
     from amips_bench.models.training import Trainer
@@ -66,7 +66,7 @@ def _trainer(model: str, precision: str, tiny_dataset, tmp_path, clusters: int =
     data = load_dataset(tiny_dataset, clusters, device)
     spec = ModelSpec(model=model, d=32, n_keys=3000, size="M", depth=4, n_x=3,
                      n_clusters=clusters)
-    cfg = TrainConfig(steps=steps, batch_size=256, eval_every=20, checkpoint_every=20,
+    cfg = TrainSettings(steps=steps, batch_size=256, eval_every=20, checkpoint_every=20,
                       precision=precision, cuda_graph=cuda_graph)
     torch.manual_seed(0)
     return Trainer(spec, data, cfg, tmp_path / f"{model}_{precision}_{cuda_graph}", device)
@@ -110,14 +110,14 @@ def test_streamed_batches_on_gpu_take_the_resident_path_step_for_step(tiny_datas
     the targets read too or held in host memory) feed a captured step: the same weights as the
     resident split after steps that cross epoch boundaries, and the capture is not refused."""
     from amips_bench.core.rows import StreamedSplit
-    from amips_bench.core.settings import TrainConfig
+    from amips_bench.core.stage_settings import TrainSettings
     from amips_bench.models.evaluation import load_dataset
     from amips_bench.models.networks import ModelSpec
     from amips_bench.models.training import Trainer
 
     device = torch.device("cuda")
     spec = ModelSpec(model="supportnet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
-    cfg = TrainConfig(steps=30, batch_size=128, eval_every=10, checkpoint_every=10)
+    cfg = TrainSettings(steps=30, batch_size=128, eval_every=10, checkpoint_every=10)
     trainers = []
     # queries 354 KB, targets 22 KB: both streamed under 0 bytes, the targets held under 100 KB
     for name, over in (("resident", float("inf")), ("streamed", 0), ("targets_in_memory", 100_000)):

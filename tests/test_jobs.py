@@ -14,7 +14,7 @@ from amips_bench.cli import build_parser
 from amips_bench.core.config import prepare
 from amips_bench.core.runs import expand_grid, parse_run
 from amips_bench.core.schema import SCHEMA_PATH
-from amips_bench.core.settings import TrainConfig
+from amips_bench.core.stage_settings import TrainSettings
 from amips_bench.planning.jobs import Jobs, cli_flag
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_the_train_flags_parse_back_into_every_setting_of_the_train_block(config
         args = _parse("train", jobs.train_cli(name) + " " + jobs.run_cli(run.name),
                       "--dataset-dir d --out o")
         for key, value in ds["train"].items():
-            if key in TrainConfig.EXECUTION_ONLY:
+            if key in TrainSettings.EXECUTION_ONLY:
                 assert f"--{key.replace('_', '-')}" not in jobs.train_cli(name), key
             else:
                 assert getattr(args, key) == value, (config, name, key)

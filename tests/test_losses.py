@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from amips_bench.core.settings import LossWeights
+from amips_bench.core.stage_settings import LossWeights
 from amips_bench.models.losses import compute_loss
 from amips_bench.models.networks import KeyNet, ModelSpec, SupportNet
 

@@ -11,7 +11,7 @@ import torch
 from conftest import benchmark_script
 
 from amips_bench.core.errors import InputError
-from amips_bench.core.settings import TrainConfig
+from amips_bench.core.stage_settings import TrainSettings
 from amips_bench.models.networks import ModelSpec, build_model
 
 paper_cost = benchmark_script("paper_cost")  # prices through amips_bench.models.cost
@@ -28,7 +28,7 @@ def test_step_flops_match_the_flops_counted_on_a_real_training_step(model, clust
                      n_clusters=clusters)
     device = torch.device("cpu")
     data = throughput.synthetic_data(20_000, d, 256, device, clusters)
-    cfg = TrainConfig(steps=10, batch_size=32, lr_at_128=1e-4)
+    cfg = TrainSettings(steps=10, batch_size=32, lr_at_128=1e-4)
     counted = throughput.count_step_flops(spec, cfg, data, device)
     assert paper_cost.step_flops(spec, 32) == pytest.approx(counted, rel=0.02)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from amips_bench.core.errors import InputError
-from amips_bench.core.settings import RegimeSettings
+from amips_bench.core.stage_settings import RegimeSettings
 from amips_bench.reporting.claims import Results
 from amips_bench.reporting.evidence import QuestionEvidence
 from amips_bench.reporting.regime import plateau, regime_table, trend

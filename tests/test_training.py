@@ -19,7 +19,7 @@ from amips_bench.models import losses as losses_module
 from amips_bench.models import training
 from amips_bench.models.evaluation import load_dataset
 from amips_bench.models.networks import ModelSpec, load_model
-from amips_bench.models.training import NonFiniteLoss, TrainConfig, Trainer
+from amips_bench.models.training import NonFiniteLoss, Trainer, TrainSettings
 
 DEVICE = torch.device("cpu")
 
@@ -31,11 +31,11 @@ def _spec(model="supportnet", c=1, n_keys=3000):
 def _cfg(**kw):
     base = dict(steps=120, batch_size=64, lr_at_128=2e-3, eval_every=40, checkpoint_every=20, seed=4)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainSettings(**base)
 
 
 def test_lr_schedule_and_ema_scaling():
-    cfg = TrainConfig(steps=1000, batch_size=512, lr_at_128=1e-4, warmup_fraction=0.025)
+    cfg = TrainSettings(steps=1000, batch_size=512, lr_at_128=1e-4, warmup_fraction=0.025)
     assert cfg.peak_lr == pytest.approx(2e-4)  # sqrt(512/128) = 2
     assert cfg.ema_decay == pytest.approx(0.999 ** 4)
     assert cfg.warmup_steps == 25
@@ -367,9 +367,9 @@ def test_streamed_training_takes_the_resident_path_step_for_step(tiny_dataset, t
     assert isinstance(streamed.splits["train"], StreamedSplit)
     assert len(streamed.splits["train"].files) == (2 if targets == "disk" else 1)
     spec = ModelSpec(model="supportnet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
-    cfg = TrainConfig(steps=30, batch_size=128, eval_every=10, checkpoint_every=10)
+    cfg = TrainSettings(steps=30, batch_size=128, eval_every=10, checkpoint_every=10)
     a = Trainer(spec, resident, cfg, tmp_path / "a", DEVICE)
-    b = Trainer(spec, streamed, TrainConfig(**{**cfg.to_dict(), "resident_max_gb": 1e-9,
+    b = Trainer(spec, streamed, TrainSettings(**{**cfg.to_dict(), "resident_max_gb": 1e-9,
                                                 "reader_processes": readers}), tmp_path / "b", DEVICE)
     assert (b.batches._readers is not None) == (readers > 0)
     for _ in range(30):  # 2,769 rows / 128 = 21 steps per epoch
@@ -415,7 +415,7 @@ def test_a_finished_streamed_run_stops_its_reader_processes(tiny_dataset, tmp_pa
     monkeypatch.setattr("amips_bench.models.training.reader_processes", lambda n: n)
     streamed = load_dataset(tiny_dataset, 1, DEVICE, stream_train_over_bytes=0)
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="S", depth=3, n_x=1)
-    trainer = Trainer(spec, streamed, TrainConfig(steps=4, batch_size=128, eval_every=4,
+    trainer = Trainer(spec, streamed, TrainSettings(steps=4, batch_size=128, eval_every=4,
                                                   reader_processes=2), tmp_path, DEVICE)
     readers = list(trainer.batches._readers._readers)
     trainer.run()

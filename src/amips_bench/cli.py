@@ -280,7 +280,7 @@ def _identity(args):
 
 
 def _train_args(p):
-    from .core.settings import KEY_REDUCTIONS, LossWeights, TrainConfig
+    from .core.stage_settings import KEY_REDUCTIONS, LossWeights, TrainSettings
     from .models.networks import CONVEXITY_MODES, INITS, ModelSpec
 
     p.add_argument("--dataset-dir", required=True, help="results/{dataset}")
@@ -297,7 +297,7 @@ def _train_args(p):
     p.add_argument("--init", default=ModelSpec.init, choices=INITS,
                    help="SupportNet's initialisation (models.init_supportnet_)")
     _add_width_rule(p)
-    _dataclass_arguments(p, TrainConfig, skip=("weights",))
+    _dataclass_arguments(p, TrainSettings, skip=("weights",))
     _dataclass_arguments(p, LossWeights, prefix="lambda_", skip=("key_reduction",))
     p.add_argument("--key-reduction", default=LossWeights.key_reduction, choices=KEY_REDUCTIONS,
                    help="the key term summed (paper) or averaged (official code) over coordinates")
@@ -322,10 +322,10 @@ def _show_progress(spec, row) -> None:
 
 @command("train", "train one SupportNet or KeyNet (resumes from its checkpoint)")(_train_args)
 def _train(args):
-    from .core.settings import LossWeights, TrainConfig
+    from .core.stage_settings import LossWeights, TrainSettings
     from .models.training import STOPPED_EXIT, TrainingStopped, train_run
 
-    cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=("weights",)),
+    cfg = TrainSettings(**_dataclass_values(args, TrainSettings, skip=("weights",)),
                       weights=LossWeights(**_dataclass_values(args, LossWeights, prefix="lambda_",
                                                               skip=("key_reduction",)),
                                           key_reduction=args.key_reduction))
@@ -356,13 +356,13 @@ ROUTER_RECIPE = ("steps", "batch_size", "lr_at_128", "end_lr_fraction", "warmup_
 
 
 def _not_router_recipe() -> tuple[str, ...]:
-    from .core.settings import TrainConfig
+    from .core.stage_settings import TrainSettings
 
-    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ROUTER_RECIPE)
+    return tuple(f.name for f in dataclasses.fields(TrainSettings) if f.name not in ROUTER_RECIPE)
 
 
 def _train_router_args(p):
-    from .core.settings import TrainConfig
+    from .core.stage_settings import TrainSettings
 
     p.add_argument("--dataset-dir", required=True)
     p.add_argument("--out", required=True, help="router folder to write (model.pt, metrics.json)")
@@ -370,7 +370,7 @@ def _train_router_args(p):
     p.add_argument("--router", required=True, metavar="NAME",
                    help="a registered router: KIND_SIZE_LDEPTH for a sized one (classifier_S_L2: "
                         "the classifier MLP at size S, depth 2) or KIND (linear: W·q, W ∈ R^{c×d})")
-    _dataclass_arguments(p, TrainConfig, skip=_not_router_recipe())
+    _dataclass_arguments(p, TrainSettings, skip=_not_router_recipe())
     p.add_argument("--lr-factors", type=float, nargs="+", default=[1.0],
                    help="train at lr_at_128 × each factor, keep the best on validation")
     _add_device(p)
@@ -380,10 +380,10 @@ def _train_router_args(p):
 @command("train-router", "train a learned router baseline of the router registry (cross-entropy "
                          "on the top key's cluster)")(_train_router_args)
 def _train_router(args):
-    from .core.settings import TrainConfig
+    from .core.stage_settings import TrainSettings
     from .models.routers import train_router
 
-    cfg = TrainConfig(**_dataclass_values(args, TrainConfig, skip=_not_router_recipe()))
+    cfg = TrainSettings(**_dataclass_values(args, TrainSettings, skip=_not_router_recipe()))
     m = train_router(args.dataset_dir, args.out, n_clusters=args.clusters, router=args.router,
                      cfg=cfg, device=args.device, lr_factors=tuple(args.lr_factors))
     print(f"[{m['name']}] {m['parameters']:,} parameters, test top-1 accuracy "

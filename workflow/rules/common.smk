@@ -25,7 +25,7 @@ from amips_bench.core.runs import (
     nx_for,
     parse_run,
 )
-from amips_bench.core.settings import TrainConfig
+from amips_bench.core.stage_settings import TrainSettings
 from amips_bench.planning.disk_plan import free_disk_verdict, plan_outputs, results_folder
 from amips_bench.planning.jobs import space_separated
 from amips_bench.models.routers import router_wildcard
@@ -156,7 +156,7 @@ def this_provenance():
 def training_execution(w, input, threads):
     """A training job's execution flags: threads and the train block's execution keys, its
     time budget under a walltime cap, and the segment it continues from."""
-    flags = [JOBS.execution_cli(w.dataset, "train", TrainConfig.EXECUTION_ONLY, threads)]
+    flags = [JOBS.execution_cli(w.dataset, "train", TrainSettings.EXECUTION_ONLY, threads)]
     flags.append(JOBS.time_budget_cli(w.dataset, w.run))
     if "previous" in input.keys():
         flags.append(f"--resume-from {input.previous}")

@@ -1,1 +1,1 @@
-"""The core every other part builds on: the config (its schema, validation and the run grammar), settings, errors, file storage and provenance, row streaming, devices, the paper's numbers. Imports nothing of the package outside core."""
+"""The core every other part builds on: the config (its schema, validation and the run grammar), the typed stage settings, errors, file storage and provenance, row streaming, devices, the paper's numbers. Imports nothing of the package outside core."""

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ConfigError
 from .runs import Run, dataset_n_keys, expand_grid, ivf_nlist, nx_for
 from .schema import SCHEMA_PATH, load_schema, resolve_ref
-from .settings import RegimeSettings
+from .stage_settings import RegimeSettings
 
 # --------------------------------------------------------------------------- schema
 

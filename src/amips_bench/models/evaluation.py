@@ -13,7 +13,7 @@ from ..core.errors import InputError
 from ..core.layout import DatasetFiles
 from ..core.rows import NpyRows, StreamedSplit
 from ..core.runs import split_mode_named
-from ..core.settings import LossWeights
+from ..core.stage_settings import LossWeights
 from ..core.storage import check_unit_rows, load_embeddings, load_index_array, load_json, save_json
 from ..datasets.targets import ClusterLayout
 from .losses import prediction_losses

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..core.settings import LossWeights
+from ..core.stage_settings import LossWeights
 from .networks import KeyNet, SupportNet, scores_and_keys
 
 

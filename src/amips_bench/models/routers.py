@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from ..core.errors import InputError
 from ..core.provenance import device_name, package_versions
 from ..core.runs import SIZES
-from ..core.settings import TrainConfig
+from ..core.stage_settings import TrainSettings
 from ..core.storage import atomic_path, read_file, save_json
 from .evaluation import load_dataset, true_clusters
 from .networks import Trunk, parameter_count, solve_width
@@ -171,7 +171,7 @@ class LearnedRouter(nn.Module):
 
 
 def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: int, router: str,
-                 cfg: TrainConfig, device: torch.device,
+                 cfg: TrainSettings, device: torch.device,
                  lr_factors: tuple[float, ...] = (1.0,)) -> dict:
     """Train on the (augmented) training queries with the models' recipe (cfg: steps, batch,
     LR at batch 128, warmup, cosine floor, clipping, EMA), once per learning rate
@@ -218,7 +218,7 @@ def train_router(dataset_dir: str | Path, out_dir: str | Path, *, n_clusters: in
     return metrics
 
 
-def _fit_router(spec: RouterSpec, data, labels: dict, cfg: TrainConfig,
+def _fit_router(spec: RouterSpec, data, labels: dict, cfg: TrainSettings,
                 device: torch.device) -> LearnedRouter:
     """One training of a router under cfg; its EMA weights, in eval mode."""
     torch.manual_seed(cfg.seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core.settings import LossWeights
+from ..core.stage_settings import LossWeights
 from .losses import compute_loss
 from .networks import ModelSpec, SupportNet, scores_and_keys
 

@@ -33,7 +33,7 @@ from ..core.errors import InputError
 from ..core.layout import DatasetFiles
 from ..core.provenance import device_name, package_versions
 from ..core.rows import EpochSampler, StreamedBatches, StreamedSplit, reader_processes, release_freed_memory
-from ..core.settings import TrainConfig
+from ..core.stage_settings import TrainSettings
 from ..core.storage import atomic_path, load_embeddings, read_file, save_csv, save_json, save_questions
 from ..datasets.targets import cuda_matmul_mode, full_fp32_matmul
 from .evaluation import DatasetTensors, evaluate_model, load_dataset
@@ -124,7 +124,7 @@ class Trainer:
     `stop` (an event, e.g. set by SIGTERM) and `max_seconds` (a wall-clock budget for this
     process, kept with room for a step and a checkpoint) end a run early with a checkpoint."""
 
-    def __init__(self, spec: ModelSpec, data: DatasetTensors, cfg: TrainConfig,
+    def __init__(self, spec: ModelSpec, data: DatasetTensors, cfg: TrainSettings,
                  out_dir: str | Path, device: torch.device, *, stop: threading.Event | None = None,
                  max_seconds: float = 0.0) -> None:
         if data.n_clusters != spec.n_clusters:
@@ -179,7 +179,7 @@ class Trainer:
 
     def _identity(self) -> dict:
         """What a checkpoint must match to be resumed (how steps execute is not part of it)."""
-        config = {k: v for k, v in self.cfg.to_dict().items() if k not in TrainConfig.EXECUTION_ONLY}
+        config = {k: v for k, v in self.cfg.to_dict().items() if k not in TrainSettings.EXECUTION_ONLY}
         return {"spec": self.spec.to_dict(), "config": config}
 
     def save_checkpoint(self, path: Path | None = None) -> None:
@@ -521,7 +521,7 @@ def live_columns(fractions: list[float]) -> dict[str, float]:
     return {**{f"live_l{i}": f for i, f in enumerate(fractions, start=1)}, "live_min": min(fractions)}
 
 
-def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainConfig, device: torch.device,
+def train_run(dataset_dir: str | Path, out_dir: str | Path, cfg: TrainSettings, device: torch.device,
               progress: Callable[[ModelSpec, dict], None] | None = None, max_minutes: float = 0.0,
               until_step: int | None = None, segment_out: str | Path | None = None,
               resume_from: str | Path | None = None, **spec: Any) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ import math
 import sys
 
 from ..core.runs import dataset_n_keys, expand_grid, parse_run
-from ..core.settings import TrainConfig
+from ..core.stage_settings import TrainSettings
 from ..models.cost import TrainingCost, load_rates, training_cost
 from ..models.networks import ModelSpec
 from ..models.routers import ROUTERS, parse_router_stem
@@ -164,7 +164,7 @@ class Jobs:
     def train_cli(self, dataset: str) -> str:
         """The settings that decide what a model becomes: a change re-plans its training."""
         train = self.datasets[dataset]["train"]
-        return " ".join(cli_flag(k, v) for k, v in train.items() if k not in TrainConfig.EXECUTION_ONLY)
+        return " ".join(cli_flag(k, v) for k, v in train.items() if k not in TrainSettings.EXECUTION_ONLY)
 
     def execution_cli(self, dataset: str, block: str, keys, threads: int) -> str:
         """How a job runs (threads and the `keys` of its config block), not what it computes.

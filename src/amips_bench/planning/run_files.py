@@ -18,7 +18,7 @@ from pathlib import Path
 from ..core.config import ood_run, shared_data
 from ..core.layout import SPLITS, DatasetFiles, ResultsLayout
 from ..core.runs import expand_grid, ivf_files, ivf_variants, parse_run, queries_from_c1
-from ..core.settings import RegimeSettings
+from ..core.stage_settings import RegimeSettings
 from ..reporting.figures import FIGURES, FigureInstance
 from .jobs import Jobs
 

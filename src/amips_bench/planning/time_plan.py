@@ -27,7 +27,7 @@ import torch
 
 from ..core.config import train_rows
 from ..core.runs import expand_grid, ivf_nlist
-from ..core.settings import TrainConfig
+from ..core.stage_settings import TrainSettings
 from ..datasets.embeddings import write_synthetic
 from ..datasets.splits import write_splits
 from ..datasets.synthetic import SyntheticParams
@@ -87,7 +87,7 @@ def measure_rates(d: int, precision: str) -> Rates:
     return Rates(synthetic, pairs, _gemm_rate(torch.float32), _gemm_rate(torch.float64), kmeans)
 
 
-def train_step_seconds(dataset: str, run, n_keys: int, d: int, cfg: TrainConfig,
+def train_step_seconds(dataset: str, run, n_keys: int, d: int, cfg: TrainSettings,
                        width_rule: str, steps: int = 3) -> float:
     """Median seconds of a training step of `run`'s model, at one thread, on random data."""
     gen = torch.Generator().manual_seed(0)
@@ -150,8 +150,8 @@ def _stage_estimates(config: dict, rates: Rates | None) -> list[dict[str, Any]]:
         add("targets (c = 1)", 1, (train + held_out) * n / rates.target_pairs,
             f"{train + held_out:,} rows × {n:,} keys ({config['targets']['precision']})")
         tc = ds["train"]
-        cfg = TrainConfig(**{k: v for k, v in tc.items()
-                             if k in TrainConfig.__dataclass_fields__ and k != "weights"})
+        cfg = TrainSettings(**{k: v for k, v in tc.items()
+                             if k in TrainSettings.__dataclass_fields__ and k != "weights"})
         evaluations = tc["steps"] // tc["eval_every"] + 3  # + step 0, the test and final val
         eval_seconds = evaluations * 2.0 * s["val_size"] * n * d / rates.gemm_fp32
         trained = []

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..core.errors import InputError
 from ..core.runs import SIZES
-from ..core.settings import RegimeSettings
+from ..core.stage_settings import RegimeSettings
 from .evidence import gain_interval
 from .selection import variant_of
 from .statistics import UNDECIDED, Interval, judge

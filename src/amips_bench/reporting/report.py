@@ -25,7 +25,7 @@ import pandas as pd
 from ..core.errors import InputError
 from ..core.paper import PAPER_KEY_COUNTS
 from ..core.provenance import git_state, package_versions
-from ..core.settings import RegimeSettings
+from ..core.stage_settings import RegimeSettings
 from ..core.storage import relative_link, save_csv, save_json, save_text
 from .claims import CLAIMS, Claim, Results
 from .evidence import QuestionEvidence

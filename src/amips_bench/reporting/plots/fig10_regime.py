@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.runs import SIZES
-from ...core.settings import RegimeSettings
+from ...core.stage_settings import RegimeSettings
 from ..claims import Results
 from ..regime import MODES, regime_table, trend
 from . import style

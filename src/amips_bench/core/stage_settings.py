@@ -1,4 +1,6 @@
-"""Training settings as plain dataclasses (no torch import, so the CLI starts fast)."""
+"""The typed settings a stage runs with (training, the regime study), built from a validated
+config block; plain dataclasses with no torch import, so the CLI starts fast. The YAML config
+itself (schema, validation, cross-key checks) is `core.config`."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class LossWeights:
 
 
 @dataclass
-class TrainConfig:
+class TrainSettings:
     steps: int = _TRAIN["steps"]
     batch_size: int = _TRAIN["batch_size"]
     lr_at_128: float = _TRAIN["lr_at_128"]  # peak learning rate at batch 128, × sqrt(batch/128)
