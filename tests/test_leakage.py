@@ -156,7 +156,7 @@ def test_a_gain_inside_the_noise_or_without_validation_is_undecided(tmp_path):
 
 
 def test_bad_leakage_input_is_one_line():
-    with pytest.raises(InputError, match=r"^--pairs: 'lf' is not LEAK_FREE_DATASET:PAPER_DATASET$"):
+    with pytest.raises(InputError, match=r"^--pairs: 'lf' is not LEAK_FREE_DATASET:OFFICIAL_DATASET$"):
         LeakagePair.parse("lf")
     with pytest.raises(InputError, match=r"^leakage: no c = 1 model of dataset 'nope' \(leak-free model, clean test\)$"):
         per_seed(pd.DataFrame({"dataset": ["x"], "clusters": [1], "model": ["keynet"]}),

@@ -266,7 +266,7 @@ def test_every_initialisation_starts_with_non_negative_w_z(init):
     model = SupportNet(_spec(init=init, convexity="none"))
     assert model.negative_fraction() == 0.0
     if init == "official_hidden":
-        assert all(float(layer.bias.min()) > 0 for layer in model.trunk.hidden)
+        assert all(float(layer.bias.detach().min()) > 0 for layer in model.trunk.hidden)
         assert float(model.trunk.out.bias.abs().max()) == 0.0
 
 

@@ -263,7 +263,7 @@ class RunFiles:
                 for f in files_of(ds, **conditions)]
 
     def leakage_pairs(self) -> str:
-        """The leakage study's dataset pairs as the CLI takes them (LEAK_FREE:PAPER ...)."""
+        """The leakage study's dataset pairs as the CLI takes them (LEAK_FREE:OFFICIAL ...)."""
         return " ".join(f"{p['leak_free']}:{p['official']}" for p in self.config["figures"]["leakage"])
 
     # ------------------------------------------------------------ targets of the workflow
