@@ -294,6 +294,25 @@ def test_clean_questions_are_computed_from_the_splits_not_assumed(tiny_dataset, 
         clean_rows(tiny_dataset, tiny_dataset)
 
 
+def test_files_written_before_the_rename_read_as_the_official_split(tiny_dataset, tmp_path):
+    """Splits, targets and result tables that record the leaky mode's former name, 'paper',
+    are read as 'official': the clean test accepts the split, a table's rows say official."""
+    from amips_bench.core.storage import save_result_rows
+    from amips_bench.experiments.clean_test import clean_rows
+    from amips_bench.reporting.results import read_tables
+
+    official = _official_twin(tiny_dataset, tmp_path / "pp")
+    manifest = official / "splits" / "manifest.json"
+    recorded = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**recorded, "mode": "paper"}))
+    rows, n_test = clean_rows(official, tiny_dataset)
+    assert n_test == 200 and len(rows) == 200
+    table = tmp_path / "old.csv"
+    save_result_rows(table, [{"dataset": "pp", "split_mode": "paper", "recall@1": 0.5},
+                             {"dataset": "lf", "split_mode": "leak_free", "recall@1": 0.4}])
+    assert read_tables([table]).split_mode.tolist() == ["official", "leak_free"]
+
+
 def test_the_clean_test_scores_the_official_split_model_on_the_held_out_questions(tiny_dataset, tmp_path):
     """E_rel and MRR against a brute-force recomputation on the leak-free test questions; the
     natural rows are exhaustive at nprobe = nlist; the rows are labelled as the third arm."""

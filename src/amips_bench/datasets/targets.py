@@ -27,6 +27,7 @@ from ..core import devices
 from ..core.devices import pick_device
 from ..core.disk import require_free, target_file_bytes
 from ..core.errors import InputError
+from ..core.runs import split_mode_named
 from ..core.storage import (
     load_embeddings,
     load_index_array,
@@ -296,7 +297,7 @@ def write_targets(embeddings_dir: str | Path, splits_dir: str | Path, out_dir: s
     manifest = {
         "n_clusters": n_clusters, "n_keys": len(keys), "d": int(keys.shape[1]), "rows": rows,
         "keys_sha256": sha256_file(embeddings_dir / "keys.npy"),
-        "assignments_sha256": assignments_sha, "split_mode": split_manifest["mode"],
+        "assignments_sha256": assignments_sha, "split_mode": split_mode_named(split_manifest["mode"]),
         "leaky": split_manifest["leaky"], "device": str(search.device),
         "search": ("torch GEMM + running argmax on `device` (fp32, tf32 off); FAISS not used"
                    if resolved == "fp32" else
