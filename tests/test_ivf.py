@@ -180,7 +180,7 @@ def test_ood_recomputes_the_exact_targets_of_the_noisy_queries(tiny_dataset, tmp
     """"Correct" under noise means the true MIPS answer of the query actually sent: the target
     of every noisy query is its own brute-force argmax, not the clean query's."""
     from amips_bench.experiments import ood as robustness
-    from amips_bench.experiments.ivf import load_test
+    from amips_bench.experiments.ivf import load_split
 
     spec = ModelSpec(model="keynet", d=32, n_keys=3000, size="M", depth=3, n_x=1)
     save_model(tmp_path / "m/model.pt", build_model(spec))
@@ -196,7 +196,7 @@ def test_ood_recomputes_the_exact_targets_of_the_noisy_queries(tiny_dataset, tmp
     monkeypatch.setattr(robustness, "sweep", spy)
     robustness.ood_rows(tiny_dataset, tmp_path / "ix", tmp_path / "m/model.pt", stds=[0, 0.3],
                         nprobes=[1], ks=[1], seed=0, device=torch.device("cpu"))
-    clean, clean_top1, _, _ = load_test(tiny_dataset)
+    clean, clean_top1, _, _ = load_split(tiny_dataset)
     natural = [(v, t) for name, v, t in seen if name == "natural"]
     assert len(natural) == 2
     for (vectors, target), std in zip(natural, (0, 0.3)):

@@ -85,9 +85,8 @@ except InputError as exc:
     raise WorkflowError(f"amips-bench config error: {exc}") from None
 JOBS = RUN.jobs  # every job's flags and resource requests
 RESULTS = RUN.layout  # every path of the results contract
-DATASET_FILES = RESULTS.dataset(
-    "{dataset}"
-)  # a dataset's files, as rule patterns with the wildcard {dataset}
+# a dataset's files, as rule patterns with the wildcard {dataset}
+DATASET_FILES = RESULTS.dataset("{dataset}")
 ROUTER = "router_{router}_c{clusters}_s{seed}"  # a learned router's run name
 
 

@@ -264,10 +264,10 @@ def check(config: dict) -> None:
         known(name, "table1.datasets")
     for i, pair in enumerate(figures["leakage"]):
         check_leakage_pair(datasets, pair, f"figures.leakage.{i}", known)
-    regime = figures["regime"]
-    for name in regime["datasets"]:
+    regime = RegimeSettings.from_config(figures["regime"])
+    for name in regime.datasets:
         known(name, "figures.regime.datasets")
-        k = RegimeSettings.from_config(regime).judged_k(dataset_n_keys(datasets[name]))
+        k = regime.judged_k(dataset_n_keys(datasets[name]))
         if k not in datasets[name]["ivf"]["recall_at"]:
             raise ConfigError(f"config key 'datasets.{name}.ivf.recall_at': the regime study "
                               f"judges recall@{k} (figures.regime.recall_fraction of n); add {k}")

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 #: the one schema of the workflow configuration: every key, its type and its default. It ships
-#: with the package so that the CLI's defaults (`settings.py`) come from the same file.
+#: with the package so that the CLI's defaults (`stage_settings.py`) come from the same file.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "data" / "schema.yaml"
 
 

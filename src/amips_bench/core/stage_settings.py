@@ -16,8 +16,10 @@ PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 #: averaged (the official code's squared_error(...).mean(), which weighs the score term d× more)
 KEY_REDUCTIONS = ("sum", "mean")
 
-#: the schema's `train` block is the one source of every default below (docs in the schema)
+#: the schema's `train` and `figures.regime` blocks are the one source of every default below
+#: (docs in the schema)
 _TRAIN = schema_defaults("train")
+_REGIME = schema_defaults("figures", "regime")
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,11 @@ class TrainSettings:
 class RegimeSettings:
     """The study as the config's figures.regime states it."""
 
-    datasets: tuple[str, ...] = ()
-    recall_fraction: float = 1e-4
-    predict_at: int = 5_200_000
-    plateau_fraction: float = 0.25
-    plateau_tolerance: float = 0.02
+    datasets: tuple[str, ...] = tuple(_REGIME["datasets"])
+    recall_fraction: float = _REGIME["recall_fraction"]
+    predict_at: int = _REGIME["predict_at"]
+    plateau_fraction: float = _REGIME["plateau_fraction"]
+    plateau_tolerance: float = _REGIME["plateau_tolerance"]
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> RegimeSettings:

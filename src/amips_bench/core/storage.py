@@ -86,10 +86,11 @@ def read_file(path: str | os.PathLike, reader: Callable[[Path], Any], *, kind: s
     line that names the file, what it should be and what to do (`remedy`, e.g. "re-run the
     stage that writes it"); an InputError the reader raises passes unchanged."""
     path = Path(path)
+    remedy = f"; {remedy}" if remedy else ""
     if path.is_dir():
-        raise InputError(f"{path}: a folder, not a {kind} file; {remedy}")
+        raise InputError(f"{path}: a folder, not a {kind} file{remedy}")
     if not path.exists():
-        raise InputError(f"{path}: {kind} file not found; {remedy}")
+        raise InputError(f"{path}: {kind} file not found{remedy}")
     try:
         return reader(path)
     except InputError:
@@ -97,7 +98,7 @@ def read_file(path: str | os.PathLike, reader: Callable[[Path], Any], *, kind: s
     except UNREADABLE as exc:
         detail = (str(exc).strip().splitlines() or [""])[0][:160]
         raise InputError(f"{path}: unreadable {kind} file, damaged or truncated "
-                         f"({type(exc).__name__}: {detail}); {remedy}") from None
+                         f"({type(exc).__name__}: {detail}){remedy}") from None
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:

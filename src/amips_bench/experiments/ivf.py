@@ -456,11 +456,6 @@ def load_split(dataset_dir: str | Path, split: str = "test"
     return queries, top1[:, 0], len(keys), keys.shape[1]
 
 
-def load_test(dataset_dir: str | Path) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(test queries, their exact global top-1, n_keys, d) from the c = 1 targets."""
-    return load_split(dataset_dir, "test")
-
-
 def query_sets(queries: np.ndarray, mapper: KeyMapper | None, probe_mapped: bool
                ) -> list[QuerySet]:
     """The query sets of one sweep job: natural (no model), or mapped and, with
@@ -490,7 +485,7 @@ def evaluate_indexes(dataset_dir: str | Path, index_dir: str | Path, *, ivf_budg
     """
     faiss_device = resolve_faiss_device(faiss_device)
     evaluator = resolve_evaluator(evaluator, ivf_budgets, faiss_device)
-    queries, target, n_keys, d = load_test(dataset_dir)
+    queries, target, n_keys, d = load_split(dataset_dir)
     indexes = ivf_indexes(index_dir, list(quantizers), list(nlist_multiples))
     mapper = None if model_path is None else KeyMapper.load(model_path, n_keys, device)
     sets = query_sets(queries, mapper, probe_mapped)

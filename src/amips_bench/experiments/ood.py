@@ -20,7 +20,7 @@ from ..core.provenance import device_name
 from ..core.storage import load_embeddings
 from ..datasets.targets import exact_top1
 from .faiss_backend import resolve_faiss_device
-from .ivf import KeyMapper, curve_questions, load_test, natural_queries, read_index, sweep
+from .ivf import KeyMapper, curve_questions, load_split, natural_queries, read_index, sweep
 
 
 def perturb(queries: np.ndarray, std: float, seed: int) -> np.ndarray:
@@ -41,7 +41,7 @@ def ood_rows(dataset_dir: str | Path, index_dir: str | Path, model_path: str | P
     """IVF rows of natural and mapped test queries at each noise level (faiss_device: a
     setting); `questions` receives each curve's per-question arrays (ivf.curve_questions)."""
     faiss_device = resolve_faiss_device(faiss_device)
-    queries, _, n_keys, d = load_test(dataset_dir)
+    queries, _, n_keys, d = load_split(dataset_dir)
     keys = load_embeddings(DatasetFiles(dataset_dir).keys)
     index = read_index(Path(index_dir) / "ivf.faiss")
     mapper = KeyMapper.load(model_path, n_keys, device)

@@ -26,7 +26,7 @@ from ..models.flops import centroid_flops, ivf_flops, key_flops, router_flops
 from ..models.networks import MODEL_KINDS, KeyNet, ModelSpec, build_model, load_model, model_scores, scores_and_keys
 from ..models.training import precision_context
 from .faiss_backend import set_nprobe
-from .ivf import load_test, read_index, search_ivf
+from .ivf import load_split, read_index, search_ivf
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
@@ -284,7 +284,7 @@ def ivf_pipeline_rows(dataset_dir, index_dir, model_paths: list, nprobes: list[i
     import faiss
 
 
-    queries, _, n_keys, d = load_test(dataset_dir)
+    queries, _, n_keys, d = load_split(dataset_dir)
     queries = queries[:batch]
     index = read_index(Path(index_dir) / "ivf.faiss")
     x = torch.from_numpy(queries).to(device)

@@ -212,7 +212,7 @@ class Trainer:
                 aside = self.checkpoint_path.with_name(
                     f"{self.checkpoint_path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
                 self.checkpoint_path.rename(aside)
-                print(f"[train] {str(exc).rstrip('; ')}; set aside as {aside.name}, training "
+                print(f"[train] {exc}; set aside as {aside.name}, training "
                       f"{'from the previous segment' if resume_from else 'from scratch'}", flush=True)
                 own = None
             if own is not None and {k: own.get(k) for k in ("spec", "config")} == self._identity():

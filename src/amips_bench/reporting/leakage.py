@@ -33,7 +33,7 @@ import pandas as pd
 from ..core.errors import InputError
 from ..core.storage import load_json
 from .evidence import QuestionEvidence, gain_interval
-from .results import gain_at_equal_flops, largest_recall, read_tables, with_ivf_setup
+from .results import gain_at_equal_flops, largest_recall, paper_ivf, read_tables
 from .selection import variant_of
 from .statistics import UNDECIDED, Interval, judge
 
@@ -60,12 +60,6 @@ class LeakagePair:
     def modes(self) -> dict[str, str]:
         """The dataset whose models each arm judges."""
         return {"leak_free": self.leak_free, "official": self.official, "official_clean": self.official}
-
-
-def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the paper's IVF setup (ivf.faiss)."""
-    ivf = with_ivf_setup(ivf[ivf["index"] == "ivf"])
-    return ivf[ivf["paper_setup"]]
 
 
 def read_clean_tests(json_paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:

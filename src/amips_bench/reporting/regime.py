@@ -27,6 +27,7 @@ from ..core.errors import InputError
 from ..core.runs import SIZES
 from ..core.stage_settings import RegimeSettings
 from .evidence import gain_interval
+from .results import paper_ivf
 from .selection import variant_of
 from .statistics import UNDECIDED, Interval, judge
 
@@ -83,9 +84,7 @@ def regime_table(res: Any, settings: RegimeSettings) -> pd.DataFrame:
     if not len(ivf):
         return pd.DataFrame()
     for dataset in settings.datasets:
-        v = ivf[(ivf.dataset == dataset) & (ivf["index"] == "ivf")].copy()
-        if "paper_setup" in v:
-            v = v[v.paper_setup.astype(str).str.lower() == "true"]
+        v = paper_ivf(ivf[ivf.dataset == dataset])
         if not len(v):
             continue
         v["variant"] = v.file.astype(str).map(variant_of)

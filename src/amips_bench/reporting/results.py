@@ -194,3 +194,9 @@ def with_ivf_setup(ivf: pd.DataFrame) -> pd.DataFrame:
     paper = ivf["paper_setup"].fillna(is_ivf) if "paper_setup" in ivf else is_ivf
     ivf["paper_setup"] = paper.astype(bool)
     return ivf
+
+
+def paper_ivf(ivf: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's IVF setup (ivf.faiss)."""
+    ivf = with_ivf_setup(ivf[ivf["index"] == "ivf"])
+    return ivf[ivf["paper_setup"]]

@@ -24,12 +24,11 @@ from ..leakage import (
     arm_sweep,
     arm_verdict,
     chosen_model,
-    paper_ivf,
     per_seed,
     read_clean_tests,
     summary,
 )
-from ..results import read_metrics, read_tables
+from ..results import paper_ivf, read_metrics, read_tables
 from . import style
 from .style import plt
 
