@@ -194,3 +194,16 @@ def test_the_cpu_time_plan_scales_measured_rates_by_each_stages_work(capsys):
     assert main(["plan", "--config", str(ROOT / "config/regime.yaml"), "--cpu"]) == 0
     out = capsys.readouterr().out
     assert "| regime_500k | train (c = 1) | 2 |" in out and "of wall time" in out
+
+
+def test_the_cpu_time_plan_of_a_real_dataset_is_one_line(capsys):
+    """The CPU plan measures rates for the synthetic generator only: a BEIR dataset is refused
+    in one line naming its key, before anything is measured."""
+    from amips_bench.cli import main
+
+    assert main(["plan", "--config", str(ROOT / "config/fiqa.yaml"), "--cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "amips-bench plan: error: config key 'datasets.fiqa.source': 'beir'; the CPU time plan "
+        "covers synthetic datasets only"]
+    assert "| fiqa |" not in captured.out  # no stage was estimated

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..core.config import train_rows
+from ..core.errors import ConfigError
 from ..core.runs import expand_grid, ivf_nlist
 from ..core.stage_settings import TrainSettings
 from ..datasets.embeddings import write_synthetic
@@ -128,12 +129,14 @@ def stage_estimates(config: dict, rates: Rates | None = None) -> list[dict[str, 
 
 def _stage_estimates(config: dict, rates: Rates | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    for name, ds in config["datasets"].items():  # before any rate is measured
+        if ds["source"] != "synthetic":
+            raise ConfigError(f"config key 'datasets.{name}.source': {ds['source']!r}; the CPU "
+                              f"time plan covers synthetic datasets only")
     first = next(iter(config["datasets"].values()))
     rates = rates or measure_rates(first.get("synthetic", {}).get("d", 384),
                                    config["targets"]["precision"])
     for name, ds in config["datasets"].items():
-        if ds["source"] != "synthetic":
-            raise ValueError(f"datasets.{name}: the CPU time plan covers synthetic datasets only")
         syn, s = ds["synthetic"], ds["splits"]
         n, q, d = syn["n_keys"], syn["n_queries"], syn["d"]
         train = train_rows(q, val_size=s["val_size"], test_size=s["test_size"],
